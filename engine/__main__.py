@@ -1,0 +1,76 @@
+"""Provides the ``python -m engine`` command line: one subcommand per pipeline step.
+
+Each subcommand's implementation is imported only when it runs, so ``--help`` never loads torch.
+Exit codes: 0 success, 2 bad input (config or data: the message names file, key/row and fix),
+1 any other failure (recorded as a ``failed`` event with a kind and a hint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> "module:function"; the function takes the parsed args and returns an exit code.
+COMMANDS = {
+    "synth": "engine.synthetic:main",
+    "check-data": "engine.data:check_data_main",
+    "tiny-model": "engine.tiny:main",
+    "train": "engine.train:main",
+    "infer": "engine.inference:main",
+    "evaluate": "engine.metrics:main",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write a deterministic synthetic Korean dialogue set (competition schema)")
+    p.add_argument("--out", required=True, help="directory for train.csv, dev.csv, test.csv")
+    p.add_argument("--train", type=int, default=400)
+    p.add_argument("--dev", type=int, default=60)
+    p.add_argument("--test", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("check-data", help="validate train/dev/test.csv and report what was normalised")
+    p.add_argument("dir", help="directory with train.csv, dev.csv, test.csv")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+
+    p = sub.add_parser("tiny-model", help="build a tiny random-init model and a locally trained tokenizer")
+    p.add_argument("--arch", required=True, choices=["bart", "t5", "llama", "qwen3"])
+    p.add_argument("--data", required=True, help="data directory whose train.csv trains the tokenizer")
+    p.add_argument("--out", required=True, help="output directory (loadable with from_pretrained)")
+    p.add_argument("--pretrain-steps", type=int, default=0, help="causal only: short LM pre-training on the corpus")
+    p.add_argument("--seed", type=int, default=0)
+
+    for name, help_ in (("train", "fine-tune a model; writes checkpoints/<nickname>/final_model"),
+                        ("infer", "generate summaries; writes submissions/<nickname>_submission.csv")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", required=True, help="YAML run config")
+        p.add_argument("--run-dir", required=True, help="run directory for config.yaml, run.log, events.jsonl")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key by dotted path")
+        if name == "infer":
+            p.add_argument("--split", choices=["test", "dev", "both"], default="both",
+                           help="test writes the submission; dev writes predictions for scoring (default both)")
+            p.add_argument("--checkpoint", help="model directory (default checkpoints/<nickname>/final_model)")
+
+    p = sub.add_parser("evaluate", help="Korean ROUGE of predictions against references")
+    p.add_argument("--predictions", required=True, help="CSV with fname,summary")
+    p.add_argument("--references", required=True, help="CSV with fname and summary[,summary1,summary2,...]")
+    p.add_argument("--tokenizer", choices=["mecab", "whitespace", "char"], default="mecab")
+    p.add_argument("--scorer", choices=["competition", "baseline"], default="competition")
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p.add_argument("--run-dir", help="also append an eval event to <run-dir>/events.jsonl")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, func_name = COMMANDS[args.command].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Provides the on-disk contract between the engine and the run manager: run-directory layout,
+the append-only ``events.jsonl`` stream, atomic writes and the complete-``final_model`` marker.
+
+Torch-free on purpose: the manager imports this module to follow runs, and the TUI must start
+instantly. Everything a run says is on disk, so runs outlive the TUI and the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EVENTS_SCHEMA_VERSION = 1
+ENGINE_VERSION = "0.1.0"
+
+# File names inside a run directory (runs/<id>/).
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "run.log"
+EVENTS_FILE = "events.jsonl"
+
+# Names of the events an engine command may write; docs/events.md documents their fields.
+EVENTS = (
+    "started",
+    "phase",
+    "progress",
+    "train_log",
+    "eval",
+    "artifact",
+    "warning",
+    "finished",
+    "failed",
+)
+
+# Failure kinds shared by the engine (events) and the manager (classification).
+FAILURE_KINDS = ("oom", "dtype", "disk", "data", "config", "interrupted", "host_oom", "unknown")
+
+# Written last inside final_model/: its presence (and validity) is what "complete" means.
+FINAL_MODEL_META = "dialsum_model.json"
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """Return ``name`` reduced to a single safe path component (no separators, no ``..``)."""
+    cleaned = _SAFE_NAME.sub("_", name).strip("._")
+    return cleaned or "run"
+
+
+# --- workspace layout ---------------------------------------------------------------------
+
+
+def final_model_dir(checkpoints: Path, nickname: str) -> Path:
+    return Path(checkpoints) / safe_name(nickname) / "final_model"
+
+
+def submission_path(submissions: Path, nickname: str) -> Path:
+    return Path(submissions) / f"{safe_name(nickname)}_submission.csv"
+
+
+def dev_predictions_path(submissions: Path, nickname: str) -> Path:
+    return Path(submissions) / f"{safe_name(nickname)}_dev_predictions.csv"
+
+
+# --- atomic writes --------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path | str, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+@contextmanager
+def atomic_directory(final: Path | str) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``final`` in one rename.
+
+    transformers' checkpoint saving is not atomic (PR #27820 was reverted), so a crash or a full
+    disk mid-save leaves half-written files. Writing elsewhere and renaming means ``final`` is
+    either the previous complete model or the new complete one, never a mix.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        old = None
+        if final.exists():
+            old = final.parent / f".{final.name}.old-{os.getpid()}-{int(time.time())}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_final_model_meta(directory: Path, meta: dict[str, Any]) -> None:
+    """Write the completeness marker; call it last, inside :func:`atomic_directory`."""
+    body = {"engine_version": ENGINE_VERSION, "written_at": time.time(), **meta}
+    atomic_write_text(Path(directory) / FINAL_MODEL_META, json.dumps(body, ensure_ascii=False, indent=2))
+
+
+def read_final_model_meta(directory: Path | str) -> dict[str, Any] | None:
+    """Return the metadata of a complete ``final_model`` directory, or None if it is not complete."""
+    path = Path(directory) / FINAL_MODEL_META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def is_complete_model(directory: Path | str) -> bool:
+    return read_final_model_meta(directory) is not None
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+class EventWriter:
+    """Append-only writer for ``events.jsonl``.
+
+    Each event is one ``os.write`` of one complete line on an ``O_APPEND`` descriptor, so
+    concurrent writers never interleave inside a line and a reader that only consumes lines
+    ending in ``\\n`` never sees a torn event.
+    """
+
+    def __init__(self, path: Path | str | None, command: str | None = None):
+        self.path = Path(path) if path else None
+        self.command = command
+        self._fd: int | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
+        record = {"v": EVENTS_SCHEMA_VERSION, "ts": round(time.time(), 3), "event": event}
+        if self.command:
+            record["command"] = self.command
+        record.update(fields)
+        if self._fd is not None:
+            line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+            os.write(self._fd, line.encode("utf-8"))
+        return record
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class EventTail:
+    """Incremental reader of ``events.jsonl``: call :meth:`read_new` repeatedly.
+
+    Keeps a byte offset and leaves an incomplete last line for the next call. Lines that are not
+    valid JSON (a disk-full truncation, say) are skipped, never fatal.
+    """
+
+    path: Path
+    offset: int = 0
+
+    def read_new(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size < self.offset:  # truncated or replaced: start again
+                    self.offset = 0
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        events = []
+        for raw in chunk[: end + 1].splitlines():
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and "event" in event:
+                events.append(event)
+        return events
+
+
+def read_events(path: Path | str) -> list[dict[str, Any]]:
+    """Return every complete event in ``path`` (empty if the file does not exist)."""
+    return EventTail(Path(path)).read_new()

@@ -1,0 +1,312 @@
+"""Provides the typed run configuration: YAML → validated sections, ``--set`` overrides, and
+errors that name the file and the key to change.
+
+Torch-free: the manager loads configs to queue runs and project their disk footprint. Checks that
+need the hardware (bf16 support, CUDA for 4-bit) live in :func:`check_runtime`, which takes the
+capabilities as plain values so it is testable without a GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config problem the user fixes by editing a file or a ``--set`` (exit status 2)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+class ModelConfig(_Section):
+    name_or_path: str = Field(description="Hub id (e.g. digit82/kobart-summarization) or a local directory.")
+    nickname: str = Field(
+        description="Name used in checkpoints/<nickname>/final_model and submissions/<nickname>_submission.csv."
+    )
+    kind: Literal["seq2seq", "causal"] = Field(description="seq2seq (BART/T5, Seq2SeqTrainer) or causal (SFTTrainer).")
+    dtype: Dtype = Field("float32", description="dtype the base weights are loaded in.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] | None = Field(
+        None, description="Attention kernel; None lets transformers choose (sdpa where supported)."
+    )
+    trust_remote_code: bool = Field(False, description="Run modelling code shipped with a hub repo. Leave off unless needed.")
+
+
+class DataConfig(_Section):
+    dir: str = Field("data", description="Directory with train.csv, dev.csv, test.csv (competition schema).")
+    max_train_samples: int | None = Field(None, ge=1, description="Use only the first N training rows (quick runs).")
+    max_eval_samples: int | None = Field(
+        None, ge=1, description="Dev rows scored with ROUGE at each evaluation during training (None = all)."
+    )
+    normalize: bool = Field(True, description="Turn literal '\\n' and '<br>' into newlines, CRLF into LF.")
+
+
+class PromptConfig(_Section):
+    topic: Literal["never", "always", "dropout"] = Field(
+        "never",
+        description=(
+            "Use the topic in the input. test.csv has no topic, so 'always' makes train and test prompts differ; "
+            "'dropout' trains with the topic on a random share of samples so the model also sees topic-less prompts."
+        ),
+    )
+    topic_dropout: float = Field(0.5, ge=0.0, le=1.0, description="With topic=dropout: share of training samples without topic.")
+    system: str = Field(
+        "당신은 유능한 AI 어시스턴트입니다. 사용자의 질문에 대해 친절하게 답변해주세요.",
+        description="System message of the chat template (causal models).",
+    )
+    speaker_label: str = Field("화자", description="A leading '#PersonN#:' becomes '<speaker_label>N:' (causal prompt).")
+    max_source_length: int = Field(1024, ge=8, description="Max prompt/encoder tokens; longer dialogues are truncated from the left.")
+    max_target_length: int = Field(200, ge=4, description="Max summary tokens in training.")
+
+
+class LoraConfig(_Section):
+    enabled: bool = Field(False, description="Train a LoRA adapter instead of all weights.")
+    r: int = Field(16, ge=1, description="Rank: higher = more capacity and memory.")
+    alpha: int = Field(32, ge=1, description="Scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or 'all-linear'."
+    )
+    merge_on_save: bool = Field(False, description="Save merged full weights instead of the adapter (larger on disk).")
+
+
+class QuantizationConfig(_Section):
+    load_in_4bit: bool = Field(False, description="QLoRA: load the base in 4-bit with bitsandbytes (CUDA only).")
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Dtype = Field("bfloat16", description="dtype of the 4-bit matmuls; must match model.dtype.")
+
+
+class TrainConfig(_Section):
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1 = run all epochs).")
+    learning_rate: float = Field(2e-5, gt=0)
+    batch_size: int = Field(8, ge=1, description="Per-device batch size.")
+    grad_accum: int = Field(1, ge=1)
+    eval_batch_size: int = Field(16, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_scheduler: str = "cosine"
+    max_grad_norm: float = Field(1.0, gt=0)
+    optim: str = Field("adamw_torch", description="transformers optimizer name, e.g. paged_adamw_32bit.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Mixed-precision (AMP) mode.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations: less memory, ~30% slower.")
+    group_by_length: bool = Field(True, description="Batch similar lengths together: less padding waste.")
+    seed: int = 42
+    logging_steps: int = Field(10, ge=1)
+    eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
+    eval_steps: int | None = Field(None, ge=1)
+    save_strategy: Literal["no", "steps", "epoch"] = "epoch"
+    save_steps: int | None = Field(None, ge=1)
+    save_total_limit: int | None = Field(2, ge=1, description="Intermediate checkpoints kept (final_model is separate).")
+    early_stopping_patience: int | None = Field(None, ge=1)
+    report_to: list[Literal["none", "wandb", "tensorboard"]] = Field(default_factory=lambda: ["none"])
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
+    dataloader_num_workers: int = Field(0, ge=0)
+
+
+class GenerationConfig(_Section):
+    batch_size: int = Field(32, ge=1, description="Dialogues per generate() call (length-sorted).")
+    num_beams: int = Field(4, ge=1)
+    max_new_tokens: int = Field(100, ge=1)
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    length_penalty: float = 1.0
+    early_stopping: bool = True
+    do_sample: bool = False
+
+
+class PathsConfig(_Section):
+    checkpoints: str = Field("checkpoints", description="checkpoints/<nickname>/final_model lives here.")
+    submissions: str = Field("submissions", description="<nickname>_submission.csv lives here.")
+    disk_quota_gb: float | None = Field(150.0, gt=0, description="Hard quota of the quota'd tree; training stops cleanly before it.")
+    disk_quota_path: str = Field(".", description="Tree whose size counts against the quota (measured like du).")
+    disk_margin_gb: float = Field(5.0, ge=0, description="Stop when usage comes within this margin of the quota.")
+
+
+class RunConfig(_Section):
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+
+    @model_validator(mode="after")
+    def _combinations(self) -> RunConfig:
+        problems = static_problems(self)
+        if problems:
+            raise ValueError(problems[0])
+        return self
+
+    # Convenience used all over the engine and the manager.
+    @property
+    def is_t5(self) -> bool:
+        return "t5" in self.model.name_or_path.lower()
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), allow_unicode=True, sort_keys=False)
+
+
+def static_problems(cfg: RunConfig) -> list[str]:
+    """Impossible combinations that need no hardware to detect; each message names the key."""
+    problems = []
+    if cfg.train.precision == "fp16" and cfg.model.dtype == "bfloat16":
+        problems.append(
+            "train.precision: fp16 AMP on a bfloat16 model fails with "
+            "'_amp_foreach_non_finite_check_and_unscale_cuda not implemented for BFloat16'; use precision: bf16"
+        )
+    if cfg.train.precision == "fp16" and cfg.model.dtype == "float16" and not cfg.lora.enabled:
+        problems.append(
+            "train.precision: fp16 AMP with float16 weights fails with 'Attempting to unscale FP16 gradients'; "
+            "load model.dtype: float32 (or bfloat16 with precision: bf16)"
+        )
+    if cfg.train.precision == "bf16" and cfg.model.dtype == "float16":
+        problems.append("train.precision: bf16 AMP on float16 weights mixes two half types; set model.dtype: bfloat16")
+    if cfg.is_t5 and (cfg.train.precision == "fp16" or cfg.model.dtype == "float16"):
+        problems.append("train.precision: T5 overflows in fp16 (NaN loss); use bf16 or fp32")
+    if cfg.quantization.load_in_4bit and not cfg.lora.enabled:
+        problems.append("quantization.load_in_4bit: 4-bit weights cannot be trained directly; set lora.enabled: true")
+    if cfg.quantization.load_in_4bit and cfg.quantization.compute_dtype != cfg.model.dtype:
+        problems.append(
+            "quantization.compute_dtype must equal model.dtype "
+            f"({cfg.quantization.compute_dtype} vs {cfg.model.dtype}): a mismatch is the hand-off's "
+            "'expected scalar type BFloat16 but found Float'"
+        )
+    if cfg.quantization.load_in_4bit and cfg.train.device == "cpu":
+        problems.append("quantization.load_in_4bit: bitsandbytes 4-bit needs a CUDA GPU; set train.device: cuda or turn it off")
+    if cfg.train.eval_strategy == "steps" and not cfg.train.eval_steps:
+        problems.append("train.eval_steps: required when train.eval_strategy is 'steps'")
+    if cfg.train.save_strategy == "steps" and not cfg.train.save_steps:
+        problems.append("train.save_steps: required when train.save_strategy is 'steps'")
+    if cfg.train.early_stopping_patience and cfg.train.eval_strategy == "no":
+        problems.append("train.early_stopping_patience: needs train.eval_strategy steps or epoch")
+    return problems
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the hardware can do, as plain values (filled from torch by the engine)."""
+
+    cuda: bool
+    bf16: bool
+    device_name: str = "cpu"
+
+
+def check_runtime(cfg: RunConfig, caps: Capabilities, source: str = "config") -> None:
+    """Raise :class:`ConfigError` for combinations the current hardware cannot run."""
+    on_gpu = caps.cuda and cfg.train.device != "cpu"
+    if cfg.train.device == "cuda" and not caps.cuda:
+        raise ConfigError(f"{source}: train.device: cuda requested but no CUDA GPU is visible; use auto or cpu")
+    if cfg.quantization.load_in_4bit and not on_gpu:
+        raise ConfigError(f"{source}: quantization.load_in_4bit: 4-bit needs a CUDA GPU and none is in use; set it to false")
+    wants_bf16 = cfg.train.precision == "bf16" or cfg.model.dtype == "bfloat16"
+    if wants_bf16 and on_gpu and not caps.bf16:
+        raise ConfigError(
+            f"{source}: train.precision/model.dtype: {caps.device_name} has no bf16 support; use fp32 weights with fp16 AMP"
+        )
+    if cfg.train.precision == "fp16" and not on_gpu:
+        raise ConfigError(f"{source}: train.precision: fp16 AMP needs a CUDA GPU; use fp32 or bf16 on CPU")
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: --set {dotted}: '{key}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """Turn ``["train.max_steps=5", ...]`` into a dotted-key → value mapping (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set train.max_steps=10")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{loc}' (typo? see configs/base.yaml for the known keys)")
+        elif e["type"] == "missing":
+            lines.append(f"{source}: missing required key '{loc}'")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {loc + ': ' if loc else ''}{msg} (got {e.get('input')!r})" if loc else f"{source}: {msg}")
+    return "\n".join(lines)
+
+
+def config_from_dict(tree: dict[str, Any], source: str = "config", overrides: dict[str, Any] | None = None) -> RunConfig:
+    tree = json.loads(json.dumps(tree))  # deep copy, plain types
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(tree, dotted, value, source)
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, source)) from None
+
+
+def load_config(path: Path | str, overrides: list[str] | dict[str, Any] | None = None) -> RunConfig:
+    """Load and validate a YAML run config.
+
+    Args:
+        path: the YAML file.
+        overrides: ``--set`` pairs (``["train.max_steps=5"]``) or an already-parsed mapping.
+
+    Raises:
+        ConfigError: with the file, the key and what to do.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text; save the YAML as UTF-8") from None
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}:{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source}: expected a mapping with sections model, data, train, ...")
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    return config_from_dict(tree, source, overrides)
+
+
+def resolve_path(value: str, base: Path | None = None) -> Path:
+    """Relative config paths resolve against the current directory (the workspace)."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base or Path.cwd()) / p
