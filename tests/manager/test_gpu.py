@@ -1,0 +1,133 @@
+"""Tests for the GPU sources and the /proc inspection that finds who really holds memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dialsum_tui.manager import gpu
+from dialsum_tui.manager.gpu import (
+    ALIVE,
+    GONE,
+    ZOMBIE,
+    GpuProcess,
+    NoGpuSource,
+    ScriptedGpuSource,
+    nvidia_device_holders,
+    open_gpu_source,
+    pid_state,
+    resolve_holder,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "gpu"
+UNUSED_PID = 4194399  # above the largest pid_max Linux allows: never a live process
+
+
+@pytest.fixture
+def sleeper():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_scripted_source_advances_and_stays_on_last_frame(sleeper):
+    src = ScriptedGpuSource.from_json(FIXTURES / "release_late.json", pids={"holder": sleeper.pid})
+    seen = [src.devices()[0] for _ in range(len(src.frames) + 3)]
+    assert seen[-1] == seen[-2] == src.frames[-1][0]
+    held = [d for d in seen if d.processes]
+    assert held and all(p.pid == sleeper.pid for d in held for p in d.processes)
+    assert "release_late.json" in src.describe()
+
+
+def test_every_fixture_loads():
+    for path in FIXTURES.glob("*.json"):
+        placeholders = {"holder": 1, "leader": 1}
+        src = ScriptedGpuSource.from_json(path, pids=placeholders)
+        assert src.frames and all(frame for frame in src.frames), path
+
+
+def test_bad_fixture_names_file_and_frame(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"frames": [{"devices": [{"name": "x"}]}]}))
+    with pytest.raises(ValueError, match=r"bad.json: frames\[0\]"):
+        ScriptedGpuSource.from_json(bad)
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({"frames": [{"devices": [{"index": 0, "used_mib": 1, "processes": [{"pid": "$x"}]}]}]}))
+    with pytest.raises(ValueError, match="placeholder"):
+        ScriptedGpuSource.from_json(missing)
+
+
+def test_open_gpu_source_env_and_fallback(monkeypatch):
+    monkeypatch.setenv("DIALSUM_FAKE_GPU", str(FIXTURES / "foreign_on_gpu0.json"))
+    assert isinstance(open_gpu_source(), ScriptedGpuSource)
+    monkeypatch.delenv("DIALSUM_FAKE_GPU")
+    src = open_gpu_source()
+    # This machine has no NVIDIA driver: the real NVML fails and we say so instead of crashing.
+    if isinstance(src, NoGpuSource):
+        assert src.devices() == []
+        assert "CPU runs proceed" in src.describe()
+    else:  # on a GPU host the real source answers
+        assert src.describe().startswith("NVML:")
+
+
+def test_pid_state_alive_zombie_gone():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    # Wait without reaping so the exited child stays a zombie.
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    assert pid_state(child.pid) == ZOMBIE
+    child.wait()
+    assert pid_state(child.pid) == GONE
+    assert pid_state(os.getpid()) == ALIVE
+    assert pid_state(UNUSED_PID) == GONE
+
+
+def test_nvidia_device_holders_reads_fd_links(tmp_path):
+    # A /proc-shaped tree: pid 321 has a /dev/nvidia0 fd, pid 654 only a regular file.
+    for pid, target in ((321, "/dev/nvidia0"), (654, "/tmp/x.log")):
+        fd_dir = tmp_path / str(pid) / "fd"
+        fd_dir.mkdir(parents=True)
+        (fd_dir / "3").symlink_to(target)
+    (tmp_path / "self").mkdir()
+    assert nvidia_device_holders(tmp_path) == {321: {"/dev/nvidia0"}}
+    assert isinstance(nvidia_device_holders(), dict)  # the real /proc scan never raises
+
+
+def test_stale_leader_resolves_to_forked_child():
+    # The leader forks a child that stays in its process group, then exits: like a DataLoader worker
+    # keeping the CUDA context after the trainer died.
+    code = "import os,time\npid=os.fork()\nif pid==0:\n    time.sleep(60); os._exit(0)\nprint(pid, flush=True)\n"
+    leader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    child = int(leader.stdout.readline())
+    leader.wait()
+    try:
+        listed = GpuProcess(leader.pid, 0, 11 * 1024**3)
+        holder = resolve_holder(listed, {leader.pid: (7, "Qwen3-4B-Instruct")}, ns_map={},
+                                device_holders={child: {"/dev/nvidia0"}, os.getpid(): {"/dev/nvidia0"}})
+        assert holder.run == (7, "Qwen3-4B-Instruct")
+        assert holder.state == GONE
+        assert holder.real_holders == [child]  # our own test process is in another group: not blamed
+        text = holder.describe()
+        assert f"pid {leader.pid} (run 7, Qwen3-4B-Instruct)" in text and f"pid {child} has /dev/nvidia open" in text
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
+def test_foreign_invisible_pid_is_described_as_such():
+    holder = resolve_holder(GpuProcess(UNUSED_PID, 0, 20 * 1024**3, "python3", "alice"), {}, ns_map={})
+    assert holder.run is None and holder.local_pid is None
+    assert "not ours; not visible here" in holder.describe()
+
+
+def test_ns_pid_map_maps_nested_levels(tmp_path):
+    (tmp_path / "900").mkdir()
+    (tmp_path / "900" / "status").write_text("Name:\tpython\nNSpid:\t900\t12\n")
+    (tmp_path / "901").mkdir()
+    (tmp_path / "901" / "status").write_text("Name:\tbash\nNSpid:\t901\n")
+    assert gpu.ns_pid_map(tmp_path) == {12: 900}
