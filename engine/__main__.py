@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", type=int, default=60)
     p.add_argument("--test", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", choices=["demo", "competition"], default="demo",
+                   help="demo: short dialogues for CPU; competition: real-set lengths for GPU benchmarks")
 
     p = sub.add_parser("check-data", help="validate train/dev/test.csv and report what was normalised")
     p.add_argument("dir", help="directory with train.csv, dev.csv, test.csv")
