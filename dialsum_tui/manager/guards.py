@@ -9,6 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dialsum_tui.manager.disk import human, used_of_limit
 from dialsum_tui.manager.gpu import (
     ALIVE,
     MIB,
@@ -24,8 +25,6 @@ from dialsum_tui.manager.gpu import (
 if TYPE_CHECKING:
     from dialsum_tui.manager.disk import DiskUsage
     from dialsum_tui.manager.workspace import Settings
-
-GB = 1000**3
 
 # An idle device reserves ~0.5 GiB (H100: ~480 MiB). A "no process listed" sample above this is
 # not a baseline: the memory is held by someone NVML cannot show us (another container).
@@ -200,13 +199,13 @@ def check_disk(usage: DiskUsage | None, projected_bytes: int) -> Verdict:
     if usage.limit_bytes <= 0:
         return Verdict(True, "no disk quota configured")
     numbers = (
-        f"needs ~{projected_bytes / GB:.1f} GB, {usage.used_bytes / GB:.1f}/{usage.limit_bytes / GB:.0f} GB used, "
-        f"margin {usage.margin_bytes / GB:.0f} GB"
+        f"needs ~{human(projected_bytes)}, {used_of_limit(usage.used_bytes, usage.limit_bytes)} used, "
+        f"margin {human(usage.margin_bytes)}"
     )
     if usage.used_bytes + projected_bytes + usage.margin_bytes > usage.limit_bytes:
         return Verdict(False, f"{numbers} (quota on {usage.path}); run `dialsum-tui prune` or raise quota_gb")
     if usage.safe_bytes and usage.used_bytes + projected_bytes > usage.safe_bytes:
-        return Verdict(True, f"{numbers}; above the safe level {usage.safe_bytes / GB:.0f} GB")
+        return Verdict(True, f"{numbers}; above the safe level {human(usage.safe_bytes)}")
     return Verdict(True, None)
 
 
@@ -217,7 +216,7 @@ def check_running_disk(usage: DiskUsage | None) -> Verdict:
     if usage.used_bytes + usage.margin_bytes >= usage.limit_bytes:
         return Verdict(
             False,
-            f"disk quota guard: {usage.used_bytes / GB:.1f}/{usage.limit_bytes / GB:.0f} GB used on {usage.path}, "
-            f"within the {usage.margin_bytes / GB:.0f} GB margin; stopping the run and pausing the queue",
+            f"disk quota guard: {used_of_limit(usage.used_bytes, usage.limit_bytes)} used on {usage.path}, "
+            f"within the {human(usage.margin_bytes)} margin; stopping the run and pausing the queue",
         )
     return Verdict(True, None)
