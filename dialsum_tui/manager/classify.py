@@ -1,0 +1,107 @@
+"""Provides the verdict on a finished stage process: success, or a failure kind with a one-line
+hint, from its exit status, its events and the tail of its log.
+
+The engine says why it failed when it can (a ``failed`` event); a process killed from outside
+says nothing, so the exit status and the log tail decide. Signatures come from
+:mod:`engine.failures`, the table the engine uses too.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from typing import Any
+
+from engine.artifacts import FAILURE_KINDS
+from engine.failures import HOST_OOM_HINT, Failure, match_text
+
+INTERRUPT_HINT = "stopped on request; retry to continue"
+UNKNOWN_HINT = "no known failure signature: read the lines above and run.log (`dialsum-tui logs ID`)"
+_ERROR_LINE = re.compile(r"error|exception|traceback|fatal|killed|abort", re.IGNORECASE)
+
+
+def _signal_of(exit_code: int | None) -> int | None:
+    # subprocess reports death by signal N as -N; a shell-style wrapper reports 128 + N.
+    if exit_code is None:
+        return None
+    if exit_code < 0:
+        return -exit_code
+    if 128 < exit_code < 128 + 65:
+        return exit_code - 128
+    return None
+
+
+def last_stage_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the events of the last stage in ``events`` (a run's file holds every stage's)."""
+    starts = [i for i, e in enumerate(events) if e.get("event") == "started"]
+    return events[starts[-1]:] if starts else events
+
+
+def error_lines(log_tail: str, limit: int = 3) -> str:
+    """Return the last lines that look like an error (or the last non-empty lines), joined by " | "."""
+    lines = [ln.strip() for ln in log_tail.splitlines() if ln.strip()]
+    picked = [ln for ln in lines if _ERROR_LINE.search(ln)][-limit:] or lines[-limit:]
+    return " | ".join(ln[:300] for ln in picked)
+
+
+def classify(
+    exit_code: int | None, events: list[dict[str, Any]], log_tail: str, others_held: str | None = None
+) -> Failure | None:
+    """Classify how a stage process ended.
+
+    Args:
+        exit_code: as ``subprocess`` reports it (negative = killed by that signal); None if unknown
+            (the process vanished while the worker was down).
+        events: the run's events (only the last stage's are considered).
+        log_tail: the last lines of ``run.log``.
+        others_held: who else held GPU memory when the run started or failed (from the GPU guard),
+            e.g. "pid 4711 (run 12, ...) holds 14.2 GiB on GPU 0"; added to an OOM verdict.
+
+    Returns:
+        None for success (exit 0 and a ``finished`` event); otherwise a Failure whose kind is one
+        of ``engine.artifacts.FAILURE_KINDS``.
+    """
+    stage = last_stage_events(events)
+    finished = any(e.get("event") == "finished" for e in stage)
+    failed = [e for e in stage if e.get("event") == "failed"]
+    if exit_code == 0 and finished and not failed:
+        return None
+    failure = _verdict(exit_code, failed[-1] if failed else None, log_tail, finished)
+    if failure.kind == "oom":
+        failure = _with_holder(failure, others_held)
+    return failure
+
+
+def _verdict(exit_code: int | None, failed: dict[str, Any] | None, log_tail: str, finished: bool) -> Failure:
+    if failed is not None:
+        kind = str(failed.get("kind") or "unknown")
+        kind = kind if kind in FAILURE_KINDS else "unknown"
+        message = str(failed.get("message") or "")
+        known = match_text(message)
+        hint = str(failed.get("hint") or (known.hint if known else UNKNOWN_HINT))
+        return Failure(kind, message or f"{kind} (no message)", hint)
+    sig = _signal_of(exit_code)
+    if sig in (signal.SIGINT, signal.SIGTERM):
+        return Failure("interrupted", f"interrupted by user ({signal.Signals(sig).name})", INTERRUPT_HINT)
+    known = match_text(log_tail)
+    if known is not None:
+        return known
+    if sig == signal.SIGKILL:
+        return Failure("host_oom", f"killed by SIGKILL (exit {exit_code}) with nothing in the log", HOST_OOM_HINT)
+    lines = error_lines(log_tail)
+    if exit_code == 0 and not finished:
+        return Failure("unknown", f"exited 0 without a 'finished' event; last lines: {lines or '(empty log)'}", UNKNOWN_HINT)
+    if exit_code is None:
+        return Failure("unknown", f"process vanished, exit status unknown; last lines: {lines or '(empty log)'}", UNKNOWN_HINT)
+    what = f"killed by {signal.Signals(sig).name}" if sig and sig in signal.Signals._value2member_map_ else f"exit {exit_code}"
+    return Failure("unknown", f"{what}; last lines: {lines or '(empty log)'}", UNKNOWN_HINT)
+
+
+def _with_holder(failure: Failure, others_held: str | None) -> Failure:
+    if not others_held:
+        return failure
+    return Failure(
+        failure.kind,
+        f"{failure.message} — meanwhile {others_held}",
+        "another process held GPU memory at the time: free it (`dialsum-tui check`) and retry before shrinking the batch",
+    )
