@@ -1,0 +1,430 @@
+"""Provides DialsumApp, the Textual front end of the run manager, and the factory that builds it.
+
+The app renders state read from the manager and posts intents to it; it never starts a process
+and never imports torch. A background thread polls the store, the GPU source and the cached disk
+figures about once a second and posts a message only when something changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+from textual.widgets import DataTable
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from dialsum_tui.manager.models import Run, RunState
+from dialsum_tui.messages import IntentDone, IntentFailed, RunOutputRead, StateRefreshed
+from dialsum_tui.screens.add_run import AddRunScreen
+from dialsum_tui.screens.confirm import ConfirmScreen
+from dialsum_tui.screens.help import HelpScreen
+from dialsum_tui.screens.main import KEY_HELP, KEYS, MainScreen, key_label
+from dialsum_tui.screens.results import ResultsScreen
+from dialsum_tui.widgets.formatting import human_bytes
+from dialsum_tui.widgets.log_tail import LogTail
+from dialsum_tui.widgets.log_view import LogView
+from dialsum_tui.widgets.progress_panel import ProgressPanel
+from dialsum_tui.widgets.queue_table import QueueTable
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.gpu import GpuSource
+    from dialsum_tui.manager.service import Manager
+    from dialsum_tui.manager.workspace import Workspace
+
+HANDOFF_FILE = "HANDOFF.md"
+RESULTS_FILE = "results.md"
+
+
+class DialsumApp(App[int]):
+    """The dashboard over one workspace. Build it with :func:`make_app`."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "dialsum-tui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
+
+    def __init__(self, manager: Manager, gpu_source: GpuSource, poll_interval: float = 1.0) -> None:
+        super().__init__()
+        self.manager = manager
+        self.gpu_source = gpu_source
+        self.poll_interval = poll_interval
+        self.runs: list[Run] = []
+        self.paused = False
+        self.selected_run_id: int | None = None  # read by the poller thread; an int swap is atomic
+        self._wake = threading.Event()  # set after an intent so the next poll comes at once
+        self._last_error: str | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        self.sub_title = self.manager.workspace.root.name
+        self.main = MainScreen(self.manager.workspace.root.name)
+        await self.push_screen(self.main)  # mounted before the first snapshot can arrive
+        self._poll()
+
+    def refresh_now(self) -> None:
+        """Ask the poller for a snapshot now instead of at the next tick."""
+        self._wake.set()
+
+    # --- polling (thread) ------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _poll(self) -> None:
+        worker = get_current_worker()
+        poller = _Poller(self.manager, self.gpu_source)
+        while not worker.is_cancelled:
+            try:
+                state = poller.state()
+                if state is not None:
+                    self.post_message(state)
+                output = poller.output(self.selected_run_id)
+                if output is not None:
+                    self.post_message(output)
+                self._last_error = None
+            except Exception as exc:  # a locked db or a vanished file must not kill the refresh
+                message = f"{type(exc).__name__}: {exc}"
+                if message != self._last_error:
+                    self._last_error = message
+                    self.post_message(IntentFailed("refresh", message))
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self.notify(f"{event.worker.name}: {event.worker.error}", severity="error", timeout=10)
+
+    # --- state flows down ------------------------------------------------------------------
+
+    def on_state_refreshed(self, message: StateRefreshed) -> None:
+        self.runs, self.paused = message.runs, message.paused
+        main = self.main
+        main.query_one(QueueTable).show_runs(message.runs)
+        owners = {run.pid: (run.id, run.nickname) for run in message.runs if run.pid}
+        main.query_one("#gpu").show(message.gpus, message.gpu_note, owners)
+        main.query_one("#disk").show(message.disk, message.projected_bytes)
+        main.set_status(self._status_text(message))
+        main.query_one("#status-line").set_class(message.paused, "-paused")
+        self._select(main.query_one(QueueTable).selected_run_id)
+        main.query_one(ProgressPanel).show_run(self._run(self.selected_run_id))
+
+    def _status_text(self, message: StateRefreshed) -> Text:
+        counts: dict[str, int] = {}
+        for run in message.runs:
+            counts[run.state.value] = counts.get(run.state.value, 0) + 1
+        text = Text()
+        text.append("⏸ queue paused (space resumes)" if message.paused else "▶ queue live", style="bold")
+        worker = f"worker pid {message.worker_pid}" if message.worker_pid else "worker not running"
+        text.append(f" · {worker} · ", style="" if message.worker_pid else "bold red")
+        text.append(", ".join(f"{n} {state}" for state, n in counts.items()) or "no runs yet (a adds one)")
+        return text
+
+    def on_run_output_read(self, message: RunOutputRead) -> None:
+        if message.run_id != self.selected_run_id:
+            return  # the selection moved on while this was read
+        log, progress = self.main.query_one(LogView), self.main.query_one(ProgressPanel)
+        if message.reset:
+            run = self._run(message.run_id)
+            log.start(f"run {message.run_id} {run.nickname if run else ''}".strip())
+            progress.reset()
+        if message.log is not None:
+            log.append(message.log)
+        if message.events:
+            progress.add_events(message.events)
+
+    @on(DataTable.RowHighlighted, "#queue")
+    def _on_queue_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._select(int(event.row_key.value) if event.row_key.value is not None else None)
+
+    def _select(self, run_id: int | None) -> None:
+        if run_id != self.selected_run_id:
+            self.selected_run_id = run_id
+            self.main.query_one(ProgressPanel).show_run(self._run(run_id))
+            self.refresh_now()
+
+    def _run(self, run_id: int | None) -> Run | None:
+        return next((run for run in self.runs if run.id == run_id), None)
+
+    def on_intent_failed(self, message: IntentFailed) -> None:
+        self.notify(message.message, title=f"{message.action} failed", severity="error", timeout=10)
+
+    def on_intent_done(self, message: IntentDone) -> None:
+        if message.message:
+            self.notify(message.message, title=message.action)
+
+    # --- intents (thread, so a busy SQLite lock never freezes the keys) ----------------------
+
+    @work(thread=True, group="intents", exit_on_error=False)
+    def _intent(self, action: str, call: Callable[[], str]) -> None:
+        try:
+            done = call()
+        except Exception as exc:  # the manager's errors name the file/key and the fix: show them
+            self.post_message(IntentFailed(action, str(exc) or type(exc).__name__))
+        else:
+            self.post_message(IntentDone(action, done))
+        self.refresh_now()
+
+    def _selected(self, action: str) -> Run | None:
+        run = self._run(self.selected_run_id)
+        if run is None:
+            self.notify(f"{action}: select a run in the queue first", severity="warning")
+        return run
+
+    def action_add_run(self) -> None:
+        def queue(choice: tuple[str, str] | None) -> None:
+            if choice:
+                path, action = choice
+                self._intent("add", lambda: f"queued run {self.manager.add(path, action=action).id} from {path}")
+
+        self.push_screen(AddRunScreen(self.manager.workspace.root), queue)
+
+    def _retry(self, action: str, verb: str) -> None:
+        run = self._selected(verb)
+        if run is not None:
+            self._intent(verb, lambda: f"{verb}: queued run {self.manager.retry(run.id, action=action).id} "
+                                       f"({run.nickname})")
+
+    def action_retrain(self) -> None:
+        self._retry("pipeline", "retrain")
+
+    def action_reinfer(self) -> None:
+        self._retry("infer", "re-infer")
+
+    def action_reevaluate(self) -> None:
+        self._retry("evaluate", "re-evaluate")
+
+    def action_cancel_run(self) -> None:
+        run = self._selected("cancel")
+        if run is None:
+            return
+        if run.state.is_final:
+            self.notify(f"run {run.id} is already {run.state.value}", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._intent("cancel", lambda: f"run {run.id} {self.manager.cancel(run.id).state.value}")
+
+        where = f" (pid {run.pid}, {run.stage})" if run.state is RunState.RUNNING else ""
+        self.push_screen(ConfirmScreen(f"Cancel run {run.id}?", f"{run.nickname}{where}"), confirmed)
+
+    def action_toggle_pause(self) -> None:
+        if self.paused:
+            self._intent("resume", lambda: (self.manager.resume(), "queue resumed")[1])
+        else:
+            self._intent("pause", lambda: (self.manager.pause(), "queue paused; running runs go on")[1])
+
+    def action_move(self, delta: int) -> None:
+        run = self._selected("move")
+        if run is not None:
+            self._intent("move", lambda: (self.manager.move(run.id, delta), "")[1])
+
+    @work(thread=True, group="intents", exit_on_error=False)
+    def action_kill_leftovers(self) -> None:
+        leftovers = self.manager.leftovers()
+        if not leftovers:
+            self.post_message(IntentDone("kill leftovers", "none of our runs' processes is left on a GPU"))
+            return
+        lines = [f"pid {p.pid} on GPU {p.gpu_index}: {human_bytes(p.used_bytes)} — run {rid} {nick}"
+                 for p, rid, nick in leftovers]
+        pids = [p.pid for p, _, _ in leftovers]
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._intent("kill leftovers", lambda: "killed " + ", ".join(
+                    f"pid {pid}" for pid in self.manager.kill_leftovers(pids)) or "nothing to kill")
+
+        self.call_from_thread(self.push_screen, ConfirmScreen("Kill these leftover processes?", "\n".join(lines)),
+                              confirmed)
+
+    @work(thread=True, group="intents", exit_on_error=False)
+    def action_prune(self) -> None:
+        items = self.manager.prune_plan()
+        if not items:
+            self.post_message(IntentDone("prune", "nothing to prune"))
+            return
+        total = sum(item.bytes for item in items)
+        lines = [f"{human_bytes(item.bytes):>9}  {item.path}  ({item.reason})" for item in items]
+        body = "\n".join(lines) + f"\n\nfrees {human_bytes(total)}"
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._intent("prune", lambda: f"freed {human_bytes(self.manager.prune(items))}")
+
+        self.call_from_thread(self.push_screen, ConfirmScreen(f"Delete {len(items)} items?", body), confirmed)
+
+    @work(thread=True, group="intents", exit_on_error=False)
+    def action_results(self) -> None:
+        rows = self.manager.results()
+        self.call_from_thread(self.push_screen, ResultsScreen(rows, f"m writes {RESULTS_FILE} in the workspace"))
+
+    def action_export_results(self) -> None:
+        from dialsum_tui.manager.results import format_results
+
+        def export() -> str:
+            path = self.manager.workspace.root / RESULTS_FILE
+            _write_text(path, format_results(self.manager.results(), "markdown"))
+            return f"wrote {path}"
+
+        self._intent("export results", export)
+
+    def action_handoff(self) -> None:
+        def write() -> str:
+            path = self.manager.workspace.root / HANDOFF_FILE
+            _write_text(path, self.manager.handoff())
+            return f"wrote {path}"
+
+        self._intent("hand-off", write)
+
+    def action_filter_log(self) -> None:
+        errors_only = self.main.query_one(LogView).toggle_filter()
+        self.notify("log: errors only" if errors_only else "log: all lines", timeout=2)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(key_table()))
+
+    def action_quit_app(self) -> None:
+        active = sum(run.state.is_active for run in self.runs) + sum(run.state is RunState.QUEUED for run in self.runs)
+        self.exit(0, message=quit_message(active))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, MainScreen):
+            for binding in KEYS:
+                action = binding.action.removeprefix("app.")
+                yield SystemCommand(f"{binding.description} ({key_label(binding)})", KEY_HELP[binding.action],
+                                    lambda a=action: self.run_action(a))
+
+
+def key_table() -> list[tuple[str, str]]:
+    """Return (key, what it does) for every key of the main screen."""
+    return [(key_label(binding), KEY_HELP[binding.action]) for binding in KEYS]
+
+
+def quit_message(unfinished: int) -> str:
+    """The line printed after quitting: the worker is detached, so runs keep going."""
+    if unfinished:
+        return f"dialsum-tui closed; {unfinished} unfinished run(s) keep going in the worker. Reopen with `dialsum-tui`."
+    return "dialsum-tui closed; the worker keeps watching the queue. Reopen with `dialsum-tui`."
+
+
+def _write_text(path: Path, text: str) -> None:
+    from engine.artifacts import atomic_write_text  # torch-free; imported here to keep startup light
+
+    atomic_write_text(path, text)
+
+
+class _Poller:
+    """Reads the snapshot and the selected run's output; lives on the poll thread only."""
+
+    def __init__(self, manager: Manager, gpu_source: GpuSource) -> None:
+        self.manager = manager
+        self.gpu_source = gpu_source
+        self.gpu_note = gpu_source.describe()
+        self._last: tuple | None = None
+        self._projection: dict[tuple[int, str], int] = {}
+        self._run_id: int | None = None
+        self._log: LogTail | None = None
+        self._events: Any = None
+
+    def state(self) -> StateRefreshed | None:
+        """Return a snapshot, or None when it equals the previous one."""
+        runs = self.manager.runs()
+        alive, pid = self.manager.worker_status()
+        snapshot = (runs, self.manager.is_paused(), pid if alive else None, self.gpu_source.devices(),
+                    self.manager.disk())
+        if snapshot == self._last:
+            return None
+        self._last = snapshot
+        return StateRefreshed(runs=snapshot[0], paused=snapshot[1], worker_pid=snapshot[2], gpus=snapshot[3],
+                              gpu_note=self.gpu_note, disk=snapshot[4], projected_bytes=self._projected(runs))
+
+    def _projected(self, runs: list[Run]) -> int:
+        total = 0
+        for run in runs:
+            if run.state in (RunState.QUEUED, RunState.WAITING):
+                key = (run.id, run.action.value)
+                if key not in self._projection:
+                    self._projection[key] = _footprint(run)
+                total += self._projection[key]
+        return total
+
+    def output(self, run_id: int | None) -> RunOutputRead | None:
+        """Return new log lines and events of ``run_id`` (everything anew when it changed)."""
+        from engine.artifacts import EVENTS_FILE, EventTail
+
+        if run_id is None:
+            self._run_id = None
+            return None
+        reset = run_id != self._run_id
+        if reset:
+            self._run_id = run_id
+            self._log = LogTail(self.manager.log_path(run_id))
+            self._events = EventTail(self.manager.workspace.run_dir(run_id) / EVENTS_FILE)
+        chunk = self._log.read_new()
+        events = self._events.read_new()
+        if not reset and chunk is None and not events:
+            return None
+        return RunOutputRead(run_id=run_id, log=chunk, events=events, reset=reset)
+
+
+def _footprint(run: Run) -> int:
+    """Bytes the run will add to the disk; 0 when the guards module cannot tell."""
+    try:
+        import yaml
+
+        from dialsum_tui.manager.disk import projected_footprint
+        from engine.config import config_from_dict
+
+        return projected_footprint(config_from_dict(yaml.safe_load(run.config_yaml), f"run {run.id}"), run.action.value)
+    except Exception:  # a projection is advice; a config it cannot read is reported when the run starts
+        return 0
+
+
+def make_app(
+    workspace: Workspace | str | Path,
+    gpu_source: GpuSource | None = None,
+    manager: Manager | None = None,
+    poll_interval: float = 1.0,
+) -> DialsumApp:
+    """Build the app for the CLI and the tests alike.
+
+    Args:
+        workspace: the workspace (or its directory) whose runs to show.
+        gpu_source: where GPU samples come from; default the manager's (NVML, or the
+            ``$DIALSUM_FAKE_GPU`` script). Tests pass a ``ScriptedGpuSource``.
+        manager: an open manager; default ``Manager.open(workspace)``.
+        poll_interval: seconds between snapshots.
+
+    Returns:
+        The app, not yet running.
+    """
+    from dialsum_tui.manager.service import Manager
+    from dialsum_tui.manager.workspace import Workspace, find_workspace
+
+    if manager is None:
+        ws = workspace if isinstance(workspace, Workspace) else find_workspace(str(workspace))
+        manager = Manager.open(ws)
+    return DialsumApp(manager, gpu_source or manager.gpu_source(), poll_interval=poll_interval)
+
+
+def run_app(workspace: Workspace | str | Path | None = None) -> int:
+    """Open the app on ``workspace``, starting the detached worker if none runs.
+
+    Returns:
+        The exit status for the CLI.
+    """
+    from dialsum_tui.manager.service import Manager
+    from dialsum_tui.manager.workspace import Workspace, find_workspace
+
+    ws = workspace if isinstance(workspace, Workspace) else find_workspace(None if workspace is None else str(workspace))
+    manager = Manager.open(ws)
+    manager.ensure_worker()
+    app = make_app(ws, manager=manager)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,1 @@
+"""Provides the screens of the Textual app (main dashboard, dialogs, help, results)."""

@@ -1,0 +1,62 @@
+"""Provides DiskPanel: quota use against the limit with the safe zone, top consumers, projection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from dialsum_tui.widgets.formatting import gb, human_bytes
+
+BAR_WIDTH = 14
+TOP_CONSUMERS = 4
+
+
+def quota_bar(used: int, projected: int, safe: int, limit: int, width: int = BAR_WIDTH) -> Text:
+    """Return a bar of ``width`` cells: used, then projected growth, with ``|`` at the safe line."""
+    def cell(n: int) -> int:
+        return min(width, int(round(n / limit * width))) if limit else 0
+
+    used_c, after_c, safe_c = cell(used), cell(used + projected), cell(safe)
+    text = Text()
+    for i in range(width):
+        if i == safe_c:
+            text.append("|", style="bold yellow")
+        elif i < used_c:
+            text.append("█", style="red" if i >= safe_c else "green")
+        elif i < after_c:
+            text.append("▒", style="yellow")
+        else:
+            text.append("·", style="dim")
+    return text
+
+
+def render_disk(disk: Any | None, projected: int) -> Text:
+    """Render a ``DiskUsage`` (or its absence) and the projection after the queued runs."""
+    if disk is None:
+        return Text("Disk: not measured yet (the worker measures in the background)", style="dim")
+    text = Text()
+    text.append_text(quota_bar(disk.used_bytes, projected, disk.safe_bytes, disk.limit_bytes))
+    text.append(f" {gb(disk.used_bytes)}/{gb(disk.limit_bytes)} GB")
+    after = disk.used_bytes + projected
+    style = "red" if after > disk.limit_bytes - disk.margin_bytes else "yellow" if after > disk.safe_bytes else ""
+    text.append(f"\n  safe ≤ {gb(disk.safe_bytes)} GB · after queue ~{gb(after)} GB", style=style)
+    for label, size in disk.consumers[:TOP_CONSUMERS]:
+        text.append(f"\n  {human_bytes(size):>9}  {label}")
+    return text
+
+
+class DiskPanel(Static):
+    """Shows the cached disk measurement; never measures anything itself."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("Disk: …", **kwargs)
+        self._shown: tuple | None = None
+
+    def show(self, disk: Any | None, projected: int) -> None:
+        """Render unless unchanged."""
+        key = (repr(disk), projected)
+        if key != self._shown:
+            self._shown = key
+            self.update(render_disk(disk, projected))

@@ -1,0 +1,61 @@
+"""Provides GpuPanel: per-device memory bar, utilisation, temperature and processes, ours marked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from dialsum_tui.widgets.formatting import bar, gib
+
+BAR_WIDTH = 10
+
+
+def render_gpus(gpus: list[Any], note: str, owners: dict[int, tuple[int, str]]) -> Text:
+    """Render GPU devices as text.
+
+    Args:
+        gpus: ``GpuDevice`` records from the manager's GPU source.
+        note: the source's description, shown when there are no devices (CPU-only host).
+        owners: pid -> (run id, nickname) for our runs, to mark their processes.
+
+    Returns:
+        Rich text, one block per device.
+    """
+    text = Text()
+    if not gpus:
+        return text.append(note or "no GPU", style="dim")
+    for n, gpu in enumerate(gpus):
+        if n:
+            text.append("\n")
+        fraction = gpu.used_bytes / gpu.total_bytes if gpu.total_bytes else 0.0
+        style = "red" if fraction > 0.9 else "yellow" if fraction > 0.6 else "green"
+        text.append(f"GPU{gpu.index} ", style="bold")
+        text.append(bar(fraction, BAR_WIDTH), style=style)
+        text.append(f" {gib(gpu.used_bytes)}/{gib(gpu.total_bytes)} GiB")
+        util = f"{gpu.util_percent}%" if gpu.util_percent is not None else "-"
+        temp = f"{gpu.temperature_c}°C" if gpu.temperature_c is not None else "-"
+        text.append(f"\n  util {util} · {temp} · ")
+        text.append(gpu.name, style="dim")
+        for proc in gpu.processes:
+            owner = owners.get(proc.pid)
+            who = f"run {owner[0]} {owner[1]}" if owner else f"not ours {proc.user or ''}".rstrip()
+            text.append(f"\n  {proc.pid:>7} {gib(proc.used_bytes):>5} GiB ")
+            text.append(who, style="bold cyan" if owner else "dim")
+    return text
+
+
+class GpuPanel(Static):
+    """Shows the latest GPU snapshot; redraws only when the snapshot changed."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("GPU: waiting for the first sample…", **kwargs)
+        self._shown: tuple | None = None
+
+    def show(self, gpus: list[Any], note: str, owners: dict[int, tuple[int, str]]) -> None:
+        """Render a snapshot unless it is the one already shown."""
+        key = (tuple(gpus), note, tuple(sorted(owners.items())))
+        if key != self._shown:
+            self._shown = key
+            self.update(render_gpus(gpus, note, owners))

@@ -1,0 +1,87 @@
+"""Provides LogTail: reads the end of a growing ``run.log`` without ever reading the whole file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# How much of an existing log is shown when the view opens, and the most read per poll: a
+# multi-GB log must open instantly, and a run writing 10k lines/s must not stall the UI.
+DEFAULT_WINDOW = 64 * 1024
+
+
+@dataclass
+class LogChunk:
+    """What changed in the log since the last read."""
+
+    lines: list[str]  # complete lines, tqdm ``\r`` updates already collapsed
+    live: str | None  # the unfinished last line (a tqdm bar in progress), None if there is none
+    reset: bool = False  # the file was replaced, truncated or opened: drop what is shown
+    skipped: int = 0  # bytes jumped over because the writer was faster than the window
+
+
+def collapse_cr(line: str) -> str:
+    """Return what a terminal would show for ``line``: the text after its last ``\\r``.
+
+    tqdm redraws its bar with ``\\r`` on one line; in a file those redraws pile up into one
+    enormous line. A trailing ``\\r`` (CRLF endings) is not a redraw, so it is dropped first.
+    """
+    line = line.rstrip("\r")
+    cut = line.rfind("\r")
+    return line[cut + 1 :] if cut >= 0 else line
+
+
+@dataclass
+class LogTail:
+    """Follows one log file by byte offset, starting ``window`` bytes before its end.
+
+    Survives truncation and replacement (size below the offset or a new inode: start again at
+    the end), and skips ahead when more than ``window`` bytes arrived between two reads.
+    """
+
+    path: Path
+    window: int = DEFAULT_WINDOW
+    offset: int | None = None  # None until the first read, which seeks to the end
+    _inode: int | None = field(default=None, repr=False)
+    _partial: bytes = field(default=b"", repr=False)
+
+    def read_new(self) -> LogChunk | None:
+        """Return the new lines since the last call, or None when nothing changed."""
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            if self.offset is not None:  # the log vanished: show that, start over when it returns
+                self.offset, self._inode, self._partial = None, None, b""
+                return LogChunk([], None, reset=True)
+            return None
+        with fh:
+            stat = os.fstat(fh.fileno())
+            reset = False
+            if self.offset is None or stat.st_ino != self._inode or stat.st_size < self.offset:
+                reset = True
+                self._inode, self._partial = stat.st_ino, b""
+                self.offset = max(0, stat.st_size - self.window)
+                skip_partial_line = self.offset > 0
+            elif stat.st_size == self.offset:
+                return None
+            else:
+                skip_partial_line = False
+            skipped = 0
+            if stat.st_size - self.offset > self.window:
+                skipped = stat.st_size - self.window - self.offset
+                self.offset, self._partial = stat.st_size - self.window, b""
+                skip_partial_line = True
+            fh.seek(self.offset)
+            data = fh.read(stat.st_size - self.offset)
+        self.offset += len(data)
+        if skip_partial_line:  # we landed mid-line: the first fragment is not a whole line
+            newline = data.find(b"\n")
+            data = data[newline + 1 :] if newline >= 0 else b""
+        data = self._partial + data
+        complete, sep, rest = data.rpartition(b"\n")
+        self._partial = rest
+        text = complete.decode("utf-8", errors="replace")
+        lines = [collapse_cr(line) for line in text.split("\n")] if sep else []
+        live = collapse_cr(rest.decode("utf-8", errors="replace")) if rest else None
+        return LogChunk(lines, live or None, reset=reset, skipped=skipped)

@@ -1,0 +1,66 @@
+"""Provides QueueTable: the run queue with state, progress, ETA and the guard's reason."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from dialsum_tui.manager.models import Run
+from dialsum_tui.widgets.formatting import STATE_ICONS, duration, progress_fraction, run_note
+
+# The columns a narrow (80×24) terminal must show come first; the rest scroll horizontally.
+COLUMNS = (("id", "ID"), ("state", "State"), ("model", "Model"), ("pct", "%"), ("eta", "ETA"),
+           ("stage", "Stage"), ("step", "Step"), ("note", "Note"))
+
+
+def run_cells(run: Run) -> tuple[str, ...]:
+    """Return the table cells for one run, in column order."""
+    fraction = progress_fraction(run)
+    step, total = run.progress.get("step"), run.progress.get("total")
+    active = run.state.is_active
+    return (
+        str(run.id),
+        STATE_ICONS[run.state],
+        run.nickname,
+        f"{fraction * 100:.0f}%" if fraction is not None else "",
+        duration(run.progress.get("eta_s")) if active else "",
+        f"{run.stage or '-'}" + (f" ({run.action.value})" if run.action.value != "pipeline" else ""),
+        f"{step}/{total}" if step is not None and total else "",
+        run_note(run),
+    )
+
+
+class QueueTable(DataTable):
+    """One row per run in queue order; the row key is the run id."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self._rows: dict[str, tuple[str, ...]] = {}
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    @property
+    def selected_run_id(self) -> int | None:
+        """The id of the run under the cursor, or None when the queue is empty."""
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        return int(key.value) if key.value is not None else None
+
+    def show_runs(self, runs: list[Run]) -> None:
+        """Render ``runs``, touching only the cells that changed and keeping the cursor on its run."""
+        rows = {str(run.id): run_cells(run) for run in runs}
+        if list(rows) == list(self._rows):
+            for key, cells in rows.items():
+                for (column, _), old, new in zip(COLUMNS, self._rows[key], cells):
+                    if old != new:
+                        self.update_cell(key, column, new, update_width=True)
+        else:
+            selected = self.selected_run_id
+            self.clear()
+            for key, cells in rows.items():
+                self.add_row(*cells, key=key)
+            if selected is not None and str(selected) in rows:
+                self.move_cursor(row=self.get_row_index(str(selected)))
+        self._rows = rows

@@ -1,0 +1,39 @@
+"""Provides ResultsTable: the hand-off table (Model | ROUGE | 상태) built by the manager."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+COLUMNS = (("model", "Model"), ("rouge", "ROUGE"), ("r123", "R1/R2/RL"), ("status", "상태"), ("evidence", "Evidence"))
+
+
+def result_cells(row: Any) -> tuple[Any, ...]:
+    """Return the cells for one ``ResultRow``; the score says its tokenizer so numbers stay comparable."""
+    if row.final is not None:
+        rouge = f"{row.final:.2f}" + (f" ({row.tokenizer})" if row.tokenizer else "")
+    else:
+        rouge = "-"
+    parts = [row.rouge1, row.rouge2, row.rougeL]
+    r123 = "/".join(f"{v:.3f}" for v in parts) if all(v is not None for v in parts) else "-"
+    evidence = row.evidence + (f" — {row.hint}" if row.hint else "")
+    return (row.nickname, rouge, r123, row.status, Text(evidence, style="dim"))
+
+
+class ResultsTable(DataTable):
+    """One row per model; Rich measures Korean as double-width, so columns stay aligned."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def show_rows(self, rows: list[Any]) -> None:
+        """Replace the table's contents with ``rows`` (``ResultRow`` records)."""
+        self.clear()
+        for n, row in enumerate(rows):
+            self.add_row(*result_cells(row), key=f"{row.nickname}-{n}")
