@@ -1,0 +1,144 @@
+"""Provides a stand-in for ``python -m engine`` in manager tests: same arguments, same run files,
+no torch — it writes events, sleeps in short steps, and fails on demand.
+
+Behaviour is set through the environment the worker passes on:
+  FAKE_STEPS (default 5) and FAKE_STEP_S (default 0.1): length of each stage.
+  FAKE_FAIL: comma list of ``[nickname/]stage:kind``; kind is oom, dtype, disk, data, hostoom,
+      silent (exit 1, no event, no signature) or crash (a traceback with no known signature).
+  FAKE_CHILD=1: spawn a child in the same process group (like a DataLoader worker) that outlives us.
+  FAKE_IGNORE_SIGINT=1: ignore SIGINT, so only SIGTERM/SIGKILL stop it.
+  FAKE_PID_FILE: append "<pid> <stage>" to this file at start (tests find the stage process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from engine import artifacts
+from engine.failures import match_text
+
+MESSAGES = {
+    "oom": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.69 GiB total capacity)",
+    "dtype": "RuntimeError: expected scalar type BFloat16 but found Float",
+    "disk": "OSError: [Errno 28] No space left on device",
+    "data": "DataError: data/train.csv row 3: missing column 'dialogue'",
+    "crash": "RuntimeError: something nobody has seen before",
+}
+EXIT_CODES = {"data": 2, "config": 2}
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="fake_engine")
+    parser.add_argument("command", choices=["train", "infer", "evaluate"])
+    parser.add_argument("--config")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--split", default="both")
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--predictions")
+    parser.add_argument("--references")
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _failure_for(nickname: str, stage: str) -> str | None:
+    for item in filter(None, os.environ.get("FAKE_FAIL", "").split(",")):
+        target, _, kind = item.partition(":")
+        who, _, where = target.rpartition("/")
+        if where == stage and (not who or who == nickname):
+            return kind
+    return None
+
+
+def _score(nickname: str) -> dict[str, float]:
+    # Deterministic per nickname so tests compare the table with the events, not with constants.
+    seed = int(hashlib.sha256(nickname.encode()).hexdigest(), 16)
+    r1, r2, rl = 0.3 + (seed % 100) / 500, 0.1 + (seed % 37) / 500, 0.25 + (seed % 53) / 500
+    return {"rouge1": r1, "rouge2": r2, "rougeL": rl, "final": round((r1 + r2 + rl) / 3 * 100, 4)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    run_dir = Path(args.run_dir)
+    config_path = Path(args.config) if args.config else run_dir / artifacts.CONFIG_FILE
+    cfg = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+    nickname = cfg.get("model", {}).get("nickname", "unknown")
+    paths = cfg.get("paths", {})
+    events = artifacts.EventWriter(run_dir / artifacts.EVENTS_FILE, command=args.command)
+
+    if pid_file := os.environ.get("FAKE_PID_FILE"):
+        with open(pid_file, "a", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()} {args.command}\n")
+
+    def on_sigint(_sig: int, _frame: object) -> None:
+        print("received SIGINT: stopping cleanly", flush=True)
+        events.emit("failed", kind="interrupted", message="interrupted by user (SIGINT)", hint="stopped on request; retry to continue")
+        sys.exit(130)
+
+    if os.environ.get("FAKE_IGNORE_SIGINT") == "1":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGINT, on_sigint)
+
+    events.emit("started", nickname=nickname, model="fake", config_hash="0", device="cpu", dtype="float32", pid=os.getpid())
+    print(f"[{args.command}] {nickname} started pid={os.getpid()}", flush=True)
+    if os.environ.get("FAKE_CHILD") == "1":
+        # Same process group (no new session): stands in for a forked DataLoader worker.
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+    steps = int(os.environ.get("FAKE_STEPS", "5"))
+    step_s = float(os.environ.get("FAKE_STEP_S", "0.1"))
+    fail = _failure_for(nickname, args.command)
+    for step in range(1, steps + 1):
+        time.sleep(step_s)
+        events.emit("progress", step=step, total=steps, epoch=step / steps, eta_s=(steps - step) * step_s)
+        if fail and step == max(1, steps // 2):
+            return _fail(events, fail)
+
+    if args.command == "train":
+        final = artifacts.final_model_dir(Path(paths.get("checkpoints", "checkpoints")), nickname)
+        with artifacts.atomic_directory(final) as tmp:
+            (tmp / "model.safetensors").write_bytes(b"\0" * 1024)
+            artifacts.write_final_model_meta(tmp, {"nickname": nickname})
+        events.emit("artifact", kind="final_model", path=str(final), bytes=1024)
+    elif args.command == "infer":
+        subs = Path(paths.get("submissions", "submissions"))
+        for path in (artifacts.submission_path(subs, nickname), artifacts.dev_predictions_path(subs, nickname)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", encoding="utf-8", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["fname", "summary"])
+                writer.writerow(["test_0", "요약"])
+            events.emit("artifact", kind="submission", path=str(path), bytes=path.stat().st_size)
+    else:
+        events.emit("eval", tokenizer="mecab", scorer="competition", n=1, split="dev", **_score(nickname))
+    events.emit("finished", seconds=steps * step_s)
+    print(f"[{args.command}] {nickname} finished", flush=True)
+    return 0
+
+
+def _fail(events: artifacts.EventWriter, kind: str) -> int:
+    if kind == "hostoom":
+        os.kill(os.getpid(), signal.SIGKILL)  # the kernel's OOM killer: no event, no log line
+    if kind == "silent":
+        return 1
+    message = MESSAGES[kind]
+    print("Traceback (most recent call last):\n  File \"train.py\", line 1, in <module>", file=sys.stderr)
+    print(message, file=sys.stderr, flush=True)
+    if kind != "crash":
+        known = match_text(message)
+        events.emit("failed", kind=known.kind if known else "unknown", message=message, hint=known.hint if known else "")
+    return EXIT_CODES.get(kind, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
