@@ -47,7 +47,7 @@ def main() -> None:
 
     start = time.perf_counter()
     tokenize("가")  # first use builds the Mecab tagger (and loads its dictionary)
-    print(f"{'cold start: Mecab tagger':<44} {time.perf_counter() - start:7.3f} s")
+    print(f"{'cold start: Mecab tagger':<50} {time.perf_counter() - start:7.3f} s")
     _timed("competition, mecab (first: imports rouge-score)", lambda: score(predictions, references))
     _timed("competition, mecab (warm)", lambda: score(predictions, references))
     _timed("competition, whitespace", lambda: score(predictions, references, tokenizer="whitespace"))

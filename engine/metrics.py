@@ -18,9 +18,7 @@ that need them, so ``python -m engine --help`` and the manager stay fast.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import re
 import statistics
 import sys
 import threading
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.artifacts import EVENTS_FILE, EventWriter, atomic_write_text
+from engine.data import DataError, load_references, read_table
 
 TOKENIZERS = ("mecab", "whitespace", "char")
 SCORERS = ("competition", "baseline")
@@ -42,14 +41,16 @@ TOKENIZER_LABELS = {
     "char": "characters without spaces (much higher than Mecab: the team's 94.51 was a char-level sum)",
 }
 
-# A references CSV may carry several references per dialogue: summary, summary1, summary2, ...
-_REFERENCE_COLUMN = re.compile(r"^summary(\d*)$")
 # How many offending fnames an error message lists before it says "and N more".
 _LIST_LIMIT = 10
 
 
-class MetricInputError(ValueError):
-    """Bad predictions/references input; the message names the file, the fnames and the fix."""
+class MetricInputError(DataError):
+    """Bad predictions/references input; the message names the file, the fnames and the fix.
+
+    A :class:`engine.data.DataError`, so callers that already handle data problems (exit 2,
+    failure kind ``data``) handle this one too.
+    """
 
 
 @dataclass
@@ -334,103 +335,86 @@ def _listed(names: Sequence[Any]) -> str:
     return f"{shown} (and {more} more)" if more > 0 else shown
 
 
-def _read_rows(path: Path, role: str) -> tuple[list[str], list[dict[str, str]]]:
-    """Read a CSV (utf-8, BOM tolerated) into its header and rows, or raise a clear error."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            header = [name.strip() for name in (reader.fieldnames or [])]
-            reader.fieldnames = header  # tolerate " fname" written by hand
-            rows = list(reader)
-    except FileNotFoundError:
-        raise MetricInputError(f"{role} file {path} does not exist; pass the path of a CSV file") from None
-    except IsADirectoryError:
-        raise MetricInputError(f"{role} path {path} is a directory; pass the CSV file inside it") from None
-    except UnicodeDecodeError as err:
-        raise MetricInputError(f"{role} file {path} is not UTF-8 ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
-    except csv.Error as err:
-        raise MetricInputError(f"{role} file {path} is not a readable CSV ({err}); re-export it as CSV") from None
-    if "fname" not in header:
-        raise MetricInputError(f"{role} file {path} has no 'fname' column (columns: {', '.join(header) or 'none'}); add the fname header")
-    return header, rows
+def _require_file(path: Path, role: str) -> None:
+    # Checked here because the shared reader's hint (data.dir, synth) is about the training data.
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        example = "submissions/<nickname>_dev_predictions.csv" if role == "predictions" else "data/dev.csv"
+        raise MetricInputError(f"{role} file {path} {what}; pass the path of a CSV file such as {example}")
 
 
-def _by_fname(path: Path, role: str, rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
-    by_fname: dict[str, dict[str, str]] = {}
+def _by_fname(path: Path, rows: list[dict[str, Any]]) -> dict[str, str]:
+    by_fname: dict[str, str] = {}
     duplicates: list[str] = []
     blank: list[int] = []
-    for line, row in enumerate(rows, start=2):  # line 1 is the header
+    for row in rows:
         fname = (row.get("fname") or "").strip()
         if not fname:
-            blank.append(line)
+            blank.append(row["_line"])
         elif fname in by_fname:
             duplicates.append(fname)
         else:
-            by_fname[fname] = row
+            by_fname[fname] = row.get("summary") or ""
     if blank:
-        raise MetricInputError(f"{role} file {path}: empty fname on line(s) {_listed(blank)}; fill in or delete those rows")
+        raise MetricInputError(f"predictions file {path}: empty fname on line(s) {_listed(blank)}; fill in or delete those rows")
     if duplicates:
-        raise MetricInputError(f"{role} file {path}: duplicate fname(s) {_listed(duplicates)}; keep one row per fname")
+        raise MetricInputError(f"predictions file {path}: duplicate fname(s) {_listed(duplicates)}; keep one row per fname")
     return by_fname
 
 
 def read_predictions(path: Path | str) -> dict[str, str]:
-    """Read ``fname,summary`` predictions (extra columns, such as an unnamed index, are ignored).
+    """Read ``fname,summary`` predictions with the shared CSV reader (:func:`engine.data.read_table`).
+
+    UTF-8 with or without BOM (cp949 is read too); a leading unnamed index column, as in
+    sample_submission.csv, and any other extra column are ignored.
 
     Args:
-        path: CSV file, UTF-8 with or without BOM.
+        path: The predictions CSV.
 
     Returns:
         Predicted summary by fname, in file order; an empty cell is an empty prediction.
 
     Raises:
-        MetricInputError: Missing file or column, blank or duplicate fname.
+        MetricInputError: Missing or broken file, missing column, blank or duplicate fname.
     """
     path = Path(path)
-    header, rows = _read_rows(path, "predictions")
-    if "summary" not in header:
+    _require_file(path, "predictions")
+    try:
+        rows, _report = read_table(path)
+    except DataError as err:
+        raise MetricInputError(f"predictions file {err}") from None
+    if not rows:
+        raise MetricInputError(f"predictions file {path} has no rows; write one fname,summary row per dialogue")
+    header = [name for name in rows[0] if name != "_line"]
+    missing = [name for name in ("fname", "summary") if name not in header]
+    if missing:
         raise MetricInputError(
-            f"predictions file {path} has no 'summary' column (columns: {', '.join(header)}); "
-            "write the predicted summaries under a 'summary' header"
+            f"predictions file {path} has no {' or '.join(repr(m) for m in missing)} column "
+            f"(columns: {', '.join(header)}); write the header fname,summary"
         )
-    return {fname: row.get("summary") or "" for fname, row in _by_fname(path, "predictions", rows).items()}
+    return _by_fname(path, rows)
 
 
 def read_references(path: Path | str) -> dict[str, list[str]]:
-    """Read references: ``fname`` plus ``summary`` and/or ``summary1``, ``summary2``, ... columns.
+    """Read references with the shared reader (:func:`engine.data.load_references`).
 
     Args:
-        path: CSV file, UTF-8 with or without BOM (``dev.csv`` works as is: other columns are ignored).
+        path: CSV with ``fname`` and ``summary`` and/or ``summary1``, ``summary2``, ... columns
+            (``dev.csv`` works as is: other columns are ignored; empty ``summaryN`` cells are not
+            references).
 
     Returns:
         The non-empty references of each fname, in column order, by fname in file order.
 
     Raises:
-        MetricInputError: Missing file or columns, blank or duplicate fname, or fnames with no
-            non-empty reference.
+        MetricInputError: Missing or broken file, missing columns, duplicate fname, or a row
+            without any reference text.
     """
-    path = Path(path)
-    header, rows = _read_rows(path, "references")
-    columns = sorted(
-        (name for name in header if _REFERENCE_COLUMN.match(name)),
-        key=lambda name: int(_REFERENCE_COLUMN.match(name).group(1) or 0),
-    )
-    if not columns:
-        raise MetricInputError(
-            f"references file {path} has no 'summary' column (columns: {', '.join(header)}); "
-            "name the reference columns summary, summary1, summary2, ..."
-        )
-    references = {
-        fname: [text for text in (row.get(col) or "" for col in columns) if text.strip()]
-        for fname, row in _by_fname(path, "references", rows).items()
-    }
-    empty = [fname for fname, refs in references.items() if not refs]
-    if empty:
-        raise MetricInputError(
-            f"references file {path}: no reference text for fname(s) {_listed(empty)} "
-            f"(columns {', '.join(columns)}); fill them in or drop those rows"
-        )
-    return references
+    _require_file(Path(path), "references")
+    try:
+        return load_references(path)
+    except DataError as err:
+        raise MetricInputError(f"references file {err}") from None
 
 
 def score_files(
@@ -467,6 +451,8 @@ def format_table(scores: Scores) -> str:
     label = TOKENIZER_LABELS[scores.tokenizer]
     if scores.scorer == "baseline":
         label = "raw text split on spaces and '.', as rouge==1.0.1 (the organizer baseline)"
+    leaderboard = scores.scorer == "competition" and scores.tokenizer == "mecab"
+    comparable = "the leaderboard number" if leaderboard else "the leaderboard's aggregate, not its tokens"
     lines = [
         f"scorer     {scores.scorer}",
         f"tokenizer  {scores.tokenizer}: {label}",
@@ -475,7 +461,7 @@ def format_table(scores: Scores) -> str:
         f"ROUGE-1 F1 {scores.rouge1:9.4f}",
         f"ROUGE-2 F1 {scores.rouge2:9.4f}",
         f"ROUGE-L F1 {scores.rougeL:9.4f}",
-        f"final      {scores.final:9.4f}   final = mean(R1,R2,RL)×100 (the leaderboard number)",
+        f"final      {scores.final:9.4f}   final = mean(R1,R2,RL)×100 ({comparable})",
         f"sum        {scores.sum:9.4f}   sum = (R1+R2+RL)×100, 0..300 (not comparable with final)",
     ]
     if scores.empty_predictions:

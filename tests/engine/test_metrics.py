@@ -255,21 +255,23 @@ def test_fname_mismatch_names_missing_and_extra_fnames():
 
 
 @pytest.mark.parametrize(
-    ("name", "content", "encoding", "expected"),
+    ("source", "expected"),
     [
-        ("dup.csv", None, None, "duplicate fname(s) dev_0"),
-        ("nosum.csv", None, None, "no 'summary' column (columns: fname, prediction)"),
-        ("nofname.csv", "id,summary\n1,요약\n", "utf-8", "no 'fname' column"),
-        ("cp949.csv", "fname,summary\ndev_0,요약입니다\n", "cp949", "is not UTF-8"),
-        ("blank.csv", "fname,summary\ndev_0,a\n,b\n", "utf-8", "empty fname on line(s) 3"),
+        ("predictions_duplicate.csv", "duplicate fname(s) dev_0"),
+        ("predictions_no_summary.csv", "no 'summary' column (columns: fname, prediction)"),
+        ("id,summary\n1,요약\n".encode(), "no 'fname' column"),
+        (b"fname,summary\ndev_0,\xff\xfe\n", "neither UTF-8 nor cp949"),
+        (b"fname,summary\ndev_0,a\n,b\n", "empty fname on line(s) 3"),
     ],
 )
-def test_bad_prediction_files_name_the_file_and_the_fix(tmp_path, name, content, encoding, expected):
-    sources = {"dup.csv": "predictions_duplicate.csv", "nosum.csv": "predictions_no_summary.csv"}
-    path = FIXTURES / sources[name] if content is None else tmp_path / name
-    if content is not None:
-        path.write_bytes(content.encode(encoding))
-    with pytest.raises(MetricInputError, match=None) as err:
+def test_bad_prediction_files_name_the_file_and_the_fix(tmp_path, source, expected):
+    """``source`` is a fixture name, or the bytes of a file written for the test."""
+    if isinstance(source, bytes):
+        path = tmp_path / "predictions.csv"
+        path.write_bytes(source)
+    else:
+        path = FIXTURES / source
+    with pytest.raises(MetricInputError) as err:
         metrics.read_predictions(path)
     assert expected in str(err.value) and str(path) in str(err.value)
 
@@ -279,8 +281,14 @@ def test_missing_file_and_reference_rows_without_text(tmp_path):
         metrics.read_predictions(tmp_path / "nope.csv")
     refs = tmp_path / "refs.csv"
     refs.write_text("fname,summary,summary1\ndev_0,요약,\ndev_1, ,\n", encoding="utf-8")
-    with pytest.raises(MetricInputError, match=r"no reference text for fname\(s\) dev_1"):
+    with pytest.raises(MetricInputError, match=r"line 3 \(fname dev_1\): no reference summary"):
         metrics.read_references(refs)
+
+
+def test_cp949_predictions_are_read_like_the_shared_reader_reads_data(tmp_path):
+    path = tmp_path / "cp949.csv"
+    path.write_bytes("fname,summary\ndev_0,요약입니다\n".encode("cp949"))
+    assert metrics.read_predictions(path) == {"dev_0": "요약입니다"}
 
 
 # --- the evaluate command -----------------------------------------------------------------------
