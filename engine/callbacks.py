@@ -1,0 +1,195 @@
+"""Provides the Trainer callbacks that turn training into events (progress, losses, ROUGE evals,
+checkpoints) and stop it cleanly on a signal or before the disk quota is reached.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from engine.artifacts import EventWriter
+from engine.config import GenerationConfig
+from engine.runtime import stop_requested
+
+
+def tree_bytes(root: Path | str) -> int:
+    """Disk usage of ``root`` like ``du``: allocated blocks, hard links counted once, symlinks not followed."""
+    root = Path(root)
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [root]
+    while stack:
+        path = stack.pop()
+        try:
+            st = path.lstat()
+        except OSError:
+            continue  # vanished while we walked (checkpoint rotation): not ours to count
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += st.st_blocks * 512
+        if path.is_dir() and not path.is_symlink():
+            try:
+                stack.extend(Path(entry.path) for entry in os.scandir(path))
+            except OSError:
+                continue
+    return total
+
+
+class EventsCallback(TrainerCallback):
+    """Writes ``phase``, ``progress``, ``train_log`` and checkpoint ``artifact`` events."""
+
+    def __init__(self, events: EventWriter):
+        self.events = events
+        self.start = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+        self.events.emit("phase", name="train")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs:
+            return  # eval and end-of-train summaries have their own events
+        self.events.emit(
+            "train_log", step=state.global_step, epoch=_round(state.epoch), loss=logs["loss"],
+            lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
+        )
+        self.events.emit("progress", **progress_fields(args, state, time.monotonic() - self.start))
+
+    def on_save(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if path.is_dir():
+            self.events.emit("artifact", kind="checkpoint", path=str(path), bytes=tree_bytes(path))
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def progress_fields(args, state, elapsed: float) -> dict[str, Any]:
+    """Step, total, epoch, ETA and throughput from the Trainer state (top-level so it is unit-testable)."""
+    step, total = state.global_step, state.max_steps
+    samples = step * args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+    rate = step / elapsed if elapsed > 0 else 0.0
+    tokens = getattr(state, "num_input_tokens_seen", 0) or 0
+    return {
+        "step": step,
+        "total": total,
+        "epoch": _round(state.epoch),
+        "eta_s": round((total - step) / rate, 1) if rate > 0 else None,
+        "samples_per_s": round(samples / elapsed, 2) if elapsed > 0 else None,
+        "tokens_per_s": round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,
+    }
+
+
+class GenerationEvalCallback(TrainerCallback):
+    """At each evaluation, generates summaries for dev rows and scores them with Korean ROUGE.
+
+    Generation (not teacher-forced loss) is what the leaderboard measures, so the curve the TUI
+    draws is the one that matters. The score is also put into the metrics as ``eval_rouge_final``
+    so early stopping and best-model selection can use it.
+    """
+
+    def __init__(self, events: EventWriter, sources: list[str], references: list[str], kind: str,
+                 generation: GenerationConfig, max_source_length: int, batch_size: int):
+        self.events = events
+        self.sources = sources
+        self.references = references
+        self.kind = kind
+        self.generation = generation
+        self.max_source_length = max_source_length
+        self.batch_size = batch_size
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, metrics=None, **kwargs):
+        from engine.inference import generate_summaries
+        from engine.metrics import score
+
+        metrics = metrics if metrics is not None else {}
+        was_training = model.training
+        model.eval()
+        try:
+            predictions = generate_summaries(
+                model, processing_class, self.sources, self.kind, self.generation, self.max_source_length, self.batch_size
+            )
+        finally:
+            model.train(was_training)
+        scores = score(predictions, [[ref] for ref in self.references], tokenizer="mecab")
+        metrics["eval_rouge_final"] = scores.final
+        self.events.emit(
+            "eval", step=state.global_step, epoch=_round(state.epoch), rouge1=scores.rouge1, rouge2=scores.rouge2,
+            rougeL=scores.rougeL, final=scores.final, sum=scores.sum, loss=metrics.get("eval_loss"),
+            tokenizer=scores.tokenizer, scorer=scores.scorer, n=scores.n, split="dev",
+        )
+
+
+class StopOnSignalCallback(TrainerCallback):
+    """Ends training at the next step boundary after SIGINT/SIGTERM (see :mod:`engine.runtime`)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if stop_requested():
+            control.should_training_stop = True
+            control.should_save = False
+            control.should_evaluate = False
+        return control
+
+
+class DiskGuardCallback(TrainerCallback):
+    """Stops training before the tree ``quota_path`` would grow past ``limit_bytes``.
+
+    ``du`` over a big tree can take a minute, so the tree is measured once at the start and only the
+    trainer's output directory (what this run writes) is re-measured every ``every`` steps and
+    before each checkpoint save. A save that would cross the limit is cancelled and training stops;
+    ``tripped`` then holds the message for the ``failed`` event.
+    """
+
+    def __init__(self, quota_path: Path, limit_bytes: int, watch_dir: Path, every: int = 20):
+        self.quota_path = quota_path
+        self.limit_bytes = limit_bytes
+        self.watch_dir = watch_dir
+        self.every = every
+        self.baseline = 0
+        self.watch_start = 0
+        self.save_estimate = 0
+        self.tripped: str | None = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.baseline = tree_bytes(self.quota_path)
+        self.watch_start = tree_bytes(self.watch_dir) if self.watch_dir.exists() else 0
+        if model is not None:
+            # A checkpoint holds the trainable weights plus two Adam moments (~3x their size).
+            self.save_estimate = 3 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+        self._check(control, upcoming=0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:
+            self._check(control, upcoming=self.last_checkpoint_bytes() or self.save_estimate)
+        elif state.global_step % self.every == 0:
+            self._check(control, upcoming=0)
+        return control
+
+    def last_checkpoint_bytes(self) -> int:
+        checkpoints = sorted(self.watch_dir.glob("checkpoint-*"), key=lambda p: p.stat().st_mtime) if self.watch_dir.exists() else []
+        return tree_bytes(checkpoints[-1]) if checkpoints else 0
+
+    def usage(self) -> int:
+        grown = (tree_bytes(self.watch_dir) if self.watch_dir.exists() else 0) - self.watch_start
+        return self.baseline + grown
+
+    def _check(self, control, upcoming: int) -> None:
+        used = self.usage()
+        if used + upcoming > self.limit_bytes:
+            gb = 1024**3
+            self.tripped = (
+                f"disk quota guard: {self.quota_path} uses {used / gb:.2f} GB"
+                + (f" and the next checkpoint needs ~{upcoming / gb:.2f} GB" if upcoming else "")
+                + f"; limit is {self.limit_bytes / gb:.2f} GB (paths.disk_quota_gb - paths.disk_margin_gb). "
+                "Training stopped before writing more"
+            )
+            control.should_training_stop = True
+            control.should_save = False

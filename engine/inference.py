@@ -1,0 +1,182 @@
+"""Provides ``python -m engine infer`` and the batched generation it shares with in-training
+evaluation: length-sorted batches, left padding/truncation for causal models, order restored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from engine.artifacts import EventWriter, dev_predictions_path, final_model_dir, submission_path, atomic_write_text
+from engine.config import GenerationConfig, RunConfig, load_config, resolve_path
+from engine.runtime import raise_if_stopped, resolve_device, run_command
+
+
+def build_sources(samples: list, tokenizer, cfg: RunConfig, kind: str) -> list[str]:
+    """Model inputs for inference: the chat-templated prompt (causal) or the encoder text (seq2seq).
+
+    The topic is used only where :func:`engine.prompts.use_topic_at_inference` says so (test rows
+    have none).
+    """
+    from engine.prompts import causal_prompt, seq2seq_source, use_topic_at_inference
+
+    sources = []
+    for sample in samples:
+        with_topic = use_topic_at_inference(cfg.prompt, sample)
+        if kind == "causal":
+            sources.append(causal_prompt(tokenizer, sample, cfg.prompt, with_topic))
+        else:
+            sources.append(seq2seq_source(sample, cfg.prompt, with_topic))
+    return sources
+
+
+def control_token_ids(tokenizer) -> set[int]:
+    """Special ids to drop from generated text: pad/bos/eos/chat markers, but never the masked
+    entities (#Person1#, ...), which are special tokens too yet belong in the summary."""
+    from engine.prompts import MASK_TOKENS
+
+    keep = set(tokenizer.convert_tokens_to_ids(list(MASK_TOKENS)))
+    return {i for i in tokenizer.all_special_ids if i not in keep}
+
+
+def decode_summary(tokenizer, ids: list[int], drop: set[int]) -> str:
+    """Decode generated ids to a summary, keeping masked-entity tokens and stripping control tokens."""
+    kept = [i for i in ids if i not in drop]
+    return tokenizer.decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False).strip()
+
+
+def generation_kwargs(gen: GenerationConfig, tokenizer) -> dict[str, Any]:
+    """``generate()`` keyword arguments from the config's generation section."""
+    kwargs: dict[str, Any] = {
+        "num_beams": gen.num_beams,
+        "max_new_tokens": gen.max_new_tokens,
+        "no_repeat_ngram_size": gen.no_repeat_ngram_size,
+        "length_penalty": gen.length_penalty,
+        "do_sample": gen.do_sample,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if gen.num_beams > 1:
+        kwargs["early_stopping"] = gen.early_stopping
+    return kwargs
+
+
+def generate_summaries(model, tokenizer, sources: list[str], kind: str, gen: GenerationConfig,
+                       max_source_length: int, batch_size: int, events: EventWriter | None = None) -> list[str]:
+    """Generate one summary per source, in the order of ``sources``.
+
+    Sources are sorted by length (longest first, so an out-of-memory shows in the first batch) to
+    keep padding small; causal prompts are padded and truncated on the left so every prompt ends
+    where generation begins.
+
+    Args:
+        model: a transformers (or PEFT) model in eval mode.
+        tokenizer: its tokenizer (``padding_side``/``truncation_side`` already left for causal).
+        sources: encoder texts or chat-templated prompts.
+        kind: ``seq2seq`` or ``causal``.
+        gen: generation settings.
+        max_source_length: inputs longer than this are cut from the left.
+        batch_size: sources per ``generate()`` call.
+        events: if given, a ``progress`` event per batch.
+    """
+    import torch
+
+    if not sources:
+        return []
+    tokenizer.truncation_side = "left"
+    if kind == "causal":
+        tokenizer.padding_side = "left"
+    # Chat templates already contain their special tokens; adding bos again would double it.
+    add_special = kind != "causal"
+    lengths = [len(ids) for ids in tokenizer(sources, add_special_tokens=add_special)["input_ids"]]
+    order = sorted(range(len(sources)), key=lambda i: -lengths[i])
+    drop = control_token_ids(tokenizer)
+    kwargs = generation_kwargs(gen, tokenizer)
+    device = next(model.parameters()).device
+    out: list[str] = [""] * len(sources)
+    for start in range(0, len(order), batch_size):
+        raise_if_stopped()
+        chunk = order[start : start + batch_size]
+        batch = tokenizer(
+            [sources[i] for i in chunk], padding=True, truncation=True, max_length=max_source_length,
+            add_special_tokens=add_special, return_tensors="pt",
+        ).to(device)
+        with torch.inference_mode():
+            generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+        if kind == "causal":
+            generated = generated[:, batch["input_ids"].shape[1] :]
+        for i, ids in zip(chunk, generated.tolist(), strict=True):
+            out[i] = decode_summary(tokenizer, ids, drop)
+        if events is not None:
+            events.emit("progress", step=min(start + batch_size, len(order)), total=len(order), epoch=None,
+                        eta_s=None, tokens_per_s=None, samples_per_s=None)
+    return out
+
+
+def predictions_csv(fnames: list[str], summaries: list[str]) -> str:
+    """CSV text ``fname,summary`` with proper quoting (summaries hold commas, quotes, newlines)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["fname", "summary"])
+    writer.writerows(zip(fnames, summaries, strict=True))
+    return buffer.getvalue()
+
+
+def predict_split(split: str, cfg: RunConfig, loaded, events: EventWriter) -> tuple[Path, int, int]:
+    """Generate for one split and write its CSV atomically.
+
+    Returns:
+        (path written, rows, empty generations)
+    """
+    from engine.data import load_split
+    from engine.prompts import prompt_mismatch_warning
+
+    events.emit("phase", name="load_data", split=split)
+    samples, _report = load_split(resolve_path(cfg.data.dir), split, normalize=cfg.data.normalize)
+    if split == "test":
+        mismatch = prompt_mismatch_warning(cfg.prompt, inference_has_topic=any(s.topic for s in samples))
+        if mismatch:
+            events.emit("warning", message=mismatch)
+    sources = build_sources(samples, loaded.tokenizer, cfg, loaded.kind)
+    events.emit("phase", name="generate", split=split, n=len(sources))
+    summaries = generate_summaries(loaded.model, loaded.tokenizer, sources, loaded.kind, cfg.generation,
+                                   cfg.prompt.max_source_length, cfg.generation.batch_size, events)
+    empty = sum(1 for s in summaries if not s.strip())
+    if empty:
+        events.emit("warning", message=f"{split}: {empty} of {len(summaries)} generations are empty; kept as empty summaries",
+                    count=empty)
+    events.emit("phase", name="write", split=split)
+    submissions = resolve_path(cfg.paths.submissions)
+    path = (submission_path if split == "test" else dev_predictions_path)(submissions, cfg.model.nickname)
+    atomic_write_text(path, predictions_csv([s.fname for s in samples], summaries))
+    events.emit("artifact", kind="submission" if split == "test" else "dev_predictions", path=str(path),
+                bytes=path.stat().st_size)
+    return path, len(summaries), empty
+
+
+def infer(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
+    """The ``infer`` command body (run inside :func:`engine.runtime.run_command`)."""
+    from engine.modeling import load_for_inference
+
+    cfg = load_config(args.config, args.set)
+    device = resolve_device(cfg, str(args.config))
+    directory = Path(args.checkpoint) if args.checkpoint else final_model_dir(resolve_path(cfg.paths.checkpoints), cfg.model.nickname)
+    events.emit("started", nickname=cfg.model.nickname, model=str(directory), config_hash=cfg.hash(), device=device,
+                dtype=cfg.model.dtype, split=args.split)
+    events.emit("phase", name="load_model")
+    loaded = load_for_inference(directory, device)
+    metrics: dict[str, Any] = {"dtype": loaded.dtype}
+    splits = ["dev", "test"] if args.split == "both" else [args.split]
+    for split in splits:
+        path, rows, empty = predict_split(split, cfg, loaded, events)
+        metrics[f"{split}_rows"] = rows
+        metrics[f"{split}_empty"] = empty
+        metrics[f"{split}_path"] = str(path)
+    return metrics
+
+
+def main(args: argparse.Namespace) -> int:
+    """CLI entry: ``python -m engine infer``."""
+    return run_command("infer", args, infer)

@@ -1,0 +1,194 @@
+"""Provides model and tokenizer loading for training and inference: dtype, masked-entity special
+tokens + embedding resize, 4-bit nf4, PEFT LoRA, and ``final_model`` (adapter on its recorded base,
+or merged) with one dtype everywhere.
+
+One dtype everywhere is the fix for the hand-off's "expected scalar type BFloat16 but found Float":
+the base is loaded in ``model.dtype``, the adapter is cast to it at inference, and the inputs are
+integer ids that never need casting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.artifacts import FINAL_MODEL_META, read_final_model_meta
+from engine.config import ConfigError, RunConfig, resolve_path
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to train or generate, with what inference needs to know about it."""
+
+    model: Any
+    tokenizer: Any
+    kind: str  # "seq2seq" | "causal"
+    dtype: str
+    added_tokens: list[str]
+    base_model: str
+
+
+def model_source(name_or_path: str) -> str:
+    """Return a local directory (resolved against the workspace) if it exists, else the hub id as given."""
+    local = resolve_path(name_or_path)
+    return str(local) if local.is_dir() else name_or_path
+
+
+def add_mask_tokens(tokenizer) -> list[str]:
+    """Add the competition's masked entities as special tokens (never split); return those that were new."""
+    from engine.prompts import MASK_TOKENS
+
+    vocab = tokenizer.get_vocab()
+    missing = [tok for tok in MASK_TOKENS if tok not in vocab]
+    if missing:
+        tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    return missing
+
+
+def load_tokenizer(cfg: RunConfig):
+    """Load the tokenizer of ``cfg.model`` with a pad token and the mask tokens.
+
+    Causal tokenizers pad on the left so a batch's prompts all end where generation starts.
+
+    Returns:
+        (tokenizer, list of tokens added to the vocabulary)
+    """
+    from transformers import AutoTokenizer
+
+    source = model_source(cfg.model.name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        # Llama-style tokenizers ship without one; eos is safe because labels come from masks, not pads.
+        tokenizer.pad_token = tokenizer.eos_token
+    if cfg.model.kind == "causal":
+        tokenizer.padding_side = "left"
+        tokenizer.truncation_side = "left"
+    added = add_mask_tokens(tokenizer)
+    return tokenizer, added
+
+
+def quantization_config(cfg: RunConfig):
+    """Return a bitsandbytes 4-bit config when ``quantization.load_in_4bit`` (CUDA only), else None."""
+    if not cfg.quantization.load_in_4bit:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    from engine.runtime import torch_dtype
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=cfg.quantization.quant_type,
+        bnb_4bit_use_double_quant=cfg.quantization.double_quant,
+        bnb_4bit_compute_dtype=torch_dtype(cfg.quantization.compute_dtype),
+    )
+
+
+def auto_class(kind: str):
+    """The transformers Auto class for a model kind."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+
+
+def lora_config(cfg: RunConfig, new_token_ids: list[int]):
+    """PEFT LoRA config from ``cfg.lora``; rows of newly added tokens are trained too (else they stay random)."""
+    from peft import LoraConfig, TaskType
+
+    extra: dict[str, Any] = {}
+    if new_token_ids:
+        extra["trainable_token_indices"] = new_token_ids
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type=TaskType.SEQ_2_SEQ_LM if cfg.model.kind == "seq2seq" else TaskType.CAUSAL_LM,
+        **extra,
+    )
+
+
+def load_for_training(cfg: RunConfig, device: str) -> LoadedModel:
+    """Load tokenizer and model for fine-tuning as ``cfg`` says (dtype, 4-bit, LoRA, device).
+
+    Args:
+        cfg: the run config.
+        device: ``"cuda"`` or ``"cpu"`` (from :func:`engine.runtime.resolve_device`).
+    """
+    from engine.runtime import torch_dtype
+
+    tokenizer, added = load_tokenizer(cfg)
+    source = model_source(cfg.model.name_or_path)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}
+    if cfg.model.attn_implementation:
+        kwargs["attn_implementation"] = cfg.model.attn_implementation
+    quant = quantization_config(cfg)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0}
+    model = auto_class(cfg.model.kind).from_pretrained(source, **kwargs)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if quant is None:
+        model.to(device)
+    if cfg.lora.enabled:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if quant is not None:
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=cfg.train.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        model = get_peft_model(model, lora_config(cfg, tokenizer.convert_tokens_to_ids(added)))
+    return LoadedModel(model, tokenizer, cfg.model.kind, cfg.model.dtype, added, source)
+
+
+def incomplete_model_message(directory: Path) -> str:
+    """Why ``directory`` cannot be used, and what to do."""
+    if not directory.exists():
+        return f"{directory}: no model here; train first (python -m engine train) or pass --checkpoint DIR"
+    return (
+        f"{directory}: incomplete final_model (no valid {FINAL_MODEL_META}); training did not finish saving it. "
+        "Retrain, or pass --checkpoint DIR pointing at a complete model"
+    )
+
+
+def load_for_inference(directory: Path, device: str) -> LoadedModel:
+    """Load a complete ``final_model`` for generation, adapter or merged, in its recorded dtype.
+
+    Raises:
+        ConfigError: ``directory`` is missing or incomplete (no completeness marker).
+    """
+    from transformers import AutoTokenizer
+
+    from engine.runtime import torch_dtype
+
+    directory = Path(directory)
+    meta = read_final_model_meta(directory)
+    if meta is None:
+        raise ConfigError(incomplete_model_message(directory))
+    kind, dtype_name = meta["kind"], meta["dtype"]
+    dtype = torch_dtype(dtype_name)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if kind == "causal":
+        tokenizer.padding_side = "left"
+        tokenizer.truncation_side = "left"
+    if meta.get("adapter"):
+        from peft import PeftModel
+
+        base_source = meta["base_model"]
+        base = auto_class(kind).from_pretrained(base_source, dtype=dtype)
+        if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:
+            base.resize_token_embeddings(len(tokenizer))
+        # autocast_adapter_dtype=False + merge: adapter and base end up in one dtype, so generate()
+        # never meets a float32 LoRA matmul on bfloat16 activations.
+        model = PeftModel.from_pretrained(base, directory, autocast_adapter_dtype=False)
+        model = model.merge_and_unload()
+    else:
+        model = auto_class(kind).from_pretrained(directory, dtype=dtype)
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    return LoadedModel(model, tokenizer, kind, dtype_name, [], meta.get("base_model", str(directory)))

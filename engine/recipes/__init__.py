@@ -1,0 +1,70 @@
+"""Provides what the seq2seq and SFT recipes share: Trainer arguments from the config and the
+truncation count every recipe reports instead of dropping samples silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.config import RunConfig
+
+
+def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval: bool) -> dict[str, Any]:
+    """Keyword arguments for ``TrainingArguments`` (and its Seq2Seq/SFT subclasses) from ``cfg.train``.
+
+    Args:
+        cfg: the run config.
+        output_dir: ``checkpoints/<nickname>/trainer`` (intermediate checkpoints, ``save_total_limit``).
+        device: ``cuda`` or ``cpu``.
+        with_eval: whether an eval dataset exists (otherwise evaluation is switched off).
+    """
+    t = cfg.train
+    eval_strategy = t.eval_strategy if with_eval else "no"
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps,
+        "learning_rate": t.learning_rate,
+        "per_device_train_batch_size": t.batch_size,
+        "per_device_eval_batch_size": t.eval_batch_size,
+        "gradient_accumulation_steps": t.grad_accum,
+        "warmup_steps": t.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        "weight_decay": t.weight_decay,
+        "lr_scheduler_type": t.lr_scheduler,
+        "max_grad_norm": t.max_grad_norm,
+        "optim": t.optim,
+        "bf16": t.precision == "bf16",
+        "fp16": t.precision == "fp16",
+        "gradient_checkpointing": t.gradient_checkpointing,
+        # Reentrant checkpointing breaks with frozen (LoRA/4-bit) bases and is deprecated in torch.
+        "gradient_checkpointing_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None,
+        "train_sampling_strategy": "group_by_length" if t.group_by_length else "random",
+        "seed": t.seed,
+        "logging_steps": t.logging_steps,
+        "eval_strategy": eval_strategy,
+        "eval_steps": t.eval_steps,
+        "save_strategy": t.save_strategy,
+        "save_steps": t.save_steps,
+        "save_total_limit": t.save_total_limit,
+        "report_to": [r for r in t.report_to if r != "none"] or "none",
+        "use_cpu": device == "cpu",
+        "dataloader_num_workers": t.dataloader_num_workers,
+        "include_num_input_tokens_seen": True,
+        "disable_tqdm": True,  # run.log is a file: progress bars would fill it with carriage returns
+        "remove_unused_columns": False,
+    }
+    if t.early_stopping_patience and eval_strategy != "no":
+        kwargs.update(load_best_model_at_end=True, metric_for_best_model="eval_rouge_final", greater_is_better=True)
+        if t.save_strategy != eval_strategy:
+            # load_best_model_at_end needs a checkpoint at every evaluation.
+            kwargs.update(save_strategy=eval_strategy, save_steps=t.eval_steps)
+    return kwargs
+
+
+def truncation_warning(split: str, truncated: int, total: int, what: str, limit_key: str) -> str | None:
+    """Message for samples cut by a length limit (they are kept, never dropped), or None."""
+    if not truncated:
+        return None
+    return (f"{split}: {truncated} of {total} samples had their {what} truncated to {limit_key}; "
+            f"they are kept (raise {limit_key} to keep more text)")

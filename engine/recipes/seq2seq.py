@@ -1,0 +1,70 @@
+"""Provides the seq2seq (BART/T5) recipe: tokenized datasets with -100-padded labels and a
+``Seq2SeqTrainer``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from engine.config import RunConfig
+from engine.recipes import training_arguments, truncation_warning
+
+
+def source_texts(samples: list, cfg: RunConfig, rng: random.Random | None) -> list[str]:
+    """Encoder inputs; with ``rng`` the topic follows the training policy, without it the inference one."""
+    from engine.prompts import seq2seq_source, use_topic_at_inference, use_topic_in_training
+
+    out = []
+    for sample in samples:
+        with_topic = use_topic_in_training(cfg.prompt, rng) if rng is not None else use_topic_at_inference(cfg.prompt, sample)
+        out.append(seq2seq_source(sample, cfg.prompt, with_topic))
+    return out
+
+
+def preprocess_seq2seq(sources: list[str], summaries: list[str], tokenizer, max_source: int,
+                       max_target: int) -> tuple[dict[str, list], int, int]:
+    """Tokenize sources (cut from the left: the end of a dialogue holds its conclusion) and
+    summaries (cut from the right) into ``input_ids``/``attention_mask``/``labels``.
+
+    Returns:
+        (columns, sources truncated, summaries truncated)
+    """
+    full_src = tokenizer(sources)["input_ids"]
+    full_tgt = tokenizer(text_target=summaries)["input_ids"]
+    tokenizer.truncation_side = "left"
+    enc = tokenizer(sources, truncation=True, max_length=max_source)
+    tokenizer.truncation_side = "right"
+    labels = tokenizer(text_target=summaries, truncation=True, max_length=max_target)["input_ids"]
+    tokenizer.truncation_side = "left"
+    columns = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+    src_cut = sum(1 for ids in full_src if len(ids) > max_source)
+    tgt_cut = sum(1 for ids in full_tgt if len(ids) > max_target)
+    return columns, src_cut, tgt_cut
+
+
+def build_dataset(samples: list, cfg: RunConfig, tokenizer, rng: random.Random | None, split: str, events) -> Any:
+    """A ``datasets.Dataset`` for ``samples``; truncations are reported as ``warning`` events."""
+    from datasets import Dataset
+
+    columns, src_cut, tgt_cut = preprocess_seq2seq(
+        source_texts(samples, cfg, rng), [s.summary or "" for s in samples], tokenizer,
+        cfg.prompt.max_source_length, cfg.prompt.max_target_length,
+    )
+    for cut, what, key in ((src_cut, "dialogue", "prompt.max_source_length"), (tgt_cut, "summary", "prompt.max_target_length")):
+        message = truncation_warning(split, cut, len(samples), what, key)
+        if message:
+            events.emit("warning", message=message, count=cut)
+    return Dataset.from_dict(columns)
+
+
+def build_trainer(cfg: RunConfig, loaded, train_ds, eval_ds, output_dir, device: str, callbacks: list):
+    """A ``Seq2SeqTrainer`` whose collator pads labels with -100 (ignored by the loss)."""
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    args = Seq2SeqTrainingArguments(**training_arguments(cfg, output_dir, device, with_eval=eval_ds is not None))
+    collator = DataCollatorForSeq2Seq(loaded.tokenizer, model=loaded.model, label_pad_token_id=-100)
+    return Seq2SeqTrainer(
+        model=loaded.model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+        processing_class=loaded.tokenizer, callbacks=callbacks,
+    )

@@ -1,0 +1,151 @@
+"""Provides what every engine command shares: device and capabilities, clean SIGINT/SIGTERM stops,
+and the wrapper that turns a command body into events plus an exit status (0, 1, 2, 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from engine.artifacts import EVENTS_FILE, EventWriter
+from engine.config import Capabilities, ConfigError, RunConfig, check_runtime
+from engine.failures import classify_exception
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class Interrupted(Exception):
+    """Raised at a safe point after SIGINT/SIGTERM asked the command to stop."""
+
+
+class DiskQuotaReached(Exception):
+    """Raised after the disk guard stopped training; the message says usage and quota."""
+
+
+# The signal received, if any. A module-level flag (not a closure) because a signal handler can only
+# reach global state, and the Trainer callback polls it at each step boundary.
+_stop_signal: str | None = None
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    global _stop_signal
+    name = signal.Signals(signum).name
+    if _stop_signal is not None:
+        # A second signal means "now": give up on the clean stop.
+        raise KeyboardInterrupt(f"received {name} twice")
+    _stop_signal = name
+    print(f"received {name}: stopping at the next step boundary (send again to stop at once)", file=sys.stderr, flush=True)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGINT/SIGTERM into a flag polled at step boundaries (see :func:`stop_requested`)."""
+    global _stop_signal
+    _stop_signal = None
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+
+def stop_requested() -> str | None:
+    """Return the name of the stop signal received (``"SIGINT"``/``"SIGTERM"``), or None."""
+    return _stop_signal
+
+
+def raise_if_stopped() -> None:
+    """Raise :class:`Interrupted` if a stop signal arrived; call it between units of work."""
+    if _stop_signal is not None:
+        raise Interrupted(f"received {_stop_signal}")
+
+
+def capabilities() -> Capabilities:
+    """Read what the hardware can do (imports torch)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return Capabilities(cuda=True, bf16=torch.cuda.is_bf16_supported(), device_name=torch.cuda.get_device_name(0))
+    return Capabilities(cuda=False, bf16=True, device_name="cpu")
+
+
+def resolve_device(cfg: RunConfig, source: str) -> str:
+    """Check the config against the hardware and return ``"cuda"`` or ``"cpu"``.
+
+    Raises:
+        ConfigError: the config asks for something this machine cannot do.
+    """
+    caps = capabilities()
+    check_runtime(cfg, caps, source)
+    return "cuda" if caps.cuda and cfg.train.device != "cpu" else "cpu"
+
+
+def torch_dtype(name: str):  # -> torch.dtype
+    """Map a config dtype name (``bfloat16``) to the torch dtype."""
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def _data_error_type() -> type[Exception]:
+    from engine.data import DataError
+
+    return DataError
+
+
+def run_command(command: str, args: argparse.Namespace, body: Callable[[argparse.Namespace, EventWriter], None]) -> int:
+    """Run ``body`` with events on ``<run-dir>/events.jsonl`` and map its outcome to an exit status.
+
+    ``body`` emits ``started``/``phase``/... itself and returns normally on success; this wrapper
+    emits ``finished`` or ``failed`` (kind, message, hint) and prints tracebacks to stderr, which the
+    manager captures into ``run.log``.
+
+    Args:
+        command: the event's ``command`` field (``train``, ``infer``).
+        args: parsed CLI arguments; ``args.run_dir`` is required.
+        body: the command itself.
+
+    Returns:
+        0 on success, 2 for config/data errors, 130 when stopped by a signal, 1 otherwise.
+    """
+    install_signal_handlers()
+    run_dir = Path(args.run_dir)
+    events = EventWriter(run_dir / EVENTS_FILE, command=command)
+    start = time.monotonic()
+    data_error = _data_error_type()
+    try:
+        metrics = body(args, events)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        events.emit("failed", kind="config", message=str(exc), hint="fix the key named in the message and retry")
+        return EXIT_BAD_INPUT
+    except data_error as exc:
+        print(f"data error: {exc}", file=sys.stderr)
+        events.emit("failed", kind="data", message=str(exc), hint="fix the file/row named in the message and retry")
+        return EXIT_BAD_INPUT
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        events.emit("failed", kind="interrupted", message=f"interrupted ({exc or 'SIGINT'})",
+                    hint="stopped on request; retry to run again")
+        return EXIT_INTERRUPTED
+    except DiskQuotaReached as exc:
+        print(f"disk quota guard: {exc}", file=sys.stderr)
+        events.emit("failed", kind="disk", message=str(exc),
+                    hint="free space (dialsum-tui prune: old checkpoints, HF caches) or raise paths.disk_quota_gb")
+        return EXIT_FAILED
+    except Exception as exc:  # every other failure is classified, never swallowed
+        traceback.print_exc(file=sys.stderr)
+        failure = classify_exception(exc)
+        events.emit("failed", kind=failure.kind, message=failure.message, hint=failure.hint)
+        return EXIT_FAILED
+    finally:
+        sys.stderr.flush()
+    events.emit("finished", seconds=round(time.monotonic() - start, 2), metrics=metrics or {}, pid=os.getpid())
+    events.close()
+    return EXIT_OK

@@ -1,0 +1,178 @@
+"""Provides ``python -m engine train``: config → data → model → Trainer → atomic ``final_model``,
+with every step reported as events in the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+from typing import Any
+
+from engine.artifacts import (
+    CONFIG_FILE,
+    EventWriter,
+    atomic_directory,
+    atomic_write_text,
+    final_model_dir,
+    write_final_model_meta,
+)
+from engine.config import RunConfig, load_config, resolve_path
+from engine.runtime import DiskQuotaReached, Interrupted, resolve_device, run_command, stop_requested
+
+
+def load_samples(cfg: RunConfig, events: EventWriter) -> tuple[list, list]:
+    """Train rows (first ``data.max_train_samples``) and the dev rows scored during training."""
+    from engine.data import load_split
+
+    events.emit("phase", name="load_data")
+    data_dir = resolve_path(cfg.data.dir)
+    train, _ = load_split(data_dir, "train", normalize=cfg.data.normalize)
+    dev, _ = load_split(data_dir, "dev", normalize=cfg.data.normalize)
+    if cfg.data.max_train_samples:
+        train = train[: cfg.data.max_train_samples]
+    if cfg.data.max_eval_samples:
+        dev = dev[: cfg.data.max_eval_samples]
+    return train, dev
+
+
+def recipe_for(kind: str):
+    """The recipe module for a model kind (seq2seq → Seq2SeqTrainer, causal → SFTTrainer)."""
+    if kind == "seq2seq":
+        from engine.recipes import seq2seq
+
+        return seq2seq
+    from engine.recipes import sft
+
+    return sft
+
+
+def disk_guard(cfg: RunConfig, output_dir: Path):
+    """The disk-quota callback, or None when ``paths.disk_quota_gb`` is unset."""
+    from engine.callbacks import DiskGuardCallback
+
+    if cfg.paths.disk_quota_gb is None:
+        return None
+    limit = int((cfg.paths.disk_quota_gb - cfg.paths.disk_margin_gb) * 1024**3)
+    return DiskGuardCallback(resolve_path(cfg.paths.disk_quota_path), limit, output_dir)
+
+
+def build_callbacks(cfg: RunConfig, loaded, dev: list, events: EventWriter, guard) -> list:
+    """Events, signal stop, disk guard, ROUGE eval and (if configured) early stopping — in that order,
+    so the ROUGE score is in the metrics before early stopping reads them."""
+    from transformers import EarlyStoppingCallback
+
+    from engine.callbacks import EventsCallback, GenerationEvalCallback, StopOnSignalCallback
+    from engine.inference import build_sources
+
+    callbacks: list = [EventsCallback(events), StopOnSignalCallback()]
+    if guard is not None:
+        callbacks.append(guard)
+    if dev and cfg.train.eval_strategy != "no":
+        sources = build_sources(dev, loaded.tokenizer, cfg, loaded.kind)
+        callbacks.append(GenerationEvalCallback(
+            events, sources, [s.summary or "" for s in dev], loaded.kind, cfg.generation,
+            cfg.prompt.max_source_length, cfg.generation.batch_size,
+        ))
+        if cfg.train.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    return callbacks
+
+
+def save_final_model(cfg: RunConfig, loaded, model, metrics: dict[str, Any], events: EventWriter) -> Path:
+    """Write ``checkpoints/<nickname>/final_model`` atomically; the metadata marker goes in last.
+
+    A LoRA run saves the adapter (loaded on its recorded base at inference) unless
+    ``lora.merge_on_save``, which saves merged full weights in ``model.dtype``.
+    """
+    from engine.runtime import torch_dtype
+
+    events.emit("phase", name="save")
+    target = final_model_dir(resolve_path(cfg.paths.checkpoints), cfg.model.nickname)
+    merged = cfg.lora.enabled and cfg.lora.merge_on_save and not cfg.quantization.load_in_4bit
+    if cfg.lora.enabled and cfg.lora.merge_on_save and not merged:
+        events.emit("warning", message="lora.merge_on_save ignored: a 4-bit base cannot be merged losslessly; saving the adapter")
+    with atomic_directory(target) as tmp:
+        to_save = model.merge_and_unload().to(torch_dtype(cfg.model.dtype)) if merged else model
+        to_save.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+        write_final_model_meta(tmp, {
+            "nickname": cfg.model.nickname,
+            "kind": cfg.model.kind,
+            "base_model": loaded.base_model,
+            "dtype": cfg.model.dtype,
+            "adapter": cfg.lora.enabled and not merged,
+            "merged": merged,
+            "quantized_base": cfg.quantization.load_in_4bit,
+            "tokenizer": "included",
+            "added_tokens": loaded.added_tokens,
+            "metrics": metrics,
+            "config_hash": cfg.hash(),
+        })
+    events.emit("artifact", kind="final_model", path=str(target), bytes=_tree_bytes(target))
+    return target
+
+
+def _tree_bytes(path: Path) -> int:
+    from engine.callbacks import tree_bytes
+
+    return tree_bytes(path)
+
+
+def final_metrics(trainer) -> dict[str, Any]:
+    """Last training loss, last eval loss/ROUGE and step count from the Trainer's log history."""
+    out: dict[str, Any] = {"steps": trainer.state.global_step}
+    for entry in trainer.state.log_history:
+        for key in ("loss", "eval_loss", "eval_rouge_final", "train_loss"):
+            if key in entry:
+                out[key] = entry[key]
+    first = next((e["loss"] for e in trainer.state.log_history if "loss" in e), None)
+    if first is not None:
+        out["first_loss"] = first
+    return out
+
+
+def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
+    """The ``train`` command body (run inside :func:`engine.runtime.run_command`)."""
+    from transformers import set_seed
+
+    from engine.modeling import load_for_training
+
+    cfg = load_config(args.config, args.set)
+    run_dir = Path(args.run_dir)
+    atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
+    device = resolve_device(cfg, str(args.config))
+    events.emit("started", nickname=cfg.model.nickname, model=cfg.model.name_or_path, config_hash=cfg.hash(),
+                device=device, dtype=cfg.model.dtype, kind=cfg.model.kind, lora=cfg.lora.enabled)
+    set_seed(cfg.train.seed)
+    train_samples, dev = load_samples(cfg, events)
+    events.emit("phase", name="load_model")
+    loaded = load_for_training(cfg, device)
+    recipe = recipe_for(cfg.model.kind)
+    rng = random.Random(cfg.train.seed)
+    train_ds = recipe.build_dataset(train_samples, cfg, loaded.tokenizer, rng, "train", events)
+    eval_ds = recipe.build_dataset(dev, cfg, loaded.tokenizer, None, "dev", events) if dev else None
+    output_dir = resolve_path(cfg.paths.checkpoints) / loaded_nickname_dir(cfg) / "trainer"
+    guard = disk_guard(cfg, output_dir)
+    trainer = recipe.build_trainer(cfg, loaded, train_ds, eval_ds, output_dir, device,
+                                   build_callbacks(cfg, loaded, dev, events, guard))
+    trainer.train()
+    if stop_requested():
+        raise Interrupted(f"received {stop_requested()} at step {trainer.state.global_step}")
+    if guard is not None and guard.tripped:
+        raise DiskQuotaReached(guard.tripped)
+    metrics = final_metrics(trainer)
+    save_final_model(cfg, loaded, trainer.model, metrics, events)
+    return metrics
+
+
+def loaded_nickname_dir(cfg: RunConfig) -> str:
+    """The nickname as a single safe path component (``checkpoints/<nickname>/``)."""
+    from engine.artifacts import safe_name
+
+    return safe_name(cfg.model.nickname)
+
+
+def main(args: argparse.Namespace) -> int:
+    """CLI entry: ``python -m engine train``."""
+    return run_command("train", args, train)
