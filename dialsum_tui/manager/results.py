@@ -1,0 +1,434 @@
+"""Provides the results table (one row per model nickname, as in the team's hand-off: Model | ROUGE
+| 상태) derived from runs AND artifacts on disk, its output formats, and the Markdown hand-off.
+
+A status is only as good as its evidence: ``✅ 완료`` needs a complete final_model, a valid
+submission and a metric; ``❓ 확인 필요`` is used only when evidence is missing, and says which.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from dialsum_tui.manager.models import Run, RunState
+from engine.artifacts import final_model_dir, is_complete_model, read_events, safe_name, submission_path
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.disk import DiskUsage
+    from dialsum_tui.manager.gpu import GpuDevice
+    from dialsum_tui.manager.workspace import Workspace
+
+STATUS_DONE = "✅ 완료"
+STATUS_TRAINED_INFER_FAILED = "✅ 학습 완료, 추론 실패"
+STATUS_OOM = "❌ OOM 실패"
+STATUS_FAILED = "❌ 실패 ({kind})"
+STATUS_RUNNING = "⏳ 진행 중"
+STATUS_WAITING = "⏸ 대기"
+STATUS_CANCELLED = "⛔ 취소"
+STATUS_UNKNOWN = "❓ 확인 필요"
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+@dataclass
+class ResultRow:
+    """One model nickname's verdict; ``code`` and the fields after it are for machines (JSON)."""
+
+    nickname: str
+    status: str
+    final: float | None
+    tokenizer: str | None
+    rouge1: float | None
+    rouge2: float | None
+    rougeL: float | None
+    run_id: int | None
+    evidence: str
+    hint: str | None
+    code: str = ""  # done | trained_infer_failed | oom | failed | running | waiting | cancelled | unknown
+    failure_kind: str | None = None
+    model_complete: bool = False
+    submission_rows: int | None = None  # rows of a valid submission, None when missing or invalid
+    progress: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rouge_text(self) -> str:
+        """"46.85 (mecab)" or "-"."""
+        if self.final is None:
+            return "-"
+        return f"{self.final:.2f}" + (f" ({self.tokenizer})" if self.tokenizer else "")
+
+
+# --- evidence from disk ------------------------------------------------------------------------
+
+
+@dataclass
+class _Paths:
+    checkpoints: Path
+    submissions: Path
+    data: Path
+
+
+def _paths(workspace: Workspace, run: Run | None) -> _Paths:
+    """Where a run's artifacts are: its config snapshot's paths, resolved against the workspace root."""
+    tree: dict[str, Any] = {}
+    if run is not None:
+        try:
+            loaded = yaml.safe_load(run.config_yaml or "")
+            tree = loaded if isinstance(loaded, dict) else {}
+        except yaml.YAMLError:
+            tree = {}
+    paths = tree.get("paths") or {}
+    data = tree.get("data") or {}
+
+    def at(value: Any, default: Path) -> Path:
+        if not isinstance(value, str) or not value:
+            return default
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else workspace.root / p
+
+    return _Paths(
+        at(paths.get("checkpoints"), workspace.checkpoints_dir),
+        at(paths.get("submissions"), workspace.submissions_dir),
+        at(data.get("dir"), workspace.data_dir),
+    )
+
+
+def check_submission(path: Path, test_csv: Path | None) -> tuple[int | None, str]:
+    """Validate a submission CSV (``fname,summary``, every test fname in test order).
+
+    Returns:
+        (rows, detail): rows is None when missing or invalid, and detail says what is wrong,
+        naming the file and the row.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except FileNotFoundError:
+        return None, f"no submission {path.name}"
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        return None, f"{path.name}: unreadable ({err})"
+    if not rows:
+        return None, f"{path.name}: empty file"
+    header = rows[0]
+    # sample_submission.csv has a leading unnamed index column: ",fname,summary".
+    offset = 1 if header[:1] == [""] else 0
+    if header[offset : offset + 2] != ["fname", "summary"]:
+        return None, f"{path.name}: header {header!r}, expected fname,summary"
+    body = rows[1:]
+    for n, row in enumerate(body, start=2):
+        if len(row) < offset + 2 or not row[offset + 1].strip():
+            return None, f"{path.name} row {n}: empty summary"
+    fnames = [row[offset] for row in body]
+    if test_csv is not None and test_csv.exists():
+        try:
+            with open(test_csv, newline="", encoding="utf-8") as fh:
+                expected = [r["fname"] for r in csv.DictReader(fh)]
+        except (OSError, KeyError, UnicodeDecodeError, csv.Error) as err:
+            return len(body), f"submission has {len(body)} rows (could not read {test_csv.name}: {err})"
+        if fnames != expected:
+            missing = [f for f in expected if f not in set(fnames)]
+            first = next((i for i, (a, b) in enumerate(zip(fnames, expected)) if a != b), min(len(fnames), len(expected)))
+            what = f"{len(missing)} test fnames missing (e.g. {missing[0]})" if missing else f"order differs at row {first + 2}"
+            return None, f"{path.name}: {len(fnames)} rows vs {len(expected)} in {test_csv.name}; {what}"
+        return len(body), f"submission valid ({len(body)} rows, test order)"
+    return len(body), f"submission has {len(body)} rows (no test.csv to check fnames against)"
+
+
+def _checkpoint_progress(nick_dir: Path) -> str | None:
+    """Describe the newest intermediate checkpoint ("checkpoint-758: 758/780 steps")."""
+    ckpts = sorted(nick_dir.glob("**/checkpoint-*"), key=lambda p: _step(p.name))
+    if not ckpts:
+        return None
+    last = ckpts[-1]
+    try:
+        state = json.loads((last / "trainer_state.json").read_text(encoding="utf-8"))
+        return f"last checkpoint {last.name}: {state.get('global_step')}/{state.get('max_steps')} steps"
+    except (OSError, ValueError):
+        return f"last checkpoint {last.name}"
+
+
+def _step(name: str) -> int:
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _metric(workspace: Workspace, runs: list[Run]) -> dict[str, Any] | None:
+    """The latest ROUGE of these runs: the evaluate stage's first, else any eval (newest run first)."""
+    for want_eval_stage in (True, False):
+        for run in sorted(runs, key=lambda r: -r.id):
+            candidates = [run.metrics] if run.metrics.get("final") is not None else []
+            candidates += [e for e in reversed(read_events(workspace.run_dir(run.id) / "events.jsonl")) if e.get("event") == "eval"]
+            for m in candidates:
+                stage = m.get("stage") or m.get("command")
+                if m.get("final") is not None and (not want_eval_stage or stage == "evaluate"):
+                    return m | {"run_id": run.id}
+    return None
+
+
+def _progress_text(run: Run) -> str:
+    p = run.progress or {}
+    if p.get("step") is not None and p.get("total"):
+        return f"{p.get('stage') or run.stage or ''} {p['step']}/{p['total']} steps".strip()
+    return run.stage or run.action.value
+
+
+# --- rows --------------------------------------------------------------------------------------
+
+
+def result_rows(workspace: Workspace, runs: list[Run]) -> list[ResultRow]:
+    """Derive one row per model nickname from the runs and the artifacts on disk.
+
+    Nicknames found only on disk (``checkpoints/<nick>/`` or a submission with no run) get a row
+    from the artifacts alone.
+
+    Args:
+        workspace: where checkpoints, submissions and run directories are.
+        runs: every run (any order).
+    """
+    by_nick: dict[str, list[Run]] = {}
+    for run in sorted(runs, key=lambda r: r.id):
+        by_nick.setdefault(run.nickname, []).append(run)
+    rows = [_row_from_runs(workspace, nick, group) for nick, group in by_nick.items()]
+    known = {safe_name(n) for n in by_nick}
+    for nick in _disk_nicknames(workspace):
+        if nick not in known:
+            rows.append(_row_from_disk(workspace, nick))
+    return rows
+
+
+def _disk_nicknames(workspace: Workspace) -> list[str]:
+    nicks: set[str] = set()
+    if workspace.checkpoints_dir.is_dir():
+        nicks |= {p.name for p in workspace.checkpoints_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if workspace.submissions_dir.is_dir():
+        nicks |= {p.name.removesuffix("_submission.csv") for p in workspace.submissions_dir.glob("*_submission.csv")}
+    return sorted(nicks)
+
+
+def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRow:
+    latest = runs[-1]
+    paths = _paths(workspace, latest)
+    model_dir = final_model_dir(paths.checkpoints, nick)
+    complete = is_complete_model(model_dir)
+    sub_rows, sub_detail = check_submission(submission_path(paths.submissions, nick), paths.data / "test.csv")
+    metric = _metric(workspace, runs)
+    row = ResultRow(
+        nickname=nick, status=STATUS_UNKNOWN, final=None, tokenizer=None, rouge1=None, rouge2=None, rougeL=None,
+        run_id=latest.id, evidence="", hint=None, model_complete=complete, submission_rows=sub_rows,
+        progress=dict(latest.progress or {}),
+    )
+    if metric:
+        row.final, row.tokenizer = _float(metric.get("final")), metric.get("tokenizer")
+        row.rouge1, row.rouge2, row.rougeL = (_float(metric.get(k)) for k in ("rouge1", "rouge2", "rougeL"))
+    model_text = "final_model complete" if complete else "no complete final_model"
+    running = [r for r in runs if r.state is RunState.RUNNING]
+    if running:
+        r = running[-1]
+        return _set(row, STATUS_RUNNING, "running", r.id, f"run {r.id} {_progress_text(r)}")
+    if latest.state in (RunState.QUEUED, RunState.WAITING):
+        why = f": {latest.reason}" if latest.state is RunState.WAITING and latest.reason else ""
+        return _set(row, STATUS_WAITING, "waiting", latest.id, f"run {latest.id} {latest.state.value}{why}")
+    if latest.state is RunState.CANCELLED:
+        return _set(row, STATUS_CANCELLED, "cancelled", latest.id, f"run {latest.id} cancelled; {model_text}")
+    if latest.state is RunState.FAILED:
+        kind = latest.failure_kind or "unknown"
+        stage = latest.failed_stage or latest.stage
+        row.failure_kind, row.hint = kind, latest.failure_hint
+        where = f"run {latest.id} {stage or latest.action.value} failed ({kind}: {latest.failure_message or 'no message'})"
+        if stage in ("infer", "evaluate") and complete and sub_rows is None:
+            return _set(row, STATUS_TRAINED_INFER_FAILED, "trained_infer_failed", latest.id, f"{model_text}; {where}")
+        if kind == "oom":
+            return _set(row, STATUS_OOM, "oom", latest.id, where)
+        return _set(row, STATUS_FAILED.format(kind=kind), "failed", latest.id, where)
+    # succeeded or interrupted: the artifacts decide.
+    missing = []
+    if not complete:
+        missing.append("no complete final_model")
+    if sub_rows is None:
+        missing.append(sub_detail)
+    if row.final is None:
+        missing.append("no ROUGE recorded (run evaluate)")
+    if not missing:
+        return _set(row, STATUS_DONE, "done", latest.id, f"{model_text}, {sub_detail}, ROUGE from run {metric['run_id']}")
+    head = f"run {latest.id} {latest.state.value}"
+    if latest.state is RunState.INTERRUPTED:
+        p = latest.progress or {}
+        at = f" at {p['step']}/{p['total']} steps" if p.get("step") is not None and p.get("total") else ""
+        head = f"run {latest.id} interrupted{at}"
+    return _set(row, STATUS_UNKNOWN, "unknown", latest.id, f"{head}; " + "; ".join(missing))
+
+
+def _row_from_disk(workspace: Workspace, nick: str) -> ResultRow:
+    model_dir = final_model_dir(workspace.checkpoints_dir, nick)
+    complete = is_complete_model(model_dir)
+    sub_rows, sub_detail = check_submission(submission_path(workspace.submissions_dir, nick), workspace.data_dir / "test.csv")
+    facts = ["no run in the store"]
+    if complete:
+        facts.append("final_model complete")
+    elif model_dir.exists():
+        facts.append(f"{model_dir.relative_to(workspace.root)} has no completeness marker")
+    else:
+        facts.append("no final_model")
+    ckpt = _checkpoint_progress(workspace.checkpoints_dir / nick)
+    if ckpt:
+        facts.append(ckpt)
+    facts.append(sub_detail)
+    facts.append("no ROUGE recorded")
+    return ResultRow(
+        nickname=nick, status=STATUS_UNKNOWN, final=None, tokenizer=None, rouge1=None, rouge2=None, rougeL=None,
+        run_id=None, evidence="; ".join(facts), hint=None, code="unknown", model_complete=complete,
+        submission_rows=sub_rows,
+    )
+
+
+def _set(row: ResultRow, status: str, code: str, run_id: int | None, evidence: str) -> ResultRow:
+    row.status, row.code, row.run_id, row.evidence = status, code, run_id, evidence
+    return row
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def _width(text: str) -> int:
+    # Hangul and emoji take two terminal cells; plain ljust would misalign the table.
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+def _rouge_header(rows: list[ResultRow]) -> str:
+    toks = sorted({r.tokenizer for r in rows if r.tokenizer})
+    return "ROUGE (final = mean×100" + (f", {'/'.join(toks)})" if toks else ")")
+
+
+def format_results(rows: list[ResultRow], fmt: str) -> str:
+    """Render the rows as ``table`` (terminal), ``markdown`` (hand-off), ``csv`` or ``json``.
+
+    Raises:
+        ValueError: for an unknown format, listing the known ones.
+    """
+    if fmt == "json":
+        return json.dumps([asdict(r) | {"rouge_text": r.rouge_text} for r in rows], ensure_ascii=False, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["nickname", "status", "final", "tokenizer", "rouge1", "rouge2", "rougeL", "run_id", "evidence", "hint"])
+        for r in rows:
+            writer.writerow([r.nickname, r.status, r.final, r.tokenizer, r.rouge1, r.rouge2, r.rougeL, r.run_id, r.evidence, r.hint or ""])
+        return buf.getvalue()
+    header = ["Model", _rouge_header(rows), "상태", "Evidence"]
+    body = [[r.nickname, r.rouge_text, r.status, r.evidence] for r in rows]
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
+        return "\n".join(lines) + "\n"
+    if fmt == "table":
+        widths = [max(_width(c) for c in col) for col in zip(header, *body)]
+        out = ["  ".join(_pad(c, w) for c, w in zip(header, widths)).rstrip()]
+        out.append("  ".join("-" * w for w in widths))
+        out += ["  ".join(_pad(c, w) for c, w in zip(cells, widths)).rstrip() for cells in body]
+        return "\n".join(out) + "\n"
+    raise ValueError(f"unknown results format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+# --- hand-off ----------------------------------------------------------------------------------
+
+
+def _gpu_lines(gpu: list[GpuDevice], gpu_note: str, runs: list[Run]) -> list[str]:
+    owners = {r.pid: r for r in runs if r.pid}
+    lines = [f"- {gpu_note}"]
+    for d in gpu:
+        util = f", util {d.util_percent}%" if d.util_percent is not None else ""
+        temp = f", {d.temperature_c}°C" if d.temperature_c is not None else ""
+        lines.append(f"- GPU {d.index} {d.name}: {d.used_bytes / 1024**3:.1f}/{d.total_bytes / 1024**3:.1f} GiB used{util}{temp}")
+        for p in d.processes:
+            run = owners.get(p.pid)
+            who = f"run {run.id}, {run.nickname}" if run else "not ours"
+            lines.append(f"  - pid {p.pid} ({who}) holds {p.used_bytes / 1024**3:.1f} GiB")
+    return lines
+
+
+def _disk_lines(disk: DiskUsage | None) -> list[str]:
+    if disk is None:
+        return ["- not measured yet (the worker measures it in the background)"]
+    from dialsum_tui.manager.disk import human  # local: keeps this module importable without the disk meter
+
+    lines = [f"- {disk.summary()}"]
+    lines += [f"  - {label}: {human(n)}" for label, n in disk.consumers[:8]]
+    return lines
+
+
+def _next_actions(rows: list[ResultRow], disk: DiskUsage | None) -> list[str]:
+    actions = []
+    for r in rows:
+        if r.code == "trained_infer_failed":
+            actions.append(f"re-infer {r.nickname}: `dialsum-tui retry {r.run_id} --action infer`" + (f" ({r.hint})" if r.hint else ""))
+        elif r.code == "oom":
+            actions.append(f"retry {r.nickname} once the GPU is free: `dialsum-tui check`, then `dialsum-tui retry {r.run_id}`")
+        elif r.code == "failed":
+            actions.append(f"fix and retry {r.nickname}: {r.hint or 'see the log'}; `dialsum-tui retry {r.run_id}`")
+        elif r.code == "unknown":
+            retry = f"; `dialsum-tui retry {r.run_id}`" if r.run_id is not None else ""
+            actions.append(f"check {r.nickname}: {r.evidence}{retry}")
+    done = [r for r in rows if r.code == "done" and r.final is not None]
+    if done:
+        best = max(done, key=lambda r: r.final or 0.0)
+        actions.append(f"submit the best model {best.nickname} ({best.rouge_text}): submissions/{safe_name(best.nickname)}_submission.csv")
+    if disk is not None and disk.used_bytes > disk.safe_bytes:
+        actions.append("disk above the safe level: `dialsum-tui prune --dry-run`, then `--yes`")
+    return actions or ["nothing pending"]
+
+
+def handoff_markdown(
+    workspace: Workspace,
+    runs: list[Run],
+    rows: list[ResultRow],
+    gpu: list[GpuDevice],
+    gpu_note: str,
+    disk: DiskUsage | None,
+) -> str:
+    """Write the session hand-off: results table, GPU and disk state, active runs, failures, next actions.
+
+    Args:
+        workspace: the workspace it describes.
+        runs: every run.
+        rows: from :func:`result_rows`.
+        gpu: a snapshot from the GPU source; gpu_note its ``describe()``.
+        disk: the cached measurement (None before the first one).
+    """
+    out = [f"# 인수인계 (hand-off) — {workspace.root}", "", f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by `dialsum-tui handoff`.", ""]
+    out += ["## Results", "", format_results(rows, "markdown")]
+    out += ["## GPU", "", *_gpu_lines(gpu, gpu_note, runs), ""]
+    out += ["## Disk", "", *_disk_lines(disk), ""]
+    active = [r for r in runs if r.state in (RunState.RUNNING, RunState.WAITING, RunState.QUEUED)]
+    out += ["## Running and waiting", ""]
+    for r in active:
+        eta = r.progress.get("eta_s") if r.progress else None
+        eta_text = f", ETA {eta / 60:.0f} min" if isinstance(eta, (int, float)) else ""
+        extra = f": {r.reason}" if r.state is not RunState.RUNNING and r.reason else ""
+        out.append(f"- run {r.id} {r.nickname} ({r.action.value}) {r.state.value}: {_progress_text(r)}{eta_text}{extra}")
+    out += ([] if active else ["- none"]) + [""]
+    failed = [r for r in rows if r.code in ("oom", "failed", "trained_infer_failed")]
+    out += ["## Failures", ""]
+    for row in failed:
+        out.append(f"- {row.nickname} (run {row.run_id}, {row.failure_kind}): {row.evidence}" + (f"\n  - hint: {row.hint}" if row.hint else ""))
+    out += ([] if failed else ["- none"]) + [""]
+    out += ["## Next actions", "", *[f"{i}. {a}" for i, a in enumerate(_next_actions(rows, disk), start=1)], ""]
+    return "\n".join(out)
