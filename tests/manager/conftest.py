@@ -36,3 +36,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.delenv("DIALSUM_FAKE_GPU", raising=False)
     monkeypatch.delenv("FAKE_FAIL", raising=False)
     return ws
+
+
+@pytest.fixture
+def make_config(workspace: Workspace):
+    """``make_config(nickname, **sections)`` → path of a valid config in the workspace."""
+    return lambda nickname, **sections: write_config(workspace, nickname, **sections)
