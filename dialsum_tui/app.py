@@ -179,7 +179,9 @@ class DialsumApp(App[int]):
         def queue(choice: tuple[str, str] | None) -> None:
             if choice:
                 path, action = choice
-                self._intent("add", lambda: f"queued run {self.manager.add(path, action=action).id} from {path}")
+                # The dialog lists paths relative to the workspace, whatever the app's cwd is.
+                full = str(self.manager.workspace.root / Path(path).expanduser())
+                self._intent("add", lambda: f"queued run {self.manager.add(full, action=action).id} from {path}")
 
         self.push_screen(AddRunScreen(self.manager.workspace.root), queue)
 
@@ -350,7 +352,7 @@ class _Poller:
             if run.state in (RunState.QUEUED, RunState.WAITING):
                 key = (run.id, run.action.value)
                 if key not in self._projection:
-                    self._projection[key] = _footprint(run)
+                    self._projection[key] = _footprint(run, self.manager.workspace.root)
                 total += self._projection[key]
         return total
 
@@ -373,7 +375,7 @@ class _Poller:
         return RunOutputRead(run_id=run_id, log=chunk, events=events, reset=reset)
 
 
-def _footprint(run: Run) -> int:
+def _footprint(run: Run, root: Path) -> int:
     """Bytes the run will add to the disk; 0 when the guards module cannot tell."""
     try:
         import yaml
@@ -381,7 +383,7 @@ def _footprint(run: Run) -> int:
         from dialsum_tui.manager.disk import projected_footprint
         from engine.config import config_from_dict
 
-        return projected_footprint(config_from_dict(yaml.safe_load(run.config_yaml), f"run {run.id}"), run.action.value)
+        return projected_footprint(config_from_dict(yaml.safe_load(run.config_yaml), f"run {run.id}"), run.action.value, root)
     except Exception:  # a projection is advice; a config it cannot read is reported when the run starts
         return 0
 

@@ -1,0 +1,201 @@
+"""Drives the real app with Pilot against a real Manager, store and stand-in engine subprocesses."""
+
+from __future__ import annotations
+
+from textual.widgets import Input, Log, OptionList
+
+from dialsum_tui.app import make_app
+from dialsum_tui.manager.models import Action, RunState
+from dialsum_tui.screens.confirm import ConfirmScreen
+from dialsum_tui.screens.help import HelpScreen
+from dialsum_tui.screens.main import KEYS, MainScreen
+from dialsum_tui.screens.results import ResultsScreen
+from dialsum_tui.widgets.gpu_panel import GpuPanel
+from dialsum_tui.widgets.queue_table import QueueTable
+
+from tui_support import scripted_gpu, wait_for, write_config
+
+
+def _rows(app) -> list[int]:
+    table = app.main.query_one(QueueTable)
+    return [int(key.value) for key in table.rows]
+
+
+def _notices(app) -> str:
+    return "\n".join(str(n.message) for n in app._notifications)
+
+
+async def test_queue_gpu_and_pause_follow_the_manager(workspace, manager) -> None:
+    first = manager.add(str(write_config(workspace, "koBART-summarization")))
+    second = manager.add(str(write_config(workspace, "Qwen3-4B-Instruct")))
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: _rows(app) == [first.id, second.id], what="both runs in the queue")
+        assert "NVIDIA H100" in str(app.main.query_one(GpuPanel).render())
+        await pilot.press("space")
+        await wait_for(pilot, manager.is_paused, what="the queue paused through the manager")
+        await wait_for(pilot, lambda: "paused" in str(app.main.query_one("#status-line").render()))
+        await pilot.press("space")
+        await wait_for(pilot, lambda: not manager.is_paused(), what="the queue resumed")
+
+
+async def test_reorder_with_ctrl_arrows(workspace, manager) -> None:
+    manager.pause()  # keep them queued: no worker runs here anyway
+    ids = [manager.add(str(write_config(workspace, name))).id for name in ("a-model", "b-model", "c-model")]
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: _rows(app) == ids)
+        await pilot.press("ctrl+down")
+        expected = [ids[1], ids[0], ids[2]]
+        await wait_for(pilot, lambda: [r.id for r in manager.runs()] == expected, what="run moved down in the store")
+        await wait_for(pilot, lambda: _rows(app) == expected, what="the table follows the store")
+        assert app.selected_run_id == ids[0]  # the cursor stays on the moved run
+        await pilot.press("ctrl+up")
+        await wait_for(pilot, lambda: [r.id for r in manager.runs()] == ids, what="run moved back up")
+
+
+async def test_add_run_from_the_config_list(workspace, manager) -> None:
+    write_config(workspace, "Llama-3.2-Korean-3B-bf16")
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.screen.query(OptionList), what="the add-run dialog")
+        options = app.screen.query_one(OptionList)
+        assert options.option_count == 1
+        options.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(manager.runs()) == 1, what="the run in the store")
+        run = manager.runs()[0]
+        assert run.nickname == "Llama-3.2-Korean-3B-bf16" and run.action is Action.PIPELINE
+        await wait_for(pilot, lambda: _rows(app) == [run.id])
+
+
+async def test_add_run_with_a_bad_config_names_the_key(workspace, manager) -> None:
+    bad = write_config(workspace, "broken", train={"device": "cpu", "batch_sise": 8})
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.screen.query(Input), what="the add-run dialog")
+        app.screen.query_one(Input).value = str(bad.relative_to(workspace.root))
+        app.screen.query_one(Input).focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "batch_sise" in _notices(app), what="an error naming the key")
+        assert "broken.yaml" in _notices(app)
+        assert manager.runs() == []
+
+
+async def test_live_run_cancel_retrain_and_reinfer_by_keyboard(workspace, manager, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_STEPS", "400")  # long enough to watch and cancel
+    run = manager.add(str(write_config(workspace, "koBART-summarization")))
+    manager.ensure_worker()
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: manager.get(run.id).state is RunState.RUNNING, timeout=20, what="run started")
+        log = app.main.query_one(Log)
+        await wait_for(pilot, lambda: log.line_count > 0, timeout=20, what="log lines of the running stage")
+        await wait_for(pilot, lambda: app.main.query_one("#progress-text").render().plain.count("%") > 0,
+                       timeout=20, what="a progress figure")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the cancel confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: manager.get(run.id).state is RunState.CANCELLED, timeout=20, what="cancelled")
+        monkeypatch.setenv("FAKE_STEPS", "2")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: len(manager.runs()) == 2, what="the retrain run")
+        await pilot.press("i")
+        await wait_for(pilot, lambda: len(manager.runs()) == 3, what="the re-infer run")
+        actions = [r.action for r in manager.runs()]
+        assert actions == [Action.PIPELINE, Action.PIPELINE, Action.INFER]
+        assert all(r.config_yaml == run.config_yaml for r in manager.runs())
+
+
+async def test_cancel_asks_first_and_no_keeps_the_run(workspace, manager) -> None:
+    manager.pause()
+    run = manager.add(str(write_config(workspace, "koT5")))
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: _rows(app) == [run.id])
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.pause(0.3)
+        assert manager.get(run.id).state is RunState.QUEUED
+
+
+async def test_log_filter_shows_errors_only(workspace, manager) -> None:
+    manager.pause()
+    run = manager.add(str(write_config(workspace, "koBART-summarization")))
+    manager.log_path(run.id).write_text("loading\nstep 1\nRuntimeError: expected scalar type BFloat16 but found Float\n"
+                                        "step 2\n", encoding="utf-8")
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        log = app.main.query_one(Log)
+        await wait_for(pilot, lambda: log.line_count == 4, what="the whole log")
+        await pilot.press("f")
+        assert log.lines == ["RuntimeError: expected scalar type BFloat16 but found Float"]
+        with open(manager.log_path(run.id), "a", encoding="utf-8") as fh:
+            fh.write("step 3\ntorch.OutOfMemoryError: CUDA out of memory\n")
+        await wait_for(pilot, lambda: log.line_count == 2, what="a new error line, the step line hidden")
+        await pilot.press("f")
+        assert log.line_count == 6
+
+
+async def test_help_lists_every_key_and_palette_has_them(workspace, manager) -> None:
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        table = app.screen.query_one("#help-table")
+        shown = {str(table.get_row_at(i)[0]) for i in range(table.row_count)}
+        assert shown == {"?" if b.key == "question_mark" else b.key for b in KEYS}
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert all(any(b.description in t for t in titles) for b in KEYS)
+
+
+async def test_results_screen_export_and_handoff(workspace, manager) -> None:
+    manager.pause()
+    manager.add(str(write_config(workspace, "koBART-summarization")))
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen), what="the results screen")
+        table = app.screen.query_one("#results-table")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert str(table.get_row_at(0)[0]) == "koBART-summarization"
+        await pilot.press("m")
+        results = workspace.root / "results.md"
+        await wait_for(pilot, results.exists, what="results.md")
+        assert "koBART-summarization" in results.read_text(encoding="utf-8")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("h")
+        handoff = workspace.root / "HANDOFF.md"
+        await wait_for(pilot, handoff.exists, what="HANDOFF.md")
+        assert "koBART-summarization" in handoff.read_text(encoding="utf-8")
+
+
+async def test_kill_leftovers_with_none_says_so(workspace, manager) -> None:
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("K")
+        await wait_for(pilot, lambda: "none of our runs" in _notices(app), what="the no-leftovers notice")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_quit_says_runs_keep_going_and_reopen_finds_them(workspace, manager, capsys) -> None:
+    manager.pause()
+    run = manager.add(str(write_config(workspace, "Qwen3-4B-Instruct")))
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: _rows(app) == [run.id])
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
+    assert app.return_code == 0
+    assert "1 unfinished run(s) keep going" in " ".join(capsys.readouterr().err.split())
+    reopened = make_app(workspace, gpu_source=scripted_gpu(), poll_interval=0.1)  # a fresh Manager too
+    async with reopened.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: _rows(reopened) == [run.id], what="the run after reopening")
+        assert reopened.paused
