@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.artifacts import EVENTS_FILE, EventWriter, atomic_write_text
+from engine.artifacts import EventWriter, atomic_write_text
 from engine.data import DataError, load_references, read_table
 
 TOKENIZERS = ("mecab", "whitespace", "char")
@@ -469,49 +470,72 @@ def format_table(scores: Scores) -> str:
     return "\n".join(lines)
 
 
-def _record(run_dir: Path, scores: Scores, args: argparse.Namespace) -> None:
-    metrics_path = run_dir / METRICS_FILE
-    body = {
-        **scores.to_dict(),
-        "split": "dev",
-        "predictions": str(Path(args.predictions).resolve()),
-        "references": str(Path(args.references).resolve()),
-    }
-    atomic_write_text(metrics_path, json.dumps(body, ensure_ascii=False, indent=2) + "\n")
-    with EventWriter(run_dir / EVENTS_FILE, command="evaluate") as events:
-        fields = {key: value for key, value in scores.to_dict().items() if key not in ("refs_per_item", "empty_predictions")}
-        events.emit("eval", **fields, split="dev")
-        if scores.empty_predictions:
-            events.emit("warning", message="empty predictions scored 0", count=scores.empty_predictions)
-        events.emit("artifact", kind="metrics", path=str(metrics_path), bytes=metrics_path.stat().st_size)
+def _check_arguments(args: argparse.Namespace) -> None:
+    from engine.config import ConfigError  # pydantic; only the command needs it
 
-
-def main(args: argparse.Namespace) -> int:
-    """Run ``python -m engine evaluate``: print the scores, optionally record them in a run directory.
-
-    Returns:
-        0 on success, 2 on bad input (the message on stderr names the file, the fnames and the fix).
-    """
+    # mecab is the parser default, so only an explicit other choice can be caught here.
     if args.scorer == "baseline" and args.tokenizer != "mecab":
-        # mecab is the parser default, so only an explicit other choice can be caught here.
-        print(
-            f"evaluate: --tokenizer {args.tokenizer} applies to the competition scorer only; "
-            "the baseline scorer always splits raw text on spaces like rouge==1.0.1. Drop --tokenizer or use --scorer competition",
-            file=sys.stderr,
+        raise ConfigError(
+            f"--tokenizer {args.tokenizer} applies to the competition scorer only; the baseline scorer always "
+            "splits raw text on spaces like rouge==1.0.1. Drop --tokenizer or use --scorer competition"
         )
-        return 2
-    try:
-        scores = score_files(args.predictions, args.references, tokenizer=args.tokenizer, scorer=args.scorer)
-    except MetricInputError as err:
-        print(f"evaluate: {err}", file=sys.stderr)
-        return 2
-    if args.run_dir:
-        _record(Path(args.run_dir), scores, args)
-    if args.json:
+
+
+def _print(scores: Scores, as_json: bool) -> None:
+    if as_json:
         # Exactly the documented keys: scripts parse this line; empty_predictions is in metrics.json.
         body = scores.to_dict()
         body.pop("empty_predictions")
         print(json.dumps(body, ensure_ascii=False))
     else:
         print(format_table(scores))
+
+
+def _evaluate_in_run(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
+    """The command body under :func:`engine.runtime.run_command`, which adds ``finished``/``failed``."""
+    events.emit("started", pid=os.getpid(), predictions=str(args.predictions), references=str(args.references),
+                tokenizer=args.tokenizer, scorer=args.scorer)
+    _check_arguments(args)
+    events.emit("phase", name="score")
+    scores = score_files(args.predictions, args.references, tokenizer=args.tokenizer, scorer=args.scorer)
+    metrics_path = Path(args.run_dir) / METRICS_FILE
+    saved = {
+        **scores.to_dict(),
+        "split": "dev",
+        "predictions": str(Path(args.predictions).resolve()),
+        "references": str(Path(args.references).resolve()),
+    }
+    atomic_write_text(metrics_path, json.dumps(saved, ensure_ascii=False, indent=2) + "\n")
+    fields = {key: value for key, value in scores.to_dict().items() if key not in ("refs_per_item", "empty_predictions")}
+    events.emit("eval", **fields, split="dev")
+    if scores.empty_predictions:
+        events.emit("warning", message="empty predictions scored 0", count=scores.empty_predictions)
+    events.emit("artifact", kind="metrics", path=str(metrics_path), bytes=metrics_path.stat().st_size)
+    _print(scores, args.json)
+    return scores.to_dict()
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``python -m engine evaluate``: print the scores; with ``--run-dir`` also record them.
+
+    With ``--run-dir`` the command behaves like ``train`` and ``infer``: ``started``, ``eval``,
+    ``artifact`` (``metrics.json``) and ``finished`` events, or ``failed`` with kind ``data`` or
+    ``config``.
+
+    Returns:
+        0 on success, 2 on bad input (the message on stderr names the file, the fnames and the fix).
+    """
+    if args.run_dir:
+        from engine.runtime import run_command
+
+        return run_command("evaluate", args, _evaluate_in_run)
+    from engine.config import ConfigError
+
+    try:
+        _check_arguments(args)
+        scores = score_files(args.predictions, args.references, tokenizer=args.tokenizer, scorer=args.scorer)
+    except (DataError, ConfigError) as err:
+        print(f"evaluate: {err}", file=sys.stderr)
+        return 2
+    _print(scores, args.json)
     return 0

@@ -329,20 +329,33 @@ def test_cli_baseline_refuses_a_tokenizer_it_would_ignore(capsys):
     assert code == 2 and "competition scorer only" in capsys.readouterr().err
 
 
-def test_cli_run_dir_appends_an_eval_event_and_writes_metrics_json(tmp_path, capsys):
+def test_cli_run_dir_records_eval_metrics_json_and_a_verdict_like_train_and_infer(tmp_path):
+    # A subprocess: with --run-dir the command installs SIGINT/SIGTERM handlers (engine.runtime).
     run_dir = tmp_path / "run"
-    code = engine_main(["evaluate", "--predictions", str(FIXTURES / "predictions.csv"),
-                        "--references", str(FIXTURES / "references.csv"), "--run-dir", str(run_dir), "--json"])
-    assert code == 0
-    printed = json.loads(capsys.readouterr().out)
+    proc = _run_cli("--predictions", str(FIXTURES / "predictions_indexed.csv"), "--references", str(FIXTURES / "references.csv"),
+                    "--run-dir", str(run_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
     events = read_events(run_dir / "events.jsonl")
-    evals = [e for e in events if e["event"] == "eval"]
-    assert len(evals) == 1 and evals[0]["command"] == "evaluate" and evals[0]["split"] == "dev"
+    assert {e["command"] for e in events} == {"evaluate"}
+    assert [e["event"] for e in events] == ["started", "phase", "eval", "warning", "artifact", "finished"]
+    evaluated = next(e for e in events if e["event"] == "eval")
+    assert evaluated["split"] == "dev"
     for key in ("rouge1", "rouge2", "rougeL", "final", "sum", "tokenizer", "scorer", "n"):
-        assert evals[0][key] == printed[key]
+        assert evaluated[key] == printed[key]
     saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    assert saved["final"] == printed["final"] and saved["empty_predictions"] == 0
-    assert [e["kind"] for e in events if e["event"] == "artifact"] == ["metrics"]
+    assert saved["final"] == printed["final"] and saved["empty_predictions"] == 1
+    assert next(e for e in events if e["event"] == "artifact")["path"] == str(run_dir / "metrics.json")
+
+
+def test_cli_run_dir_bad_input_records_a_data_failure_and_exits_2(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _run_cli("--predictions", str(FIXTURES / "predictions_mismatch.csv"), "--references", str(FIXTURES / "references.csv"),
+                    "--run-dir", str(run_dir))
+    assert proc.returncode == 2 and "test_9" in proc.stderr
+    failed = [e for e in read_events(run_dir / "events.jsonl") if e["event"] == "failed"]
+    assert len(failed) == 1 and failed[0]["kind"] == "data" and "dev_2" in failed[0]["message"]
+    assert not (run_dir / "metrics.json").exists()
 
 
 def test_importing_the_metric_loads_neither_mecab_nor_rouge_score():
