@@ -1,0 +1,134 @@
+"""Provides the prune plan (what can be deleted to free the quota, with sizes and reasons) and the
+deletion itself, which never touches anything outside the workspace or the configured HF caches.
+
+What can go: intermediate ``checkpoint-*`` directories of nicknames whose final_model is complete
+and that have no active run (the best checkpoint is kept), and HF hub/xet cache entries
+(``models--org--name``) of models no queued, waiting or running run needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from dialsum_tui.manager.disk import _Walker
+from dialsum_tui.manager.models import Run, RunState
+from engine.artifacts import final_model_dir, is_complete_model, safe_name
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.workspace import Workspace
+
+_ACTIVE = (RunState.QUEUED, RunState.WAITING, RunState.RUNNING)
+_PRUNABLE_PREFIXES = ("checkpoint-", "models--")
+
+
+@dataclass(frozen=True)
+class PruneItem:
+    """One directory that may be deleted; ``root`` is the tree it must stay inside."""
+
+    path: Path
+    bytes: int
+    reason: str
+    root: Path | None = None
+
+
+def _size(path: Path) -> int:
+    try:
+        return _Walker(os.lstat(path).st_dev).size(path)
+    except OSError:
+        return 0
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """True if ``path`` (not a symlink) resolves strictly inside ``root``."""
+    if path.is_symlink():
+        return False
+    resolved, base = path.resolve(), root.resolve()
+    return resolved != base and base in resolved.parents
+
+
+def _hub_id(run: Run) -> str | None:
+    try:
+        tree = yaml.safe_load(run.config_yaml or "")
+    except yaml.YAMLError:
+        return None
+    model = tree.get("model") if isinstance(tree, dict) else None
+    value = model.get("name_or_path") if isinstance(model, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _best_checkpoint(checkpoints: list[Path]) -> str | None:
+    """Name of the best checkpoint per the newest trainer_state.json (Trainer's best_model_checkpoint)."""
+    def step(p: Path) -> int:
+        tail = p.name.rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+
+    for ckpt in sorted(checkpoints, key=step, reverse=True):
+        try:
+            state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        best = state.get("best_model_checkpoint") if isinstance(state, dict) else None
+        if best:
+            return Path(best).name
+    return None
+
+
+def prune_plan(workspace: Workspace, runs: list[Run]) -> list[PruneItem]:
+    """List what can be deleted, biggest first, each with its size and why it is safe.
+
+    Args:
+        workspace: its checkpoints and settings (hf_cache_dirs).
+        runs: every run; active ones protect their nickname's checkpoints and their model's cache.
+    """
+    items: list[PruneItem] = []
+    active_nicks = {safe_name(r.nickname) for r in runs if r.state in _ACTIVE}
+    root = workspace.checkpoints_dir
+    nick_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()) if root.is_dir() else []
+    for nick_dir in nick_dirs:
+        if nick_dir.name in active_nicks or not is_complete_model(final_model_dir(root, nick_dir.name)):
+            continue  # a run still writes here, or the checkpoints are the only copy of the training
+        ckpts = [p for p in nick_dir.rglob("checkpoint-*") if p.is_dir() and not p.is_symlink() and "final_model" not in p.parts]
+        best = _best_checkpoint(ckpts)
+        for ckpt in ckpts:
+            if ckpt.name == best or not _inside(ckpt, root):
+                continue
+            why = f"intermediate checkpoint of {nick_dir.name} (final_model complete; best {best or 'not recorded'} kept)"
+            items.append(PruneItem(ckpt, _size(ckpt), why, root))
+    needed = {f"models--{hub.replace('/', '--')}" for r in runs if r.state in _ACTIVE and (hub := _hub_id(r))}
+    for raw in workspace.settings().hf_cache_dirs:
+        cache = Path(raw).expanduser()
+        cache = cache if cache.is_absolute() else workspace.root / cache
+        if not cache.is_dir():
+            continue
+        for entry in sorted(cache.glob("models--*")):
+            if entry.name in needed or not entry.is_dir() or not _inside(entry, cache):
+                continue
+            model = entry.name.removeprefix("models--").replace("--", "/")
+            items.append(PruneItem(entry, _size(entry), f"HF cache of {model}: no queued or running run needs it", cache))
+    return sorted(items, key=lambda i: -i.bytes)
+
+
+def prune(items: list[PruneItem]) -> int:
+    """Delete the planned directories and return the bytes freed.
+
+    Each item is re-checked first: it must be a real directory (not a symlink) named
+    ``checkpoint-*`` or ``models--*`` that resolves inside its ``root``; anything else is skipped.
+    """
+    freed = 0
+    for item in items:
+        path = Path(item.path)
+        if item.root is None or not path.name.startswith(_PRUNABLE_PREFIXES):
+            continue
+        if not path.is_dir() or not _inside(path, item.root):
+            continue
+        size = _size(path)
+        shutil.rmtree(path)
+        freed += size
+    return freed
