@@ -1,0 +1,16 @@
+"""Provides the ``dialsum-tui`` console script and ``python -m dialsum_tui``."""
+
+from __future__ import annotations
+
+import sys
+
+from dialsum_tui.cli import main as cli_main
+
+
+def main() -> int:
+    """Console-script entry point: parse ``sys.argv`` and exit with the CLI's code."""
+    return cli_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

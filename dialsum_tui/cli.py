@@ -1,0 +1,317 @@
+"""Provides the ``dialsum-tui`` command line: queue, inspect and steer runs through the Manager;
+with no subcommand it opens the TUI.
+
+Exit codes: 0 ok, 1 an operation failed, 2 bad input (the message says what to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dialsum_tui.manager.models import Action, Run
+from dialsum_tui.manager.service import Manager
+from dialsum_tui.manager.store import IllegalTransition, RunNotFound
+from dialsum_tui.manager.workspace import WorkspaceError, find_workspace, init_workspace
+from engine.artifacts import atomic_write_text
+from engine.config import ConfigError
+
+ACTIONS = [a.value for a in Action]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dialsum-tui", description=__doc__.splitlines()[0])
+    parser.add_argument("--workspace", "-w", help="workspace root (default: $DIALSUM_WORKSPACE, or cwd upwards)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create a workspace (or adopt an existing directory)")
+    p.add_argument("dir", nargs="?", default=".")
+    p.add_argument("--demo", action="store_true", help="also add the demo data, tiny models and configs")
+
+    p = sub.add_parser("add", help="queue a config (validated now) and start the worker")
+    p.add_argument("config")
+    p.add_argument("--action", choices=ACTIONS, default="pipeline", help="pipeline = train → infer → evaluate")
+    p.add_argument("--gpu", help="device indices for CUDA_VISIBLE_DEVICES, e.g. 0 or 0,1")
+    p.add_argument("--after", type=int, metavar="ID", help="start only after run ID succeeded")
+
+    p = sub.add_parser("ls", help="list runs")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("cancel", help="cancel a queued run, or stop a running one cleanly (SIGINT first)")
+    p.add_argument("id", type=int)
+
+    p = sub.add_parser("retry", help="queue a new run with the same config snapshot")
+    p.add_argument("id", type=int)
+    p.add_argument("--action", choices=ACTIONS, help="e.g. infer: re-infer without retraining")
+
+    sub.add_parser("pause", help="start nothing new (running stages continue)")
+    sub.add_parser("resume", help="let the queue start runs again (starts the worker)")
+
+    p = sub.add_parser("logs", help="print a run's log")
+    p.add_argument("id", type=int)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run is final")
+
+    p = sub.add_parser("check", help="GPU, leftover processes, disk, worker and queue state")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("results", help="one row per model: ROUGE and 상태")
+    p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+
+    p = sub.add_parser("prune", help="list (or delete) what can go: old checkpoints, unused HF caches")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--dry-run", action="store_true", help="only list (the default)")
+    group.add_argument("--yes", action="store_true", help="delete the listed items")
+
+    p = sub.add_parser("handoff", help="write the Markdown hand-off note")
+    p.add_argument("--out", help="file to write (atomically); default stdout")
+
+    p = sub.add_parser("worker", help="start, stop or inspect the detached worker")
+    p.add_argument("op", choices=["start", "stop", "status"])
+    return parser
+
+
+# --- output helpers ---------------------------------------------------------------------------
+
+
+def _run_dict(run: Run) -> dict[str, Any]:
+    data = dataclasses.asdict(run)
+    data["action"], data["state"] = run.action.value, run.state.value
+    data.pop("config_yaml")  # large; `runs/<id>/config.yaml` has it
+    return data
+
+
+def _progress_text(run: Run) -> str:
+    p = run.progress or {}
+    if p.get("total"):
+        return f"{p.get('stage', run.stage)} {p.get('step', 0)}/{p['total']}"
+    return ""
+
+
+def _ls_table(runs: list[Run]) -> str:
+    header = ("ID", "NICKNAME", "ACTION", "STAGE", "STATE", "GPU", "PROGRESS", "NOTE")
+    rows = [header]
+    for r in runs:
+        state = r.state.value + (f"({r.failure_kind})" if r.failure_kind else "")
+        note = r.reason or (r.failure_message or "")
+        rows.append((str(r.id), r.nickname, r.action.value, r.stage or "-", state, r.gpus or "-",
+                     _progress_text(r), note[:80]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows)
+
+
+def _start_worker(manager: Manager) -> None:
+    pid = manager.ensure_worker()
+    print(f"worker running (pid {pid}); log: {manager.workspace.worker_log}")
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    ws = init_workspace(args.dir, demo=args.demo)
+    Manager.open(ws)  # creates the state database now, not on first add
+    print(f"workspace ready: {ws.root}")
+    return 0
+
+
+def cmd_add(manager: Manager, args: argparse.Namespace) -> int:
+    run = manager.add(args.config, action=args.action, gpus=args.gpu, after=args.after)
+    print(f"queued run {run.id}: {run.nickname} ({run.action.value})")
+    _start_worker(manager)
+    return 0
+
+
+def cmd_ls(manager: Manager, args: argparse.Namespace) -> int:
+    runs = manager.runs()
+    if args.json:
+        print(json.dumps([_run_dict(r) for r in runs], ensure_ascii=False, indent=2))
+    else:
+        print(_ls_table(runs) if runs else "no runs yet; queue one with `dialsum-tui add CONFIG`")
+        if manager.is_paused():
+            print("queue paused: `dialsum-tui resume` to continue")
+    return 0
+
+
+def cmd_cancel(manager: Manager, args: argparse.Namespace) -> int:
+    run = manager.cancel(args.id)
+    if run.state.is_final:
+        print(f"run {run.id} is {run.state.value}")
+    else:
+        print(f"run {run.id}: stop requested; the worker sends SIGINT (then SIGTERM, SIGKILL) to its stage")
+    return 0
+
+
+def cmd_retry(manager: Manager, args: argparse.Namespace) -> int:
+    run = manager.retry(args.id, args.action)
+    print(f"queued run {run.id}: {run.nickname} ({run.action.value}), retry of run {args.id}")
+    _start_worker(manager)
+    return 0
+
+
+def cmd_pause(manager: Manager, _args: argparse.Namespace) -> int:
+    manager.pause()
+    print("queue paused: running stages continue, nothing new starts")
+    return 0
+
+
+def cmd_resume(manager: Manager, _args: argparse.Namespace) -> int:
+    manager.resume()
+    print("queue resumed")
+    _start_worker(manager)
+    return 0
+
+
+def cmd_logs(manager: Manager, args: argparse.Namespace) -> int:
+    manager.get(args.id)  # a clear error for an unknown id
+    path = manager.log_path(args.id)
+    offset = 0
+    while True:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            offset += len(chunk)
+            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+            sys.stdout.flush()
+        if not args.follow:
+            if not offset:
+                print(f"run {args.id} has no log yet ({path})", file=sys.stderr)
+            return 0
+        if manager.get(args.id).state.is_final and not chunk:
+            return 0
+        time.sleep(0.3)
+
+
+def _check_data(manager: Manager) -> dict[str, Any]:
+    source = manager.gpu_source()
+    try:
+        devices = source.devices()
+    except Exception as err:  # report, do not crash the check
+        devices, error = [], str(err)
+    else:
+        error = None
+    leftovers = manager.leftovers() if devices else []
+    usage = manager.disk()
+    running, pid = manager.worker_status()
+    return {
+        "gpu": {"source": source.describe(), "error": error, "devices": [dataclasses.asdict(d) for d in devices]},
+        "leftovers": [{"pid": p.pid, "gpu": p.gpu_index, "used_bytes": p.used_bytes, "run": rid, "nickname": nick}
+                      for p, rid, nick in leftovers],
+        "disk": dataclasses.asdict(usage) if usage else None,
+        "worker": {"running": running, "pid": pid},
+        "paused": manager.is_paused(),
+    }
+
+
+def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
+    data = _check_data(manager)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+        return 0
+    print(f"GPU: {data['gpu']['source']}" + (f" (query failed: {data['gpu']['error']})" if data["gpu"]["error"] else ""))
+    for d in data["gpu"]["devices"]:
+        print(f"  GPU {d['index']} {d['name']}: {d['used_bytes'] / 2**30:.1f}/{d['total_bytes'] / 2**30:.1f} GiB, "
+              f"{len(d['processes'])} process(es)")
+    for item in data["leftovers"]:
+        print(f"  leftover: pid {item['pid']} (run {item['run']}, {item['nickname']}) holds "
+              f"{item['used_bytes'] / 2**30:.1f} GiB on GPU {item['gpu']}")
+    usage = manager.disk()
+    print(f"disk: {usage.summary()}" if usage else "disk: not measured yet (the worker measures in the background)")
+    w = data["worker"]
+    print(f"worker: running (pid {w['pid']})" if w["running"] else "worker: not running (`dialsum-tui worker start`)")
+    print(f"queue: {'paused' if data['paused'] else 'running'}")
+    return 0
+
+
+def cmd_results(manager: Manager, args: argparse.Namespace) -> int:
+    from dialsum_tui.manager.results import format_results
+
+    print(format_results(manager.results(), args.format))
+    return 0
+
+
+def cmd_prune(manager: Manager, args: argparse.Namespace) -> int:
+    from dialsum_tui.manager.disk import human
+
+    items = manager.prune_plan()
+    if not items:
+        print("nothing to prune")
+        return 0
+    for item in items:
+        print(f"{human(item.bytes):>10}  {item.path}  ({item.reason})")
+    total = sum(i.bytes for i in items)
+    if args.yes:
+        print(f"freed {human(manager.prune(items))}")
+    else:
+        print(f"{human(total)} can go; run `dialsum-tui prune --yes` to delete")
+    return 0
+
+
+def cmd_handoff(manager: Manager, args: argparse.Namespace) -> int:
+    text = manager.handoff()
+    if args.out:
+        atomic_write_text(Path(args.out), text, mode=0o600)
+        print(f"hand-off written to {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_worker(manager: Manager, args: argparse.Namespace) -> int:
+    if args.op == "start":
+        _start_worker(manager)
+    elif args.op == "stop":
+        if manager.stop_worker():
+            print("worker stopped; running stages keep running and are re-adopted when a worker starts again")
+        else:
+            print("no worker was running")
+    else:
+        running, pid = manager.worker_status()
+        print(f"worker running (pid {pid})" if running else "worker not running")
+    return 0
+
+
+COMMANDS = {
+    "add": cmd_add, "ls": cmd_ls, "cancel": cmd_cancel, "retry": cmd_retry, "pause": cmd_pause,
+    "resume": cmd_resume, "logs": cmd_logs, "check": cmd_check, "results": cmd_results,
+    "prune": cmd_prune, "handoff": cmd_handoff, "worker": cmd_worker,
+}
+
+
+def _open_tui(workspace: str | None) -> int:
+    if importlib.util.find_spec("dialsum_tui.app") is None:
+        print("the TUI is not available yet (dialsum_tui.app is missing); use the subcommands, see --help",
+              file=sys.stderr)
+        return 2
+    ws = find_workspace(workspace)
+    return int(importlib.import_module("dialsum_tui.app").run_app(ws) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command is None:
+            return _open_tui(args.workspace)
+        if args.command == "init":
+            return cmd_init(args)
+        manager = Manager.open(find_workspace(args.workspace))
+        return COMMANDS[args.command](manager, args)
+    except (ConfigError, WorkspaceError, RunNotFound, IllegalTransition, ValueError) as err:
+        print(f"dialsum-tui: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        print(f"dialsum-tui: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
