@@ -7,9 +7,11 @@ from textual.widgets import DataTable
 from dialsum_tui.manager.models import Run
 from dialsum_tui.widgets.formatting import STATE_ICONS, duration, progress_fraction, run_note
 
-# The columns a narrow (80×24) terminal must show come first; the rest scroll horizontally.
-COLUMNS = (("id", "ID"), ("state", "State"), ("model", "Model"), ("pct", "%"), ("eta", "ETA"),
-           ("stage", "Stage"), ("step", "Step"), ("note", "Note"))
+# (key, label, width). The columns a narrow (80×24) terminal must show come first; the rest scroll
+# horizontally. Widths are fixed: DataTable measures auto widths on idle, after it may already have
+# cached the header and the cursor row at the old widths (seen as a cropped first row).
+COLUMNS = (("id", "ID", 3), ("state", "State", 11), ("model", "Model", 26), ("pct", "%", 4), ("eta", "ETA", 6),
+           ("stage", "Stage", 16), ("step", "Step", 9), ("note", "Note", 64))
 
 
 def run_cells(run: Run) -> tuple[str, ...]:
@@ -37,8 +39,8 @@ class QueueTable(DataTable):
         self._rows: dict[str, tuple[str, ...]] = {}
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
 
     @property
     def selected_run_id(self) -> int | None:
@@ -53,9 +55,9 @@ class QueueTable(DataTable):
         rows = {str(run.id): run_cells(run) for run in runs}
         if list(rows) == list(self._rows):
             for key, cells in rows.items():
-                for (column, _), old, new in zip(COLUMNS, self._rows[key], cells):
+                for (column, _, _), old, new in zip(COLUMNS, self._rows[key], cells):
                     if old != new:
-                        self.update_cell(key, column, new, update_width=True)
+                        self.update_cell(key, column, new)
         else:
             selected = self.selected_run_id
             self.clear()

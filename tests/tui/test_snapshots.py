@@ -1,0 +1,87 @@
+"""Snapshot tests (pytest-textual-snapshot) of the main screen at 80×24 and 160×48, the results
+table and the help screen. Everything shown is fixed: run ids, progress, log, events, GPU and disk."""
+
+from __future__ import annotations
+
+import json
+
+from textual.pilot import Pilot
+from textual.widgets import Log
+
+from dialsum_tui.app import make_app
+from dialsum_tui.manager.disk import DiskUsage, write_cache
+from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.results import (STATUS_DONE, STATUS_OOM, STATUS_RUNNING, STATUS_TRAINED_INFER_FAILED,
+                                         ResultRow)
+from dialsum_tui.screens.help import HelpScreen
+from dialsum_tui.screens.results import ResultsScreen
+from dialsum_tui.widgets.queue_table import QueueTable
+from tui_support import scripted_gpu, wait_for, write_config
+
+GB = 1000**3
+LOG = "".join(f"step {i:3d}/780 loss {3 / (i ** 0.5):.3f} 화자1: 요약 중\n" for i in range(1, 60)) + \
+    "UserWarning: 12 samples were truncated to 1024 tokens\n" + " 7%|▋         | 58/780\r 8%|▊         | 60/780"
+
+
+def _dashboard(workspace, manager):
+    """Three runs (running, waiting, queued) with a log, events and a cached disk measurement."""
+    ids = [manager.add(str(write_config(workspace, nick))).id
+           for nick in ("koBART-summarization", "Llama-3.2-Korean-3B-bf16", "Qwen3-4B-Instruct")]
+    manager.store.transition(ids[0], RunState.RUNNING, stage="train", pid=4711,
+                             progress={"step": 60, "total": 780, "epoch": 0.23, "eta_s": 3725, "tokens_per_s": 5123})
+    manager.store.transition(ids[1], RunState.WAITING,
+                             reason="pid 999999 (not ours) holds 1.0 GiB on GPU 0")
+    manager.log_path(ids[0]).write_text(LOG, encoding="utf-8")
+    events = [{"event": "train_log", "step": s * 10, "loss": round(3 / (s ** 0.5), 3)} for s in range(1, 40)]
+    events.append({"event": "eval", "epoch": 1.0, "rouge1": 0.41, "rouge2": 0.22, "rougeL": 0.39, "final": 34.0})
+    (workspace.run_dir(ids[0]) / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    write_cache(workspace, DiskUsage(path="/", used_bytes=98 * GB, limit_bytes=150 * GB, safe_bytes=110 * GB,
+                                     margin_bytes=5 * GB, measured_at=0.0, seconds=1.0,
+                                     consumers=[("HF hub cache", 20 * GB), ("checkpoints/Qwen3-4B-Instruct", 9_600_000_000),
+                                                ("runs", 12_000_000)]))
+    return make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+
+
+async def _settled(pilot: Pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.main.query_one(QueueTable).row_count == 3, what="three runs")
+    await wait_for(pilot, lambda: app.main.query_one(Log).line_count == 60, what="the log tail")
+    await wait_for(pilot, lambda: len(app.main.query_one("#progress").loss_points) == 39, what="the loss curve")
+    await pilot.pause(0.2)
+
+
+def test_main_screen_80x24(workspace, manager, snap_compare) -> None:
+    assert snap_compare(_dashboard(workspace, manager), terminal_size=(80, 24), run_before=_settled)
+
+
+def test_main_screen_160x48(workspace, manager, snap_compare) -> None:
+    assert snap_compare(_dashboard(workspace, manager), terminal_size=(160, 48), run_before=_settled)
+
+
+def test_help_screen(workspace, manager, snap_compare) -> None:
+    async def open_help(pilot: Pilot) -> None:
+        await _settled(pilot)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
+        await pilot.pause(0.1)
+
+    assert snap_compare(_dashboard(workspace, manager), terminal_size=(100, 30), run_before=open_help)
+
+
+def test_results_table_aligns_korean(workspace, manager, snap_compare) -> None:
+    rows = [
+        ResultRow("koBART-summarization", STATUS_DONE, 46.85, "mecab", 0.566, 0.3675, 0.4719, 1,
+                  "final_model complete, submission valid (499 rows), ROUGE from run 1", None),
+        ResultRow("Llama-3.2-Korean-3B-bf16", STATUS_TRAINED_INFER_FAILED, None, None, None, None, None, 2,
+                  "final_model complete; run 2 infer failed (dtype)", "keep model.dtype and precision consistent"),
+        ResultRow("Llama-3.2-Korean-3B-fp16", STATUS_OOM, None, None, None, None, None, 3,
+                  "run 3 train failed (oom)", "lower train.batch_size"),
+        ResultRow("Qwen3-4B-Instruct", STATUS_RUNNING, None, None, None, None, None, 4, "run 4 758/780 steps", None),
+    ]
+
+    async def open_results(pilot: Pilot) -> None:
+        await pilot.app.push_screen(ResultsScreen(rows, "m writes results.md in the workspace"))
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1),
+                        terminal_size=(120, 16), run_before=open_results)
