@@ -161,3 +161,28 @@ def test_restart_finishes_a_stage_that_ended_while_no_worker_watched(workspace: 
     moved_on = manager.get(run.id)
     assert moved_on.state is RunState.RUNNING and moved_on.stage == "infer" and moved_on.pid is None
     assert drive(worker, manager, run.id, final).state is RunState.SUCCEEDED
+
+
+def test_handoff_four_models_reproduced(workspace: Workspace, make_config, manager: Manager,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialsum_tui.manager.results import STATUS_DONE, STATUS_OOM, STATUS_TRAINED_INFER_FAILED
+
+    monkeypatch.setenv("FAKE_FAIL", "Llama-3.2-Korean-3B-bf16/infer:dtype,Llama-3.2-Korean-3B-fp16/train:oom")
+    ids = [manager.add(str(make_config(n))).id for n in
+           ("koBART-summarization", "Llama-3.2-Korean-3B-bf16", "Llama-3.2-Korean-3B-fp16")]
+    worker = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource())
+    for rid in ids:
+        drive(worker, manager, rid, final)
+    # Qwen: its stage vanished at 758/780 while no worker watched, without a verdict.
+    qwen = manager.add(str(make_config("Qwen3-4B-Instruct")), action="train")
+    manager.store.transition(qwen.id, RunState.RUNNING, stage="train", pid=2**22 + 99, pid_start_time=1.0,
+                             progress={"step": 758, "total": 780})
+    worker.reconcile()
+    rows = {row.nickname: row for row in manager.results()}
+    assert rows["koBART-summarization"].status == STATUS_DONE
+    assert rows["Llama-3.2-Korean-3B-bf16"].status == STATUS_TRAINED_INFER_FAILED
+    assert rows["Llama-3.2-Korean-3B-fp16"].status == STATUS_OOM
+    assert manager.get(qwen.id).state is RunState.INTERRUPTED
+    assert rows["Qwen3-4B-Instruct"].status.startswith(("❓", "❌")) and rows["Qwen3-4B-Instruct"].evidence
+    note = manager.handoff()
+    assert all(nick in note for nick in rows)
