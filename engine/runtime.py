@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from engine.artifacts import EVENTS_FILE, EventWriter
 from engine.config import Capabilities, ConfigError, RunConfig, check_runtime
@@ -99,10 +100,12 @@ def _data_error_type() -> type[Exception]:
     return DataError
 
 
-def run_command(command: str, args: argparse.Namespace, body: Callable[[argparse.Namespace, EventWriter], None]) -> int:
+def run_command(
+    command: str, args: argparse.Namespace, body: Callable[[argparse.Namespace, EventWriter], dict[str, Any] | None]
+) -> int:
     """Run ``body`` with events on ``<run-dir>/events.jsonl`` and map its outcome to an exit status.
 
-    ``body`` emits ``started``/``phase``/... itself and returns normally on success; this wrapper
+    ``body`` emits ``started``/``phase``/... itself and returns its metrics on success; this wrapper
     emits ``finished`` or ``failed`` (kind, message, hint) and prints tracebacks to stderr, which the
     manager captures into ``run.log``.
 

@@ -53,3 +53,25 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Pat
     _checked(engine_cli("tiny-model", "--arch", "llama", "--data", str(synth_data_dir), "--out", str(out),
                         "--pretrain-steps", str(TINY_CAUSAL_PRETRAIN_STEPS)))
     return out
+
+
+def write_run_config(workspace: Path, tree: dict) -> Path:
+    """Write ``tree`` as ``workspace/config.yaml`` (paths in it are relative to the workspace, the CWD)."""
+    import yaml
+
+    workspace.mkdir(parents=True, exist_ok=True)
+    path = workspace / "config.yaml"
+    path.write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def read_event_lines(path: Path) -> list[dict]:
+    """Parse every line of an ``events.jsonl`` strictly: a torn or invalid line fails the test."""
+    import json
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines, f"{path} is empty"
+    events = [json.loads(line) for line in lines]
+    for event in events:
+        assert event["v"] == 1 and isinstance(event["ts"], float | int) and event["event"]
+    return events
