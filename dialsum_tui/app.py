@@ -22,11 +22,8 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.messages import IntentDone, IntentFailed, RunOutputRead, StateRefreshed
-from dialsum_tui.screens.add_run import AddRunScreen
-from dialsum_tui.screens.confirm import ConfirmScreen
-from dialsum_tui.screens.help import HelpScreen
+# Dialog screens are imported where they open: they are not needed for the first frame.
 from dialsum_tui.screens.main import KEY_HELP, KEYS, MainScreen, key_label
-from dialsum_tui.screens.results import ResultsScreen
 from dialsum_tui.widgets.formatting import human_bytes
 from dialsum_tui.widgets.log_tail import LogTail
 from dialsum_tui.widgets.log_view import LogView
@@ -45,15 +42,27 @@ RESULTS_FILE = "results.md"
 class DialsumApp(App[int]):
     """The dashboard over one workspace. Build it with :func:`make_app`."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere (benchmarks) find it too
     TITLE = "dialsum-tui"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
 
-    def __init__(self, manager: Manager, gpu_source: GpuSource, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        workspace: Workspace | str | Path,
+        manager: Manager | None = None,
+        gpu_source: GpuSource | None = None,
+        poll_interval: float = 1.0,
+        start_worker: bool = False,
+    ) -> None:
         super().__init__()
+        # Opening the manager (SQLite, pydantic, NVML) happens on the poll thread when it is not
+        # given, so the first frame never waits for it; until then intents say "still opening".
+        self._workspace_arg = workspace
+        self.root = Path(getattr(workspace, "root", workspace))
         self.manager = manager
         self.gpu_source = gpu_source
         self.poll_interval = poll_interval
+        self.start_worker = start_worker
         self.runs: list[Run] = []
         self.paused = False
         self.selected_run_id: int | None = None  # read by the poller thread; an int swap is atomic
@@ -63,8 +72,8 @@ class DialsumApp(App[int]):
     # --- lifecycle -------------------------------------------------------------------------
 
     async def on_mount(self) -> None:
-        self.sub_title = self.manager.workspace.root.name
-        self.main = MainScreen(self.manager.workspace.root.name)
+        self.sub_title = self.root.name
+        self.main = MainScreen(self.root.name)
         await self.push_screen(self.main)  # mounted before the first snapshot can arrive
         self._poll()
 
@@ -77,9 +86,11 @@ class DialsumApp(App[int]):
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll(self) -> None:
         worker = get_current_worker()
-        poller = _Poller(self.manager, self.gpu_source)
+        poller: _Poller | None = None
         while not worker.is_cancelled:
             try:
+                if poller is None:
+                    poller = self._connect()
                 state = poller.state()
                 if state is not None:
                     self.post_message(state)
@@ -94,6 +105,17 @@ class DialsumApp(App[int]):
                     self.post_message(IntentFailed("refresh", message))
             self._wake.wait(self.poll_interval)
             self._wake.clear()
+
+    def _connect(self) -> _Poller:
+        """Open the manager and the GPU source (poll thread), and start the worker if asked."""
+        if self.manager is None:
+            self.manager = _open_manager(self._workspace_arg)
+        if self.start_worker:
+            self.start_worker = False  # once: a failure is reported, not retried every second
+            self.manager.ensure_worker()
+        if self.gpu_source is None:
+            self.gpu_source = self.manager.gpu_source()
+        return _Poller(self.manager, self.gpu_source)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
@@ -161,6 +183,8 @@ class DialsumApp(App[int]):
 
     @work(thread=True, group="intents", exit_on_error=False)
     def _intent(self, action: str, call: Callable[[], str]) -> None:
+        if self._not_ready(action):
+            return
         try:
             done = call()
         except Exception as exc:  # the manager's errors name the file/key and the fix: show them
@@ -169,6 +193,13 @@ class DialsumApp(App[int]):
             self.post_message(IntentDone(action, done))
         self.refresh_now()
 
+    def _not_ready(self, action: str) -> bool:
+        """True (and says so) while the poll thread is still opening the workspace."""
+        if self.manager is None:
+            self.post_message(IntentFailed(action, "still opening the workspace; try again in a moment"))
+            return True
+        return False
+
     def _selected(self, action: str) -> Run | None:
         run = self._run(self.selected_run_id)
         if run is None:
@@ -176,14 +207,16 @@ class DialsumApp(App[int]):
         return run
 
     def action_add_run(self) -> None:
+        from dialsum_tui.screens.add_run import AddRunScreen
+
         def queue(choice: tuple[str, str] | None) -> None:
             if choice:
                 path, action = choice
                 # The dialog lists paths relative to the workspace, whatever the app's cwd is.
-                full = str(self.manager.workspace.root / Path(path).expanduser())
+                full = str(self.root / Path(path).expanduser())
                 self._intent("add", lambda: f"queued run {self.manager.add(full, action=action).id} from {path}")
 
-        self.push_screen(AddRunScreen(self.manager.workspace.root), queue)
+        self.push_screen(AddRunScreen(self.root), queue)
 
     def _retry(self, action: str, verb: str) -> None:
         run = self._selected(verb)
@@ -201,6 +234,8 @@ class DialsumApp(App[int]):
         self._retry("evaluate", "re-evaluate")
 
     def action_cancel_run(self) -> None:
+        from dialsum_tui.screens.confirm import ConfirmScreen
+
         run = self._selected("cancel")
         if run is None:
             return
@@ -228,6 +263,10 @@ class DialsumApp(App[int]):
 
     @work(thread=True, group="intents", exit_on_error=False)
     def action_kill_leftovers(self) -> None:
+        from dialsum_tui.screens.confirm import ConfirmScreen
+
+        if self._not_ready("kill leftovers"):
+            return
         leftovers = self.manager.leftovers()
         if not leftovers:
             self.post_message(IntentDone("kill leftovers", "none of our runs' processes is left on a GPU"))
@@ -246,6 +285,10 @@ class DialsumApp(App[int]):
 
     @work(thread=True, group="intents", exit_on_error=False)
     def action_prune(self) -> None:
+        from dialsum_tui.screens.confirm import ConfirmScreen
+
+        if self._not_ready("prune"):
+            return
         items = self.manager.prune_plan()
         if not items:
             self.post_message(IntentDone("prune", "nothing to prune"))
@@ -262,6 +305,10 @@ class DialsumApp(App[int]):
 
     @work(thread=True, group="intents", exit_on_error=False)
     def action_results(self) -> None:
+        from dialsum_tui.screens.results import ResultsScreen
+
+        if self._not_ready("results"):
+            return
         rows = self.manager.results()
         self.call_from_thread(self.push_screen, ResultsScreen(rows, f"m writes {RESULTS_FILE} in the workspace"))
 
@@ -269,7 +316,7 @@ class DialsumApp(App[int]):
         from dialsum_tui.manager.results import format_results
 
         def export() -> str:
-            path = self.manager.workspace.root / RESULTS_FILE
+            path = self.root / RESULTS_FILE
             _write_text(path, format_results(self.manager.results(), "markdown"))
             return f"wrote {path}"
 
@@ -277,7 +324,7 @@ class DialsumApp(App[int]):
 
     def action_handoff(self) -> None:
         def write() -> str:
-            path = self.manager.workspace.root / HANDOFF_FILE
+            path = self.root / HANDOFF_FILE
             _write_text(path, self.manager.handoff())
             return f"wrote {path}"
 
@@ -288,6 +335,8 @@ class DialsumApp(App[int]):
         self.notify("log: errors only" if errors_only else "log: all lines", timeout=2)
 
     def action_help(self) -> None:
+        from dialsum_tui.screens.help import HelpScreen
+
         self.push_screen(HelpScreen(key_table()))
 
     def action_quit_app(self) -> None:
@@ -388,11 +437,20 @@ def _footprint(run: Run, root: Path) -> int:
         return 0
 
 
+def _open_manager(workspace: Workspace | str | Path) -> Manager:
+    from dialsum_tui.manager.service import Manager
+    from dialsum_tui.manager.workspace import Workspace, find_workspace
+
+    ws = workspace if isinstance(workspace, Workspace) else find_workspace(str(workspace))
+    return Manager.open(ws)
+
+
 def make_app(
     workspace: Workspace | str | Path,
     gpu_source: GpuSource | None = None,
     manager: Manager | None = None,
     poll_interval: float = 1.0,
+    start_worker: bool = False,
 ) -> DialsumApp:
     """Build the app for the CLI and the tests alike.
 
@@ -400,33 +458,23 @@ def make_app(
         workspace: the workspace (or its directory) whose runs to show.
         gpu_source: where GPU samples come from; default the manager's (NVML, or the
             ``$DIALSUM_FAKE_GPU`` script). Tests pass a ``ScriptedGpuSource``.
-        manager: an open manager; default ``Manager.open(workspace)``.
+        manager: an open manager; default ``Manager.open(workspace)``, done off the UI thread.
         poll_interval: seconds between snapshots.
+        start_worker: start the detached worker if none runs (``Manager.ensure_worker``).
 
     Returns:
         The app, not yet running.
     """
-    from dialsum_tui.manager.service import Manager
-    from dialsum_tui.manager.workspace import Workspace, find_workspace
-
-    if manager is None:
-        ws = workspace if isinstance(workspace, Workspace) else find_workspace(str(workspace))
-        manager = Manager.open(ws)
-    return DialsumApp(manager, gpu_source or manager.gpu_source(), poll_interval=poll_interval)
+    return DialsumApp(workspace, manager=manager, gpu_source=gpu_source, poll_interval=poll_interval,
+                      start_worker=start_worker)
 
 
-def run_app(workspace: Workspace | str | Path | None = None) -> int:
+def run_app(workspace: Workspace | str | Path) -> int:
     """Open the app on ``workspace``, starting the detached worker if none runs.
 
     Returns:
         The exit status for the CLI.
     """
-    from dialsum_tui.manager.service import Manager
-    from dialsum_tui.manager.workspace import Workspace, find_workspace
-
-    ws = workspace if isinstance(workspace, Workspace) else find_workspace(None if workspace is None else str(workspace))
-    manager = Manager.open(ws)
-    manager.ensure_worker()
-    app = make_app(ws, manager=manager)
+    app = make_app(workspace, start_worker=True)
     app.run()
     return app.return_code or 0

@@ -1,0 +1,194 @@
+"""Provides the TUI performance figures of issue 5: first frame, idle CPU with 1 Hz refresh, the end
+of a 1 GB log on screen, and key latency while a run writes 10k log lines/s.
+
+Run: ``python benchmarks/tui_startup.py [--log-gb 1] [--idle-s 10]``. The app runs in a real tmux
+pane (80×24) for the first three figures and headless (Pilot) for key latency. Prints figures;
+asserts nothing (they depend on the machine and belong in docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+LAST_LINE = "BENCH-LAST-LINE the end of the big log"
+
+
+def _setup(root: Path, log_bytes: int) -> None:
+    """A workspace with one running run whose run.log is ``log_bytes`` long, and two queued runs."""
+    from dialsum_tui.manager.models import RunState
+    from dialsum_tui.manager.service import Manager
+    from dialsum_tui.manager.workspace import init_workspace
+
+    ws = init_workspace(root)
+    manager = Manager.open(ws)
+    for nick in ("koBART-summarization", "Qwen3-4B-Instruct", "Llama-3.2-Korean-3B-bf16"):
+        path = ws.configs_dir / f"{nick}.yaml"
+        path.write_text(f"model: {{name_or_path: models/tiny, nickname: {nick}, kind: seq2seq}}\n", encoding="utf-8")
+        manager.add(str(path))
+    manager.store.transition(1, RunState.RUNNING, stage="train", pid=os.getpid(),
+                             progress={"step": 60, "total": 780, "eta_s": 3725.0, "tokens_per_s": 5123.0})
+    line = b"step 000123/780 loss 0.4321 lr 2e-05 | 7%|######      | 58/780 [01:02<12:34, 1.23it/s]\n"
+    block = line * (4 * 1024 * 1024 // len(line))
+    with open(manager.log_path(1), "wb") as fh:
+        written = 0
+        while written < log_bytes:
+            fh.write(block)
+            written += len(block)
+        fh.write((LAST_LINE + "\n").encode())
+
+
+def _child(root: str, marks: str, seconds: float) -> None:
+    """Run the app in this terminal, append ``name time`` marks to ``marks``, exit after ``seconds``."""
+    from dialsum_tui.app import DialsumApp
+    from dialsum_tui.manager.gpu import GpuDevice, ScriptedGpuSource
+    def mark(name: str) -> None:
+        with open(marks, "a") as fh:
+            fh.write(f"{name} {time.time():.6f}\n")
+
+    class BenchApp(DialsumApp):
+        # Textual calls each class's own handler, so these run in addition to the app's.
+        def on_mount(self) -> None:
+            self.call_after_refresh(mark, "first_frame")
+            self.set_timer(seconds, self.exit)
+
+        def on_state_refreshed(self, message) -> None:
+            self.call_after_refresh(mark, "queue_shown")
+
+        def on_run_output_read(self, message) -> None:
+            if message.log is not None and LAST_LINE in message.log.lines:
+                self.call_after_refresh(mark, "log_end")
+
+    gpu = ScriptedGpuSource([[GpuDevice(0, "NVIDIA H100 80GB HBM3", 15 << 30, 80 << 30, 87, 61)]])
+    mark(f"pid{os.getpid()}")
+    BenchApp(root, gpu_source=gpu, poll_interval=1.0).run()  # as the CLI passes it: the path
+
+
+def _bare_child(marks: str, seconds: float) -> None:
+    """The issue's reference: a bare Textual app (header, a table, footer, 1 Hz update)."""
+    from textual.app import App
+    from textual.widgets import DataTable, Footer, Header
+
+    class Bare(App):
+        def compose(self):
+            yield Header()
+            yield DataTable()
+            yield Footer()
+
+        def on_mount(self) -> None:
+            table = self.query_one(DataTable)
+            table.add_columns("id", "value")
+            table.add_row("1", "0")
+            self.set_interval(1.0, lambda: table.update_cell_at((0, 1), str(time.time())))
+            self.call_after_refresh(lambda: open(marks, "a").write(f"first_frame {time.time():.6f}\n"))
+            self.set_timer(seconds, self.exit)
+
+    with open(marks, "a") as fh:
+        fh.write(f"pid{os.getpid()} 0\n")
+    Bare().run()
+
+
+def _read_marks(path: Path) -> dict[str, float]:
+    marks = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        name, value = line.split()
+        marks[name] = float(value)
+    return marks
+
+
+def tmux_figures(root: Path, idle_s: float, bare: bool = False) -> dict[str, float]:
+    """Start the app in a detached tmux pane; time the first frame and the log end, sample idle CPU."""
+    marks = root / ("bare.txt" if bare else "marks.txt")
+    cmd = [sys.executable, __file__, "--bare" if bare else "--child", str(root), str(marks), str(idle_s + 4)]
+    session = f"dialsum-bench-{os.getpid()}-{'bare' if bare else 'app'}"
+    start = time.time()
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+                    " ".join(cmd)], check=True)
+    try:
+        deadline = time.time() + 30
+        while ("first_frame" if bare else "log_end") not in _read_marks(marks) and time.time() < deadline:
+            time.sleep(0.02)
+        got = _read_marks(marks)
+        pid = next(int(k[3:]) for k in got if k.startswith("pid"))
+        proc = psutil.Process(pid)
+        time.sleep(2)  # let the first snapshot and the log tail settle
+        before, t0 = proc.cpu_times(), time.monotonic()
+        time.sleep(idle_s)
+        after, t1 = proc.cpu_times(), time.monotonic()
+        cpu = (after.user + after.system - before.user - before.system) / (t1 - t0) * 100
+        if bare:
+            return {"bare_first_frame_s": got["first_frame"] - start, "bare_idle_cpu_percent": cpu}
+        return {"first_frame_s": got["first_frame"] - start, "queue_shown_s": got["queue_shown"] - start,
+                "log_end_s": got["log_end"] - start, "log_after_queue_s": got["log_end"] - got["queue_shown"],
+                "idle_cpu_percent": cpu}
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+async def key_latency(root: Path, lines_per_s: int, presses: int = 20) -> dict[str, float]:
+    """Mean and worst time for a key to be handled while a writer appends ``lines_per_s`` to run.log."""
+    from dialsum_tui.app import make_app
+    from dialsum_tui.manager.gpu import NoGpuSource
+
+    log = root / "runs" / "1" / "run.log"
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys,time\nf=open(sys.argv[1],'a')\nn=int(sys.argv[2])//100\n"
+        "while True:\n t=time.time()\n f.write(''.join(f'step {i} loss 0.1234 화자1: 요약\\n' for i in range(n)))\n"
+        " f.flush()\n time.sleep(max(0,0.01-(time.time()-t)))\n"), str(log), str(lines_per_s)])
+    timings = []
+    try:
+        app = make_app(root, gpu_source=NoGpuSource("benchmark"), poll_interval=1.0)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(2)
+            for _ in range(presses):
+                t = time.perf_counter()
+                await pilot.press("f")
+                timings.append(time.perf_counter() - t)
+                await pilot.pause(0.1)
+    finally:
+        writer.kill()
+    return {"key_mean_ms": sum(timings) / len(timings) * 1000, "key_max_ms": max(timings) * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log-gb", type=float, default=1.0)
+    parser.add_argument("--idle-s", type=float, default=10.0)
+    parser.add_argument("--lines-per-s", type=int, default=10_000)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare:
+        _bare_child(args.bare[1], float(args.bare[2]))
+        return
+    if args.child:
+        _child(args.child[0], args.child[1], float(args.child[2]))
+        return
+    if not shutil.which("tmux"):
+        raise SystemExit("tmux is needed for the terminal figures (apt-get install tmux)")
+    with tempfile.TemporaryDirectory(prefix="dialsum-bench-") as tmp:
+        root = Path(tmp) / "ws"
+        t = time.time()
+        _setup(root, int(args.log_gb * 1024**3))
+        print(f"setup: {args.log_gb:g} GB log written in {time.time() - t:.1f} s")
+        figures = {**tmux_figures(root, args.idle_s, bare=True), **tmux_figures(root, args.idle_s)}
+        for name, value in figures.items():
+            print(f"{name}: {value:.3f}")
+        for name, value in asyncio.run(key_latency(root, args.lines_per_s)).items():
+            print(f"{name}: {value:.1f}")
+
+
+if __name__ == "__main__":
+    main()
