@@ -13,7 +13,7 @@ import csv
 import io
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ class Scenario:
     slots: dict[str, tuple[str, ...]]
     turns: tuple[tuple[int, str], ...]
     summaries: tuple[str, ...]  # [0] is the training summary; all are references for scoring
-    extras: tuple[Extra, ...] = field(default=())
+    extras: tuple[Extra, ...] = ()
 
 
 SCENARIOS: tuple[Scenario, ...] = (
