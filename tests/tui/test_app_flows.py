@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from textual.widgets import Input, Log, OptionList
 
 from dialsum_tui.app import make_app
@@ -199,3 +201,31 @@ async def test_quit_says_runs_keep_going_and_reopen_finds_them(workspace, manage
     async with reopened.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: _rows(reopened) == [run.id], what="the run after reopening")
         assert reopened.paused
+
+
+async def test_prune_shows_sizes_then_deletes_on_yes(workspace, manager, tmp_path) -> None:
+    from engine.artifacts import final_model_dir, write_final_model_meta
+
+    # Never let a test see the real HF caches of this machine.
+    (tmp_path / "hf").mkdir()
+    workspace.settings_path.write_text(f"gpu_grace_s: 0\ngpu_samples: 1\nhf_cache_dirs: ['{tmp_path / 'hf'}']\n",
+                                       encoding="utf-8")
+    final = final_model_dir(workspace.checkpoints_dir, "koBART-summarization")
+    final.mkdir(parents=True)
+    write_final_model_meta(final, {"nickname": "koBART-summarization"})
+    for step in (10, 20):
+        ckpt = final.parent / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "model.safetensors").write_bytes(os.urandom(64 * 1024))
+    plan = manager.prune_plan()
+    assert plan, "the manager should offer the intermediate checkpoints"
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the prune confirmation")
+        body = str(app.screen.query_one("#dialog-body").render())
+        assert all(item.path.name in body for item in plan) and "kB" in body
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not any(item.path.exists() for item in plan), what="the pruned directories")
+        await wait_for(pilot, lambda: "freed" in _notices(app))
+    assert (final / "dialsum_model.json").exists()  # the complete model stays
