@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -23,8 +25,20 @@ def write_config(ws: Workspace, nickname: str, **sections: dict) -> Path:
     return path
 
 
+def stop_workers_of(root: Path) -> None:
+    """Stop every detached worker serving ``root``: racing CLIs in a test may have started several."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "dialsum_tui.manager.worker" in cmdline and str(root) in cmdline:
+            try:
+                proc.terminate()
+                proc.wait(timeout=5)
+            except psutil.Error:
+                pass
+
+
 @pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
     """A new workspace whose stages run the fake engine quickly, with fast GPU/disk settings."""
     ws = init_workspace(tmp_path / "ws")
     ws.settings_path.write_text("gpu_grace_s: 0\ngpu_samples: 1\ndisk_refresh_s: 1\n", encoding="utf-8")
@@ -35,7 +49,8 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.delenv("DIALSUM_WORKSPACE", raising=False)
     monkeypatch.delenv("DIALSUM_FAKE_GPU", raising=False)
     monkeypatch.delenv("FAKE_FAIL", raising=False)
-    return ws
+    yield ws
+    stop_workers_of(ws.root)
 
 
 @pytest.fixture
