@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import engine_cli, read_event_lines, write_run_config
 
 from engine.artifacts import FINAL_MODEL_META
@@ -28,6 +29,7 @@ def llama_config(model_dir: Path) -> dict:
     }
 
 
+@pytest.mark.slow  # ~20 s: bf16 matmuls are emulated on most CPUs
 def test_causal_lora_bf16_train_then_infer_in_new_process(tmp_path: Path, synth_data_dir: Path, tiny_llama_dir: Path) -> None:
     from safetensors.torch import load_file
 
