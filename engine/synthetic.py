@@ -326,8 +326,9 @@ def _insert(rng: random.Random, turns: list[tuple[int, str]], block: list[tuple[
 def _target_turns(rng: random.Random, profile: str) -> int:
     if profile == "demo":
         return rng.randint(6, 12)
-    # Log-normal turn counts: mean ~14 turns (~450 characters), a long tail up to 60 turns.
-    return max(5, min(60, round(math.exp(rng.gauss(2.6, 0.5)))))
+    # Log-normal turn counts: mean ~14 turns (~450 characters), a long tail up to 60 turns (~1% over
+    # 512 tokens, as in the real set).
+    return max(5, min(60, round(math.exp(rng.gauss(2.5, 0.65)))))
 
 
 def _draft(rng: random.Random, profile: str) -> tuple[str, _Draft]:
