@@ -124,6 +124,13 @@ class TrainConfig(_Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Mixed-precision (AMP) mode.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations: less memory, ~30% slower.")
     group_by_length: bool = Field(True, description="Batch similar lengths together: less padding waste.")
+    use_liger_kernel: bool = Field(
+        False,
+        description=(
+            "GPU: Liger's fused linear+cross-entropy (never materialises the 128k-vocabulary logits), RMSNorm, "
+            "RoPE and SwiGLU kernels; needs the 'gpu' extra (liger-kernel)."
+        ),
+    )
     seed: int = 42
     logging_steps: int = Field(10, ge=1)
     eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
@@ -241,6 +248,8 @@ def check_runtime(cfg: RunConfig, caps: Capabilities, source: str = "config") ->
         raise ConfigError(
             f"{source}: train.precision/model.dtype: {caps.device_name} has no bf16 support; use fp32 weights with fp16 AMP"
         )
+    if cfg.train.use_liger_kernel and not on_gpu:
+        raise ConfigError(f"{source}: train.use_liger_kernel: Liger's Triton kernels need a CUDA GPU; set it to false on CPU")
     if cfg.train.precision == "fp16" and not on_gpu:
         raise ConfigError(f"{source}: train.precision: fp16 AMP needs a CUDA GPU; use fp32 or bf16 on CPU")
 

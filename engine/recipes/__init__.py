@@ -50,7 +50,9 @@ def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval:
         "report_to": [r for r in t.report_to if r != "none"] or "none",
         "use_cpu": device == "cpu",
         "dataloader_num_workers": t.dataloader_num_workers,
-        "include_num_input_tokens_seen": True,
+        # Progress reports real (non-pad) tokens per second: padding is work, not throughput.
+        "include_num_input_tokens_seen": "non_padding",
+        "use_liger_kernel": t.use_liger_kernel,
         "disable_tqdm": True,  # run.log is a file: progress bars would fill it with carriage returns
         "remove_unused_columns": False,
     }
