@@ -152,6 +152,9 @@ class GenerationConfig(_Section):
     length_penalty: float = 1.0
     early_stopping: bool = True
     do_sample: bool = False
+    cache_implementation: Literal["dynamic", "static"] | None = Field(
+        None, description="KV cache; 'static' lets transformers compile the decoding step (GPU; first batch pays compilation)."
+    )
 
 
 class PathsConfig(_Section):

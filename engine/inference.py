@@ -60,6 +60,8 @@ def generation_kwargs(gen: GenerationConfig, tokenizer) -> dict[str, Any]:
     }
     if gen.num_beams > 1:
         kwargs["early_stopping"] = gen.early_stopping
+    if gen.cache_implementation:
+        kwargs["cache_implementation"] = gen.cache_implementation
     return kwargs
 
 

@@ -1,0 +1,161 @@
+"""Provides the training-throughput benchmark: the engine's own `python -m engine train` path under
+several configs (the hand-off team's QLoRA recipe, then one lever at a time), each in its own
+process, on real-architecture shapes. Prints non-pad tokens/s, MFU, s/optimizer-step, peak memory.
+
+    python benchmarks/common.py --root /tmp/bench                 # once: data + random-init models
+    python benchmarks/train_throughput.py --root /tmp/bench --only llama3b
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, NvmlPeak, mfu, parameters  # noqa: E402
+
+CAUSAL_BASE = {
+    "model": {"kind": "causal", "dtype": "bfloat16", "attn_implementation": "sdpa"},
+    "data": {"dir": "data"},
+    "prompt": {"topic": "never", "max_source_length": 1024, "max_target_length": 200},
+    "lora": {"enabled": True, "r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
+    "train": {"learning_rate": 2e-5, "warmup_ratio": 0.1, "weight_decay": 0.1, "max_grad_norm": 1.2,
+              "lr_scheduler": "cosine", "precision": "bf16", "logging_steps": 1, "eval_strategy": "no",
+              "save_strategy": "no", "device": "cuda", "optim": "adamw_torch_fused"},
+    "paths": {"disk_quota_gb": None},
+}
+# The hand-off team's recipe (competition.md): QLoRA nf4 + double quant, checkpointing, bs 8 x accum 8,
+# padding to the longest of a random batch, paged AdamW.
+TEAM = {
+    "quantization": {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16"},
+    "train": {"batch_size": 8, "grad_accum": 8, "gradient_checkpointing": True, "group_by_length": False,
+              "optim": "paged_adamw_32bit", "max_steps": 6},
+}
+
+
+def merged(*trees: dict) -> dict:
+    out: dict = {}
+    for tree in trees:
+        for key, value in tree.items():
+            out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def lever(batch: int, ckpt: bool, grouped: bool, liger: bool, steps: int = 30) -> dict:
+    return {"train": {"batch_size": batch, "grad_accum": 1, "gradient_checkpointing": ckpt, "group_by_length": grouped,
+                      "use_liger_kernel": liger, "max_steps": steps}}
+
+
+def causal_variants(shape: str, team_batch: int) -> list[tuple[str, dict]]:
+    model = {"model": {"name_or_path": f"models/{shape}"}}
+    team = merged(TEAM, {"train": {"batch_size": team_batch}})
+    return [
+        (f"{shape} team recipe (QLoRA nf4, ckpt, bs{team_batch}x8, random, paged AdamW)", merged(CAUSAL_BASE, model, team)),
+        (f"{shape} bf16 LoRA, ckpt, bs16, random", merged(CAUSAL_BASE, model, lever(16, True, False, False))),
+        (f"{shape} + length-grouped batches", merged(CAUSAL_BASE, model, lever(16, True, True, False))),
+        (f"{shape} + Liger (fused linear-CE)", merged(CAUSAL_BASE, model, lever(16, True, True, True))),
+        (f"{shape} - checkpointing = engine path bs16", merged(CAUSAL_BASE, model, lever(16, False, True, True))),
+        (f"{shape} engine path bs32", merged(CAUSAL_BASE, model, lever(32, False, True, True))),
+        (f"{shape} 24GB-card config (bf16 LoRA, ckpt, grouped, Liger, bs8)", merged(CAUSAL_BASE, model, lever(8, True, True, True))),
+    ]
+
+
+def kobart_variants() -> list[tuple[str, dict]]:
+    base = {
+        "model": {"name_or_path": "models/kobart", "kind": "seq2seq", "dtype": "float32"},
+        "data": {"dir": "data"},
+        "prompt": {"max_source_length": 512, "max_target_length": 100},
+        "train": {"learning_rate": 1e-5, "batch_size": 50, "logging_steps": 1, "eval_strategy": "no",
+                  "save_strategy": "no", "device": "cuda", "max_steps": 40, "warmup_ratio": 0.1, "weight_decay": 0.01},
+        "paths": {"disk_quota_gb": None},
+    }
+    return [
+        ("kobart team recipe (fp16 AMP, bs50, random)", merged(base, {"train": {"precision": "fp16", "group_by_length": False}})),
+        ("kobart engine (bf16 AMP, bs50, grouped, fused AdamW)",
+         merged(base, {"train": {"precision": "bf16", "group_by_length": True, "optim": "adamw_torch_fused"}})),
+    ]
+
+
+def steady_state(events: list[dict], skip: int) -> dict:
+    """Throughput after ``skip`` warm-up steps, from the engine's own progress events.
+
+    ``tokens_per_s`` in a progress event is cumulative non-pad tokens over time since the ``train``
+    phase began, so tokens at each event = rate × elapsed; differences give the steady state.
+    """
+    start = next(e["ts"] for e in events if e["event"] == "phase" and e.get("name") == "train")
+    points = [(e["step"], e["ts"], (e.get("tokens_per_s") or 0) * (e["ts"] - start), e.get("samples_per_s") or 0)
+              for e in events if e["event"] == "progress" and e.get("command") == "train"]
+    points = [p for p in points if p[0] > skip]
+    if len(points) < 2:
+        return {}
+    (s0, t0, k0, _), (s1, t1, k1, _) = points[0], points[-1]
+    return {"tokens_per_s": (k1 - k0) / (t1 - t0), "s_per_step": (t1 - t0) / (s1 - s0), "steps": s1 - s0}
+
+
+def run_variant(root: Path, name: str, tree: dict, index: int) -> dict:
+    slug = f"bench{index:02d}"
+    tree = merged(tree, {"model": {"nickname": slug}})
+    config = root / "configs" / f"{slug}.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
+    run_dir = root / "runs" / slug
+    events_path = run_dir / "events.jsonl"
+    events_path.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    with NvmlPeak() as peak, open(run_dir / "run.log", "w") as log:
+        code = subprocess.run([sys.executable, "-m", "engine", "train", "--config", str(config), "--run-dir", str(run_dir)],
+                              cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**__import__("os").environ,
+                              "PYTHONPATH": str(ROOT)}).returncode
+    events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
+    failed = next((e for e in events if e["event"] == "failed"), None)
+    batch = tree["train"]["batch_size"] * tree["train"].get("grad_accum", 1)
+    skip = 2 if tree["train"].get("grad_accum", 1) > 1 else 3
+    result = {"name": name, "exit": code, "wall_s": round(time.time() - t, 1), "peak_gib": peak.peak_gib,
+              "samples_per_step": batch, **steady_state(events, skip)}
+    if failed:
+        result["failed"] = f"{failed['kind']}: {failed['message'][:160]}"
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="/tmp/bench")
+    parser.add_argument("--only", default="llama3b,qwen3-4b,kobart", help="comma list of shapes")
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--first", type=int, default=99, help="run only the first N variants of each shape")
+    args = parser.parse_args()
+    root = Path(args.root)
+    variants: list[tuple[str, dict, str]] = []
+    for shape in args.only.split(","):
+        chosen = kobart_variants() if shape == "kobart" else causal_variants(shape, 8 if shape == "llama3b" else 6)
+        variants += [(n, t, shape) for n, t in chosen[: args.first]]
+    results = []
+    for i, (name, tree, shape) in enumerate(variants):
+        res = run_variant(root, name, tree, i)
+        n = parameters(root / "models" / shape)
+        if res.get("tokens_per_s"):
+            res["mfu_pct"] = round(100 * mfu(n, res["tokens_per_s"]), 1) if shape != "kobart" else None
+            res["samples_per_s"] = round(res["samples_per_step"] / res["s_per_step"], 1)
+            res["tokens_per_s"] = round(res["tokens_per_s"])
+            res["s_per_step"] = round(res["s_per_step"], 3)
+        results.append(res)
+        print(json.dumps(res, ensure_ascii=False), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    print(f"\n{'variant':74} {'tok/s':>7} {'MFU%':>5} {'s/step':>7} {'samp/s':>7} {'peakGiB':>7}")
+    for r in results:
+        print(f"{r['name'][:74]:74} {r.get('tokens_per_s', '-'):>7} {r.get('mfu_pct') or '-':>5} "
+              f"{r.get('s_per_step', '-'):>7} {r.get('samples_per_s', '-'):>7} {r['peak_gib']:>7}"
+              + (f"  FAILED {r['failed']}" if r.get("failed") else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
