@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default=".")
     p.add_argument("--demo", action="store_true", help="also add the demo data, tiny models and configs")
 
+    p = sub.add_parser("demo", help="build the demo workspace if needed, queue its runs, start the worker, open the TUI")
+    p.add_argument("dir", nargs="?", default="demo-workspace", help="demo workspace (default ./demo-workspace)")
+    p.add_argument("--no-tui", action="store_true", help="stop after queueing and starting the worker (scripts, tests)")
+
     p = sub.add_parser("add", help="queue a config (validated now) and start the worker")
     p.add_argument("config")
     p.add_argument("--action", choices=ACTIONS, default="pipeline", help="pipeline = train → infer → evaluate")
@@ -119,6 +123,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     Manager.open(ws)  # creates the state database now, not on first add
     print(f"workspace ready: {ws.root}")
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dialsum_tui.manager.demo import queue_demo_runs
+
+    ws = init_workspace(args.dir, demo=True)
+    manager = Manager.open(ws)
+    queue_demo_runs(manager)
+    _start_worker(manager)
+    if args.no_tui:
+        print(f"watch it with `dialsum-tui --workspace {ws.root}` (or `ls`, `logs -f ID`, `results`)")
+        return 0
+    return _open_tui(str(ws.root))
 
 
 def cmd_add(manager: Manager, args: argparse.Namespace) -> int:
@@ -305,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             return _open_tui(args.workspace)
         if args.command == "init":
             return cmd_init(args)
+        if args.command == "demo":
+            return cmd_demo(args)
         manager = Manager.open(find_workspace(args.workspace))
         return COMMANDS[args.command](manager, args)
     except (ConfigError, WorkspaceError, RunNotFound, IllegalTransition, ValueError) as err:

@@ -231,3 +231,49 @@ def spawn_detached(argv: Sequence[str], *, cwd: Path, log_path: Path) -> Identit
     # We do not wait for it; Popen's own bookkeeping reaps it if it exits while we live.
     del proc
     return ident
+
+
+def run_to_completion(
+    argv: Sequence[str],
+    cwd: Path,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run a short foreground helper (the demo build's engine steps) and wait for it.
+
+    Unlike :func:`launch`, the child stays in our process group, so Ctrl-C in the terminal stops it
+    as well; stdout+stderr are appended to ``log_path`` (0600) for the error message to point at.
+
+    Args:
+        argv: the command, passed without a shell.
+        cwd: working directory.
+        log_path: created if missing, appended to otherwise.
+        env: the full environment for the child (default: ours).
+
+    Returns:
+        The exit status (negative: killed by that signal).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+        )
+    finally:
+        os.close(fd)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        # The child got the same SIGINT from the terminal; reap it before giving up.
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
