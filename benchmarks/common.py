@@ -45,9 +45,15 @@ BENCH_VOCAB = 800
 H100_BF16_DENSE_TFLOPS = 989.0  # SXM datasheet, dense (no sparsity)
 
 
+def bench_env() -> dict[str, str]:
+    """The environment for engine subprocesses: this checkout first on PYTHONPATH (carried wheels after)."""
+    extra = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=str(ROOT) + (os.pathsep + extra if extra else ""), TOKENIZERS_PARALLELISM="false")
+
+
 def sh(argv: list[str], **kw) -> subprocess.CompletedProcess:
     print("+", " ".join(map(str, argv)), flush=True)
-    return subprocess.run([str(a) for a in argv], check=True, **kw)
+    return subprocess.run([str(a) for a in argv], check=True, env=bench_env(), **kw)
 
 
 def make_data(root: Path, n_train: int = 4000, n_dev: int = 200, n_test: int = 499) -> Path:

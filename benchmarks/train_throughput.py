@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, NvmlPeak, mfu, parameters  # noqa: E402
+from common import NvmlPeak, bench_env, mfu, parameters  # noqa: E402
 
 CAUSAL_BASE = {
     "model": {"kind": "causal", "dtype": "bfloat16", "attn_implementation": "sdpa"},
@@ -111,8 +111,7 @@ def run_variant(root: Path, name: str, tree: dict, index: int) -> dict:
     t = time.time()
     with NvmlPeak() as peak, open(run_dir / "run.log", "w") as log:
         code = subprocess.run([sys.executable, "-m", "engine", "train", "--config", str(config), "--run-dir", str(run_dir)],
-                              cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**__import__("os").environ,
-                              "PYTHONPATH": str(ROOT)}).returncode
+                              cwd=root, stdout=log, stderr=subprocess.STDOUT, env=bench_env()).returncode
     events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
     failed = next((e for e in events if e["event"] == "failed"), None)
     batch = tree["train"]["batch_size"] * tree["train"].get("grad_accum", 1)

@@ -1,0 +1,123 @@
+"""Provides the inference benchmark: the engine's batched, length-sorted generation
+(``engine.inference.generate_summaries``) against a one-by-one ``generate`` loop and the hand-off
+team's batch-of-4-in-file-order setting, on the 499-dialogue test set, greedy and beam 4.
+
+    python benchmarks/common.py --root /tmp/bench
+    python benchmarks/inference_speed.py --root /tmp/bench --shape llama3b
+
+Random-init weights almost never emit EOS, so every dialogue generates exactly ``--new-tokens``
+tokens: the work per variant is identical and known. Slow baselines run on a prefix of the set and
+are extrapolated to 499 (the table says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import NvmlPeak  # noqa: E402
+
+
+def load(root: Path, shape: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from engine.config import config_from_dict
+    from engine.data import load_split
+    from engine.inference import build_sources
+
+    kind = "seq2seq" if shape == "kobart" else "causal"
+    model_dir = root / "models" / shape
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    model = auto.from_pretrained(model_dir, dtype=torch.bfloat16, attn_implementation="sdpa").to("cuda").eval()
+    cfg = config_from_dict({"model": {"name_or_path": str(model_dir), "nickname": shape, "kind": kind}})
+    samples, _ = load_split(root / "data", "test")
+    return model, tokenizer, build_sources(samples, tokenizer, cfg, kind), kind
+
+
+def timed(fn) -> tuple[float, object]:
+    import torch
+
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t, out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="/tmp/bench")
+    parser.add_argument("--shape", default="llama3b", choices=["llama3b", "qwen3-4b", "kobart"])
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--one-by-one", type=int, default=16, help="dialogues for the one-by-one loop (extrapolated)")
+    parser.add_argument("--team-prefix", type=int, default=48, help="dialogues for the team's bs-4 loop (extrapolated)")
+    parser.add_argument("--batch-sizes", default="128,256,512")
+    parser.add_argument("--static", action="store_true", help="also try the static KV cache (compiled decoding)")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+
+    from engine.config import GenerationConfig
+    from engine.inference import generate_summaries
+
+    model, tok, sources, kind = load(Path(args.root), args.shape)
+    n = len(sources)
+    rows: list[dict] = []
+
+    def gen(num_beams: int = 1, **extra) -> GenerationConfig:
+        return GenerationConfig(num_beams=num_beams, max_new_tokens=args.new_tokens, no_repeat_ngram_size=0,
+                                length_penalty=1.0, **extra)
+
+    def record(name: str, seconds: float, done: int, peak: NvmlPeak | None = None) -> None:
+        total = seconds * n / done
+        row = {"variant": name, "dialogues": done, "seconds": round(seconds, 2), "test_set_s": round(total, 1),
+               "s_per_dialogue": round(seconds / done, 3), "peak_gib": peak.peak_gib if peak else None}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    max_src = 1024 if kind == "causal" else 512
+    # Warm-up: CUDA context, kernels, allocator.
+    generate_summaries(model, tok, sources[:8], kind, gen(), max_src, 8)
+
+    for beams, k in ((1, args.one_by_one), (4, max(4, args.one_by_one // 2))):
+        seconds, _ = timed(lambda: [generate_summaries(model, tok, [s], kind, gen(beams), max_src, 1) for s in sources[:k]])
+        record(f"one-by-one generate, beams {beams} (first {k}, extrapolated)", seconds, k)
+
+    def team(k: int) -> None:
+        # The team's loop: batches of 4 in file order, no length sorting.
+        for i in range(0, k, 4):
+            generate_summaries(model, tok, sources[i : i + 4], kind, gen(1), max_src, 4)
+
+    seconds, _ = timed(lambda: team(args.team_prefix))
+    record(f"team setting: bs 4 in file order, greedy (first {args.team_prefix}, extrapolated)", seconds, args.team_prefix)
+
+    for bs in [int(b) for b in args.batch_sizes.split(",")]:
+        with NvmlPeak() as peak:
+            seconds, _ = timed(lambda: generate_summaries(model, tok, sources, kind, gen(1), max_src, bs))
+        record(f"engine: length-sorted bs {bs}, greedy", seconds, n, peak)
+    for bs in (64, 128):
+        with NvmlPeak() as peak:
+            seconds, _ = timed(lambda: generate_summaries(model, tok, sources, kind, gen(4), max_src, bs))
+        record(f"engine: length-sorted bs {bs}, beams 4", seconds, n, peak)
+    if args.static:
+        best = int(args.batch_sizes.split(",")[-1])
+        for attempt in ("first (compiles)", "second"):
+            seconds, _ = timed(lambda: generate_summaries(model, tok, sources, kind, gen(1, cache_implementation="static"), max_src, best))
+            record(f"engine: static cache bs {best}, greedy, {attempt}", seconds, n)
+
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+    print(f"\n{args.shape}: {n} dialogues, {args.new_tokens} new tokens each")
+    print(f"{'variant':72} {'s/dialogue':>10} {'test set s':>10} {'peak GiB':>8}")
+    for r in rows:
+        print(f"{r['variant'][:72]:72} {r['s_per_dialogue']:>10} {r['test_set_s']:>10} {r['peak_gib'] or '-':>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
