@@ -128,13 +128,16 @@ def main() -> int:
     parser.add_argument("--root", default="/tmp/bench")
     parser.add_argument("--only", default="llama3b,qwen3-4b,kobart", help="comma list of shapes")
     parser.add_argument("--out", help="write the results as JSON here")
-    parser.add_argument("--first", type=int, default=99, help="run only the first N variants of each shape")
+    parser.add_argument("--pick", default="", help="variant indices per shape, e.g. 'qwen3-4b:0,4,5'")
     args = parser.parse_args()
     root = Path(args.root)
     variants: list[tuple[str, dict, str]] = []
     for shape in args.only.split(","):
         chosen = kobart_variants() if shape == "kobart" else causal_variants(shape, 8 if shape == "llama3b" else 6)
-        variants += [(n, t, shape) for n, t in chosen[: args.first]]
+        picks = dict(item.split(":") for item in args.pick.split(";") if item)
+        if shape in picks:
+            chosen = [chosen[int(i)] for i in picks[shape].split(",")]
+        variants += [(n, t, shape) for n, t in chosen]
     results = []
     for i, (name, tree, shape) in enumerate(variants):
         res = run_variant(root, name, tree, i)
