@@ -162,17 +162,47 @@ def is_complete_model(directory: Path | str) -> bool:
 # --- events ---------------------------------------------------------------------------------
 
 
+# torchrun (and so `accelerate launch`) sets RANK and WORLD_SIZE in every rank's environment; reading
+# them keeps this module torch-free while still knowing which process is the main one.
+def process_rank() -> int:
+    """This process's global rank in a distributed launch (0 when not launched by torchrun/accelerate)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def world_size() -> int:
+    """How many processes the distributed launch started (1 when not distributed)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run's events and artifacts (rank 0, or not distributed)."""
+    return process_rank() == 0
+
+
+
 class EventWriter:
     """Append-only writer for ``events.jsonl``.
 
     Each event is one ``os.write`` of one complete line on an ``O_APPEND`` descriptor, so
     concurrent writers never interleave inside a line and a reader that only consumes lines
     ending in ``\\n`` never sees a torn event.
+
+    In a distributed launch only the main process writes, so the stream reads like a single-process
+    run; the exception is ``failed``: a rank that crashes records its own error (tagged ``rank``),
+    because the manager must report the rank that broke, not the ranks torn down after it.
     """
 
-    def __init__(self, path: Path | str | None, command: str | None = None):
+    def __init__(self, path: Path | str | None, command: str | None = None, rank: int | None = None):
         self.path = Path(path) if path else None
         self.command = command
+        self.rank = process_rank() if rank is None else rank
+        self.distributed = rank is not None or world_size() > 1
         self._fd: int | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +215,10 @@ class EventWriter:
         if self.command:
             record["command"] = self.command
         record.update(fields)
+        if event == "failed" and self.distributed:
+            record["rank"] = self.rank
+        elif self.rank != 0:
+            return record  # not the main process: its progress would only duplicate rank 0's
         if self._fd is not None:
             line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
             os.write(self._fd, line.encode("utf-8"))

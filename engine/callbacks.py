@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from engine.artifacts import EventWriter
 from engine.config import GenerationConfig
-from engine.runtime import stop_requested
+from engine.runtime import stop_from_other_rank, stop_requested
 
 
 def tree_bytes(root: Path | str) -> int:
@@ -39,6 +39,24 @@ def tree_bytes(root: Path | str) -> int:
             except OSError:
                 continue
     return total
+
+
+def any_rank(flag: bool, args) -> bool:
+    """Whether ``flag`` is set on any rank of a distributed run (just ``flag`` when not distributed).
+
+    A collective: every rank must call it at the same point (the same step hook), which the Trainer
+    guarantees. Ranks that stopped at different steps would wait on each other's gradients forever.
+    """
+    if getattr(args, "world_size", 1) <= 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    vote = torch.tensor([1 if flag else 0], device=args.device)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+    return bool(vote.item())
 
 
 class EventsCallback(TrainerCallback):
@@ -132,7 +150,8 @@ class StopOnSignalCallback(TrainerCallback):
     """Ends training at the next step boundary after SIGINT/SIGTERM (see :mod:`engine.runtime`)."""
 
     def on_step_end(self, args, state, control, **kwargs):
-        if stop_requested():
+        if any_rank(stop_requested() is not None, args):
+            stop_from_other_rank()  # every rank reports interrupted, not only the one signalled
             control.should_training_stop = True
             control.should_save = False
             control.should_evaluate = False
@@ -164,13 +183,14 @@ class DiskGuardCallback(TrainerCallback):
         if model is not None:
             # A checkpoint holds the trainable weights plus two Adam moments (~3x their size).
             self.save_estimate = 3 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-        self._check(control, upcoming=0)
+        self._check(control, upcoming=0, args=args)
 
     def on_step_end(self, args, state, control, **kwargs):
+        # should_save and global_step are the same on every rank, so all ranks vote at the same step.
         if control.should_save:
-            self._check(control, upcoming=self.last_checkpoint_bytes() or self.save_estimate)
+            self._check(control, upcoming=self.last_checkpoint_bytes() or self.save_estimate, args=args)
         elif state.global_step % self.every == 0:
-            self._check(control, upcoming=0)
+            self._check(control, upcoming=0, args=args)
         return control
 
     def last_checkpoint_bytes(self) -> int:
@@ -181,9 +201,14 @@ class DiskGuardCallback(TrainerCallback):
         grown = (tree_bytes(self.watch_dir) if self.watch_dir.exists() else 0) - self.watch_start
         return self.baseline + grown
 
-    def _check(self, control, upcoming: int) -> None:
+    def _check(self, control, upcoming: int, args=None) -> None:
         used = self.usage()
-        if used + upcoming > self.limit_bytes:
+        over = used + upcoming > self.limit_bytes
+        if args is not None and any_rank(over, args) and not over:
+            self.tripped = "disk quota guard: another rank found the quota reached; training stopped"
+            control.should_training_stop = True
+            control.should_save = False
+        if over:
             gb = 1024**3
             self.tripped = (
                 f"disk quota guard: {self.quota_path} uses {used / gb:.2f} GB"

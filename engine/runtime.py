@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.artifacts import EVENTS_FILE, EventWriter
+from engine.artifacts import EVENTS_FILE, EventWriter, process_rank, world_size
 from engine.config import Capabilities, ConfigError, RunConfig, check_runtime
 from engine.failures import classify_exception
 
@@ -59,6 +59,52 @@ def install_signal_handlers() -> None:
 def stop_requested() -> str | None:
     """Return the name of the stop signal received (``"SIGINT"``/``"SIGTERM"``), or None."""
     return _stop_signal
+
+
+def stop_from_other_rank() -> None:
+    """Record that another rank of a distributed run received the stop signal (see
+    :func:`engine.callbacks.any_rank`): every rank then stops at the same step and reports interrupted."""
+    global _stop_signal
+    if _stop_signal is None:
+        _stop_signal = "a stop signal on another rank"
+
+
+class _RankPrefixed:
+    """A text stream that starts every line with ``[rankN]``: in a distributed run all ranks share
+    ``run.log``, and a traceback must say which rank it came from."""
+
+    def __init__(self, stream: Any, rank: int):
+        self._stream = stream
+        self._prefix = f"[rank{rank}] "
+        self._at_line_start = True
+
+    def write(self, text: str) -> int:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self._at_line_start:
+                out.append(self._prefix)
+            out.append(piece)
+            self._at_line_start = piece.endswith("\n")
+        self._stream.write("".join(out))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding...
+        return getattr(self._stream, name)
+
+
+def prefix_stderr_with_rank() -> None:
+    """In a distributed launch, prefix this process's stderr lines with its rank (no-op otherwise)."""
+    if world_size() > 1 and not isinstance(sys.stderr, _RankPrefixed):
+        sys.stderr = _RankPrefixed(sys.stderr, process_rank())
+
+
+def bind_local_device(device: str) -> None:
+    """Make ``cuda`` mean this rank's own GPU (``LOCAL_RANK``) so loading never lands every rank on GPU 0."""
+    if device != "cuda" or world_size() <= 1:
+        return
+    import torch
+
+    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def raise_if_stopped() -> None:
@@ -118,6 +164,7 @@ def run_command(
         0 on success, 2 for config/data errors, 130 when stopped by a signal, 1 otherwise.
     """
     install_signal_handlers()
+    prefix_stderr_with_rank()
     run_dir = Path(args.run_dir)
     events = EventWriter(run_dir / EVENTS_FILE, command=command)
     start = time.monotonic()

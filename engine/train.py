@@ -15,10 +15,19 @@ from engine.artifacts import (
     atomic_directory,
     atomic_write_text,
     final_model_dir,
+    is_main_process,
+    world_size,
     write_final_model_meta,
 )
 from engine.config import RunConfig, load_config, resolve_path
-from engine.runtime import DiskQuotaReached, Interrupted, resolve_device, run_command, stop_requested
+from engine.runtime import (
+    DiskQuotaReached,
+    Interrupted,
+    bind_local_device,
+    resolve_device,
+    run_command,
+    stop_requested,
+)
 
 
 def load_samples(cfg: RunConfig, events: EventWriter) -> tuple[list, list]:
@@ -140,10 +149,13 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
 
     cfg = load_config(args.config, args.set)
     run_dir = Path(args.run_dir)
-    atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
+    if is_main_process():  # one writer per file; every rank of `accelerate launch` runs this function
+        atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
     device = resolve_device(cfg, str(args.config))
+    bind_local_device(device)
     events.emit("started", nickname=cfg.model.nickname, model=cfg.model.name_or_path, config_hash=cfg.hash(),
-                device=device, dtype=cfg.model.dtype, kind=cfg.model.kind, lora=cfg.lora.enabled)
+                device=device, dtype=cfg.model.dtype, kind=cfg.model.kind, lora=cfg.lora.enabled,
+                world_size=world_size())
     set_seed(cfg.train.seed)
     train_samples, dev = load_samples(cfg, events)
     events.emit("phase", name="load_model")
@@ -162,7 +174,8 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
     if guard is not None and guard.tripped:
         raise DiskQuotaReached(guard.tripped)
     metrics = final_metrics(trainer)
-    save_final_model(cfg, loaded, trainer.model, metrics, events)
+    if is_main_process():  # DDP keeps the weights identical on every rank: one copy is the model
+        save_final_model(cfg, loaded, trainer.model, metrics, events)
     return metrics
 
 
