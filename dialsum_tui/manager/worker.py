@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from dialsum_tui.manager import process
@@ -36,6 +37,7 @@ from engine.failures import SIGNATURES, Failure, match_text
 log = logging.getLogger("dialsum.worker")
 
 ENGINE_ENV = "DIALSUM_ENGINE"  # tests: a shlex-split stand-in for [python, -m, engine]
+CPU_PROCS_ENV = "DIALSUM_CPU_PROCS"  # CPU-only hosts (CI, demo): train runs without gpus with N gloo processes
 POLL_ENV = "DIALSUM_WORKER_POLL_S"
 GRACE_ENV = "DIALSUM_STOP_GRACE"  # "sigint_s,sigterm_s" before escalating a stop
 LOG_TAIL_BYTES = 16_384
@@ -53,6 +55,62 @@ def parse_gpus(gpus: str | None) -> list[int] | None:
     if not gpus:
         return None
     return [int(x) for x in gpus.split(",") if x.strip()]
+
+
+def cpu_processes() -> int:
+    """``$DIALSUM_CPU_PROCS`` as a process count (1 when unset).
+
+    Raises:
+        ConfigError: the variable is set but not a whole number ≥ 1.
+    """
+    raw = os.environ.get(CPU_PROCS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"${CPU_PROCS_ENV}={raw!r}: expected a whole number of CPU training processes (>= 1); "
+                          "unset it to train in one process")
+    return int(raw)
+
+
+def accelerate_argv(engine: list[str], processes: int) -> list[str]:
+    """Wrap an engine command in ``accelerate launch`` (torchrun underneath) with ``processes`` ranks.
+
+    ``--multi_gpu`` only selects accelerate's torchrun launcher: on a host without CUDA the Trainer
+    then joins the ranks with gloo on the CPU (accelerate's own ``--cpu`` flag starts one process
+    unless MPI is installed). Port 0 lets accelerate pick a free rendezvous port, so two multi-GPU
+    runs side by side never collide.
+    """
+    options = ["--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    if Path(engine[0]).name.startswith("python"):
+        # accelerate starts each rank with its own interpreter: run the launcher under the same one.
+        return [engine[0], "-m", "accelerate.commands.launch", *options, *engine[1:]]
+    return [sys.executable, "-m", "accelerate.commands.launch", *options, "--no_python", *engine]
+
+
+def stage_command(ws: Workspace, run: Run, stage: str, cfg: RunConfig) -> tuple[list[str], dict[str, str]]:
+    """The argv of one stage and the environment entries it needs on top of ours.
+
+    A train stage on N ≥ 2 GPUs (``run.gpus``, e.g. ``"0,1"``) — or, on a CPU-only host, with
+    ``$DIALSUM_CPU_PROCS`` ≥ 2 — runs under ``accelerate launch`` with N ranks. Inference and
+    evaluation stay single-process, on the run's first GPU.
+
+    Raises:
+        ConfigError: ``$DIALSUM_CPU_PROCS`` is not a number.
+    """
+    gpus = parse_gpus(run.gpus)
+    env: dict[str, str] = {}
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = run.gpus if stage == "train" else str(gpus[0])
+        processes = len(gpus) if stage == "train" else 1
+    else:
+        processes = cpu_processes() if stage == "train" else 1
+        if processes > 1:
+            env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU switch means CPU: never pick up a GPU by accident
+    argv = engine_argv()
+    if processes > 1:
+        argv = accelerate_argv(argv, processes)
+    return argv + stage_args(ws, run, stage, cfg), env
 
 
 def run_config(run: Run) -> RunConfig:
@@ -83,7 +141,46 @@ def run_owners(runs: list[Run], extra: dict[int, tuple[int, str]] | None = None)
         now = process.start_time(run.pid)
         if now is None or (run.pid_start_time is not None and abs(now - run.pid_start_time) <= process.START_TIME_TOLERANCE_S):
             owners[run.pid] = (run.id, run.nickname)
+            if now is not None:  # the ranks of `accelerate launch` hold the GPUs, not the launcher
+                owners.update({m.pid: (run.id, run.nickname) for m in stage_members(run.pid)})
     return owners
+
+
+def stage_members(pid: int) -> list[process.Identity]:
+    """Descendants of a stage process that lead their own process group: the ranks torchrun started.
+
+    torchrun puts each rank in a new session (to kill a rank with its DataLoader workers), so a
+    signal to the stage's group reaches the launcher only. Ranks are tracked by identity while the
+    launcher lives, so none survives it unnoticed.
+    """
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    members = []
+    for child in children:
+        try:
+            if os.getpgid(child.pid) == child.pid:
+                members.append(process.Identity(child.pid, child.create_time()))
+        except (OSError, psutil.Error):
+            continue  # exited while we looked
+    return members
+
+
+def root_failure(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep one ``failed`` event of a distributed stage: the rank that broke first.
+
+    When one rank crashes, torchrun tears the others down, and they record ``interrupted`` or a
+    lost-connection error after it. The earliest failure that is not an interruption is the cause;
+    its message is prefixed with its rank. Single-process stages pass through unchanged.
+    """
+    failed = [e for e in events if e.get("event") == "failed"]
+    if len(failed) < 2 and not any("rank" in e for e in failed):
+        return events
+    cause = min(failed, key=lambda e: (e.get("kind") == "interrupted", e.get("ts", 0)))
+    if "rank" in cause:
+        cause = cause | {"message": f"rank {cause['rank']}: {cause.get('message', '')}"}
+    return [e for e in events if e.get("event") != "failed"] + [cause]
 
 
 def read_log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
@@ -123,6 +220,8 @@ class ActiveStage:
     events: list[dict[str, Any]] = field(default_factory=list)
     stop: process.GroupStop | None = None
     stop_reason: str | None = None  # "cancel" or the disk-guard message
+    members: dict[int, process.Identity] = field(default_factory=dict)  # ranks in their own groups
+    member_stops: dict[int, process.GroupStop] = field(default_factory=dict)
 
 
 class Worker:
@@ -244,6 +343,7 @@ class Worker:
 
     def _follow(self, stage: ActiveStage) -> None:
         self._absorb(stage)
+        self._track_members(stage)
         if stage.stop is not None:
             stage.stop.advance()
         if stage.popen is not None:
@@ -256,8 +356,36 @@ class Worker:
             rc = None  # not our child: the verdict event says how it ended
         if stage.stop is not None and not stage.stop.advance():
             return  # the leader exited but its group (forked workers) is still being stopped
+        if not self._members_stopped(stage):
+            return  # the launcher is gone but ranks outlived it: they are being stopped
         self._absorb(stage)
         self._finish_stage(stage, rc)
+
+    def _track_members(self, stage: ActiveStage) -> None:
+        """Learn the ranks of a launcher while it lives (they are in groups of their own)."""
+        if not process.is_alive(stage.ident.pid, stage.ident.start_time):
+            return
+        for member in stage_members(stage.ident.pid):
+            if member.pid not in stage.members:
+                stage.members[member.pid] = member
+                self.seen_pids[member.pid] = self.seen_pids.get(stage.ident.pid, (stage.run_id, ""))
+
+    def _members_stopped(self, stage: ActiveStage) -> bool:
+        """Once the launcher has exited, stop any rank still running (SIGINT → SIGTERM → SIGKILL).
+
+        The launcher forwards a stop to its ranks itself; only ranks left behind (launcher killed,
+        or crashed) are signalled here, so a rank never gets the same stop twice.
+        """
+        done = True
+        for pid, member in stage.members.items():
+            stopper = stage.member_stops.get(pid)
+            if stopper is None:
+                if not process.group_running(member):
+                    continue
+                log.warning("run %d: rank pid %d outlived its launcher; stopping it", stage.run_id, pid)
+                stopper = stage.member_stops[pid] = process.GroupStop(member, self.stop_grace)
+            done = stopper.advance() and done
+        return done
 
     def _absorb(self, stage: ActiveStage) -> None:
         """Copy new events of the stage into the store (progress, metrics)."""
@@ -304,7 +432,7 @@ class Worker:
                     "no known error in run.log and no complete output; retry it"))
                 return
         else:
-            failure = classify(rc, events, log_tail, self._others_held(stage))
+            failure = classify(rc, root_failure(events), log_tail, self._others_held(stage))
 
         if stage.stop_reason == "cancel":
             if failure is None and stage.stage == run.stages[-1]:
@@ -477,10 +605,12 @@ class Worker:
                 return  # cancelled between our read and now
         run_dir = self.ws.run_dir(run.id)
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        argv = engine_argv() + stage_args(self.ws, run, stage, cfg)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        if run.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = run.gpus
+        try:
+            argv, extra_env = stage_command(self.ws, run, stage, cfg)
+        except ConfigError as err:
+            self._fail_before_start(run, stage, Failure("config", str(err), f"fix or unset ${CPU_PROCS_ENV}"))
+            return
+        env = dict(os.environ, PYTHONUNBUFFERED="1") | extra_env
         log_path = run_dir / artifacts.LOG_FILE
         with open(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8") as fh:
             fh.write(f"\n=== dialsum: {stage} started {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(argv)}\n")
