@@ -1,17 +1,24 @@
 # Two commands a newcomer needs: `make demo` and `make test`.
 VENV ?= .venv
+PYTHON ?= python3
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-workspace
+TORCH_VERSION ?= 2.13.0
+# Used only where no local CPU wheel of torch is found (pip's find-links / configured indexes).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test lint clean-demo
+.PHONY: install demo demo-build test lint clean-demo
 
-# CPU torch unless a GPU driver is present: an unpinned torch pulls a multi-GB CUDA build.
+# CPU torch unless a GPU driver is present: an unpinned torch on PyPI is a multi-GB CUDA build.
+# The +cpu build is tried from what pip already sees first, then from PyTorch's CPU index.
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q 'torch>=2.5'; \
-	else $(PY) -m pip install -q torch==2.13.0; fi
+	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q 'torch==$(TORCH_VERSION)'; \
+	elif $(PY) -c 'import torch' 2>/dev/null; then echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	else $(PY) -m pip install -q 'torch==$(TORCH_VERSION)+cpu' \
+	  || $(PY) -m pip install -q 'torch==$(TORCH_VERSION)' --index-url $(TORCH_CPU_INDEX); fi
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
@@ -23,9 +30,14 @@ test: install
 lint: install
 	$(BIN)/lint-imports
 
+# Builds the demo workspace (reused if present), queues its pipelines once, starts the worker, opens the TUI.
 demo: install
 	$(BIN)/dialsum-tui demo $(DEMO_DIR)
 
+# The same without queueing or the TUI (scripts, screenshots).
+demo-build: install
+	$(BIN)/dialsum-tui init $(DEMO_DIR) --demo
+
 clean-demo:
-	-$(BIN)/dialsum-tui --workspace $(DEMO_DIR) worker stop
+	-test -d $(DEMO_DIR)/.dialsum && $(BIN)/dialsum-tui --workspace $(DEMO_DIR) worker stop
 	rm -rf $(DEMO_DIR)
