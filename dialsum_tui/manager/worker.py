@@ -208,6 +208,20 @@ def stage_artifacts_done(ws: Workspace, run: Run, stage: str, events: list[dict[
     return any(e.get("event") == "eval" and e.get("command") == "evaluate" for e in events)
 
 
+@dataclass(frozen=True)
+class _Blocked:
+    """A run the guards hold back, and the devices it holds its place on (None = all)."""
+
+    run_id: int
+    devices: list[int] | None
+    reason: str = ""
+
+
+def _overlap(a: list[int] | None, b: list[int] | None) -> bool:
+    """Whether two device lists can collide (None means every device)."""
+    return a is None or b is None or bool(set(a) & set(b))
+
+
 @dataclass
 class ActiveStage:
     """A stage process the worker follows (launched by it, or re-adopted after a restart)."""
@@ -528,11 +542,12 @@ class Worker:
         # Runs between stages go first: they already hold their place.
         between = [r for r in runs if r.state is RunState.RUNNING and r.pid is None and r.id not in self.active]
         pending = [r for r in runs if r.state in (RunState.QUEUED, RunState.WAITING)]
+        blocked: list[_Blocked] = []
         for run in between + pending:
             if run.state is not RunState.RUNNING:
-                blocked = self._dependency_block(run, by_id)
-                if blocked is not None:
-                    self._wait(run, blocked)
+                dependency = self._dependency_block(run, by_id)
+                if dependency is not None:
+                    self._wait(run, dependency)
                     continue
             if paused:
                 self._wait(run, "queue paused: `dialsum-tui resume` to continue")
@@ -540,11 +555,18 @@ class Worker:
             if self._busy_gpus(runs, run):
                 self._wait(run, "waiting for the running run(s) on the same device(s)")
                 continue
+            mine = parse_gpus(run.gpus)
+            ahead = next((b for b in blocked if _overlap(mine, b.devices)), None)
+            if ahead is not None:
+                # In order: a later run must not take a device an earlier blocked run waits for.
+                self._wait(run, f"queued behind run {ahead.run_id} for the same device(s)")
+                continue
             stage = run.stage if run.state is RunState.RUNNING else run.stages[0]
             verdict = self._guards(run, stage, runs)
             if verdict is not None:
-                self._wait(run, verdict)
-                return  # in order: a later run must not jump ahead of a blocked one
+                self._wait(run, verdict.reason)
+                blocked.append(_Blocked(run.id, verdict.devices))
+                continue  # runs on other devices may still start (guards are per device)
             self._launch(run, stage)
             return  # one launch per tick: its memory must show before the next is judged
 
@@ -578,19 +600,21 @@ class Worker:
         except IllegalTransition:
             pass  # cancelled meanwhile
 
-    def _guards(self, run: Run, stage: str, runs: list[Run]) -> str | None:
-        """None when the run may start now; otherwise the reason naming the holder or the numbers."""
+    def _guards(self, run: Run, stage: str, runs: list[Run]) -> _Blocked | None:
+        """None when the run may start now; otherwise the reason naming the holder or the numbers,
+        and what it blocks: the run's devices for a GPU verdict, everything (None) for the shared disk."""
         from dialsum_tui.manager import disk
 
-        gpu = self.guard.check(parse_gpus(run.gpus), run_owners(runs, self.seen_pids))
+        gpus = parse_gpus(run.gpus)
+        gpu = self.guard.check(gpus, run_owners(runs, self.seen_pids))
         if not gpu.ok:
-            return gpu.reason or "GPU not free"
+            return _Blocked(run.id, gpus, gpu.reason or "GPU not free")
         try:
             projected = disk.projected_footprint(run_config(run), stage, self.ws.root)
         except ConfigError as err:
-            return f"config snapshot invalid: {err}"
+            return _Blocked(run.id, None, f"config snapshot invalid: {err}")
         verdict = check_disk(disk.read_cached(self.ws), projected)
-        return None if verdict.ok else verdict.reason
+        return None if verdict.ok else _Blocked(run.id, None, verdict.reason or "disk guard")
 
     def _launch(self, run: Run, stage: str) -> None:
         try:
