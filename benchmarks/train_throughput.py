@@ -47,22 +47,28 @@ def merged(*trees: dict) -> dict:
     return out
 
 
-def lever(batch: int, ckpt: bool, grouped: bool, liger: bool, steps: int = 30) -> dict:
+def lever(batch: int, ckpt: bool, grouped: bool, liger: bool, dropout: float = 0.05, steps: int = 20) -> dict:
     return {"train": {"batch_size": batch, "grad_accum": 1, "gradient_checkpointing": ckpt, "group_by_length": grouped,
-                      "use_liger_kernel": liger, "max_steps": steps}}
+                      "use_liger_kernel": liger, "max_steps": steps},
+            "lora": {"dropout": dropout}}
 
 
 def causal_variants(shape: str, team_batch: int) -> list[tuple[str, dict]]:
+    """The team's recipe, then one lever at a time (index = --pick number)."""
     model = {"model": {"name_or_path": f"models/{shape}"}}
     team = merged(TEAM, {"train": {"batch_size": team_batch}})
-    return [
-        (f"{shape} team recipe (QLoRA nf4, ckpt, bs{team_batch}x8, random, paged AdamW)", merged(CAUSAL_BASE, model, team)),
-        (f"{shape} bf16 LoRA, ckpt, bs16, random", merged(CAUSAL_BASE, model, lever(16, True, False, False))),
-        (f"{shape} + length-grouped batches", merged(CAUSAL_BASE, model, lever(16, True, True, False))),
-        (f"{shape} + Liger (fused linear-CE)", merged(CAUSAL_BASE, model, lever(16, True, True, True))),
-        (f"{shape} - checkpointing = engine path bs16", merged(CAUSAL_BASE, model, lever(16, False, True, True))),
-        (f"{shape} engine path bs32", merged(CAUSAL_BASE, model, lever(32, False, True, True))),
-        (f"{shape} 24GB-card config (bf16 LoRA, ckpt, grouped, Liger, bs8)", merged(CAUSAL_BASE, model, lever(8, True, True, True))),
+    ladder = [
+        ("bf16 LoRA, ckpt, bs16, random", lever(16, True, False, False)),                  # 1
+        ("+ length-grouped batches", lever(16, True, True, False)),                       # 2
+        ("+ Liger (fused linear-CE)", lever(16, True, True, True)),                       # 3
+        ("no ckpt, bs8, grouped, Liger", lever(8, False, True, True)),                    # 4
+        ("no ckpt, bs16, grouped, Liger, LoRA dropout 0", lever(16, False, True, True, 0.0)),  # 5
+        ("ckpt, bs32, grouped, Liger, LoRA dropout 0", lever(32, True, True, True, 0.0)),  # 6
+        ("24GB-card config (ckpt, bs8, grouped, Liger)", lever(8, True, True, True)),      # 7
+        ("no ckpt, bs8, grouped, Liger, LoRA dropout 0", lever(8, False, True, True, 0.0)),  # 8
+    ]
+    return [(f"{shape} team recipe (QLoRA nf4, ckpt, bs{team_batch}x8, random, paged AdamW)", merged(CAUSAL_BASE, model, team))] + [
+        (f"{shape} {name}", merged(CAUSAL_BASE, model, tree)) for name, tree in ladder
     ]
 
 
@@ -82,7 +88,7 @@ def kobart_variants() -> list[tuple[str, dict]]:
     ]
 
 
-def steady_state(events: list[dict], skip: int) -> dict:
+def steady_state(events: list[dict], skip: int, last: int) -> dict:
     """Throughput after ``skip`` warm-up steps, from the engine's own progress events.
 
     ``tokens_per_s`` in a progress event is cumulative non-pad tokens over time since the ``train``
@@ -91,14 +97,14 @@ def steady_state(events: list[dict], skip: int) -> dict:
     start = next(e["ts"] for e in events if e["event"] == "phase" and e.get("name") == "train")
     points = [(e["step"], e["ts"], (e.get("tokens_per_s") or 0) * (e["ts"] - start), e.get("samples_per_s") or 0)
               for e in events if e["event"] == "progress" and e.get("command") == "train"]
-    points = [p for p in points if p[0] > skip]
+    points = [p for p in points if skip < p[0] <= last]
     if len(points) < 2:
         return {}
     (s0, t0, k0, _), (s1, t1, k1, _) = points[0], points[-1]
     return {"tokens_per_s": (k1 - k0) / (t1 - t0), "s_per_step": (t1 - t0) / (s1 - s0), "steps": s1 - s0}
 
 
-def run_variant(root: Path, name: str, tree: dict, index: int) -> dict:
+def run_variant(root: Path, name: str, tree: dict, index: int, profile: bool = False) -> dict:
     slug = f"bench{index:02d}"
     tree = merged(tree, {"model": {"nickname": slug}})
     config = root / "configs" / f"{slug}.yaml"
@@ -108,19 +114,51 @@ def run_variant(root: Path, name: str, tree: dict, index: int) -> dict:
     events_path = run_dir / "events.jsonl"
     events_path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    env = bench_env()
+    measured_steps = tree["train"]["max_steps"]
+    if profile:  # three extra steps after the measured ones, so profiling never slows what is measured
+        env["DIALSUM_TORCH_PROFILE"] = str(run_dir / "profile")
+        env["DIALSUM_TORCH_PROFILE_START"] = str(measured_steps)
+        tree = merged(tree, {"train": {"max_steps": measured_steps + 3}})
+        config.write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
     t = time.time()
     with NvmlPeak() as peak, open(run_dir / "run.log", "w") as log:
         code = subprocess.run([sys.executable, "-m", "engine", "train", "--config", str(config), "--run-dir", str(run_dir)],
-                              cwd=root, stdout=log, stderr=subprocess.STDOUT, env=bench_env()).returncode
+                              cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
     events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
     failed = next((e for e in events if e["event"] == "failed"), None)
     batch = tree["train"]["batch_size"] * tree["train"].get("grad_accum", 1)
     skip = 2 if tree["train"].get("grad_accum", 1) > 1 else 3
     result = {"name": name, "exit": code, "wall_s": round(time.time() - t, 1), "peak_gib": peak.peak_gib,
-              "samples_per_step": batch, **steady_state(events, skip)}
+              "samples_per_step": batch, **steady_state(events, skip, measured_steps)}
     if failed:
         result["failed"] = f"{failed['kind']}: {failed['message'][:160]}"
+    if profile and (run_dir / "profile" / "kernels.json").exists():
+        result["profile_ms_per_step"] = categorize(run_dir / "profile" / "kernels.json")
     return result
+
+
+CATEGORIES = (  # first match wins; names of CUDA kernels as the profiler reports them
+    ("attention", ("flash", "fmha", "attention", "sdpa", "efficient_attention")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "sm90_", "cublas", "matmul", "mm_")),
+    ("liger/triton", ("liger", "triton", "_kernel_")),
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("copy/cast", ("copy", "cast", "memcpy", "memset", "fill")),
+    ("elementwise/other", ("",)),
+)
+
+
+def categorize(kernels_json: Path) -> dict:
+    """Device time per optimizer step by kernel category (from the engine's TorchProfilerCallback)."""
+    data = json.loads(kernels_json.read_text())
+    totals = {name: 0.0 for name, _ in CATEGORIES}
+    for k in data["kernels"]:
+        if not k["self_device_us"] or "CUDA" not in k.get("device_type", ""):
+            continue  # CPU-side ops also carry their kernels' device time: count the kernels only
+        lowered = k["name"].lower()
+        cat = next(name for name, keys in CATEGORIES if any(key in lowered for key in keys))
+        totals[cat] += k["self_device_us"]
+    return {cat: round(us / 1000 / data["steps"], 1) for cat, us in totals.items()}
 
 
 def main() -> int:
@@ -128,7 +166,8 @@ def main() -> int:
     parser.add_argument("--root", default="/tmp/bench")
     parser.add_argument("--only", default="llama3b,qwen3-4b,kobart", help="comma list of shapes")
     parser.add_argument("--out", help="write the results as JSON here")
-    parser.add_argument("--pick", default="", help="variant indices per shape, e.g. 'qwen3-4b:0,4,5'")
+    parser.add_argument("--pick", default="", help="variant indices per shape, e.g. 'llama3b:0,3;qwen3-4b:0,5'")
+    parser.add_argument("--profile", default="", help="variant names containing this text are profiled (steps 5-7)")
     args = parser.parse_args()
     root = Path(args.root)
     variants: list[tuple[str, dict, str]] = []
@@ -140,7 +179,7 @@ def main() -> int:
         variants += [(n, t, shape) for n, t in chosen]
     results = []
     for i, (name, tree, shape) in enumerate(variants):
-        res = run_variant(root, name, tree, i)
+        res = run_variant(root, name, tree, i, profile=bool(args.profile) and args.profile in name)
         n = parameters(root / "models" / shape)
         if res.get("tokens_per_s"):
             res["mfu_pct"] = round(100 * mfu(n, res["tokens_per_s"]), 1) if shape != "kobart" else None

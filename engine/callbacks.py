@@ -218,3 +218,50 @@ class DiskGuardCallback(TrainerCallback):
             )
             control.should_training_stop = True
             control.should_save = False
+
+
+class TorchProfilerCallback(TrainerCallback):
+    """Profiles optimizer steps ``[start, start + steps)`` with ``torch.profiler`` and writes where the
+    time went: ``profile.txt`` (top kernels) and ``kernels.json`` (every kernel's self device time).
+
+    Enabled by ``DIALSUM_TORCH_PROFILE=DIR`` (see ``benchmarks/train_throughput.py --profile``); off in
+    normal runs because profiling slows the profiled steps.
+    """
+
+    def __init__(self, out_dir: Path, start: int = 5, steps: int = 3):
+        self.out_dir = Path(out_dir)
+        self.start = start
+        self.stop = start + steps
+        self.profiler = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.start and self.profiler is None:
+            import torch
+
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.profiler is None or state.global_step < self.stop:
+            return
+        import json
+
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.profiler.__exit__(None, None, None)
+        averages = self.profiler.key_averages()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        sort_key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        (self.out_dir / "profile.txt").write_text(averages.table(sort_by=sort_key, row_limit=40), encoding="utf-8")
+        kernels = [
+            {"name": e.key, "count": e.count, "device_type": str(e.device_type),
+             "self_device_us": getattr(e, "self_device_time_total", 0.0), "self_cpu_us": e.self_cpu_time_total}
+            for e in averages
+        ]
+        (self.out_dir / "kernels.json").write_text(json.dumps({"steps": self.stop - self.start, "kernels": kernels}))
+        self.profiler = None

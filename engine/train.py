@@ -5,6 +5,7 @@ with every step reported as events in the run directory.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ def build_callbacks(cfg: RunConfig, loaded, dev: list, events: EventWriter, guar
     from engine.inference import build_sources
 
     callbacks: list = [EventsCallback(events), StopOnSignalCallback()]
+    if os.environ.get("DIALSUM_TORCH_PROFILE"):
+        from engine.callbacks import TorchProfilerCallback
+
+        start = int(os.environ.get("DIALSUM_TORCH_PROFILE_START", "5"))
+        callbacks.append(TorchProfilerCallback(Path(os.environ["DIALSUM_TORCH_PROFILE"]), start=start))
     if guard is not None:
         callbacks.append(guard)
     if dev and cfg.train.eval_strategy != "no":
