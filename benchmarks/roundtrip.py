@@ -9,6 +9,7 @@ hand-off's "expected scalar type BFloat16 but found Float" must not happen.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def main() -> int:
         sub = root / "submissions" / f"{nickname}_submission.csv"
         rows.append({"run": nickname, "train_exit": codes["train"], "infer_exit": codes["infer"],
                      "final_model": {k: meta.get(k) for k in ("dtype", "adapter", "quantized_base")},
-                     "submission_rows": len(sub.read_text().splitlines()) - 1 if sub.exists() else None,
+                     "submission_rows": len(list(csv.reader(sub.open(encoding="utf-8")))) - 1 if sub.exists() else None,
                      "failed": [f"{e['kind']}: {e['message'][:120]}" for e in failed]})
         print(json.dumps(rows[-1]), flush=True)
     return 0 if all(r["train_exit"] == 0 and r["infer_exit"] == 0 for r in rows) else 1
