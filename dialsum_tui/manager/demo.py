@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from dialsum_tui.manager import process
 from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.service import Manager
@@ -245,8 +247,6 @@ def build_broken(ws: Workspace, report: Report) -> None:
     config = ws.root / DEMO_CONFIG_DIR / BROKEN_CONFIG
     if config.exists():
         return
-    import yaml
-
     tree = safe_load((ws.root / DEMO_CONFIG_DIR / "bart-tiny.yaml").read_text(encoding="utf-8"))
     tree["model"]["nickname"] = "broken-data"
     tree["data"]["dir"] = BROKEN_DATA_DIR
