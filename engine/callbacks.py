@@ -125,16 +125,26 @@ class GenerationEvalCallback(TrainerCallback):
         self.batch_size = batch_size
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, metrics=None, **kwargs):
+        import contextlib
+
+        import torch
+
         from engine.inference import generate_summaries
         from engine.metrics import score
 
         metrics = metrics if metrics is not None else {}
         was_training = model.training
         model.eval()
+        # The training model runs under autocast only (see engine.modeling.keep_activation_dtype).
+        amp = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+        device_type = next(model.parameters()).device.type
+        autocast = torch.autocast(device_type, dtype=amp) if amp is not None else contextlib.nullcontext()
         try:
-            predictions = generate_summaries(
-                model, processing_class, self.sources, self.kind, self.generation, self.max_source_length, self.batch_size
-            )
+            with autocast:
+                predictions = generate_summaries(
+                    model, processing_class, self.sources, self.kind, self.generation, self.max_source_length,
+                    self.batch_size,
+                )
         finally:
             model.train(was_training)
         scores = score(predictions, [[ref] for ref in self.references], tokenizer="mecab")
