@@ -58,6 +58,7 @@ def main() -> int:
     parser.add_argument("--one-by-one", type=int, default=16, help="dialogues for the one-by-one loop (extrapolated)")
     parser.add_argument("--team-prefix", type=int, default=48, help="dialogues for the team's bs-4 loop (extrapolated)")
     parser.add_argument("--batch-sizes", default="128,256,512")
+    parser.add_argument("--beam-batch-sizes", default="64,128")
     parser.add_argument("--static", action="store_true", help="also try the static KV cache (compiled decoding)")
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -100,7 +101,7 @@ def main() -> int:
         with NvmlPeak() as peak:
             seconds, _ = timed(lambda: generate_summaries(model, tok, sources, kind, gen(1), max_src, bs))
         record(f"engine: length-sorted bs {bs}, greedy", seconds, n, peak)
-    for bs in (64, 128):
+    for bs in [int(b) for b in args.beam_batch_sizes.split(",")]:
         with NvmlPeak() as peak:
             seconds, _ = timed(lambda: generate_summaries(model, tok, sources, kind, gen(4), max_src, bs))
         record(f"engine: length-sorted bs {bs}, beams 4", seconds, n, peak)
