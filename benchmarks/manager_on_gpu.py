@@ -67,6 +67,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/tmp/bench")
     parser.add_argument("--timeout", type=float, default=480)
+    parser.add_argument("--qlora", action="store_true", help="also queue a 4-bit QLoRA pipeline")
     args = parser.parse_args()
     bench = Path(args.root)
     ws = bench / "ws"
@@ -78,8 +79,9 @@ def main() -> int:
     (ws / "models").mkdir()
     for shape in ("llama3b", "qwen3-4b"):
         (ws / "models" / shape).symlink_to(bench / "models" / shape)
-    runs = [("llama3b", "Llama-3B-shape-bf16", False), ("qwen3-4b", "Qwen3-4B-shape-bf16", False),
-            ("llama3b", "Llama-3B-shape-qlora", True)]
+    runs = [("llama3b", "Llama-3B-shape-bf16", False), ("qwen3-4b", "Qwen3-4B-shape-bf16", False)]
+    if args.qlora:  # needs bitsandbytes (the 'gpu' extra)
+        runs.append(("llama3b", "Llama-3B-shape-qlora", True))
     timeline: list = []
     stop = threading.Event()
     sampler = threading.Thread(target=sample_memory, args=(stop, timeline), daemon=True)
