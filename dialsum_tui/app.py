@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual import on, work
 from textual.app import App, SystemCommand
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -126,9 +127,12 @@ class DialsumApp(App[int]):
     def on_state_refreshed(self, message: StateRefreshed) -> None:
         self.runs, self.paused = message.runs, message.paused
         main = self.main
-        main.query_one(QueueTable).show_runs(message.runs)
-        owners = {run.pid: (run.id, run.nickname) for run in message.runs if run.pid}
-        main.query_one("#gpu").show(message.gpus, message.gpu_note, owners)
+        try:
+            queue = main.query_one(QueueTable)
+        except NoMatches:
+            return  # a snapshot that arrives while the app shuts down has nothing left to draw on
+        queue.show_runs(message.runs)
+        main.query_one("#gpu").show(message.gpus, message.gpu_note, message.owners or {})
         main.query_one("#disk").show(message.disk, message.projected_bytes)
         main.set_status(self._status_text(message))
         main.query_one("#status-line").set_class(message.paused, "-paused")
@@ -392,8 +396,11 @@ class _Poller:
         if snapshot == self._last:
             return None
         self._last = snapshot
+        # Ownership needs a process lookup per run: only pay for it when a GPU lists processes.
+        owners = self.manager.owners(runs) if any(d.processes for d in snapshot[3]) else {}
         return StateRefreshed(runs=snapshot[0], paused=snapshot[1], worker_pid=snapshot[2], gpus=snapshot[3],
-                              gpu_note=self.gpu_note, disk=snapshot[4], projected_bytes=self._projected(runs))
+                              gpu_note=self.gpu_note, disk=snapshot[4], projected_bytes=self._projected(runs),
+                              owners=owners)
 
     def _projected(self, runs: list[Run]) -> int:
         total = 0

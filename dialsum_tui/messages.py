@@ -26,6 +26,7 @@ class StateRefreshed(Message):
     gpu_note: str  # GpuSource.describe(): says when there is no GPU at all
     disk: Any | None  # manager.disk.DiskUsage, None until the worker measured once
     projected_bytes: int = 0  # what the queued runs will add to the disk
+    owners: dict[int, tuple[int, str]] | None = None  # GPU pid → (run id, nickname) of ours
 
     def can_replace(self, message: Message) -> bool:
         # Only the newest snapshot matters; a slow frame must not queue up stale ones.

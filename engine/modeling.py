@@ -9,6 +9,7 @@ integer ids that never need casting.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,9 @@ def load_for_training(cfg: RunConfig, device: str) -> LoadedModel:
     quant = quantization_config(cfg)
     if quant is not None:
         kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": 0}
+        # bitsandbytes places the quantized weights at load time: on this process's own GPU
+        # (under `accelerate launch` each rank has its LOCAL_RANK; CUDA_VISIBLE_DEVICES maps it).
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     model = auto_class(cfg.model.kind).from_pretrained(source, **kwargs)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))

@@ -57,6 +57,11 @@ class GpuGuard:
 
     # -- public ------------------------------------------------------------------------------
 
+    @property
+    def confirming(self) -> bool:
+        """True while some device set has good samples but not yet enough to admit."""
+        return any(0 < good < max(1, self.settings.gpu_samples) for good in self._good.values())
+
     def note_launch(self, gpus: list[int] | None, at: float | None = None) -> None:
         """Record that a run was just launched on ``gpus`` (None = all): starts the grace period."""
         self._launches.append((time.time() if at is None else at, _key(gpus)))

@@ -234,6 +234,10 @@ class Manager:
         active = [r.id for r in runs if r.state is RunState.RUNNING]
         return GpuGuard(self.gpu_source(), self.workspace.settings()).leftovers(run_owners(runs), active)
 
+    def owners(self, runs: list[Run]) -> dict[int, tuple[int, str]]:
+        """pid → (run id, nickname) for our runs' processes (launcher and ranks), reused pids excluded."""
+        return run_owners(runs)
+
     def kill_leftovers(self, pids: list[int]) -> list[int]:
         """Stop the given leftover processes (only those :meth:`leftovers` lists as ours).
 

@@ -101,3 +101,15 @@ def test_leftovers_lists_our_finished_runs_only(sleeper):
     assert [(p.pid, run_id, nick) for p, run_id, nick in left] == [(sleeper.pid, 12, NICK)]
     src.calls = 1
     assert guard.leftovers({sleeper.pid: (12, NICK)}, active_runs={12}) == []
+
+
+def test_confirming_while_counting_good_samples():
+    # The worker samples faster while this is true, so K confirmations do not cost K poll intervals.
+    settings = Settings(gpu_samples=3, gpu_grace_s=0)
+    guard = GpuGuard(ScriptedGpuSource.from_json(FIXTURES / "foreign_on_gpu0.json"), settings)
+    assert not guard.confirming
+    states = []
+    for _ in range(settings.gpu_samples):
+        verdict = guard.check([1], {})
+        states.append((verdict.ok, guard.confirming))
+    assert states == [(False, True), (False, True), (True, False)]
