@@ -75,3 +75,13 @@ def read_event_lines(path: Path) -> list[dict]:
     for event in events:
         assert event["v"] == 1 and isinstance(event["ts"], float | int) and event["event"]
     return events
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh workspace (``<tmp>/ws``) whose stages run the stand-in engine; its workers are stopped after."""
+    from support import fake_engine_workspace, stop_workers_of
+
+    ws = fake_engine_workspace(tmp_path / "ws", monkeypatch)
+    yield ws
+    stop_workers_of(ws.root)

@@ -62,6 +62,27 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def _popen_logged(
+    argv: Sequence[str], cwd: Path, log_path: Path, env: Mapping[str, str] | None, new_session: bool
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` without a shell, stdin closed, stdout+stderr appended to ``log_path`` (0600)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+            close_fds=True,
+        )
+    finally:
+        os.close(fd)
+
+
 def launch(
     argv: Sequence[str],
     *,
@@ -80,21 +101,8 @@ def launch(
     Returns:
         The Popen (so the launcher can reap it) and its identity.
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=fd,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own session: survives the terminal; its group is ours to signal
-            close_fds=True,
-        )
-    finally:
-        os.close(fd)
+    # Own session: survives the terminal; its process group is ours to signal.
+    proc = _popen_logged(argv, cwd, log_path, env, new_session=True)
     started = start_time(proc.pid)
     if started is None:  # exited already; keep a value that can never match a later process
         started = time.time()
@@ -253,20 +261,7 @@ def run_to_completion(
     Returns:
         The exit status (negative: killed by that signal).
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=fd,
-            stderr=subprocess.STDOUT,
-            close_fds=True,
-        )
-    finally:
-        os.close(fd)
+    proc = _popen_logged(argv, cwd, log_path, env, new_session=False)
     try:
         return proc.wait()
     except KeyboardInterrupt:

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import yaml
 from textual.pilot import Pilot
 
 from dialsum_tui.manager.gpu import GpuDevice, GpuProcess, ScriptedGpuSource
-from dialsum_tui.manager.workspace import Workspace
+from support import write_config  # noqa: F401 - re-exported for the TUI tests
 
 GIB = 1024**3
-
-
-def write_config(ws: Workspace, nickname: str, **sections: dict) -> Path:
-    """Write a valid run config for ``nickname`` under the workspace's configs/ and return its path."""
-    tree = {"model": {"name_or_path": "models/tiny", "nickname": nickname, "kind": "seq2seq"}, "train": {"device": "cpu"}}
-    tree.update(sections)
-    path = ws.configs_dir / f"{nickname}.yaml"
-    path.write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def scripted_gpu(pid: int = 4711) -> ScriptedGpuSource:
