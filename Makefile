@@ -28,6 +28,7 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
+	$(BIN)/ruff check engine dialsum_tui benchmarks tests
 	$(BIN)/lint-imports
 
 # Builds the demo workspace (reused if present), queues its pipelines once, starts the worker, opens the TUI.

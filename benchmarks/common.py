@@ -70,7 +70,13 @@ def make_model(root: Path, shape: str, data: Path) -> Path:
     if (out / "config.json").exists():
         return out
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, BartConfig, LlamaConfig, Qwen3Config
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        BartConfig,
+        LlamaConfig,
+        Qwen3Config,
+    )
 
     from engine.tiny import corpus_texts, train_tokenizer
 

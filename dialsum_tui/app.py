@@ -8,7 +8,6 @@ figures about once a second and posts a message only when something changed.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.messages import IntentDone, IntentFailed, RunOutputRead, StateRefreshed
+
 # Dialog screens are imported where they open: they are not needed for the first frame.
 from dialsum_tui.screens.main import KEY_HELP, KEYS, MainScreen, key_label
 from dialsum_tui.widgets.formatting import human_bytes
@@ -369,7 +369,9 @@ def quit_message(unfinished: int) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from engine.artifacts import atomic_write_text  # torch-free; imported here to keep startup light
+    from engine.artifacts import (
+        atomic_write_text,  # torch-free; imported here to keep startup light
+    )
 
     atomic_write_text(path, text)
 

@@ -10,7 +10,13 @@ import io
 from pathlib import Path
 from typing import Any
 
-from engine.artifacts import EventWriter, dev_predictions_path, final_model_dir, submission_path, atomic_write_text
+from engine.artifacts import (
+    EventWriter,
+    atomic_write_text,
+    dev_predictions_path,
+    final_model_dir,
+    submission_path,
+)
 from engine.config import GenerationConfig, RunConfig, load_config, resolve_path
 from engine.runtime import raise_if_stopped, resolve_device, run_command
 

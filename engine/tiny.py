@@ -56,7 +56,14 @@ def train_tokenizer(texts: list[str], arch: str, vocab_size: int = TINY_VOCAB):
     Returns:
         A ``transformers`` fast tokenizer with MASK_TOKENS as special tokens.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     from engine.prompts import MASK_TOKENS

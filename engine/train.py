@@ -72,7 +72,11 @@ def build_callbacks(cfg: RunConfig, loaded, dev: list, events: EventWriter, guar
     so the ROUGE score is in the metrics before early stopping reads them."""
     from transformers import EarlyStoppingCallback
 
-    from engine.callbacks import EventsCallback, GenerationEvalCallback, StopOnSignalCallback
+    from engine.callbacks import (
+        EventsCallback,
+        GenerationEvalCallback,
+        StopOnSignalCallback,
+    )
     from engine.inference import build_sources
 
     callbacks: list = [EventsCallback(events), StopOnSignalCallback()]

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 from engine.artifacts import atomic_write_text
 
 if TYPE_CHECKING:
-    from engine.config import RunConfig
     from dialsum_tui.manager.workspace import Workspace
+    from engine.config import RunConfig
 
 GB = 1000**3  # the quota is stated in GB; decimal GB is the smaller (safer) reading of "150 GB"
 MB = 1000**2

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from dialsum_tui.manager.models import Run, RunState
-from engine.artifacts import final_model_dir, is_complete_model, read_events, safe_name, submission_path
+from engine.artifacts import (
+    final_model_dir,
+    is_complete_model,
+    read_events,
+    safe_name,
+    submission_path,
+)
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.disk import DiskUsage
@@ -368,7 +374,9 @@ def _gpu_lines(gpu: list[GpuDevice], gpu_note: str, runs: list[Run]) -> list[str
 def _disk_lines(disk: DiskUsage | None) -> list[str]:
     if disk is None:
         return ["- not measured yet (the worker measures it in the background)"]
-    from dialsum_tui.manager.disk import human  # local: keeps this module importable without the disk meter
+    from dialsum_tui.manager.disk import (
+        human,  # local: keeps this module importable without the disk meter
+    )
 
     lines = [f"- {disk.summary()}"]
     lines += [f"  - {label}: {human(n)}" for label, n in disk.consumers[:8]]

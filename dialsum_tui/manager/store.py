@@ -19,7 +19,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from dialsum_tui.manager.models import FINAL_STATES, Action, Run, RunState, can_transition
+from dialsum_tui.manager.models import (
+    FINAL_STATES,
+    Action,
+    Run,
+    RunState,
+    can_transition,
+)
 
 BUSY_TIMEOUT_MS = 10_000
 

@@ -27,7 +27,7 @@ import yaml
 from dialsum_tui.manager import process
 from dialsum_tui.manager.gpu import GpuSource, format_gib, open_gpu_source
 from dialsum_tui.manager.guards import GpuGuard, check_disk, check_running_disk
-from dialsum_tui.manager.models import Action, Run, RunState
+from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.store import IllegalTransition, Store
 from dialsum_tui.manager.workspace import Workspace
 from engine import artifacts
@@ -312,7 +312,9 @@ class Worker:
         log.info("worker stopping; %d stage(s) keep running and will be re-adopted", len(self.active))
 
     def _measure_disk_loop(self) -> None:
-        from dialsum_tui.manager import disk  # the guards engineer's module; du-like and slow
+        from dialsum_tui.manager import (
+            disk,  # the guards engineer's module; du-like and slow
+        )
 
         while not self._stopping.is_set():
             try:
@@ -425,7 +427,9 @@ class Worker:
 
     def _finish_stage(self, stage: ActiveStage, rc: int | None) -> None:
         """Record how a stage ended and move the run on (next stage, or a final state)."""
-        from dialsum_tui.manager.classify import classify  # the guards engineer's failure classes
+        from dialsum_tui.manager.classify import (
+            classify,  # the guards engineer's failure classes
+        )
 
         self.active.pop(stage.run_id, None)
         run = self.store.get(stage.run_id)

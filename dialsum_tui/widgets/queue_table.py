@@ -5,7 +5,12 @@ from __future__ import annotations
 from textual.widgets import DataTable
 
 from dialsum_tui.manager.models import Run
-from dialsum_tui.widgets.formatting import STATE_ICONS, duration, progress_fraction, run_note
+from dialsum_tui.widgets.formatting import (
+    STATE_ICONS,
+    duration,
+    progress_fraction,
+    run_note,
+)
 
 # (key, label, width). The columns a narrow (80×24) terminal must show come first; the rest scroll
 # horizontally. Widths are fixed: DataTable measures auto widths on idle, after it may already have

@@ -13,7 +13,11 @@ from engine.recipes import training_arguments, truncation_warning
 
 def source_texts(samples: list, cfg: RunConfig, rng: random.Random | None) -> list[str]:
     """Encoder inputs; with ``rng`` the topic follows the training policy, without it the inference one."""
-    from engine.prompts import seq2seq_source, use_topic_at_inference, use_topic_in_training
+    from engine.prompts import (
+        seq2seq_source,
+        use_topic_at_inference,
+        use_topic_in_training,
+    )
 
     out = []
     for sample in samples:
@@ -60,7 +64,11 @@ def build_dataset(samples: list, cfg: RunConfig, tokenizer, rng: random.Random |
 
 def build_trainer(cfg: RunConfig, loaded, train_ds, eval_ds, output_dir, device: str, callbacks: list):
     """A ``Seq2SeqTrainer`` whose collator pads labels with -100 (ignored by the loss)."""
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers import (
+        DataCollatorForSeq2Seq,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+    )
 
     args = Seq2SeqTrainingArguments(**training_arguments(cfg, output_dir, device, with_eval=eval_ds is not None))
     collator = DataCollatorForSeq2Seq(loaded.tokenizer, model=loaded.model, label_pad_token_id=-100)

@@ -13,7 +13,11 @@ from engine.recipes import training_arguments, truncation_warning
 
 def prompt_texts(samples: list, cfg: RunConfig, tokenizer, rng: random.Random | None) -> list[str]:
     """Chat-templated prompts; with ``rng`` the topic follows the training policy, without it the inference one."""
-    from engine.prompts import causal_prompt, use_topic_at_inference, use_topic_in_training
+    from engine.prompts import (
+        causal_prompt,
+        use_topic_at_inference,
+        use_topic_in_training,
+    )
 
     out = []
     for sample in samples:

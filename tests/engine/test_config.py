@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import Capabilities, ConfigError, check_runtime, config_from_dict, load_config, parse_overrides
+from engine.config import (
+    Capabilities,
+    ConfigError,
+    check_runtime,
+    config_from_dict,
+    load_config,
+    parse_overrides,
+)
 
 MINIMAL = {"model": {"name_or_path": "models/tiny", "nickname": "tiny", "kind": "causal"}}
 

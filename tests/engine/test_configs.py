@@ -8,7 +8,13 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from engine.config import Capabilities, ConfigError, RunConfig, check_runtime, load_config
+from engine.config import (
+    Capabilities,
+    ConfigError,
+    RunConfig,
+    check_runtime,
+    load_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))

@@ -15,7 +15,14 @@ from rouge import Rouge
 from engine import metrics
 from engine.__main__ import main as engine_main
 from engine.artifacts import read_events
-from engine.metrics import MetricInputError, Scores, baseline_pair, score, score_files, tokenize
+from engine.metrics import (
+    MetricInputError,
+    Scores,
+    baseline_pair,
+    score,
+    score_files,
+    tokenize,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "metrics"
 REPO = Path(__file__).resolve().parents[2]

@@ -10,9 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import engine_cli, read_event_lines, write_run_config
 
 from engine.artifacts import FINAL_MODEL_META
+
+from conftest import engine_cli, read_event_lines, write_run_config
 
 
 def llama_config(model_dir: Path) -> dict:

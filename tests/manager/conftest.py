@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from dialsum_tui.manager.workspace import Workspace
+
 from support import write_config
+
 
 @pytest.fixture
 def make_config(workspace: Workspace):

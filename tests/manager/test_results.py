@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,9 +23,13 @@ from dialsum_tui.manager.results import (
 )
 from dialsum_tui.manager.store import Store
 from dialsum_tui.manager.workspace import init_workspace
-from engine.artifacts import EventWriter, final_model_dir, submission_path, write_final_model_meta
+from engine.artifacts import (
+    EventWriter,
+    final_model_dir,
+    submission_path,
+    write_final_model_meta,
+)
 from engine.config import config_from_dict
-from pathlib import Path
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gpu"
 TEST_FNAMES = ["test_0", "test_1", "test_2", "test_3"]

@@ -9,7 +9,13 @@ from collections.abc import Callable
 import pytest
 
 from dialsum_tui.manager import disk
-from dialsum_tui.manager.gpu import MIB, GpuDevice, GpuProcess, NoGpuSource, ScriptedGpuSource
+from dialsum_tui.manager.gpu import (
+    MIB,
+    GpuDevice,
+    GpuProcess,
+    NoGpuSource,
+    ScriptedGpuSource,
+)
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.worker import Worker
@@ -165,7 +171,11 @@ def test_restart_finishes_a_stage_that_ended_while_no_worker_watched(workspace: 
 
 def test_handoff_four_models_reproduced(workspace: Workspace, make_config, manager: Manager,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from dialsum_tui.manager.results import STATUS_DONE, STATUS_OOM, STATUS_TRAINED_INFER_FAILED
+    from dialsum_tui.manager.results import (
+        STATUS_DONE,
+        STATUS_OOM,
+        STATUS_TRAINED_INFER_FAILED,
+    )
 
     monkeypatch.setenv("FAKE_FAIL", "Llama-3.2-Korean-3B-bf16/infer:dtype,Llama-3.2-Korean-3B-fp16/train:oom")
     ids = [manager.add(str(make_config(n))).id for n in

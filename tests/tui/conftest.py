@@ -9,6 +9,7 @@ import pytest
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace
 
+
 @pytest.fixture
 def manager(workspace: Workspace) -> Iterator[Manager]:
     """A real Manager on the workspace; any worker a test started is stopped afterwards."""

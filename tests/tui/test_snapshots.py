@@ -11,11 +11,17 @@ from textual.widgets import Log
 from dialsum_tui.app import make_app
 from dialsum_tui.manager.disk import DiskUsage, write_cache
 from dialsum_tui.manager.models import RunState
-from dialsum_tui.manager.results import (STATUS_DONE, STATUS_OOM, STATUS_RUNNING, STATUS_TRAINED_INFER_FAILED,
-                                         ResultRow)
+from dialsum_tui.manager.results import (
+    STATUS_DONE,
+    STATUS_OOM,
+    STATUS_RUNNING,
+    STATUS_TRAINED_INFER_FAILED,
+    ResultRow,
+)
 from dialsum_tui.screens.help import HelpScreen
 from dialsum_tui.screens.results import ResultsScreen
 from dialsum_tui.widgets.queue_table import QueueTable
+
 from tui_support import scripted_gpu, wait_for, write_config
 
 GB = 1000**3

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from textual.pilot import Pilot
 
 from dialsum_tui.manager.gpu import GpuDevice, GpuProcess, ScriptedGpuSource
+
 from support import write_config  # noqa: F401 - re-exported for the TUI tests
 
 GIB = 1024**3
