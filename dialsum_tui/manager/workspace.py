@@ -7,8 +7,6 @@ lock and log, disk cache, settings). The presence of ``.dialsum/`` is what marks
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -161,7 +159,8 @@ def init_workspace(directory: str | Path, demo: bool = False) -> Workspace:
         demo: also build the demo content through ``dialsum_tui.manager.demo:build_demo``.
 
     Raises:
-        WorkspaceError: if ``directory`` is a file, or the demo builder is not installed.
+        WorkspaceError: if ``directory`` is a file.
+        DemoBuildError: a demo build step failed (its message names the step and the log).
     """
     root = Path(directory).expanduser().resolve()
     if root.exists() and not root.is_dir():
@@ -172,9 +171,9 @@ def init_workspace(directory: str | Path, demo: bool = False) -> Workspace:
     # Shared server: other users must not read our state, logs or configs snapshots.
     _make_private_dir(ws.state_dir)
     if demo:
-        if importlib.util.find_spec("dialsum_tui.manager.demo") is None:
-            raise WorkspaceError("demo builder not available yet (dialsum_tui.manager.demo is missing)")
-        importlib.import_module("dialsum_tui.manager.demo").build_demo(ws)
+        from dialsum_tui.manager.demo import build_demo  # imports the workspace module: load it late
+
+        build_demo(ws)
     return ws
 
 

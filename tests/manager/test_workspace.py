@@ -71,12 +71,3 @@ def test_settings_defaults_values_and_unknown_key(tmp_path: Path) -> None:
     ws.settings_path.write_text("gpu_samples: many\n", encoding="utf-8")
     with pytest.raises(WorkspaceError, match="gpu_samples"):
         ws.settings()
-
-
-def test_demo_without_builder_says_so(tmp_path: Path) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("dialsum_tui.manager.demo") is not None:
-        pytest.skip("the demo builder exists; its own tests cover --demo")
-    with pytest.raises(WorkspaceError, match="demo builder not available yet"):
-        init_workspace(tmp_path, demo=True)
