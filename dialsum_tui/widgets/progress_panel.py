@@ -42,6 +42,14 @@ def render_progress(run: Run | None, width: int = 12) -> Text:
         details.append(f"ETA {duration(p.get('eta_s'))}")
     if details:
         text.append("\n" + " · ".join(details), style="dim")
+    if run.failure_kind:
+        # The verdict is what a user of a failed run needs first: what broke, and what to do.
+        text.append(f"\n✖ {run.failure_kind} in {run.failed_stage or run.stage}: ", style="bold red")
+        text.append(run.failure_message or "", style="red")
+        if run.failure_hint:
+            text.append(f"\n→ {run.failure_hint}", style="yellow")
+    elif run.state.is_active and run.reason:
+        text.append(f"\n⏸ {run.reason}", style="yellow")
     return text
 
 
