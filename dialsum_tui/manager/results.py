@@ -243,6 +243,11 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
         why = f": {latest.reason}" if latest.state is RunState.WAITING and latest.reason else ""
         return _set(row, STATUS_WAITING, "waiting", latest.id, f"run {latest.id} {latest.state.value}{why}")
     if latest.state is RunState.CANCELLED:
+        if complete and sub_rows is not None and row.final is not None:
+            # A cancelled retry leaves the earlier complete model untouched (final_model is swapped
+            # atomically): the model is still done, and the row says a later attempt was cancelled.
+            return _set(row, STATUS_DONE, "done", latest.id,
+                        f"{model_text}, {sub_detail}, ROUGE from run {metric['run_id']}; later run {latest.id} cancelled")
         return _set(row, STATUS_CANCELLED, "cancelled", latest.id, f"run {latest.id} cancelled; {model_text}")
     if latest.state is RunState.FAILED:
         kind = latest.failure_kind or "unknown"

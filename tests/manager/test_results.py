@@ -10,6 +10,7 @@ import pytest
 
 from dialsum_tui.manager.gpu import ScriptedGpuSource
 from dialsum_tui.manager.results import (
+    STATUS_CANCELLED,
     STATUS_DONE,
     STATUS_OOM,
     STATUS_RUNNING,
@@ -128,6 +129,24 @@ def test_disk_only_nickname_and_statuses_follow_the_store(handoff_ws):
     assert "no run in the store" in rows["koT5"].evidence and "checkpoint-120: 120/400 steps" in rows["koT5"].evidence
     assert rows["Qwen-retry"].status == STATUS_RUNNING and "12/780" in rows["Qwen-retry"].evidence
     assert rows["koBART-v2"].status == STATUS_WAITING and "holds 14.2 GiB" in rows["koBART-v2"].evidence
+
+
+def test_a_cancelled_retrain_leaves_a_done_model_done_and_says_so(handoff_ws):
+    ws, store = handoff_ws
+    retrain = store.add(nickname=KOBART, config_path="configs/kobart.yaml",
+                        config_yaml=_yaml(KOBART, "digit82/kobart-summarization", "seq2seq"), action="train")
+    store.transition(retrain.id, "running", stage="train")
+    store.transition(retrain.id, "cancelled")
+    row = {r.nickname: r for r in result_rows(ws, store.list())}[KOBART]
+    assert row.status == STATUS_DONE and f"later run {retrain.id} cancelled" in row.evidence
+
+
+def test_a_cancelled_first_attempt_is_cancelled(handoff_ws):
+    ws, store = handoff_ws
+    run = store.add(nickname="koT5", config_path="c.yaml", config_yaml=_yaml("koT5", "paust/pko-t5-base", "seq2seq"),
+                    action="pipeline")
+    store.transition(run.id, "cancelled")
+    assert {r.nickname: r for r in result_rows(ws, store.list())}["koT5"].status == STATUS_CANCELLED
 
 
 def test_formats(handoff_ws):
