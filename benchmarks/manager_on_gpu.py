@@ -1,7 +1,7 @@
-"""Provides the end-to-end manager check on a GPU machine: a workspace with real-shape models, three
-queued pipelines back to back (Llama-3.2-3B-shape bf16 LoRA, Qwen3-4B-shape bf16 LoRA, Llama-3B-shape
-QLoRA 4-bit), run by the detached worker with the real NVML guard. Records a GPU-memory timeline and
-when each stage started and ended, then prints the results table.
+"""Provides the end-to-end manager check on a GPU machine: a workspace with real-shape models and
+pipelines queued back to back (Llama-3.2-3B-shape and Qwen3-4B-shape bf16 LoRA; with --qlora also a
+Llama-3B-shape 4-bit QLoRA), run by the detached worker with the real NVML guard. Records a
+GPU-memory timeline and when each stage started and ended, then prints the results table.
 
     python benchmarks/common.py --root /tmp/bench --shapes llama3b,qwen3-4b
     python benchmarks/manager_on_gpu.py --root /tmp/bench
