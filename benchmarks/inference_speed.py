@@ -28,7 +28,7 @@ def load(root: Path, shape: str):
 
     from engine.config import config_from_dict
     from engine.data import load_split
-    from engine.inference import build_sources
+    from engine.prompts import model_inputs
 
     kind = "seq2seq" if shape == "kobart" else "causal"
     model_dir = root / "models" / shape
@@ -37,7 +37,7 @@ def load(root: Path, shape: str):
     model = auto.from_pretrained(model_dir, dtype=torch.bfloat16, attn_implementation="sdpa").to("cuda").eval()
     cfg = config_from_dict({"model": {"name_or_path": str(model_dir), "nickname": shape, "kind": kind}})
     samples, _ = load_split(root / "data", "test")
-    return model, tokenizer, build_sources(samples, tokenizer, cfg, kind), kind
+    return model, tokenizer, model_inputs(samples, cfg.prompt, kind, tokenizer), kind
 
 
 def timed(fn) -> tuple[float, object]:

@@ -21,24 +21,6 @@ from engine.config import GenerationConfig, RunConfig, load_config, resolve_path
 from engine.runtime import raise_if_stopped, resolve_device, run_command
 
 
-def build_sources(samples: list, tokenizer, cfg: RunConfig, kind: str) -> list[str]:
-    """Model inputs for inference: the chat-templated prompt (causal) or the encoder text (seq2seq).
-
-    The topic is used only where :func:`engine.prompts.use_topic_at_inference` says so (test rows
-    have none).
-    """
-    from engine.prompts import causal_prompt, seq2seq_source, use_topic_at_inference
-
-    sources = []
-    for sample in samples:
-        with_topic = use_topic_at_inference(cfg.prompt, sample)
-        if kind == "causal":
-            sources.append(causal_prompt(tokenizer, sample, cfg.prompt, with_topic))
-        else:
-            sources.append(seq2seq_source(sample, cfg.prompt, with_topic))
-    return sources
-
-
 def control_token_ids(tokenizer) -> set[int]:
     """Special ids to drop from generated text: pad/bos/eos/chat markers, but never the masked
     entities (#Person1#, ...), which are special tokens too yet belong in the summary."""
@@ -139,7 +121,7 @@ def predict_split(split: str, cfg: RunConfig, loaded, events: EventWriter) -> tu
         (path written, rows, empty generations)
     """
     from engine.data import load_split
-    from engine.prompts import prompt_mismatch_warning
+    from engine.prompts import model_inputs, prompt_mismatch_warning
 
     events.emit("phase", name="load_data", split=split)
     samples, _report = load_split(resolve_path(cfg.data.dir), split, normalize=cfg.data.normalize)
@@ -147,7 +129,7 @@ def predict_split(split: str, cfg: RunConfig, loaded, events: EventWriter) -> tu
         mismatch = prompt_mismatch_warning(cfg.prompt, inference_has_topic=any(s.topic for s in samples))
         if mismatch:
             events.emit("warning", message=mismatch)
-    sources = build_sources(samples, loaded.tokenizer, cfg, loaded.kind)
+    sources = model_inputs(samples, cfg.prompt, loaded.kind, loaded.tokenizer)
     events.emit("phase", name="generate", split=split, n=len(sources))
     summaries = generate_summaries(loaded.model, loaded.tokenizer, sources, loaded.kind, cfg.generation,
                                    cfg.prompt.max_source_length, cfg.generation.batch_size, events)

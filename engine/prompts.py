@@ -139,3 +139,25 @@ def prompt_mismatch_warning(prompt: PromptConfig, inference_has_topic: bool) -> 
             "none; raise prompt.topic_dropout (e.g. 0.5)"
         )
     return None
+
+
+def model_inputs(samples: list[Sample], prompt: PromptConfig, kind: str, tokenizer=None,
+                 rng: random.Random | None = None) -> list[str]:
+    """The text each sample feeds the model: the chat-templated prompt (causal) or the encoder text.
+
+    Args:
+        samples: the rows.
+        prompt: the prompt section of the config.
+        kind: ``causal`` or ``seq2seq``.
+        tokenizer: needed for causal models (its chat template).
+        rng: given while training: the topic follows the training policy (e.g. dropout);
+            without it, the inference policy (a topic only where the row has one).
+    """
+    out = []
+    for sample in samples:
+        with_topic = use_topic_in_training(prompt, rng) if rng is not None else use_topic_at_inference(prompt, sample)
+        if kind == "causal":
+            out.append(causal_prompt(tokenizer, sample, prompt, with_topic))
+        else:
+            out.append(seq2seq_source(sample, prompt, with_topic))
+    return out

@@ -77,7 +77,7 @@ def build_callbacks(cfg: RunConfig, loaded, dev: list, events: EventWriter, guar
         GenerationEvalCallback,
         StopOnSignalCallback,
     )
-    from engine.inference import build_sources
+    from engine.prompts import model_inputs
 
     callbacks: list = [EventsCallback(events), StopOnSignalCallback()]
     if os.environ.get("DIALSUM_TORCH_PROFILE"):
@@ -88,7 +88,7 @@ def build_callbacks(cfg: RunConfig, loaded, dev: list, events: EventWriter, guar
     if guard is not None:
         callbacks.append(guard)
     if dev and cfg.train.eval_strategy != "no":
-        sources = build_sources(dev, loaded.tokenizer, cfg, loaded.kind)
+        sources = model_inputs(dev, cfg.prompt, loaded.kind, loaded.tokenizer)
         callbacks.append(GenerationEvalCallback(
             events, sources, [s.summary or "" for s in dev], loaded.kind, cfg.generation,
             cfg.prompt.max_source_length, cfg.generation.batch_size,

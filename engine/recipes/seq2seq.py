@@ -11,21 +11,6 @@ from engine.config import RunConfig
 from engine.recipes import training_arguments, truncation_warning
 
 
-def source_texts(samples: list, cfg: RunConfig, rng: random.Random | None) -> list[str]:
-    """Encoder inputs; with ``rng`` the topic follows the training policy, without it the inference one."""
-    from engine.prompts import (
-        seq2seq_source,
-        use_topic_at_inference,
-        use_topic_in_training,
-    )
-
-    out = []
-    for sample in samples:
-        with_topic = use_topic_in_training(cfg.prompt, rng) if rng is not None else use_topic_at_inference(cfg.prompt, sample)
-        out.append(seq2seq_source(sample, cfg.prompt, with_topic))
-    return out
-
-
 def preprocess_seq2seq(sources: list[str], summaries: list[str], tokenizer, max_source: int,
                        max_target: int) -> tuple[dict[str, list], int, int]:
     """Tokenize sources (cut from the left: the end of a dialogue holds its conclusion) and
@@ -51,8 +36,10 @@ def build_dataset(samples: list, cfg: RunConfig, tokenizer, rng: random.Random |
     """A ``datasets.Dataset`` for ``samples``; truncations are reported as ``warning`` events."""
     from datasets import Dataset
 
+    from engine.prompts import model_inputs
+
     columns, src_cut, tgt_cut = preprocess_seq2seq(
-        source_texts(samples, cfg, rng), [s.summary or "" for s in samples], tokenizer,
+        model_inputs(samples, cfg.prompt, "seq2seq", rng=rng), [s.summary or "" for s in samples], tokenizer,
         cfg.prompt.max_source_length, cfg.prompt.max_target_length,
     )
     for cut, what, key in ((src_cut, "dialogue", "prompt.max_source_length"), (tgt_cut, "summary", "prompt.max_target_length")):

@@ -11,21 +11,6 @@ from engine.config import RunConfig
 from engine.recipes import training_arguments, truncation_warning
 
 
-def prompt_texts(samples: list, cfg: RunConfig, tokenizer, rng: random.Random | None) -> list[str]:
-    """Chat-templated prompts; with ``rng`` the topic follows the training policy, without it the inference one."""
-    from engine.prompts import (
-        causal_prompt,
-        use_topic_at_inference,
-        use_topic_in_training,
-    )
-
-    out = []
-    for sample in samples:
-        with_topic = use_topic_in_training(cfg.prompt, rng) if rng is not None else use_topic_at_inference(cfg.prompt, sample)
-        out.append(causal_prompt(tokenizer, sample, cfg.prompt, with_topic))
-    return out
-
-
 def tokenize_prompt_completion(prompt: str, completion: str, tokenizer, max_source: int,
                                max_target: int) -> tuple[dict[str, list[int]], bool, bool]:
     """Tokenize one prompt–completion pair for completion-only loss.
@@ -53,7 +38,9 @@ def build_dataset(samples: list, cfg: RunConfig, tokenizer, rng: random.Random |
     """A pre-tokenized ``datasets.Dataset`` (``input_ids`` + ``completion_mask``) that TRL turns into labels."""
     from datasets import Dataset
 
-    prompts = prompt_texts(samples, cfg, tokenizer, rng)
+    from engine.prompts import model_inputs
+
+    prompts = model_inputs(samples, cfg.prompt, "causal", tokenizer, rng)
     rows, prompt_cut, completion_cut = [], 0, 0
     for prompt, sample in zip(prompts, samples, strict=True):
         row, p_cut, c_cut = tokenize_prompt_completion(
