@@ -126,12 +126,14 @@ class DialsumApp(App[int]):
 
     def on_state_refreshed(self, message: StateRefreshed) -> None:
         self.runs, self.paused = message.runs, message.paused
-        main = self.main
         try:
-            queue = main.query_one(QueueTable)
+            self._draw_state(message)
         except NoMatches:
-            return  # a snapshot that arrives while the app shuts down has nothing left to draw on
-        queue.show_runs(message.runs)
+            pass  # a snapshot that arrives while the app shuts down finds its widgets already removed
+
+    def _draw_state(self, message: StateRefreshed) -> None:
+        main = self.main
+        main.query_one(QueueTable).show_runs(message.runs)
         main.query_one("#gpu").show(message.gpus, message.gpu_note, message.owners or {})
         main.query_one("#disk").show(message.disk, message.projected_bytes)
         main.set_status(self._status_text(message))
@@ -153,7 +155,10 @@ class DialsumApp(App[int]):
     def on_run_output_read(self, message: RunOutputRead) -> None:
         if message.run_id != self.selected_run_id:
             return  # the selection moved on while this was read
-        log, progress = self.main.query_one(LogView), self.main.query_one(ProgressPanel)
+        try:
+            log, progress = self.main.query_one(LogView), self.main.query_one(ProgressPanel)
+        except NoMatches:
+            return  # shutting down: see on_state_refreshed
         if message.reset:
             run = self._run(message.run_id)
             log.start(f"run {message.run_id} {run.nickname if run else ''}".strip())
