@@ -1,9 +1,14 @@
-"""Provides what the manager and TUI tests share: a workspace wired to the stand-in engine, run
-configs written as real files, and clean-up of the detached workers a test started."""
+"""Provides what the test tiers share: the engine CLI run as a subprocess, run configs and event
+files read strictly, a workspace wired to the stand-in engine, and clean-up of detached workers.
+
+Imported by name (pytest puts tests/ on sys.path); conftest modules are not imported by tests, since
+several share that module name."""
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +18,38 @@ import yaml
 
 from dialsum_tui.manager.workspace import Workspace, init_workspace
 
+REPO = Path(__file__).resolve().parents[1]
 FAKE_ENGINE = Path(__file__).resolve().parent / "fake_engine.py"
+
+
+def engine_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m engine ARGS`` in a subprocess (the way the manager runs it) and return the result."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write_run_config(workspace: Path, tree: dict) -> Path:
+    """Write ``tree`` as ``workspace/config.yaml`` (paths in it are relative to the workspace, the CWD)."""
+    import yaml
+
+    workspace.mkdir(parents=True, exist_ok=True)
+    path = workspace / "config.yaml"
+    path.write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def read_event_lines(path: Path) -> list[dict]:
+    """Parse every line of an ``events.jsonl`` strictly: a torn or invalid line fails the test."""
+    import json
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines, f"{path} is empty"
+    events = [json.loads(line) for line in lines]
+    for event in events:
+        assert event["v"] == 1 and isinstance(event["ts"], float | int) and event["event"]
+    return events
 
 
 def fake_engine_workspace(root: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:

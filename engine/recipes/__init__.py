@@ -64,9 +64,13 @@ def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval:
     return kwargs
 
 
-def truncation_warning(split: str, truncated: int, total: int, what: str, limit_key: str) -> str | None:
-    """Message for samples cut by a length limit (they are kept, never dropped), or None."""
-    if not truncated:
-        return None
-    return (f"{split}: {truncated} of {total} samples had their {what} truncated to {limit_key}; "
-            f"they are kept (raise {limit_key} to keep more text)")
+def report_truncations(events, split: str, total: int, cuts: list[tuple[int, str, str]]) -> None:
+    """Emit a ``warning`` event for each (count, what, config key) with samples cut by a length limit.
+
+    Cut samples are kept, never dropped: the warning says how many and which key keeps more text.
+    """
+    for truncated, what, limit_key in cuts:
+        if truncated:
+            events.emit("warning", count=truncated,
+                        message=f"{split}: {truncated} of {total} samples had their {what} truncated to {limit_key}; "
+                                f"they are kept (raise {limit_key} to keep more text)")

@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 from engine.config import RunConfig
-from engine.recipes import training_arguments, truncation_warning
+from engine.recipes import report_truncations, training_arguments
 
 
 def preprocess_seq2seq(sources: list[str], summaries: list[str], tokenizer, max_source: int,
@@ -42,10 +42,8 @@ def build_dataset(samples: list, cfg: RunConfig, tokenizer, rng: random.Random |
         model_inputs(samples, cfg.prompt, "seq2seq", rng=rng), [s.summary or "" for s in samples], tokenizer,
         cfg.prompt.max_source_length, cfg.prompt.max_target_length,
     )
-    for cut, what, key in ((src_cut, "dialogue", "prompt.max_source_length"), (tgt_cut, "summary", "prompt.max_target_length")):
-        message = truncation_warning(split, cut, len(samples), what, key)
-        if message:
-            events.emit("warning", message=message, count=cut)
+    report_truncations(events, split, len(samples), [(src_cut, "dialogue", "prompt.max_source_length"),
+                                                     (tgt_cut, "summary", "prompt.max_target_length")])
     return Dataset.from_dict(columns)
 
 

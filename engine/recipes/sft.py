@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 from engine.config import RunConfig
-from engine.recipes import training_arguments, truncation_warning
+from engine.recipes import report_truncations, training_arguments
 
 
 def tokenize_prompt_completion(prompt: str, completion: str, tokenizer, max_source: int,
@@ -49,10 +49,8 @@ def build_dataset(samples: list, cfg: RunConfig, tokenizer, rng: random.Random |
         rows.append(row)
         prompt_cut += p_cut
         completion_cut += c_cut
-    for cut, what, key in ((prompt_cut, "prompt", "prompt.max_source_length"), (completion_cut, "summary", "prompt.max_target_length")):
-        message = truncation_warning(split, cut, len(samples), what, key)
-        if message:
-            events.emit("warning", message=message, count=cut)
+    report_truncations(events, split, len(samples), [(prompt_cut, "prompt", "prompt.max_source_length"),
+                                                     (completion_cut, "summary", "prompt.max_target_length")])
     return Dataset.from_list(rows)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.config import GenerationConfig
 
-from conftest import engine_cli, read_event_lines, write_run_config
+from support import engine_cli, read_event_lines, write_run_config
 
 
 def test_incomplete_final_model_is_refused(tmp_path: Path, synth_data_dir: Path, tiny_bart_dir: Path) -> None:

@@ -16,7 +16,7 @@ from dialsum_tui.manager import process
 from dialsum_tui.manager.worker import accelerate_argv, stage_members
 from engine.artifacts import is_complete_model
 
-from conftest import REPO, read_event_lines, write_run_config
+from support import REPO, read_event_lines, write_run_config
 
 
 def tiny_config(model_dir: Path, **train: object) -> dict:

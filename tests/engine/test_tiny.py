@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import engine_cli
+from support import engine_cli
 
 
 def test_tiny_bart_loads_offline_and_round_trips_korean(tiny_bart_dir: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from engine.artifacts import FINAL_MODEL_META
 
-from conftest import engine_cli, read_event_lines, write_run_config
+from support import engine_cli, read_event_lines, write_run_config
 
 
 def llama_config(model_dir: Path) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.artifacts import FINAL_MODEL_META, is_complete_model
 
-from conftest import REPO, engine_cli, read_event_lines, write_run_config
+from support import REPO, engine_cli, read_event_lines, write_run_config
 
 
 def bart_config(model_dir: Path, **train: object) -> dict:

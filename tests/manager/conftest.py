@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from dialsum_tui.manager.workspace import Workspace
@@ -13,3 +16,12 @@ from support import write_config
 def make_config(workspace: Workspace):
     """``make_config(nickname, **sections)`` → path of a valid config in the workspace."""
     return lambda nickname, **sections: write_config(workspace, nickname, **sections)
+
+
+@pytest.fixture
+def sleeper():
+    """A real, idle process in its own session: a GPU holder the guards can look up in /proc."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait()

@@ -29,14 +29,6 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "gpu"
 UNUSED_PID = 4194399  # above the largest pid_max Linux allows: never a live process
 
 
-@pytest.fixture
-def sleeper():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
 def test_scripted_source_advances_and_stays_on_last_frame(sleeper):
     src = ScriptedGpuSource.from_json(FIXTURES / "release_late.json", pids={"holder": sleeper.pid})
     seen = [src.devices()[0] for _ in range(len(src.frames) + 3)]

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-
-import pytest
 
 from dialsum_tui.manager.gpu import MIB, GpuDevice, NoGpuSource, ScriptedGpuSource
 from dialsum_tui.manager.guards import GpuGuard
@@ -16,14 +12,6 @@ from dialsum_tui.manager.workspace import Settings
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gpu"
 NICK = "Llama-3.2-Korean-3B-bf16"
-
-
-@pytest.fixture
-def sleeper():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 def _first_idle_after_release(frames: list[list[GpuDevice]], margin_mib: int) -> int:
