@@ -1,0 +1,288 @@
+"""Provides the one contract between the engine (writer) and the manager and TUI (readers).
+
+Everything the two sides exchange is spelled here once: stage, event, phase and artifact names,
+one typed record per event, failure kinds each with its single hint, exit codes, the run
+directory's file names, the data files' names and the config-snapshot loader. No other module
+spells those strings; writers and readers import them from here (pueue's ``pueue_lib`` idea,
+carried as files).
+
+Torch-free on purpose: the manager and the TUI import this module and must start instantly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import IntEnum, StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # engine.config is torch-free too, but only the loader needs it
+    from engine.config import RunConfig
+
+EVENTS_SCHEMA_VERSION = 1
+
+
+class Stage(StrEnum):
+    """A stage is one engine subcommand run as its own process."""
+
+    TRAIN = "train"
+    INFER = "infer"
+    EVALUATE = "evaluate"
+
+
+PIPELINE = (Stage.TRAIN, Stage.INFER, Stage.EVALUATE)
+
+
+class Event(StrEnum):
+    """The events an engine command may append to ``events.jsonl`` (docs/events.md)."""
+
+    STARTED = "started"
+    PHASE = "phase"
+    PROGRESS = "progress"
+    TRAIN_LOG = "train_log"
+    EVAL = "eval"
+    ARTIFACT = "artifact"
+    WARNING = "warning"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class Phase(StrEnum):
+    LOAD_DATA = "load_data"
+    LOAD_MODEL = "load_model"
+    TRAIN = "train"
+    SAVE = "save"
+    GENERATE = "generate"
+    WRITE = "write"
+    SCORE = "score"
+
+
+class ArtifactKind(StrEnum):
+    FINAL_MODEL = "final_model"
+    CHECKPOINT = "checkpoint"
+    SUBMISSION = "submission"
+    DEV_PREDICTIONS = "dev_predictions"
+    METRICS = "metrics"
+
+
+class ExitCode(IntEnum):
+    """Exit statuses of ``python -m engine …`` and of the CLI."""
+
+    OK = 0
+    ERROR = 1  # anything else; the events say what
+    BAD_INPUT = 2  # config or data: the message names the file, row or key
+    INTERRUPTED = 130  # SIGINT/SIGTERM: a clean stop on request
+
+
+class FailureKind(StrEnum):
+    """Why a stage failed. Each kind has exactly one hint (``HINTS``)."""
+
+    OOM = "oom"
+    DTYPE = "dtype"
+    DISK = "disk"
+    DATA = "data"
+    CONFIG = "config"
+    INTERRUPTED = "interrupted"
+    KILLED = "killed"  # SIGKILL with no evidence of the OOM killer
+    HOST_OOM = "host_oom"  # SIGKILL with evidence (cgroup memory.events, kernel log)
+    UNKNOWN = "unknown"
+
+    @property
+    def hint(self) -> str:
+        return HINTS[self]
+
+
+HINTS: dict[FailureKind, str] = {
+    FailureKind.OOM: (
+        "GPU memory ran out: lower train.batch_size (raise grad_accum), enable gradient_checkpointing or 4-bit, "
+        "or check that no earlier process still holds the GPU"
+    ),
+    FailureKind.DTYPE: (
+        "dtype mismatch between weights, adapter, AMP and inputs: keep model.dtype, quantization.compute_dtype "
+        "and train.precision consistent (bf16 model → precision bf16)"
+    ),
+    FailureKind.DISK: "disk full or quota reached: run `dialsum-tui prune` (old checkpoints, HF caches) and retry",
+    FailureKind.DATA: "the data files are not in the competition schema: fix the file/row named above "
+    "(`python -m engine check-data DIR` lists every problem) and retry",
+    FailureKind.CONFIG: "the config or the model path is wrong: fix the key named above (or download the model) "
+    "and retry",
+    FailureKind.INTERRUPTED: "stopped on request: `dialsum-tui retry ID` runs it again",
+    FailureKind.KILLED: "killed by SIGKILL (no sign of the OOM killer): someone or something killed it; "
+    "`dialsum-tui retry ID` runs it again",
+    FailureKind.HOST_OOM: "killed by the host's OOM killer: lower dataloader workers/batch size or the data kept "
+    "in memory",
+    FailureKind.UNKNOWN: "see run.log for the traceback",
+}
+
+
+# --- one typed record per event ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """Fields every line carries. Readers ignore fields they do not know (docs/events.md)."""
+
+    event: Event
+    ts: float = 0.0
+    v: int = EVENTS_SCHEMA_VERSION
+    command: str | None = None
+
+
+@dataclass(frozen=True)
+class Started(EventRecord):
+    nickname: str | None = None
+    model: str | None = None
+    config_hash: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    pid: int | None = None
+    world_size: int | None = None
+
+
+@dataclass(frozen=True)
+class PhaseChanged(EventRecord):
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress(EventRecord):
+    step: int | None = None
+    total: int | None = None
+    epoch: float | None = None
+    eta_s: float | None = None
+    tokens_per_s: float | None = None
+    samples_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainLog(EventRecord):
+    step: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    lr: float | None = None
+    grad_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class Eval(EventRecord):
+    step: int | None = None
+    epoch: float | None = None
+    rouge1: float | None = None  # F1, 0–1
+    rouge2: float | None = None
+    rougeL: float | None = None
+    final: float | None = None  # mean of the three F1s × 100: the competition's score
+    sum: float | None = None
+    loss: float | None = None
+    tokenizer: str | None = None
+    scorer: str | None = None
+    n: int | None = None
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class Artifact(EventRecord):
+    kind: str | None = None
+    path: str | None = None
+    bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Warning_(EventRecord):
+    message: str | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class Finished(EventRecord):
+    seconds: float | None = None
+    metrics: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Failed(EventRecord):
+    kind: str | None = None
+    message: str | None = None
+    hint: str | None = None
+    rank: int | None = None
+
+
+RECORDS: dict[Event, type[EventRecord]] = {
+    Event.STARTED: Started,
+    Event.PHASE: PhaseChanged,
+    Event.PROGRESS: Progress,
+    Event.TRAIN_LOG: TrainLog,
+    Event.EVAL: Eval,
+    Event.ARTIFACT: Artifact,
+    Event.WARNING: Warning_,
+    Event.FINISHED: Finished,
+    Event.FAILED: Failed,
+}
+
+
+def parse_event(raw: dict[str, Any]) -> EventRecord | None:
+    """The typed record for one decoded ``events.jsonl`` line; None for an unknown event name."""
+    try:
+        event = Event(raw.get("event"))
+    except ValueError:
+        return None
+    cls = RECORDS[event]
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in raw.items() if k in known and k != "event"}, event=event)
+
+
+# --- file names -------------------------------------------------------------------------------
+
+# Inside a run directory (runs/<id>/).
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "run.log"
+EVENTS_FILE = "events.jsonl"
+
+# The competition's data files, inside ``data.dir``.
+TRAIN_CSV = "train.csv"
+DEV_CSV = "dev.csv"
+TEST_CSV = "test.csv"
+DATA_FILES = (TRAIN_CSV, DEV_CSV, TEST_CSV)
+
+# Written last inside final_model/: its presence (and validity) is what "complete" means.
+FINAL_MODEL_DIR = "final_model"
+FINAL_MODEL_META = "dialsum_model.json"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one run directory (``runs/<id>/``)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def events(self) -> Path:
+        return self.root / EVENTS_FILE
+
+
+def load_snapshot(text: str, source: str | Path = CONFIG_FILE) -> RunConfig:
+    """Parse a run's config snapshot (``runs/<id>/config.yaml`` or the store's copy).
+
+    The one loader every reader uses, so path defaults are never re-derived by hand.
+
+    Raises:
+        engine.config.ConfigError: the snapshot does not validate (names the key and ``source``).
+    """
+    import yaml
+
+    from engine.config import ConfigError, config_from_dict, safe_load
+
+    try:
+        tree = safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (model:, data:, …)")
+    return config_from_dict(tree, source=str(source))
