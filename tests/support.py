@@ -10,6 +10,8 @@ import os
 import shlex
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -20,6 +22,22 @@ from dialsum_tui.manager.workspace import Workspace, init_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_ENGINE = Path(__file__).resolve().parent / "fake_engine.py"
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 30.0, what: str = "", every: float = 0.05) -> object:
+    """Poll ``cond`` until it returns something truthy (returned) or fail the test after ``timeout`` s.
+
+    The one polling helper of the suite: tests wait for a state, never for a fixed time, and a
+    negative assertion ("X never happens") waits for the event that would have caused X instead.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or getattr(cond, '__name__', 'condition')}")
+        time.sleep(every)
 
 
 def engine_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
