@@ -1,6 +1,9 @@
 """Provides the persistent run queue: one SQLite database in WAL mode shared by every CLI, TUI and
 the worker of a workspace.
 
+The schema carries its version (``PRAGMA user_version``) and migrates forward on open
+(:data:`MIGRATIONS`); a database from a newer release is refused, never downgraded.
+
 WAL lets readers run while one writer writes; ``busy_timeout`` makes a second writer wait instead of
 failing; every read-modify-write runs in ``BEGIN IMMEDIATE`` so two CLIs adding at once can never
 hand out the same position or overwrite each other's transition.
@@ -29,35 +32,43 @@ from dialsum_tui.manager.models import (
 
 BUSY_TIMEOUT_MS = 10_000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    nickname TEXT NOT NULL,
-    config_path TEXT NOT NULL,
-    config_yaml TEXT NOT NULL,
-    action TEXT NOT NULL,
-    state TEXT NOT NULL,
-    stage TEXT,
-    gpus TEXT,
-    after INTEGER,
-    position REAL NOT NULL,
-    reason TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    pid INTEGER,
-    pid_start_time REAL,
-    exit_code INTEGER,
-    failure_kind TEXT,
-    failure_message TEXT,
-    failure_hint TEXT,
-    failed_stage TEXT,
-    progress TEXT NOT NULL DEFAULT '{}',
-    metrics TEXT NOT NULL DEFAULT '{}',
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+# Schema migrations, applied in order: entry N (1-based) takes a database from user_version N-1
+# to N. Entry 1 is the schema of the stores written before versions existed (user_version 0); its
+# IF NOT EXISTS makes it a no-op on those. The next column is one more entry, e.g.
+# ``("ALTER TABLE runs ADD COLUMN user TEXT",)`` plus the field on ``Run``. Never edit an entry
+# that has shipped: a workspace may already be past it.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: the runs table and the meta flags
+        """CREATE TABLE IF NOT EXISTS runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            nickname TEXT NOT NULL,
+            config_path TEXT NOT NULL,
+            config_yaml TEXT NOT NULL,
+            action TEXT NOT NULL,
+            state TEXT NOT NULL,
+            stage TEXT,
+            gpus TEXT,
+            after INTEGER,
+            position REAL NOT NULL,
+            reason TEXT,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            pid INTEGER,
+            pid_start_time REAL,
+            exit_code INTEGER,
+            failure_kind TEXT,
+            failure_message TEXT,
+            failure_hint TEXT,
+            failed_stage TEXT,
+            progress TEXT NOT NULL DEFAULT '{}',
+            metrics TEXT NOT NULL DEFAULT '{}',
+            cancel_requested INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 _JSON_FIELDS = ("progress", "metrics")
 _COLUMNS = tuple(f.name for f in fields(Run))
@@ -71,6 +82,10 @@ class RunNotFound(KeyError):
 
     def __str__(self) -> str:
         return f"no run {self.args[0]} in this workspace; see `dialsum-tui ls`"
+
+
+class StoreTooNew(RuntimeError):
+    """The database was written by a newer dialsum-tui; it is left untouched."""
 
 
 class IllegalTransition(ValueError):
@@ -119,10 +134,36 @@ class Store:
         self._conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit survives power loss too; the write rate here is tiny.
         self._conn.execute("PRAGMA synchronous = FULL")
-        with self._write() as conn:
-            for statement in _SCHEMA.strip().split(";"):
-                if statement.strip():
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _migrate(self) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION`, all steps in one transaction.
+
+        Raises:
+            StoreTooNew: the file's version is newer than this code knows; nothing is changed.
+        """
+        with self._write() as conn:  # re-read inside the lock: another process may have migrated
+            version = self.schema_version()
+            if version > SCHEMA_VERSION:
+                raise StoreTooNew(
+                    f"{self.db_path} has schema version {version}, newer than this dialsum-tui knows "
+                    f"({SCHEMA_VERSION}): a newer dialsum-tui wrote it. Upgrade dialsum-tui to open this "
+                    "workspace; the file was left as it is (it is never downgraded)."
+                )
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[number - 1]:
                     conn.execute(statement)
+                # Inside the same transaction: a failed step leaves the old version and schema.
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    def schema_version(self) -> int:
+        """The database's ``PRAGMA user_version`` (0: written before versions existed)."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -9,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from dialsum_tui.manager import store as store_module
 from dialsum_tui.manager.models import Action, RunState
-from dialsum_tui.manager.store import IllegalTransition, RunNotFound, Store
+from dialsum_tui.manager.store import SCHEMA_VERSION, IllegalTransition, RunNotFound, Store, StoreTooNew
 
 
 def _add(store: Store, nick: str = "m", **kw) -> int:
@@ -102,3 +105,91 @@ def test_two_processes_adding_at_once_lose_nothing(tmp_path: Path) -> None:
     assert len({r.id for r in runs}) == 2 * n
     assert len({r.position for r in runs}) == 2 * n  # BEGIN IMMEDIATE: no two got the same place
     assert {r.nickname for r in runs} == {f"{w}-{i}" for w in "pq" for i in range(n)}
+
+
+# --- schema versions ------------------------------------------------------------------------------
+
+STATE_V1 = Path(__file__).resolve().parents[1] / "fixtures" / "state" / "state-v1.db"
+
+
+def _user_version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_a_store_from_before_versions_migrates_with_every_run_intact(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    shutil.copyfile(STATE_V1, db)
+    assert _user_version(db) == 0  # written by the schema before user_version existed
+    store = Store(db)
+    assert store.schema_version() == SCHEMA_VERSION
+    runs = {run.id: run for run in store.list()}
+    assert [run.id for run in store.list()] == [1, 2, 3, 8, 4, 6, 7, 5]  # queue order kept (8 was moved first)
+    assert {rid: run.state for rid, run in runs.items()} == {
+        1: RunState.SUCCEEDED, 2: RunState.FAILED, 3: RunState.RUNNING, 4: RunState.WAITING, 5: RunState.QUEUED,
+        6: RunState.CANCELLED, 7: RunState.INTERRUPTED, 8: RunState.QUEUED}
+    done = runs[1]
+    assert done.nickname == "koBART-summarization" and done.action is Action.PIPELINE and done.exit_code == 0
+    assert done.metrics["final"] == 46.85 and done.metrics["tokenizer"] == "mecab"
+    assert done.progress["step"] == 780 and done.started_at and done.finished_at >= done.started_at
+    assert "nickname: koBART-summarization" in done.config_yaml
+    oom = runs[2]
+    assert (oom.failure_kind, oom.failed_stage, oom.gpus) == ("oom", "train", "0")
+    assert "CUDA out of memory" in oom.failure_message and oom.failure_hint
+    running = runs[3]
+    assert (running.pid, running.pid_start_time, running.gpus) == (4900, 1764000200.0, "0,1")
+    assert running.progress == {"step": 60, "total": 780, "epoch": 0.23, "eta_s": 3725.0, "tokens_per_s": 5123.0}
+    assert runs[4].nickname == "요약-모델-kobart" and "GPU 0" in runs[4].reason
+    assert (runs[5].action, runs[5].after) == (Action.INFER, 1)
+    assert runs[6].cancel_requested and runs[6].finished_at
+    assert store.paused()
+    # The migrated store goes on working: a new run gets the next id, the queue still moves.
+    rid = _add(store, "after-migration")
+    assert rid == 9 and store.get(rid).position > max(run.position for run in runs.values())
+    store.close()
+    assert _user_version(db) == SCHEMA_VERSION
+    assert [run.id for run in Store(db).list()][-1] == 9  # reopening a current store changes nothing
+
+
+def test_a_new_store_starts_at_the_current_version(tmp_path: Path) -> None:
+    Store(tmp_path / "state.db").close()
+    assert _user_version(tmp_path / "state.db") == SCHEMA_VERSION
+
+
+def test_a_store_from_a_newer_release_is_refused_and_left_alone(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    shutil.copyfile(STATE_V1, db)
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreTooNew, match=r"newer than this dialsum-tui knows .*Upgrade dialsum-tui"):
+        Store(db)
+    assert _user_version(db) == SCHEMA_VERSION + 1
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 8
+    conn.close()
+
+
+def test_migrations_run_in_order_and_a_failed_step_changes_nothing(tmp_path: Path, monkeypatch) -> None:
+    db = tmp_path / "state.db"
+    shutil.copyfile(STATE_V1, db)
+    v2 = ("ALTER TABLE runs ADD COLUMN user TEXT", "UPDATE runs SET user = 'kim'")
+    broken = ("ALTER TABLE runs ADD COLUMN job_id TEXT", "UPDATE runs SET no_such_column = 1")
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, v2, broken))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(store_module.MIGRATIONS))
+    with pytest.raises(sqlite3.OperationalError, match="no_such_column"):
+        Store(db)
+    assert _user_version(db) == 0  # one transaction: v1 and v2 were rolled back with the broken v3
+    conn = sqlite3.connect(db)
+    assert "user" not in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    conn.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS[:2],))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    store = Store(db)
+    assert store.schema_version() == 2
+    with store._lock:
+        users = {row[0] for row in store._conn.execute("SELECT user FROM runs")}
+    assert users == {"kim"}
