@@ -1,8 +1,10 @@
 """Provides DialsumApp, the Textual front end of the run manager, and the factory that builds it.
 
-The app renders state read from the manager and posts intents to it; it never starts a process
-and never imports torch. A background thread polls the store, the GPU source and the cached disk
-figures about once a second and posts a message only when something changed.
+The app is the controller only: a background thread asks the manager for snapshots (the board
+and the selected run, :mod:`dialsum_tui.manager.snapshot`) about once a second and posts them as
+messages when something changed; the screen hands them down to its widgets, which render what they
+are given. Keys become intents that run on worker threads against the manager. The app never reads
+a run's files, never starts a process and never imports torch.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.css.query import NoMatches
@@ -21,15 +22,12 @@ from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from dialsum_tui.manager.models import Run, RunState
-from dialsum_tui.messages import IntentDone, IntentFailed, RunOutputRead, StateRefreshed
+from dialsum_tui.manager.snapshot import BoardSnapshot, SnapshotSource
+from dialsum_tui.messages import BoardRefreshed, IntentDone, IntentFailed, RunRefreshed
 
 # Dialog screens are imported where they open: they are not needed for the first frame.
 from dialsum_tui.screens.main import KEY_HELP, KEYS, MainScreen, key_label
-from dialsum_tui.widgets.formatting import human_bytes
-from dialsum_tui.widgets.log_tail import LogTail
-from dialsum_tui.widgets.log_view import LogView
-from dialsum_tui.widgets.progress_panel import ProgressPanel
-from dialsum_tui.widgets.queue_table import QueueTable
+from engine.units import format_bytes, format_gib
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.gpu import GpuSource
@@ -64,8 +62,7 @@ class DialsumApp(App[int]):
         self.gpu_source = gpu_source
         self.poll_interval = poll_interval
         self.start_worker = start_worker
-        self.runs: list[Run] = []
-        self.paused = False
+        self.board = BoardSnapshot(runs=(), paused=False, worker_pid=None, gpus=(), gpu_note="", disk=None)
         self.selected_run_id: int | None = None  # read by the poller thread; an int swap is atomic
         self._wake = threading.Event()  # set after an intent so the next poll comes at once
         self._last_error: str | None = None
@@ -87,17 +84,17 @@ class DialsumApp(App[int]):
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll(self) -> None:
         worker = get_current_worker()
-        poller: _Poller | None = None
+        source: SnapshotSource | None = None
         while not worker.is_cancelled:
             try:
-                if poller is None:
-                    poller = self._connect()
-                state = poller.state()
-                if state is not None:
-                    self.post_message(state)
-                output = poller.output(self.selected_run_id)
-                if output is not None:
-                    self.post_message(output)
+                if source is None:
+                    source = self._connect()
+                board = source.board()
+                if board is not None:
+                    self.post_message(BoardRefreshed(board))
+                run = source.run(self.selected_run_id)
+                if run is not None:
+                    self.post_message(RunRefreshed(run))
                 self._last_error = None
             except Exception as exc:  # a locked db or a vanished file must not kill the refresh
                 message = f"{type(exc).__name__}: {exc}"
@@ -107,7 +104,7 @@ class DialsumApp(App[int]):
             self._wake.wait(self.poll_interval)
             self._wake.clear()
 
-    def _connect(self) -> _Poller:
+    def _connect(self) -> SnapshotSource:
         """Open the manager and the GPU source (poll thread), and start the worker if asked."""
         if self.manager is None:
             self.manager = _open_manager(self._workspace_arg)
@@ -116,7 +113,7 @@ class DialsumApp(App[int]):
             self.manager.ensure_worker()
         if self.gpu_source is None:
             self.gpu_source = self.manager.gpu_source()
-        return _Poller(self.manager, self.gpu_source)
+        return SnapshotSource(self.manager, self.gpu_source)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
@@ -124,49 +121,30 @@ class DialsumApp(App[int]):
 
     # --- state flows down ------------------------------------------------------------------
 
-    def on_state_refreshed(self, message: StateRefreshed) -> None:
-        self.runs, self.paused = message.runs, message.paused
+    @property
+    def runs(self) -> tuple[Run, ...]:
+        """The runs of the last board snapshot."""
+        return self.board.runs
+
+    @property
+    def paused(self) -> bool:
+        return self.board.paused
+
+    def on_board_refreshed(self, message: BoardRefreshed) -> None:
+        self.board = message.board
         try:
-            self._draw_state(message)
+            self.main.show_board(message.board)
+            self._select(self.main.selected_run_id)
         except NoMatches:
             pass  # a snapshot that arrives while the app shuts down finds its widgets already removed
 
-    def _draw_state(self, message: StateRefreshed) -> None:
-        main = self.main
-        main.query_one(QueueTable).show_runs(message.runs)
-        main.query_one("#gpu").show(message.gpus, message.gpu_note, message.owners or {})
-        main.query_one("#disk").show(message.disk, message.projected_bytes)
-        main.set_status(self._status_text(message))
-        main.query_one("#status-line").set_class(message.paused, "-paused")
-        self._select(main.query_one(QueueTable).selected_run_id)
-        main.query_one(ProgressPanel).show_run(self._run(self.selected_run_id))
-
-    def _status_text(self, message: StateRefreshed) -> Text:
-        counts: dict[str, int] = {}
-        for run in message.runs:
-            counts[run.state.value] = counts.get(run.state.value, 0) + 1
-        text = Text()
-        text.append("⏸ queue paused (space resumes)" if message.paused else "▶ queue live", style="bold")
-        worker = f"worker pid {message.worker_pid}" if message.worker_pid else "worker not running"
-        text.append(f" · {worker} · ", style="" if message.worker_pid else "bold red")
-        text.append(", ".join(f"{n} {state}" for state, n in counts.items()) or "no runs yet (a adds one)")
-        return text
-
-    def on_run_output_read(self, message: RunOutputRead) -> None:
-        if message.run_id != self.selected_run_id:
+    def on_run_refreshed(self, message: RunRefreshed) -> None:
+        if message.snapshot.run_id != self.selected_run_id:
             return  # the selection moved on while this was read
         try:
-            log, progress = self.main.query_one(LogView), self.main.query_one(ProgressPanel)
+            self.main.show_run(message.snapshot)
         except NoMatches:
-            return  # shutting down: see on_state_refreshed
-        if message.reset:
-            run = self._run(message.run_id)
-            log.start(f"run {message.run_id} {run.nickname if run else ''}".strip())
-            progress.reset()
-        if message.log is not None:
-            log.append(message.log)
-        if message.events:
-            progress.add_events(message.events)
+            pass  # shutting down: see on_board_refreshed
 
     @on(DataTable.RowHighlighted, "#queue")
     def _on_queue_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -175,11 +153,7 @@ class DialsumApp(App[int]):
     def _select(self, run_id: int | None) -> None:
         if run_id != self.selected_run_id:
             self.selected_run_id = run_id
-            self.main.query_one(ProgressPanel).show_run(self._run(run_id))
-            self.refresh_now()
-
-    def _run(self, run_id: int | None) -> Run | None:
-        return next((run for run in self.runs if run.id == run_id), None)
+            self.refresh_now()  # the poll thread reads the newly selected run at once
 
     def on_intent_failed(self, message: IntentFailed) -> None:
         self.notify(message.message, title=f"{message.action} failed", severity="error", timeout=10)
@@ -210,7 +184,7 @@ class DialsumApp(App[int]):
         return False
 
     def _selected(self, action: str) -> Run | None:
-        run = self._run(self.selected_run_id)
+        run = self.board.run(self.selected_run_id)
         if run is None:
             self.notify(f"{action}: select a run in the queue first", severity="warning")
         return run
@@ -280,7 +254,7 @@ class DialsumApp(App[int]):
         if not leftovers:
             self.post_message(IntentDone("kill leftovers", "none of our runs' processes is left on a GPU"))
             return
-        lines = [f"pid {p.pid} on GPU {p.gpu_index}: {human_bytes(p.used_bytes)} — run {rid} {nick}"
+        lines = [f"pid {p.pid} on GPU {p.gpu_index}: {format_gib(p.used_bytes)} — run {rid} {nick}"
                  for p, rid, nick in leftovers]
         pids = [p.pid for p, _, _ in leftovers]
 
@@ -303,12 +277,12 @@ class DialsumApp(App[int]):
             self.post_message(IntentDone("prune", "nothing to prune"))
             return
         total = sum(item.bytes for item in items)
-        lines = [f"{human_bytes(item.bytes):>9}  {item.path}  ({item.reason})" for item in items]
-        body = "\n".join(lines) + f"\n\nfrees {human_bytes(total)}"
+        lines = [f"{format_bytes(item.bytes):>9}  {item.path}  ({item.reason})" for item in items]
+        body = "\n".join(lines) + f"\n\nfrees {format_bytes(total)}"
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._intent("prune", lambda: f"freed {human_bytes(self.manager.prune(items))}")
+                self._intent("prune", lambda: f"freed {format_bytes(self.manager.prune(items))}")
 
         self.call_from_thread(self.push_screen, ConfirmScreen(f"Delete {len(items)} items?", body), confirmed)
 
@@ -340,7 +314,7 @@ class DialsumApp(App[int]):
         self._intent("hand-off", write)
 
     def action_filter_log(self) -> None:
-        errors_only = self.main.query_one(LogView).toggle_filter()
+        errors_only = self.main.toggle_log_filter()
         self.notify("log: errors only" if errors_only else "log: all lines", timeout=2)
 
     def action_help(self) -> None:
@@ -349,8 +323,7 @@ class DialsumApp(App[int]):
         self.push_screen(HelpScreen(key_table()))
 
     def action_quit_app(self) -> None:
-        active = sum(run.state.is_active for run in self.runs) + sum(run.state is RunState.QUEUED for run in self.runs)
-        self.exit(0, message=quit_message(active))
+        self.exit(0, message=quit_message(self.board.unfinished))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -379,76 +352,6 @@ def _write_text(path: Path, text: str) -> None:
     )
 
     atomic_write_text(path, text)
-
-
-class _Poller:
-    """Reads the snapshot and the selected run's output; lives on the poll thread only."""
-
-    def __init__(self, manager: Manager, gpu_source: GpuSource) -> None:
-        self.manager = manager
-        self.gpu_source = gpu_source
-        self.gpu_note = gpu_source.describe()
-        self._last: tuple | None = None
-        self._projection: dict[tuple[int, str], int] = {}
-        self._run_id: int | None = None
-        self._log: LogTail | None = None
-        self._events: Any = None
-
-    def state(self) -> StateRefreshed | None:
-        """Return a snapshot, or None when it equals the previous one."""
-        runs = self.manager.runs()
-        alive, pid = self.manager.worker_status()
-        snapshot = (runs, self.manager.is_paused(), pid if alive else None, self.gpu_source.devices(),
-                    self.manager.disk())
-        if snapshot == self._last:
-            return None
-        self._last = snapshot
-        # Ownership needs a process lookup per run: only pay for it when a GPU lists processes.
-        owners = self.manager.owners(runs) if any(d.processes for d in snapshot[3]) else {}
-        return StateRefreshed(runs=snapshot[0], paused=snapshot[1], worker_pid=snapshot[2], gpus=snapshot[3],
-                              gpu_note=self.gpu_note, disk=snapshot[4], projected_bytes=self._projected(runs),
-                              owners=owners)
-
-    def _projected(self, runs: list[Run]) -> int:
-        total = 0
-        for run in runs:
-            if run.state in (RunState.QUEUED, RunState.WAITING):
-                key = (run.id, run.action.value)
-                if key not in self._projection:
-                    self._projection[key] = _footprint(run, self.manager.workspace.root)
-                total += self._projection[key]
-        return total
-
-    def output(self, run_id: int | None) -> RunOutputRead | None:
-        """Return new log lines and events of ``run_id`` (everything anew when it changed)."""
-        from engine.artifacts import EVENTS_FILE, EventTail
-
-        if run_id is None:
-            self._run_id = None
-            return None
-        reset = run_id != self._run_id
-        if reset:
-            self._run_id = run_id
-            self._log = LogTail(self.manager.log_path(run_id))
-            self._events = EventTail(self.manager.workspace.run_dir(run_id) / EVENTS_FILE)
-        chunk = self._log.read_new()
-        events = self._events.read_new()
-        if not reset and chunk is None and not events:
-            return None
-        return RunOutputRead(run_id=run_id, log=chunk, events=events, reset=reset)
-
-
-def _footprint(run: Run, root: Path) -> int:
-    """Bytes the run will add to the disk; 0 when the guards module cannot tell."""
-    try:
-        import yaml
-
-        from dialsum_tui.manager.disk import projected_footprint
-        from engine.config import config_from_dict
-
-        return projected_footprint(config_from_dict(yaml.safe_load(run.config_yaml), f"run {run.id}"), run.action.value, root)
-    except Exception:  # a projection is advice; a config it cannot read is reported when the run starts
-        return 0
 
 
 def _open_manager(workspace: Workspace | str | Path) -> Manager:

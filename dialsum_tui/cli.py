@@ -186,25 +186,26 @@ def cmd_resume(manager: Manager, _args: argparse.Namespace) -> int:
 
 
 def cmd_logs(manager: Manager, args: argparse.Namespace) -> int:
+    from dialsum_tui.manager.logs import LogTail
+
     manager.get(args.id)  # a clear error for an unknown id
     path = manager.log_path(args.id)
-    offset = 0
+    tail = LogTail(path, window=None)  # the whole file, a chunk at a time; tqdm redraws collapsed
+    printed, live = False, None
     while True:
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                chunk = fh.read()
-        except FileNotFoundError:
-            chunk = b""
-        if chunk:
-            offset += len(chunk)
-            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
-            sys.stdout.flush()
-        if not args.follow:
-            if not offset:
+        # Read the state before draining: lines written just before the run ended are still printed.
+        final = not args.follow or manager.get(args.id).state.is_final
+        while (chunk := tail.read_new()) is not None:
+            if chunk.lines:
+                sys.stdout.write("".join(line + "\n" for line in chunk.lines))
+                sys.stdout.flush()
+                printed = True
+            live = chunk.live
+        if final:
+            if live:  # an unfinished last line (a tqdm bar) is printed once, at the end
+                print(live)
+            elif not printed and not args.follow:
                 print(f"run {args.id} has no log yet ({path})", file=sys.stderr)
-            return 0
-        if manager.get(args.id).state.is_final and not chunk:
             return 0
         time.sleep(0.3)
 

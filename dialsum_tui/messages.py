@@ -1,46 +1,39 @@
-"""Provides the messages the app's background poller posts to the UI thread.
+"""Provides the messages the app's poll thread and intent workers post to the UI thread.
 
-The poller reads the store, NVML and the cached disk figures off the UI thread and posts one of
-these only when something changed, so an idle screen costs nothing to redraw.
+The poll thread asks the manager for snapshots (:mod:`dialsum_tui.manager.snapshot`) and posts one
+only when something changed, so an idle screen costs nothing to redraw. A snapshot is the whole
+state, never a delta, so a newer one may replace an older one still in the queue.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from textual.message import Message
 
-from dialsum_tui.manager.models import Run
-from dialsum_tui.widgets.log_tail import LogChunk
+from dialsum_tui.manager.snapshot import BoardSnapshot, RunSnapshot
 
 
 @dataclass
-class StateRefreshed(Message):
+class BoardRefreshed(Message):
     """A fresh snapshot of the queue, the GPUs and the disk."""
 
-    runs: list[Run]
-    paused: bool
-    worker_pid: int | None  # None: no worker is running
-    gpus: list[Any]  # manager.gpu.GpuDevice
-    gpu_note: str  # GpuSource.describe(): says when there is no GPU at all
-    disk: Any | None  # manager.disk.DiskUsage, None until the worker measured once
-    projected_bytes: int = 0  # what the queued runs will add to the disk
-    owners: dict[int, tuple[int, str]] | None = None  # GPU pid → (run id, nickname) of ours
+    board: BoardSnapshot
 
     def can_replace(self, message: Message) -> bool:
         # Only the newest snapshot matters; a slow frame must not queue up stale ones.
-        return isinstance(message, StateRefreshed)
+        return isinstance(message, BoardRefreshed)
 
 
 @dataclass
-class RunOutputRead(Message):
-    """New log lines and events of the selected run."""
+class RunRefreshed(Message):
+    """A fresh snapshot of the selected run: progress, loss and ROUGE series, log tail."""
 
-    run_id: int
-    log: LogChunk | None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    reset: bool = False  # a different run was selected: the panels start empty
+    snapshot: RunSnapshot
+
+    def can_replace(self, message: Message) -> bool:
+        # Whole state: the log view appends what it has not shown, however many snapshots it missed.
+        return isinstance(message, RunRefreshed)
 
 
 @dataclass

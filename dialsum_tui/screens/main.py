@@ -7,13 +7,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header
 
+from dialsum_tui.manager.snapshot import BoardSnapshot, RunSnapshot
 from dialsum_tui.widgets.disk_panel import DiskPanel
 from dialsum_tui.widgets.gpu_panel import GpuPanel
 from dialsum_tui.widgets.log_view import LogView
 from dialsum_tui.widgets.progress_panel import ProgressPanel
 from dialsum_tui.widgets.queue_table import QueueTable
+from dialsum_tui.widgets.status_line import StatusLine
 
 # The keys of issue 5. They live on this screen (not the app) so that dialogs never trigger them;
 # each one calls an ``app.`` action, because the app owns the manager.
@@ -61,7 +63,7 @@ def key_label(binding: Binding) -> str:
 
 
 class MainScreen(Screen[None]):
-    """The dashboard. The app pushes state into it with ``apply_*``; it posts nothing but key actions."""
+    """The dashboard. The app hands it snapshots (``show_board``, ``show_run``); it posts nothing but key actions."""
 
     BINDINGS = KEYS
 
@@ -71,7 +73,7 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        yield Static(Text(f"workspace {self._workspace_label}"), id="status-line")
+        yield StatusLine(Text(f"workspace {self._workspace_label}"), id="status-line")
         with Horizontal(id="top"):
             yield QueueTable(id="queue")
             with Vertical(id="side"):
@@ -88,6 +90,23 @@ class MainScreen(Screen[None]):
         self.query_one("#disk").border_title = "Disk"
         self.query_one(QueueTable).focus()
 
-    def set_status(self, text: Text) -> None:
-        """Replace the one-line status under the header."""
-        self.query_one("#status-line", Static).update(text)
+    def show_board(self, board: BoardSnapshot) -> None:
+        """Hand the board down to the queue, GPU, disk and status widgets."""
+        self.query_one(QueueTable).show_runs(board.runs)
+        self.query_one(GpuPanel).show(board.gpus, board.gpu_note, board.owners)
+        self.query_one(DiskPanel).show(board.disk, board.projected_bytes)
+        self.query_one(StatusLine).show(board)
+
+    def show_run(self, snapshot: RunSnapshot) -> None:
+        """Hand the selected run down to the log and progress panels."""
+        self.query_one(LogView).show(snapshot)
+        self.query_one(ProgressPanel).show(snapshot)
+
+    @property
+    def selected_run_id(self) -> int | None:
+        """The run under the queue's cursor."""
+        return self.query_one(QueueTable).selected_run_id
+
+    def toggle_log_filter(self) -> bool:
+        """Switch the log between all lines and errors only; returns True when errors only."""
+        return self.query_one(LogView).toggle_filter()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual.widgets import Static
 
-from dialsum_tui.widgets.formatting import gb, human_bytes
+from dialsum_tui.manager.snapshot import DiskUsage
+from engine.units import GB, format_bytes, format_used_of
 
 BAR_WIDTH = 14
 TOP_CONSUMERS = 4
@@ -32,18 +31,18 @@ def quota_bar(used: int, projected: int, safe: int, limit: int, width: int = BAR
     return text
 
 
-def render_disk(disk: Any | None, projected: int) -> Text:
+def render_disk(disk: DiskUsage | None, projected: int) -> Text:
     """Render a ``DiskUsage`` (or its absence) and the projection after the queued runs."""
     if disk is None:
         return Text("Disk: not measured yet (the worker measures in the background)", style="dim")
     text = Text()
     text.append_text(quota_bar(disk.used_bytes, projected, disk.safe_bytes, disk.limit_bytes))
-    text.append(f" {gb(disk.used_bytes)}/{gb(disk.limit_bytes)} GB")
+    text.append(f" {format_used_of(disk.used_bytes, disk.limit_bytes)}")
     after = disk.used_bytes + projected
     style = "red" if after > disk.limit_bytes - disk.margin_bytes else "yellow" if after > disk.safe_bytes else ""
-    text.append(f"\n  safe ≤ {gb(disk.safe_bytes)} GB · after queue ~{gb(after)} GB", style=style)
+    text.append(f"\n  safe ≤ {disk.safe_bytes / GB:.1f} GB · after queue ~{format_bytes(after)}", style=style)
     for label, size in disk.consumers[:TOP_CONSUMERS]:
-        text.append(f"\n  {human_bytes(size):>9}  {label}")
+        text.append(f"\n  {format_bytes(size):>9}  {label}")
     return text
 
 
@@ -54,7 +53,7 @@ class DiskPanel(Static):
         super().__init__("Disk: …", **kwargs)
         self._shown: tuple | None = None
 
-    def show(self, disk: Any | None, projected: int) -> None:
+    def show(self, disk: DiskUsage | None, projected: int) -> None:
         """Render unless unchanged."""
         key = (repr(disk), projected)
         if key != self._shown:

@@ -1,11 +1,13 @@
-"""Provides the small text formatters the panels share: sizes, durations, bars and state icons."""
+"""Provides the TUI-only text helpers the panels share: durations, bars, state icons and notes.
+
+Byte sizes are formatted by :mod:`engine.units` (decimal GB for disk, GiB for GPU memory), the one
+definition of units for every layer.
+"""
 
 from __future__ import annotations
 
 from dialsum_tui.manager.models import Run, RunState
-
-GIB = 1024**3
-GB = 1000**3  # the quota is stated in GB (the server's 150 GB rule), GPU memory in GiB
+from dialsum_tui.manager.snapshot import Progress
 
 STATE_ICONS: dict[RunState, str] = {
     RunState.QUEUED: "○ queued",
@@ -16,24 +18,6 @@ STATE_ICONS: dict[RunState, str] = {
     RunState.CANCELLED: "⊘ cancelled",
     RunState.INTERRUPTED: "! interrupted",
 }
-
-
-def gib(n: int | float) -> str:
-    """Format bytes as GiB with one decimal (GPU memory)."""
-    return f"{n / GIB:.1f}"
-
-
-def gb(n: int | float) -> str:
-    """Format bytes as GB with one decimal (disk quota)."""
-    return f"{n / GB:.1f}"
-
-
-def human_bytes(n: int | float) -> str:
-    """Format bytes with the largest unit that keeps the number readable."""
-    for unit, size in (("GB", GB), ("MB", 1000**2), ("kB", 1000)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def duration(seconds: float | None) -> str:
@@ -55,12 +39,11 @@ def bar(fraction: float, width: int) -> str:
     return "█" * full + "░" * (width - full)
 
 
-def progress_fraction(run: Run) -> float | None:
-    """Return how far the run's current stage is (0..1), or None when it has not reported."""
-    step, total = run.progress.get("step"), run.progress.get("total")
-    if isinstance(step, (int, float)) and isinstance(total, (int, float)) and total > 0:
-        return min(step / total, 1.0)
-    return None
+def progress_fraction(progress: Progress | None) -> float | None:
+    """Return how far a stage is (0..1), or None when it has not reported."""
+    if progress is None or progress.step is None or not progress.total or progress.total <= 0:
+        return None
+    return min(progress.step / progress.total, 1.0)
 
 
 def run_note(run: Run) -> str:

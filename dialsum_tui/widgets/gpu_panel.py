@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from rich.text import Text
 from textual.widgets import Static
 
-from dialsum_tui.widgets.formatting import bar, gib
+from dialsum_tui.manager.snapshot import GpuDevice
+from dialsum_tui.widgets.formatting import bar
+from engine.units import GIB, format_gib
 
 BAR_WIDTH = 10
 
 
-def render_gpus(gpus: list[Any], note: str, owners: dict[int, tuple[int, str]]) -> Text:
+def render_gpus(gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple[int, str]]) -> Text:
     """Render GPU devices as text.
 
     Args:
@@ -33,7 +35,7 @@ def render_gpus(gpus: list[Any], note: str, owners: dict[int, tuple[int, str]]) 
         style = "red" if fraction > 0.9 else "yellow" if fraction > 0.6 else "green"
         text.append(f"GPU{gpu.index} ", style="bold")
         text.append(bar(fraction, BAR_WIDTH), style=style)
-        text.append(f" {gib(gpu.used_bytes)}/{gib(gpu.total_bytes)} GiB")
+        text.append(f" {gpu.used_bytes / GIB:.1f}/{format_gib(gpu.total_bytes)}")
         util = f"{gpu.util_percent}%" if gpu.util_percent is not None else "-"
         temp = f"{gpu.temperature_c}°C" if gpu.temperature_c is not None else "-"
         text.append(f"\n  util {util} · {temp} · ")
@@ -41,7 +43,7 @@ def render_gpus(gpus: list[Any], note: str, owners: dict[int, tuple[int, str]]) 
         for proc in gpu.processes:
             owner = owners.get(proc.pid)
             who = f"run {owner[0]} {owner[1]}" if owner else f"not ours {proc.user or ''}".rstrip()
-            text.append(f"\n  {proc.pid:>7} {gib(proc.used_bytes):>5} GiB ")
+            text.append(f"\n  {proc.pid:>7} {format_gib(proc.used_bytes):>9} ")
             text.append(who, style="bold cyan" if owner else "dim")
     return text
 
@@ -53,7 +55,7 @@ class GpuPanel(Static):
         super().__init__("GPU: waiting for the first sample…", **kwargs)
         self._shown: tuple | None = None
 
-    def show(self, gpus: list[Any], note: str, owners: dict[int, tuple[int, str]]) -> None:
+    def show(self, gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple[int, str]]) -> None:
         """Render a snapshot unless it is the one already shown."""
         key = (tuple(gpus), note, tuple(sorted(owners.items())))
         if key != self._shown:

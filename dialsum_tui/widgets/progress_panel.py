@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from rich.table import Table
 from rich.text import Text
@@ -11,35 +11,29 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from dialsum_tui.manager.models import Run
+from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.snapshot import Eval, RunSnapshot
 from dialsum_tui.widgets.formatting import bar, duration, progress_fraction
+from engine.units import format_bytes
 
 
-def _num(event: dict[str, Any], *keys: str) -> float | None:
-    for key in keys:
-        value = event.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
-    return None
-
-
-def render_progress(run: Run | None, width: int = 12) -> Text:
-    """Render the stage, a progress bar, tokens/s and ETA of ``run``."""
-    if run is None:
+def render_progress(snapshot: RunSnapshot | None, width: int = 12) -> Text:
+    """Render the stage, a progress bar, tokens/s and ETA of the run in ``snapshot``."""
+    if snapshot is None:
         return Text("no run selected", style="dim")
-    p = run.progress
-    fraction = progress_fraction(run)
+    run, p = snapshot.run, snapshot.progress
+    fraction = progress_fraction(p)
     text = Text(f"{run.stage or run.action.value} ", style="bold")
     text.append(bar(fraction or 0.0, width), style="green")
-    if fraction is not None:
-        text.append(f" {fraction * 100:3.0f}%  {p.get('step')}/{p.get('total')}")
+    if fraction is not None and p is not None:
+        text.append(f" {fraction * 100:3.0f}%  {p.step}/{p.total}")
     details = []
-    if isinstance(p.get("epoch"), (int, float)):
-        details.append(f"epoch {p['epoch']:.2f}")
-    if isinstance(p.get("tokens_per_s"), (int, float)):
-        details.append(f"{p['tokens_per_s']:,.0f} tok/s")
-    if run.state.is_active and p.get("eta_s") is not None:
-        details.append(f"ETA {duration(p.get('eta_s'))}")
+    if p is not None and p.epoch is not None:
+        details.append(f"epoch {p.epoch:.2f}")
+    if p is not None and p.tokens_per_s is not None:
+        details.append(f"{p.tokens_per_s:,.0f} tok/s")
+    if run.state.is_active and p is not None and p.eta_s is not None:
+        details.append(f"ETA {duration(p.eta_s)}")
     if details:
         text.append("\n" + " · ".join(details), style="dim")
     if run.failure_kind:
@@ -50,31 +44,30 @@ def render_progress(run: Run | None, width: int = 12) -> Text:
             text.append(f"\n→ {run.failure_hint}", style="yellow")
     elif run.state.is_active and run.reason:
         text.append(f"\n⏸ {run.reason}", style="yellow")
+    if run.state in (RunState.QUEUED, RunState.WAITING) and snapshot.footprint:
+        text.append(f"\nwill add ~{format_bytes(snapshot.footprint)} to the disk", style="dim")
     return text
 
 
-def render_evals(evals: list[dict[str, Any]]) -> Table | Text:
-    """Render one row per ``eval`` event: R1/R2/RL and the final score, all × 100 to fit narrow panels."""
+def render_evals(evals: Sequence[Eval]) -> Table | Text:
+    """Render one row per scored ``eval`` event: R1/R2/RL and the final score, all × 100 to fit narrow panels."""
     if not evals:
         return Text("no evaluation yet", style="dim")
     table = Table("eval", "R1", "R2", "RL", "final", box=None, padding=(0, 1), header_style="bold")
-    for event in evals:
-        epoch = _num(event, "epoch")
-        label = f"ep {epoch:.1f}" if epoch is not None else str(event.get("split") or event.get("command") or "final")
-        cells = [f"{v * 100:.1f}" if (v := _num(event, k, k.replace("rouge", "rouge_"))) is not None else "-"
-                 for k in ("rouge1", "rouge2", "rougeL")]
-        final = _num(event, "final", "final_score")
-        table.add_row(label, *cells, f"{final:.1f}" if final is not None else "-")
+    for record in evals:
+        label = f"ep {record.epoch:.1f}" if record.epoch is not None else (record.split or record.command or "final")
+        cells = [f"{v * 100:.1f}" if v is not None else "-" for v in (record.rouge1, record.rouge2, record.rougeL)]
+        table.add_row(label, *cells, f"{record.final:.1f}" if record.final is not None else "-")
     return table
 
 
 class ProgressPanel(Vertical):
-    """Fed by the app: ``show_run`` with the store's progress, ``add_events`` with new events."""
+    """Renders the :class:`RunSnapshot` the app hands down with :meth:`show`."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._loss: list[tuple[float, float]] = []
-        self._evals: list[dict[str, Any]] = []
+        self._loss: tuple[tuple[float, float], ...] = ()
+        self._evals: tuple[Eval, ...] = ()
         self._shown: Text | None = None
 
     def compose(self) -> ComposeResult:
@@ -85,39 +78,23 @@ class ProgressPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Progress & metrics"
         self._replot()
-        self.query_one("#rouge-table", Static).update(render_evals([]))
+        self.query_one("#rouge-table", Static).update(render_evals(()))
+        self.query_one("#progress-text", Static).update(render_progress(None))
 
-    def reset(self) -> None:
-        """Forget the previous run's curve and scores."""
-        self._loss.clear()
-        self._evals.clear()
-        self._replot()
-        self.query_one("#rouge-table", Static).update(render_evals([]))
-
-    def show_run(self, run: Run | None) -> None:
-        """Render the store's progress for ``run`` unless it is unchanged."""
-        text = render_progress(run)
+    def show(self, snapshot: RunSnapshot | None) -> None:
+        """Render ``snapshot``, redrawing only the parts that changed."""
+        text = render_progress(snapshot)
         if text != self._shown:
             self._shown = text
             self.query_one("#progress-text", Static).update(text)
-
-    def add_events(self, events: list[dict[str, Any]]) -> None:
-        """Take ``train_log`` losses and ``eval`` scores from new events."""
-        new_loss = new_eval = False
-        for event in events:
-            kind = event.get("event")
-            if kind == "train_log":
-                loss, step = _num(event, "loss", "train_loss"), _num(event, "step")
-                if loss is not None:
-                    self._loss.append((step if step is not None else len(self._loss), loss))
-                    new_loss = True
-            elif kind == "eval" and _num(event, "rouge1", "final", "final_score") is not None:
-                self._evals.append(event)
-                new_eval = True
-        if new_loss:
+        loss = snapshot.loss if snapshot else ()
+        if loss is not self._loss and loss != self._loss:
+            self._loss = loss
             self._replot()
-        if new_eval:
-            self.query_one("#rouge-table", Static).update(render_evals(self._evals))
+        evals = snapshot.evals if snapshot else ()
+        if evals is not self._evals and evals != self._evals:
+            self._evals = evals
+            self.query_one("#rouge-table", Static).update(render_evals(evals))
 
     @property
     def loss_points(self) -> list[tuple[float, float]]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.widgets import DataTable
 
 from dialsum_tui.manager.models import Run
+from dialsum_tui.manager.snapshot import run_progress
 from dialsum_tui.widgets.formatting import (
     STATE_ICONS,
     duration,
@@ -21,15 +24,16 @@ COLUMNS = (("id", "ID", 3), ("state", "State", 11), ("model", "Model", 26), ("pc
 
 def run_cells(run: Run) -> tuple[str, ...]:
     """Return the table cells for one run, in column order."""
-    fraction = progress_fraction(run)
-    step, total = run.progress.get("step"), run.progress.get("total")
+    progress = run_progress(run)
+    fraction = progress_fraction(progress)
+    step, total = (progress.step, progress.total) if progress else (None, None)
     active = run.state.is_active
     return (
         str(run.id),
         STATE_ICONS[run.state],
         run.nickname,
         f"{fraction * 100:.0f}%" if fraction is not None else "",
-        duration(run.progress.get("eta_s")) if active else "",
+        duration(progress.eta_s) if active and progress else "",
         f"{run.stage or '-'}" + (f" ({run.action.value})" if run.action.value != "pipeline" else ""),
         f"{step}/{total}" if step is not None and total else "",
         run_note(run),
@@ -55,7 +59,7 @@ class QueueTable(DataTable):
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
         return int(key.value) if key.value is not None else None
 
-    def show_runs(self, runs: list[Run]) -> None:
+    def show_runs(self, runs: Sequence[Run]) -> None:
         """Render ``runs``, touching only the cells that changed and keeping the cursor on its run."""
         rows = {str(run.id): run_cells(run) for run in runs}
         if list(rows) == list(self._rows):

@@ -121,7 +121,9 @@ async def test_cancel_asks_first_and_no_keeps_the_run(workspace, manager) -> Non
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
-        await pilot.pause(0.3)
+        # A "yes" would have started an intent worker by now (the dialog's callback runs on dismiss):
+        # wait until none is left instead of sleeping, then the run must still be queued.
+        await wait_for(pilot, lambda: not [w for w in app.workers if w.group == "intents"], what="no intent running")
         assert manager.get(run.id).state is RunState.QUEUED
 
 

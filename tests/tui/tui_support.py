@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pytest
 from textual.pilot import Pilot
 
 from dialsum_tui.manager.gpu import GpuDevice, GpuProcess, ScriptedGpuSource
@@ -21,10 +22,14 @@ def scripted_gpu(pid: int = 4711) -> ScriptedGpuSource:
     return ScriptedGpuSource([[device]], label="test")
 
 
-async def wait_for(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Let the app run until ``predicate()`` holds; fail naming ``what`` after ``timeout`` seconds."""
+async def wait_for(pilot: Pilot, cond: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
+    """``support.wait_until`` for Pilot tests: the same contract, but it yields to the app between
+    checks (``pilot.pause``) instead of sleeping, since the app runs on this thread's event loop."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        value = cond()
+        if value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or getattr(cond, '__name__', 'condition')}")
         await pilot.pause(0.05)

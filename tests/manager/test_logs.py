@@ -1,11 +1,12 @@
-"""Tests LogTail against real files: opening from the end, tqdm collapsing, truncation, fast writers."""
+"""Tests the one log reader against real files: opening from the end, tqdm collapsing, truncation,
+fast writers, the whole-file mode of `dialsum-tui logs`, the tail the worker judges, the error matcher."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from dialsum_tui.widgets.log_tail import LogTail, collapse_cr
+from dialsum_tui.manager.logs import LogTail, collapse_cr, error_lines, is_error_line, read_tail, tail_lines
 
 
 def test_collapse_cr_keeps_what_a_terminal_shows() -> None:
@@ -76,3 +77,41 @@ def test_a_missing_log_appears_later(tmp_path: Path) -> None:
     assert tail.read_new() is None
     log.write_text("started\n", encoding="utf-8")
     assert tail.read_new().lines == ["started"]
+
+
+def test_whole_file_mode_reads_from_the_start_in_bounded_chunks(tmp_path: Path, monkeypatch) -> None:
+    from dialsum_tui.manager import logs
+
+    monkeypatch.setattr(logs, "READ_CHUNK", 1000)
+    log = tmp_path / "run.log"
+    lines = [f"line {i:05d} 화자1" for i in range(2000)]
+    log.write_text("\n".join(lines) + "\nunfinished", encoding="utf-8")
+    tail = LogTail(log, window=None)
+    seen: list[str] = []
+    reads = 0
+    while (chunk := tail.read_new()) is not None:
+        seen.extend(chunk.lines)
+        live = chunk.live
+        reads += 1
+        assert chunk.skipped == 0
+    assert seen == lines and live == "unfinished"
+    assert reads >= log.stat().st_size // 1000  # never more than a chunk at a time
+
+
+def test_read_tail_and_tail_lines_read_only_the_end(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    assert read_tail(log) == "" and tail_lines(log) == ""  # missing: empty, not an error
+    log.write_text("".join(f"step {i}\n" for i in range(100_000)) + "Traceback (most recent call last):\n", "utf-8")
+    assert read_tail(log, limit=40).endswith("Traceback (most recent call last):\n")
+    assert len(read_tail(log, limit=40).encode()) == 40
+    assert tail_lines(log, lines=2) == "step 99999\nTraceback (most recent call last):"
+
+
+def test_one_error_matcher_for_the_verdict_and_the_filter() -> None:
+    for line in ("RuntimeError: expected scalar type BFloat16", "Traceback (most recent call last):",
+                 "CUDA out of memory", "Killed", "stage failed", "Fatal Python error", "core dumped (abort)"):
+        assert is_error_line(line), line
+    assert not is_error_line("step 3/780 loss 0.41")
+    tail = "step 1\nstep 2\nTraceback (most recent call last):\n  File x\nValueError: bad\n"
+    assert error_lines(tail) == "Traceback (most recent call last): | ValueError: bad"
+    assert error_lines("a\nb\nc\nd\n") == "b | c | d"  # nothing error-like: the last lines

@@ -1,14 +1,56 @@
-"""Provides LogTail: reads the end of a growing ``run.log`` without ever reading the whole file."""
+"""Provides the one way to read a run's ``run.log``: a tailer that follows it by byte offset, the
+end of a log without reading the rest, and the one matcher for lines that look like an error.
+
+The TUI's log panel (through :mod:`dialsum_tui.manager.snapshot`), ``dialsum-tui logs``, the
+worker's verdict and the demo build all read logs here, so a 1 GB log costs the same everywhere:
+only its end is read.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # How much of an existing log is shown when the view opens, and the most read per poll: a
 # multi-GB log must open instantly, and a run writing 10k lines/s must not stall the UI.
 DEFAULT_WINDOW = 64 * 1024
+# The most a whole-file reader (``window=None``: the CLI) takes per call, so memory stays flat.
+READ_CHUNK = 1024 * 1024
+# What the worker reads from the end of a log to judge a stage (the traceback is near the end).
+TAIL_BYTES = 64 * 1024
+
+# Lines worth a look when something broke: the worker's "last lines" of a failure and the TUI's
+# "errors only" filter use this one pattern.
+ERROR_LINE = re.compile(r"error|exception|traceback|fatal|failed|killed|abort|out of memory", re.IGNORECASE)
+
+
+def is_error_line(line: str) -> bool:
+    """Whether ``line`` looks like part of an error (see :data:`ERROR_LINE`)."""
+    return bool(ERROR_LINE.search(line))
+
+
+def error_lines(log_tail: str, limit: int = 3) -> str:
+    """Return the last lines that look like an error (or the last non-empty lines), joined by " | "."""
+    lines = [ln.strip() for ln in log_tail.splitlines() if ln.strip()]
+    picked = [ln for ln in lines if is_error_line(ln)][-limit:] or lines[-limit:]
+    return " | ".join(ln[:300] for ln in picked)
+
+
+def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
+    """The last ``limit`` bytes of a log, decoded leniently ('' if missing or unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - limit))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def tail_lines(path: Path, lines: int = 15, limit: int = TAIL_BYTES) -> str:
+    """The last ``lines`` lines of a log (read from its last ``limit`` bytes), joined by newlines."""
+    return "\n".join(read_tail(path, limit).splitlines()[-lines:])
 
 
 @dataclass
@@ -37,11 +79,13 @@ class LogTail:
     """Follows one log file by byte offset, starting ``window`` bytes before its end.
 
     Survives truncation and replacement (size below the offset or a new inode: start again at
-    the end), and skips ahead when more than ``window`` bytes arrived between two reads.
+    the end), and skips ahead when more than ``window`` bytes arrived between two reads. With
+    ``window=None`` it starts at the beginning and never skips, reading at most ``READ_CHUNK``
+    bytes per call (``dialsum-tui logs`` prints the whole file this way).
     """
 
     path: Path
-    window: int = DEFAULT_WINDOW
+    window: int | None = DEFAULT_WINDOW
     offset: int | None = None  # None until the first read, which seeks to the end
     _inode: int | None = field(default=None, repr=False)
     _partial: bytes = field(default=b"", repr=False)
@@ -61,19 +105,20 @@ class LogTail:
             if self.offset is None or stat.st_ino != self._inode or stat.st_size < self.offset:
                 reset = True
                 self._inode, self._partial = stat.st_ino, b""
-                self.offset = max(0, stat.st_size - self.window)
+                self.offset = 0 if self.window is None else max(0, stat.st_size - self.window)
                 skip_partial_line = self.offset > 0
             elif stat.st_size == self.offset:
                 return None
             else:
                 skip_partial_line = False
             skipped = 0
-            if stat.st_size - self.offset > self.window:
+            if self.window is not None and stat.st_size - self.offset > self.window:
                 skipped = stat.st_size - self.window - self.offset
                 self.offset, self._partial = stat.st_size - self.window, b""
                 skip_partial_line = True
             fh.seek(self.offset)
-            data = fh.read(stat.st_size - self.offset)
+            size = stat.st_size - self.offset
+            data = fh.read(size if self.window is not None else min(size, READ_CHUNK))
         self.offset += len(data)
         if skip_partial_line:  # we landed mid-line: the first fragment is not a whole line
             newline = data.find(b"\n")

@@ -1,0 +1,208 @@
+"""Provides the front end's one door to the manager: immutable snapshots of the whole board and of
+one run, and :class:`SnapshotSource`, which refreshes them cheaply on the caller's poll thread.
+
+A front end never reads a run's files or measures anything itself (nvitop's snapshot idea): the
+board is the store, the GPU source, the worker's cached disk figure and the projected footprint of
+the queued runs; a run is its store record with typed progress, its loss and ROUGE series (typed
+records from :mod:`engine.contract`) and the end of its log. Files are followed by byte offset
+(``events.jsonl``) and read from their end (``run.log``), so a 1 GB log costs one 64 kB read.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dialsum_tui.manager.disk import DiskUsage
+from dialsum_tui.manager.gpu import GpuDevice, GpuSource
+from dialsum_tui.manager.logs import DEFAULT_WINDOW, LogTail
+from dialsum_tui.manager.models import Run, RunState
+from engine.artifacts import EventTail
+from engine.contract import Eval, Event, Progress, RunFiles, TrainLog, load_snapshot, parse_event
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from dialsum_tui.manager.service import Manager
+
+__all__ = ["BoardSnapshot", "DiskUsage", "Eval", "GpuDevice", "Progress", "RunSnapshot", "SnapshotSource",
+           "run_progress", "LOG_LINES"]
+
+LOG_LINES = 5000  # the log lines a run snapshot keeps; older ones live on in the file
+PENDING = (RunState.QUEUED, RunState.WAITING)
+
+
+def run_progress(run: Run) -> Progress | None:
+    """The store's progress of ``run`` as the engine's typed record (None before the first report)."""
+    if not run.progress:
+        return None
+    record = parse_event({**run.progress, "event": Event.PROGRESS})
+    return record if isinstance(record, Progress) else None
+
+
+@dataclass(frozen=True)
+class BoardSnapshot:
+    """The queue, the GPUs and the disk at one moment."""
+
+    runs: tuple[Run, ...]
+    paused: bool
+    worker_pid: int | None  # None: no worker is running
+    gpus: tuple[GpuDevice, ...]
+    gpu_note: str  # the GPU source's description: says when there is no GPU at all
+    disk: DiskUsage | None  # the worker's cached measurement; None until it measured once
+    projected_bytes: int = 0  # what the queued and waiting runs are projected to add to the disk
+    owners: Mapping[int, tuple[int, str]] = field(default_factory=dict)  # GPU pid → (run id, nickname) of ours
+
+    def run(self, run_id: int | None) -> Run | None:
+        """The run with ``run_id``, or None."""
+        return next((run for run in self.runs if run.id == run_id), None)
+
+    @property
+    def unfinished(self) -> int:
+        """Runs that are queued, waiting or running: they go on after the front end closes."""
+        return sum(not run.state.is_final for run in self.runs)
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """One run as a front end shows it.
+
+    The log is the last :data:`LOG_LINES` complete lines (tqdm redraws collapsed) plus the
+    unfinished one. ``log_total`` counts the lines appended since ``log_generation`` began, so a
+    view that already shows some of them appends only the rest; a new generation (the log was
+    opened, replaced or truncated) means "start over".
+    """
+
+    run: Run
+    progress: Progress | None = None
+    loss: tuple[tuple[float, float], ...] = ()  # (step, loss) of every train_log event
+    evals: tuple[Eval, ...] = ()  # eval events that carry scores, oldest first
+    log_lines: tuple[str, ...] = ()
+    log_live: str | None = None
+    log_total: int = 0
+    log_generation: int = 0
+    footprint: int = 0  # bytes the run is projected to add to the disk; 0 when it cannot tell
+
+    @property
+    def run_id(self) -> int:
+        return self.run.id
+
+
+class RunReader:
+    """Follows one run directory's ``events.jsonl`` and ``run.log``; one thread only."""
+
+    def __init__(self, run_dir: Path, window: int = DEFAULT_WINDOW) -> None:
+        files = RunFiles(run_dir)
+        self._log = LogTail(files.log, window=window)
+        self._events = EventTail(files.events)
+        self._lines: deque[str] = deque(maxlen=LOG_LINES)
+        self._live: str | None = None
+        self._total = 0
+        self._generation = 0
+        self._loss: list[tuple[float, float]] = []
+        self._evals: list[Eval] = []
+        self._series: tuple[tuple, tuple, tuple] = ((), (), ())  # built once per change, shared after
+
+    def read(self) -> bool:
+        """Take what was appended since the last call; True when anything changed."""
+        changed = self._read_log()
+        new_events = self._events.read_new()
+        for raw in new_events:
+            record = parse_event(raw)
+            if isinstance(record, TrainLog) and record.loss is not None:
+                self._loss.append((float(record.step if record.step is not None else len(self._loss)), record.loss))
+                changed = True
+            elif isinstance(record, Eval) and (record.rouge1 is not None or record.final is not None):
+                self._evals.append(record)
+                changed = True
+        if changed:
+            self._series = (tuple(self._lines), tuple(self._loss), tuple(self._evals))
+        return changed
+
+    def _read_log(self) -> bool:
+        chunk = self._log.read_new()
+        if chunk is None:
+            return False
+        if chunk.reset:
+            self._lines.clear()
+            self._total = 0
+            self._generation += 1
+        lines = list(chunk.lines)
+        if chunk.skipped:
+            lines.insert(0, f"… {chunk.skipped:,} bytes skipped (writer faster than the view) …")
+        self._lines.extend(lines)
+        self._total += len(lines)
+        self._live = chunk.live
+        return True
+
+    def snapshot(self, run: Run, footprint: int) -> RunSnapshot:
+        lines, loss, evals = self._series
+        return RunSnapshot(run=run, progress=run_progress(run), loss=loss, evals=evals, log_lines=lines,
+                           log_live=self._live, log_total=self._total, log_generation=self._generation,
+                           footprint=footprint)
+
+
+class SnapshotSource:
+    """Builds snapshots for one front end from its poll thread; repeats none that did not change."""
+
+    def __init__(self, manager: Manager, gpu_source: GpuSource) -> None:
+        self.manager = manager
+        self.gpu_source = gpu_source
+        self.gpu_note = gpu_source.describe()
+        self._last_board: tuple | None = None
+        self._runs: Sequence[Run] = ()
+        self._footprints: dict[tuple[int, str], int] = {}
+        self._reader: RunReader | None = None
+        self._reader_id: int | None = None
+        self._last_run: RunSnapshot | None = None
+
+    def board(self) -> BoardSnapshot | None:
+        """The board now, or None when it equals the one returned last."""
+        runs = tuple(self.manager.runs())
+        self._runs = runs
+        alive, pid = self.manager.worker_status()
+        key = (runs, self.manager.is_paused(), pid if alive else None, tuple(self.gpu_source.devices()),
+               self.manager.disk())
+        if key == self._last_board:
+            return None
+        self._last_board = key
+        # Ownership needs a process lookup per run: only pay for it when a GPU lists processes.
+        owners = self.manager.owners(list(runs)) if any(d.processes for d in key[3]) else {}
+        projected = sum(self.footprint(run) for run in runs if run.state in PENDING)
+        return BoardSnapshot(runs=runs, paused=key[1], worker_pid=key[2], gpus=key[3], gpu_note=self.gpu_note,
+                             disk=key[4], projected_bytes=projected, owners=owners)
+
+    def run(self, run_id: int | None) -> RunSnapshot | None:
+        """The run ``run_id`` now (all anew when it differs from the last one asked for), or None
+        when nothing changed. Call :meth:`board` first: the run record comes from that read."""
+        if run_id is None:
+            self._reader_id, self._reader, self._last_run = None, None, None
+            return None
+        if run_id != self._reader_id or self._reader is None:
+            self._reader_id, self._last_run = run_id, None
+            self._reader = RunReader(self.manager.workspace.run_dir(run_id))
+        changed = self._reader.read()
+        run = next((r for r in self._runs if r.id == run_id), None) or self.manager.get(run_id)
+        last = self._last_run
+        if last is not None and not changed and last.run == run:
+            return None
+        self._last_run = self._reader.snapshot(run, self.footprint(run))
+        return self._last_run
+
+    def footprint(self, run: Run) -> int:
+        """Bytes ``run`` is projected to add to the disk, computed once per run and action."""
+        key = (run.id, run.action.value)
+        if key not in self._footprints:
+            self._footprints[key] = _footprint(run, self.manager.workspace.root)
+        return self._footprints[key]
+
+
+def _footprint(run: Run, root: Path) -> int:
+    from dialsum_tui.manager.disk import projected_footprint
+
+    try:
+        return projected_footprint(load_snapshot(run.config_yaml, f"run {run.id}"), run.action.value, root)
+    except Exception:  # a projection is advice; a config it cannot read is reported when the run starts
+        return 0

@@ -1,0 +1,29 @@
+"""Provides StatusLine: one line under the header — queue live or paused, the worker, runs per state."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from dialsum_tui.manager.snapshot import BoardSnapshot
+
+
+def render_status(board: BoardSnapshot) -> Text:
+    """Say whether the queue runs, whether the worker is up, and how many runs are in each state."""
+    counts: dict[str, int] = {}
+    for run in board.runs:
+        counts[run.state.value] = counts.get(run.state.value, 0) + 1
+    text = Text()
+    text.append("⏸ queue paused (space resumes)" if board.paused else "▶ queue live", style="bold")
+    worker = f"worker pid {board.worker_pid}" if board.worker_pid else "worker not running"
+    text.append(f" · {worker} · ", style="" if board.worker_pid else "bold red")
+    text.append(", ".join(f"{n} {state}" for state, n in counts.items()) or "no runs yet (a adds one)")
+    return text
+
+
+class StatusLine(Static):
+    """Shows :func:`render_status` of the board; the ``-paused`` class colours it while paused."""
+
+    def show(self, board: BoardSnapshot) -> None:
+        self.update(render_status(board))
+        self.set_class(board.paused, "-paused")
