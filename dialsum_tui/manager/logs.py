@@ -19,7 +19,7 @@ DEFAULT_WINDOW = 64 * 1024
 # The most a whole-file reader (``window=None``: the CLI) takes per call, so memory stays flat.
 READ_CHUNK = 1024 * 1024
 # What the worker reads from the end of a log to judge a stage (the traceback is near the end).
-TAIL_BYTES = 64 * 1024
+TAIL_BYTES = 16 * 1024
 
 # Lines worth a look when something broke: the worker's "last lines" of a failure and the TUI's
 # "errors only" filter use this one pattern.
