@@ -54,10 +54,10 @@ def _wait_for(cond, timeout: float, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def demo_ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """``init_workspace(DIR, demo=True)`` once for the module, with the real engine."""
+    """``init_demo_workspace(DIR)`` once for the module, with the real engine."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(demo.PRETRAIN_STEPS_ENV, str(TEST_PRETRAIN_STEPS))
-        return init_workspace(tmp_path_factory.mktemp("demo") / "ws", demo=True)
+        return demo.init_demo_workspace(tmp_path_factory.mktemp("demo") / "ws")
 
 
 @pytest.fixture

@@ -15,10 +15,12 @@ import psutil
 import pytest
 
 from dialsum_tui.manager import process
+from dialsum_tui.manager.following import run_owners
 from dialsum_tui.manager.gpu import MIB, GpuDevice, GpuProcess, ScriptedGpuSource
+from dialsum_tui.manager.launching import run_config, stage_command
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.worker import Worker, run_config, run_owners, stage_command
+from dialsum_tui.manager.worker import Worker
 from dialsum_tui.manager.workspace import Workspace
 from dialsum_tui.widgets.gpu_panel import render_gpus
 
