@@ -9,7 +9,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace, init_workspace
 from engine.config import load_config
+
+from support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_ENGINE = REPO / "tests" / "fake_engine.py"
@@ -43,13 +44,6 @@ def _copy_workspace(src: Workspace, dest: Path) -> Workspace:
     """A fresh workspace with the demo content of ``src`` (no state: no runs, no worker)."""
     shutil.copytree(src.root, dest, ignore=shutil.ignore_patterns(".dialsum"))
     return init_workspace(dest)
-
-
-def _wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +141,7 @@ def test_broken_data_run_fails_as_a_data_error_through_the_real_worker(
     run = manager.add(str(ws.root / demo.DEMO_CONFIG_DIR / demo.BROKEN_CONFIG))
     try:
         manager.ensure_worker()
-        _wait_for(lambda: manager.get(run.id).state.is_final, 120, "the broken-data run to end")
+        wait_until(lambda: manager.get(run.id).state.is_final, 120, "the broken-data run to end")
     finally:
         manager.stop_worker()
     final = manager.get(run.id)
