@@ -19,6 +19,7 @@ from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace, init_workspace
 from engine.config import load_config
+from engine.contract import DATA_FILES
 
 from support import wait_until
 
@@ -80,7 +81,7 @@ def test_demo_configs_load_and_point_at_built_models_and_data(demo_ws: Workspace
         cfg = load_config(path)
         model_dir = demo_ws.resolve(cfg.model.name_or_path)
         assert (model_dir / "tiny_model.json").is_file(), f"{path.name}: {model_dir} not built"
-        assert all((demo_ws.resolve(cfg.data.dir) / f"{s}.csv").is_file() for s in demo.SPLITS)
+        assert all((demo_ws.resolve(cfg.data.dir) / name).is_file() for name in DATA_FILES)
     llama = demo_ws.root / "models" / "tiny-llama" / "tiny_model.json"
     assert f'"pretrain_steps": {TEST_PRETRAIN_STEPS}' in llama.read_text(encoding="utf-8")
     assert not list((demo_ws.root / "models").glob(".*partial")), "a partial model directory was left behind"
