@@ -119,16 +119,21 @@ def _start_worker(manager: Manager) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    ws = init_workspace(args.dir, demo=args.demo)
+    if args.demo:
+        from dialsum_tui.manager.demo import init_demo_workspace
+
+        ws = init_demo_workspace(args.dir)
+    else:
+        ws = init_workspace(args.dir)
     Manager.open(ws)  # creates the state database now, not on first add
     print(f"workspace ready: {ws.root}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.demo import queue_demo_runs
+    from dialsum_tui.manager.demo import init_demo_workspace, queue_demo_runs
 
-    ws = init_workspace(args.dir, demo=True)
+    ws = init_demo_workspace(args.dir)
     manager = Manager.open(ws)
     queue_demo_runs(manager)
     _start_worker(manager)

@@ -25,21 +25,25 @@ from pathlib import Path
 import yaml
 
 from engine import artifacts
+from engine.contract import ArtifactKind, Event, ExitCode, FailureKind, RunFiles, Stage
 from engine.failures import match_text
 
+# FAKE_FAIL kinds that print a known signature (hostoom, silent and crash are handled apart).
 MESSAGES = {
-    "oom": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.69 GiB total capacity)",
-    "dtype": "RuntimeError: expected scalar type BFloat16 but found Float",
-    "disk": "OSError: [Errno 28] No space left on device",
-    "data": "DataError: data/train.csv row 3: missing column 'dialogue'",
+    FailureKind.OOM: "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.69 GiB total capacity)",
+    FailureKind.DTYPE: "RuntimeError: expected scalar type BFloat16 but found Float",
+    FailureKind.DISK: "OSError: [Errno 28] No space left on device",
+    FailureKind.DATA: "DataError: data/train.csv row 3: missing column 'dialogue'",
     "crash": "RuntimeError: something nobody has seen before",
 }
-EXIT_CODES = {"data": 2, "config": 2}
+EXIT_CODES = {FailureKind.DATA: ExitCode.BAD_INPUT, FailureKind.CONFIG: ExitCode.BAD_INPUT}
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The stand-in's command line: the real engine's stage flags (tests/manager/test_engine_args.py
+    holds the two parsers together), all stages in one parser."""
     parser = argparse.ArgumentParser(prog="fake_engine")
-    parser.add_argument("command", choices=["train", "infer", "evaluate"])
+    parser.add_argument("command", choices=[str(stage) for stage in Stage])
     parser.add_argument("--config")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--split", default="both")
@@ -47,7 +51,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--predictions")
     parser.add_argument("--references")
     parser.add_argument("--json", action="store_true")
-    return parser.parse_args(argv)
+    return parser
 
 
 def _failure_for(nickname: str, stage: str) -> str | None:
@@ -67,13 +71,13 @@ def _score(nickname: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    run_dir = Path(args.run_dir)
-    config_path = Path(args.config) if args.config else run_dir / artifacts.CONFIG_FILE
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    files = RunFiles(Path(args.run_dir))
+    config_path = Path(args.config) if args.config else files.config
     cfg = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
     nickname = cfg.get("model", {}).get("nickname", "unknown")
     paths = cfg.get("paths", {})
-    events = artifacts.EventWriter(run_dir / artifacts.EVENTS_FILE, command=args.command)
+    events = artifacts.EventWriter(files.events, command=args.command)
 
     if pid_file := os.environ.get("FAKE_PID_FILE"):
         with open(pid_file, "a", encoding="utf-8") as fh:
@@ -81,15 +85,16 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_sigint(_sig: int, _frame: object) -> None:
         print("received SIGINT: stopping cleanly", flush=True)
-        events.emit("failed", kind="interrupted", message="interrupted by user (SIGINT)", hint="stopped on request; retry to continue")
-        sys.exit(130)
+        events.emit(Event.FAILED, kind=FailureKind.INTERRUPTED, message="interrupted by user (SIGINT)",
+                    hint=FailureKind.INTERRUPTED.hint)
+        sys.exit(ExitCode.INTERRUPTED)
 
     if os.environ.get("FAKE_IGNORE_SIGINT") == "1":
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     else:
         signal.signal(signal.SIGINT, on_sigint)
 
-    events.emit("started", nickname=nickname, model="fake", config_hash="0", device="cpu", dtype="float32", pid=os.getpid())
+    events.emit(Event.STARTED, nickname=nickname, model="fake", config_hash="0", device="cpu", dtype="float32", pid=os.getpid())
     print(f"[{args.command}] {nickname} started pid={os.getpid()}", flush=True)
     if os.environ.get("FAKE_CHILD") == "1":
         # Same process group (no new session): stands in for a forked DataLoader worker.
@@ -100,17 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     fail = _failure_for(nickname, args.command)
     for step in range(1, steps + 1):
         time.sleep(step_s)
-        events.emit("progress", step=step, total=steps, epoch=step / steps, eta_s=(steps - step) * step_s)
+        events.emit(Event.PROGRESS, step=step, total=steps, epoch=step / steps, eta_s=(steps - step) * step_s)
         if fail and step == max(1, steps // 2):
             return _fail(events, fail)
 
-    if args.command == "train":
+    if args.command == Stage.TRAIN:
         final = artifacts.final_model_dir(Path(paths.get("checkpoints", "checkpoints")), nickname)
         with artifacts.atomic_directory(final) as tmp:
             (tmp / "model.safetensors").write_bytes(b"\0" * 1024)
             artifacts.write_final_model_meta(tmp, {"nickname": nickname})
-        events.emit("artifact", kind="final_model", path=str(final), bytes=1024)
-    elif args.command == "infer":
+        events.emit(Event.ARTIFACT, kind=ArtifactKind.FINAL_MODEL, path=str(final), bytes=1024)
+    elif args.command == Stage.INFER:
         subs = Path(paths.get("submissions", "submissions"))
         for path in (artifacts.submission_path(subs, nickname), artifacts.dev_predictions_path(subs, nickname)):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                 writer = csv.writer(fh)
                 writer.writerow(["fname", "summary"])
                 writer.writerow(["test_0", "요약"])
-            events.emit("artifact", kind="submission", path=str(path), bytes=path.stat().st_size)
+            events.emit(Event.ARTIFACT, kind=ArtifactKind.SUBMISSION, path=str(path), bytes=path.stat().st_size)
     else:
-        events.emit("eval", tokenizer="mecab", scorer="competition", n=1, split="dev", **_score(nickname))
-    events.emit("finished", seconds=steps * step_s)
+        events.emit(Event.EVAL, tokenizer="mecab", scorer="competition", n=1, split="dev", **_score(nickname))
+    events.emit(Event.FINISHED, seconds=steps * step_s)
     print(f"[{args.command}] {nickname} finished", flush=True)
     return 0
 
@@ -130,14 +135,15 @@ def _fail(events: artifacts.EventWriter, kind: str) -> int:
     if kind == "hostoom":
         os.kill(os.getpid(), signal.SIGKILL)  # the kernel's OOM killer: no event, no log line
     if kind == "silent":
-        return 1
+        return ExitCode.ERROR
     message = MESSAGES[kind]
     print("Traceback (most recent call last):\n  File \"train.py\", line 1, in <module>", file=sys.stderr)
     print(message, file=sys.stderr, flush=True)
     if kind != "crash":
         known = match_text(message)
-        events.emit("failed", kind=known.kind if known else "unknown", message=message, hint=known.hint if known else "")
-    return EXIT_CODES.get(kind, 1)
+        events.emit(Event.FAILED, kind=known.kind if known else FailureKind.UNKNOWN, message=message,
+                    hint=known.hint if known else "")
+    return EXIT_CODES.get(kind, ExitCode.ERROR)
 
 
 if __name__ == "__main__":

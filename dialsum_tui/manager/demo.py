@@ -23,16 +23,16 @@ import yaml
 from dialsum_tui.manager import process
 from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace, WorkspaceError
+from dialsum_tui.manager.workspace import Workspace, WorkspaceError, init_workspace
 from engine.artifacts import atomic_write_text
 from engine.config import safe_load
+from engine.contract import DATA_FILES, DEV_CSV, TEST_CSV, TRAIN_CSV
 
 # Where the demo configs come from: the repository's configs/demo/ (the package is installed editable).
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 DEMO_CONFIG_DIR = Path("configs") / "demo"  # inside the workspace
 BUILD_LOG = "demo-build.log"  # in .dialsum/: the engine steps' output, named in every error
 
-SPLITS = ("train", "dev", "test")
 BROKEN_DATA_DIR = "data-broken"
 BROKEN_CONFIG = "broken-data.yaml"
 # The row of dev.csv that gets the organizers' noise gone wrong: an unescaped quote in a quoted field.
@@ -109,7 +109,7 @@ def _engine(ws: Workspace, step: str, *args: str) -> None:
 
 
 def _data_complete(directory: Path) -> bool:
-    return all((directory / f"{split}.csv").is_file() for split in SPLITS)
+    return all((directory / name).is_file() for name in DATA_FILES)
 
 
 def build_data(ws: Workspace, report: Report) -> None:
@@ -238,11 +238,11 @@ def build_broken(ws: Workspace, report: Report) -> None:
         report(f"  reusing {broken} (broken on purpose)")
     else:
         broken.mkdir(parents=True, exist_ok=True)
-        for split in ("train", "test"):
-            shutil.copyfile(ws.data_dir / f"{split}.csv", broken / f"{split}.csv")
-        text, line, fname = broken_dev_csv(ws.data_dir / "dev.csv")
+        for name in (TRAIN_CSV, TEST_CSV):
+            shutil.copyfile(ws.data_dir / name, broken / name)
+        text, line, fname = broken_dev_csv(ws.data_dir / DEV_CSV)
         atomic_write_text(broken / "README.txt", BROKEN_README.format(line=line, fname=fname, dir=BROKEN_DATA_DIR))
-        atomic_write_text(broken / "dev.csv", text)  # last: its presence marks the copy complete
+        atomic_write_text(broken / DEV_CSV, text)  # last: its presence marks the copy complete
         report(f"  wrote {BROKEN_DATA_DIR}/ (dev.csv line {line}: a broken quote, for the demo's failure)")
     config = ws.root / DEMO_CONFIG_DIR / BROKEN_CONFIG
     if config.exists():
@@ -277,6 +277,18 @@ def build_demo(ws: Workspace, report: Report = print) -> None:
     copy_configs(ws, report)
     build_broken(ws, report)
     report(f"demo workspace ready ({time.monotonic() - started:.0f} s)")
+
+
+def init_demo_workspace(directory: str | Path, report: Report = print) -> Workspace:
+    """``init_workspace(directory)`` and then :func:`build_demo` on it (``dialsum-tui init --demo``, ``demo``).
+
+    Raises:
+        WorkspaceError: ``directory`` is a file, or a setting is invalid.
+        DemoBuildError: a demo build step failed (its message names the step and the log).
+    """
+    ws = init_workspace(directory)
+    build_demo(ws, report)
+    return ws
 
 
 # --- queueing ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Provides GPU snapshots from NVML (or a scripted/no-GPU stand-in) and the /proc inspection that
-tells who really holds GPU memory.
+"""Provides GPU snapshots from NVML (or a scripted/no-GPU stand-in) and the description of who
+really holds GPU memory (the /proc look-ups behind it live in :mod:`dialsum_tui.manager.process`).
 
 NVML is queried in-process (microseconds per call); ``nvidia-smi`` is never run (25-95 ms a call).
 ``pynvml`` is imported lazily so the manager starts and works on machines without a driver.
@@ -14,15 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import psutil
+from dialsum_tui.manager.process import (
+    ALIVE,
+    GONE,
+    ns_pid_map,
+    nvidia_device_holders,
+    pid_state,
+    process_group,
+    process_identity,
+)
 
 MIB = 1024**2
 GIB = 1024**3
-
-# Process states seen by :func:`pid_state`.
-ALIVE = "alive"
-ZOMBIE = "zombie"
-GONE = "gone"
 
 
 @dataclass(frozen=True)
@@ -245,92 +248,7 @@ def open_gpu_source() -> GpuSource:
         return NoGpuSource(f"NVML unavailable: {err}")
 
 
-# --- who holds the memory: /proc inspection ----------------------------------------------------
-
-
-def pid_state(pid: int) -> str:
-    """Return ALIVE, ZOMBIE or GONE for a pid in our pid namespace."""
-    try:
-        status = psutil.Process(pid).status()
-    except (psutil.NoSuchProcess, ValueError):
-        return GONE
-    except psutil.AccessDenied:
-        return ALIVE
-    return ZOMBIE if status == psutil.STATUS_ZOMBIE else ALIVE
-
-
-def process_identity(pid: int) -> tuple[str, str]:
-    """Return (name, user) of a visible process, ("", "") when it is not visible here."""
-    try:
-        proc = psutil.Process(pid)
-        name = proc.name()
-    except (psutil.Error, ValueError):
-        return "", ""
-    try:
-        user = proc.username()
-    except (psutil.Error, KeyError):
-        user = ""
-    return name, user
-
-
-def process_group(pid: int) -> int | None:
-    """Return the process-group id of ``pid`` (our runs lead their own group), None if gone."""
-    try:
-        return os.getpgid(pid)
-    except (ProcessLookupError, PermissionError):
-        return None
-
-
-def ns_pid_map(proc_root: Path = Path("/proc")) -> dict[int, int]:
-    """Map pids of nested pid namespaces to our local pids, from ``/proc/<pid>/status`` NSpid.
-
-    NVML reports pids of the namespace the driver sees. Where that namespace is visible to us
-    (our /proc shows NSpid with several levels), this maps any level's pid to the local one.
-    From inside a container the host level is not visible; the guard then says so.
-    """
-    mapping: dict[int, int] = {}
-    for entry in _numeric_dirs(proc_root):
-        try:
-            text = (entry / "status").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            if line.startswith("NSpid:"):
-                levels = [int(x) for x in line.split()[1:]]
-                for ns_pid in levels[1:]:
-                    mapping.setdefault(ns_pid, levels[0])
-                break
-    return mapping
-
-
-def nvidia_device_holders(proc_root: Path = Path("/proc")) -> dict[int, set[str]]:
-    """Return local pids that have a ``/dev/nvidia*`` file open, with the device paths.
-
-    This finds the real holder when NVML lists a dead or zombie pid: a forked-not-exec'd child
-    (DataLoader worker) keeps the CUDA context alive after its parent died. Processes we may not
-    inspect are skipped silently (another user's fds are private).
-    """
-    holders: dict[int, set[str]] = {}
-    for entry in _numeric_dirs(proc_root):
-        try:
-            fds = list((entry / "fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("/dev/nvidia"):
-                holders.setdefault(int(entry.name), set()).add(target)
-    return holders
-
-
-def _numeric_dirs(proc_root: Path) -> Iterable[Path]:
-    try:
-        return [p for p in proc_root.iterdir() if p.name.isdigit()]
-    except OSError:
-        return []
+# --- who holds the memory ------------------------------------------------------------------
 
 
 @dataclass

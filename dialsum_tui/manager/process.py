@@ -1,5 +1,6 @@
-"""Provides the only code that starts or signals processes: stage launch in its own session, process
-identity (pid + start time), and group stop with SIGINT → SIGTERM → SIGKILL escalation.
+"""Provides the only code that starts or signals processes, and every pid/procfs look-up: stage
+launch in its own session, process identity (pid + start time), group stop with SIGINT → SIGTERM →
+SIGKILL escalation, the ranks a launcher started, and the /proc scans that find GPU holders.
 
 Every signal goes through :func:`_verified_group`, which refuses a pid whose start time differs from
 the one recorded at launch: after a reboot or a long pause that pid may belong to someone else.
@@ -11,11 +12,18 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+Popen = subprocess.Popen  # the handle of a child we started (launchers reap it through this)
+
+# Process states seen by :func:`pid_state`.
+ALIVE = "alive"
+ZOMBIE = "zombie"
+GONE = "gone"
 
 # psutil derives create_time from boot time + clock ticks: equal for the same process, but allow
 # for float rounding when the value went through SQLite and JSON.
@@ -60,6 +68,27 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:  # exists but not ours: never treat it as our group
         return False
     return True
+
+
+def group_leaders_below(pid: int) -> list[Identity]:
+    """Descendants of ``pid`` that lead their own process group (the ranks torchrun started).
+
+    torchrun puts each rank in a new session (to kill a rank with its DataLoader workers), so a
+    signal to the launcher's group reaches the launcher only; the caller tracks these by identity
+    so none survives the launcher unnoticed.
+    """
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    members = []
+    for child in children:
+        try:
+            if os.getpgid(child.pid) == child.pid:
+                members.append(Identity(child.pid, child.create_time()))
+        except (OSError, psutil.Error):
+            continue  # exited while we looked
+    return members
 
 
 def _popen_logged(
@@ -272,3 +301,91 @@ def run_to_completion(
             proc.kill()
             proc.wait()
         raise
+
+
+# --- who holds the GPU memory: /proc inspection --------------------------------------------------
+
+
+def pid_state(pid: int) -> str:
+    """Return ALIVE, ZOMBIE or GONE for a pid in our pid namespace."""
+    try:
+        status = psutil.Process(pid).status()
+    except (psutil.NoSuchProcess, ValueError):
+        return GONE
+    except psutil.AccessDenied:
+        return ALIVE
+    return ZOMBIE if status == psutil.STATUS_ZOMBIE else ALIVE
+
+
+def process_identity(pid: int) -> tuple[str, str]:
+    """Return (name, user) of a visible process, ("", "") when it is not visible here."""
+    try:
+        proc = psutil.Process(pid)
+        name = proc.name()
+    except (psutil.Error, ValueError):
+        return "", ""
+    try:
+        user = proc.username()
+    except (psutil.Error, KeyError):
+        user = ""
+    return name, user
+
+
+def process_group(pid: int) -> int | None:
+    """Return the process-group id of ``pid`` (our runs lead their own group), None if gone."""
+    try:
+        return os.getpgid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def ns_pid_map(proc_root: Path = Path("/proc")) -> dict[int, int]:
+    """Map pids of nested pid namespaces to our local pids, from ``/proc/<pid>/status`` NSpid.
+
+    NVML reports pids of the namespace the driver sees. Where that namespace is visible to us
+    (our /proc shows NSpid with several levels), this maps any level's pid to the local one.
+    From inside a container the host level is not visible; the guard then says so.
+    """
+    mapping: dict[int, int] = {}
+    for entry in _numeric_dirs(proc_root):
+        try:
+            text = (entry / "status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("NSpid:"):
+                levels = [int(x) for x in line.split()[1:]]
+                for ns_pid in levels[1:]:
+                    mapping.setdefault(ns_pid, levels[0])
+                break
+    return mapping
+
+
+def nvidia_device_holders(proc_root: Path = Path("/proc")) -> dict[int, set[str]]:
+    """Return local pids that have a ``/dev/nvidia*`` file open, with the device paths.
+
+    This finds the real holder when NVML lists a dead or zombie pid: a forked-not-exec'd child
+    (DataLoader worker) keeps the CUDA context alive after its parent died. Processes we may not
+    inspect are skipped silently (another user's fds are private).
+    """
+    holders: dict[int, set[str]] = {}
+    for entry in _numeric_dirs(proc_root):
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("/dev/nvidia"):
+                holders.setdefault(int(entry.name), set()).add(target)
+    return holders
+
+
+def _numeric_dirs(proc_root: Path) -> Iterable[Path]:
+    try:
+        return [p for p in proc_root.iterdir() if p.name.isdigit()]
+    except OSError:
+        return []

@@ -6,7 +6,6 @@ front end sees the same truth and nothing depends on the front end staying open.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
 import time
@@ -15,13 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager import process
+from dialsum_tui.manager.following import run_owners
 from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
+from dialsum_tui.manager.lock import read_lock_holder
 from dialsum_tui.manager.models import Action, Run, RunState
 from dialsum_tui.manager.store import Store
-from dialsum_tui.manager.worker import run_owners
 from dialsum_tui.manager.workspace import Workspace
 from engine import artifacts
 from engine.config import ConfigError, load_config
+from engine.contract import RunFiles
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.disk import DiskUsage
@@ -30,35 +31,6 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.results import ResultRow
 
 WORKER_START_TIMEOUT_S = 10.0
-
-
-def read_lock_holder(lock_path: Path) -> tuple[bool, process.Identity | None]:
-    """Whether a worker holds ``lock_path``, and its identity as it wrote it.
-
-    Probes with a shared non-blocking flock: it succeeds only when no worker holds the lock.
-    """
-    try:
-        fd = os.open(lock_path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False, None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held = True
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            held = False
-        text = os.read(fd, 200).decode(errors="replace").split()
-    finally:
-        os.close(fd)
-    ident = None
-    if len(text) >= 2:
-        try:
-            ident = process.Identity(int(text[0]), float(text[1]))
-        except ValueError:
-            ident = None
-    return held, ident
 
 
 @dataclass
@@ -111,7 +83,7 @@ class Manager:
         run_dir = self.workspace.run_dir(run.id)
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)
-        artifacts.atomic_write_text(run_dir / artifacts.CONFIG_FILE, config_yaml, mode=0o600)
+        artifacts.atomic_write_text(RunFiles(run_dir).config, config_yaml, mode=0o600)
         return run
 
     def cancel(self, run_id: int) -> Run:
@@ -189,10 +161,10 @@ class Manager:
     # --- files --------------------------------------------------------------------------------
 
     def log_path(self, run_id: int) -> Path:
-        return self.workspace.run_dir(run_id) / artifacts.LOG_FILE
+        return RunFiles(self.workspace.run_dir(run_id)).log
 
     def events(self, run_id: int) -> list[dict[str, Any]]:
-        return artifacts.read_events(self.workspace.run_dir(run_id) / artifacts.EVENTS_FILE)
+        return artifacts.read_events(RunFiles(self.workspace.run_dir(run_id)).events)
 
     # --- results, GPU, disk -------------------------------------------------------------------
 

@@ -151,16 +151,14 @@ def _make_private_dir(path: Path) -> None:
     os.chmod(path, PRIVATE_DIR_MODE)
 
 
-def init_workspace(directory: str | Path, demo: bool = False) -> Workspace:
+def init_workspace(directory: str | Path) -> Workspace:
     """Create the layout in ``directory``, or adopt an existing one by adding what is missing.
 
     Args:
         directory: the workspace root (created if needed).
-        demo: also build the demo content through ``dialsum_tui.manager.demo:build_demo``.
 
     Raises:
         WorkspaceError: if ``directory`` is a file.
-        DemoBuildError: a demo build step failed (its message names the step and the log).
     """
     root = Path(directory).expanduser().resolve()
     if root.exists() and not root.is_dir():
@@ -170,10 +168,6 @@ def init_workspace(directory: str | Path, demo: bool = False) -> Workspace:
         sub.mkdir(parents=True, exist_ok=True)
     # Shared server: other users must not read our state, logs or configs snapshots.
     _make_private_dir(ws.state_dir)
-    if demo:
-        from dialsum_tui.manager.demo import build_demo  # imports the workspace module: load it late
-
-        build_demo(ws)
     return ws
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from dialsum_tui.manager import process
-from dialsum_tui.manager.worker import accelerate_argv, stage_members
+from dialsum_tui.manager.launching import accelerate_argv
 from engine.artifacts import is_complete_model
 
 from support import REPO, read_event_lines, write_run_config
@@ -67,9 +67,9 @@ def test_sigint_to_the_launch_group_stops_every_rank(tmp_path: Path, synth_data_
     while not any(e["event"] == "train_log" for e in read_events_or_empty(run_dir)):
         assert popen.poll() is None, (run_dir / "run.log").read_text(errors="replace")[-3000:]
         assert time.monotonic() < deadline, "training never started"
-        ranks = stage_members(ident.pid) or ranks
+        ranks = process.group_leaders_below(ident.pid) or ranks
         time.sleep(0.2)
-    ranks = stage_members(ident.pid) or ranks
+    ranks = process.group_leaders_below(ident.pid) or ranks
     assert len(ranks) == 2, ranks  # torchrun's two ranks, each leading its own group
     assert all(os.getpgid(r.pid) != ident.pid for r in ranks)  # so only the launcher gets the group signal
 

@@ -13,6 +13,7 @@ import sys
 import time
 
 from engine.artifacts import process_rank, world_size
+from engine.contract import Event
 from engine.runtime import raise_if_stopped, run_command
 
 
@@ -21,14 +22,14 @@ def body(args: argparse.Namespace, events) -> dict:
     if os.environ.get("RANK_PID_FILE"):
         with open(os.environ["RANK_PID_FILE"], "a", encoding="utf-8") as fh:
             fh.write(f"{rank} {os.getpid()}\n")
-    events.emit("started", nickname="ranks", world_size=world_size())
+    events.emit(Event.STARTED, nickname="ranks", world_size=world_size())
     steps = int(os.environ.get("RANK_STEPS", "20"))
     for step in range(1, steps + 1):
         time.sleep(0.05)
         raise_if_stopped()
         if str(rank) == os.environ.get("RANK_FAIL") and step == 3:
             raise RuntimeError(f"torch.OutOfMemoryError: CUDA out of memory on rank {rank} at step {step}")
-        events.emit("progress", step=step, total=steps)
+        events.emit(Event.PROGRESS, step=step, total=steps)
     return {"steps": steps}
 
 

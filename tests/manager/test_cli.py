@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import psutil
@@ -17,6 +16,8 @@ from dialsum_tui.manager import process
 from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace
+
+from support import wait_until
 
 CLI = [sys.executable, "-m", "dialsum_tui"]
 
@@ -36,17 +37,10 @@ def cli(workspace: Workspace) -> Iterator[Callable[..., subprocess.CompletedProc
     Manager.open(workspace).stop_worker()
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-
-
 def test_add_ls_results_handoff_end_to_end(workspace: Workspace, make_config, cli) -> None:
     cli("add", str(make_config("koBART-summarization")))
     mgr = Manager.open(workspace)
-    wait_for(lambda: mgr.get(1).state.is_final)
+    wait_until(lambda: mgr.get(1).state.is_final)
     listed = json.loads(cli("ls", "--json").stdout)
     assert listed[0]["state"] == "succeeded" and listed[0]["stage"] == "evaluate"
     table = cli("results").stdout
@@ -77,14 +71,14 @@ def test_pause_cancel_retry(workspace: Workspace, make_config, cli) -> None:
     cli("pause")
     cli("add", str(make_config("m")), "--action", "train")
     mgr = Manager.open(workspace)
-    wait_for(lambda: mgr.get(1).state is RunState.WAITING)
+    wait_until(lambda: mgr.get(1).state is RunState.WAITING)
     assert "paused" in mgr.get(1).reason
     cli("cancel", "1")
     assert mgr.get(1).state is RunState.CANCELLED
     assert "retry of run 1" in cli("retry", "1", "--action", "infer").stdout
     assert mgr.get(2).action.value == "infer" and mgr.get(2).config_yaml == mgr.get(1).config_yaml
     cli("resume")
-    wait_for(lambda: mgr.get(2).state.is_final)
+    wait_until(lambda: mgr.get(2).state.is_final)
 
 
 def test_worker_killed_minus_9_mid_run_then_restarted_re_adopts(workspace: Workspace, make_config, cli,
@@ -92,30 +86,33 @@ def test_worker_killed_minus_9_mid_run_then_restarted_re_adopts(workspace: Works
     monkeypatch.setenv("FAKE_STEPS", "60")
     cli("add", str(make_config("m")), "--action", "train")
     mgr = Manager.open(workspace)
-    wait_for(lambda: mgr.get(1).pid is not None and bool(mgr.get(1).progress))
+    wait_until(lambda: mgr.get(1).pid is not None and bool(mgr.get(1).progress))
     running, worker_pid = mgr.worker_status()
     assert running and worker_pid
     stage = mgr.get(1)
     os.kill(worker_pid, signal.SIGKILL)
-    wait_for(lambda: not mgr.worker_status()[0])
+    wait_until(lambda: not mgr.worker_status()[0])
     assert process.is_alive(stage.pid, stage.pid_start_time)  # the stage outlived its worker
     assert "worker running" in cli("worker", "start").stdout
-    wait_for(lambda: mgr.get(1).state.is_final)
+    wait_until(lambda: mgr.get(1).state.is_final)
     done = mgr.get(1)
     assert done.state is RunState.SUCCEEDED and done.pid == stage.pid
     assert f"re-adopted train stage pid {stage.pid}" in workspace.worker_log.read_text(encoding="utf-8")
 
 
-def test_worker_survives_sighup_of_the_launching_terminal(workspace: Workspace, cli) -> None:
+def test_worker_survives_sighup_of_the_launching_terminal(workspace: Workspace, make_config, cli) -> None:
     # A "terminal": its own session, starts the worker, then waits like an interactive shell.
     term = subprocess.Popen(["bash", "-c", f"{' '.join(CLI)} --workspace {workspace.root} worker start; sleep 30"],
                             start_new_session=True, stdout=subprocess.DEVNULL)
     mgr = Manager.open(workspace)
-    wait_for(lambda: mgr.worker_status()[0])
+    wait_until(lambda: mgr.worker_status()[0])
     _, pid = mgr.worker_status()
     os.killpg(term.pid, signal.SIGHUP)
     term.wait(timeout=10)
-    time.sleep(0.5)
+    # Had the hang-up reached the worker, it would be gone: have it run a whole run first instead.
+    cli("add", str(make_config("after-hangup")))
+    wait_until(lambda: mgr.runs() and mgr.runs()[0].state.is_final)
+    assert mgr.runs()[0].state is RunState.SUCCEEDED
     assert mgr.worker_status() == (True, pid)
     assert "worker running" in cli("worker", "status").stdout and str(pid) in cli("worker", "status").stdout
     assert "worker stopped" in cli("worker", "stop").stdout
@@ -137,5 +134,5 @@ def test_two_clis_adding_at_once(workspace: Workspace, make_config, cli) -> None
                 and str(workspace.root) in p.info["cmdline"] and p.info["status"] != psutil.STATUS_ZOMBIE]
 
     # Racing CLIs may each spawn one; all but the lock holder give up within their retry window.
-    wait_for(lambda: len(workers()) == 1, timeout=15)
+    wait_until(lambda: len(workers()) == 1, timeout=15)
     assert workers()[0].pid == Manager.open(workspace).worker_status()[1]

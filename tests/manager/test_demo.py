@@ -9,7 +9,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,9 @@ from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace, init_workspace
 from engine.config import load_config
+from engine.contract import DATA_FILES
+
+from support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_ENGINE = REPO / "tests" / "fake_engine.py"
@@ -45,19 +47,12 @@ def _copy_workspace(src: Workspace, dest: Path) -> Workspace:
     return init_workspace(dest)
 
 
-def _wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def demo_ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """``init_workspace(DIR, demo=True)`` once for the module, with the real engine."""
+    """``init_demo_workspace(DIR)`` once for the module, with the real engine."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(demo.PRETRAIN_STEPS_ENV, str(TEST_PRETRAIN_STEPS))
-        return init_workspace(tmp_path_factory.mktemp("demo") / "ws", demo=True)
+        return demo.init_demo_workspace(tmp_path_factory.mktemp("demo") / "ws")
 
 
 @pytest.fixture
@@ -86,7 +81,7 @@ def test_demo_configs_load_and_point_at_built_models_and_data(demo_ws: Workspace
         cfg = load_config(path)
         model_dir = demo_ws.resolve(cfg.model.name_or_path)
         assert (model_dir / "tiny_model.json").is_file(), f"{path.name}: {model_dir} not built"
-        assert all((demo_ws.resolve(cfg.data.dir) / f"{s}.csv").is_file() for s in demo.SPLITS)
+        assert all((demo_ws.resolve(cfg.data.dir) / name).is_file() for name in DATA_FILES)
     llama = demo_ws.root / "models" / "tiny-llama" / "tiny_model.json"
     assert f'"pretrain_steps": {TEST_PRETRAIN_STEPS}' in llama.read_text(encoding="utf-8")
     assert not list((demo_ws.root / "models").glob(".*partial")), "a partial model directory was left behind"
@@ -147,7 +142,7 @@ def test_broken_data_run_fails_as_a_data_error_through_the_real_worker(
     run = manager.add(str(ws.root / demo.DEMO_CONFIG_DIR / demo.BROKEN_CONFIG))
     try:
         manager.ensure_worker()
-        _wait_for(lambda: manager.get(run.id).state.is_final, 120, "the broken-data run to end")
+        wait_until(lambda: manager.get(run.id).state.is_final, 120, "the broken-data run to end")
     finally:
         manager.stop_worker()
     final = manager.get(run.id)

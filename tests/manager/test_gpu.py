@@ -11,19 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager import gpu
+from dialsum_tui.manager import process
 from dialsum_tui.manager.gpu import (
-    ALIVE,
-    GONE,
-    ZOMBIE,
     GpuProcess,
     NoGpuSource,
     ScriptedGpuSource,
-    nvidia_device_holders,
     open_gpu_source,
-    pid_state,
     resolve_holder,
 )
+from dialsum_tui.manager.process import ALIVE, GONE, ZOMBIE, nvidia_device_holders, pid_state
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gpu"
 UNUSED_PID = 4194399  # above the largest pid_max Linux allows: never a live process
@@ -122,4 +118,4 @@ def test_ns_pid_map_maps_nested_levels(tmp_path):
     (tmp_path / "900" / "status").write_text("Name:\tpython\nNSpid:\t900\t12\n")
     (tmp_path / "901").mkdir()
     (tmp_path / "901" / "status").write_text("Name:\tbash\nNSpid:\t901\n")
-    assert gpu.ns_pid_map(tmp_path) == {12: 900}
+    assert process.ns_pid_map(tmp_path) == {12: 900}

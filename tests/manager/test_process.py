@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -13,6 +12,9 @@ import pytest
 
 from dialsum_tui.manager import process
 from engine import artifacts
+from engine.contract import Event, FailureKind, RunFiles
+
+from support import wait_until
 
 FAKE = Path(__file__).resolve().parents[1] / "fake_engine.py"
 
@@ -25,15 +27,12 @@ def _launch_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str):
                           cwd=tmp_path, log_path=tmp_path / "run.log", env=full)
 
 
-def _wait_for(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+def _events(tmp_path: Path, event: Event) -> list[dict]:
+    return [e for e in artifacts.read_events(RunFiles(tmp_path).events) if e["event"] == event]
 
 
 def _started(tmp_path: Path) -> bool:
-    return any(e["event"] == "started" for e in artifacts.read_events(tmp_path / "events.jsonl"))
+    return bool(_events(tmp_path, Event.STARTED))
 
 
 def test_launch_own_session_identity_and_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,34 +48,36 @@ def test_launch_own_session_identity_and_log(tmp_path: Path, monkeypatch: pytest
 
 def test_sigint_gives_clean_stop_exit_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proc, ident = _launch_fake(tmp_path, monkeypatch)
-    _wait_for(lambda: _started(tmp_path))
+    wait_until(lambda: _started(tmp_path))
     sent = process.stop_group(ident, grace=(5, 5), reap=proc)
     assert sent == [signal.SIGINT]
     assert proc.returncode == 130
-    failed = [e for e in artifacts.read_events(tmp_path / "events.jsonl") if e["event"] == "failed"]
-    assert failed[-1]["kind"] == "interrupted"
+    failed = _events(tmp_path, Event.FAILED)
+    assert failed[-1]["kind"] == FailureKind.INTERRUPTED
 
 
 def test_escalates_to_sigterm_and_kills_forked_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proc, ident = _launch_fake(tmp_path, monkeypatch, FAKE_IGNORE_SIGINT="1", FAKE_CHILD="1")
-    _wait_for(lambda: _started(tmp_path) and len(psutil.Process(ident.pid).children()) == 1)
+    wait_until(lambda: _started(tmp_path) and len(psutil.Process(ident.pid).children()) == 1)
     child = psutil.Process(ident.pid).children()[0]
     sent = process.stop_group(ident, grace=(0.3, 2), reap=proc)
     assert sent[:2] == [signal.SIGINT, signal.SIGTERM]
     assert proc.returncode == -signal.SIGTERM
-    _wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE)
+    wait_until(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE)
     assert not process.group_running(ident)
 
 
 def test_never_signals_a_reused_pid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proc, ident = _launch_fake(tmp_path, monkeypatch)
-    _wait_for(lambda: _started(tmp_path))
+    wait_until(lambda: _started(tmp_path))
     # Same pid, other start time: what a reused pid looks like to us.
     impostor = process.Identity(ident.pid, ident.start_time - 100)
     assert process.signal_group(impostor, signal.SIGKILL) is False
     assert process.signal_pid(impostor, signal.SIGKILL) is False
     assert not process.group_running(impostor)
-    time.sleep(0.2)
+    # Had a SIGKILL gone out, the fake would write nothing more: wait for its next step instead.
+    steps = len(_events(tmp_path, Event.PROGRESS))
+    wait_until(lambda: len(_events(tmp_path, Event.PROGRESS)) > steps, 10, "a step after the refused signals")
     assert proc.poll() is None  # untouched
     process.stop_group(ident, grace=(5, 5), reap=proc)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,12 +14,16 @@ import psutil
 import pytest
 
 from dialsum_tui.manager import process
+from dialsum_tui.manager.following import run_owners
 from dialsum_tui.manager.gpu import MIB, GpuDevice, GpuProcess, ScriptedGpuSource
+from dialsum_tui.manager.launching import run_config, stage_command
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.worker import Worker, run_config, run_owners, stage_command
+from dialsum_tui.manager.worker import Worker
 from dialsum_tui.manager.workspace import Workspace
 from dialsum_tui.widgets.gpu_panel import render_gpus
+
+from support import wait_until
 
 RANK_ENGINE = Path(__file__).resolve().parent / "rank_engine.py"
 GIB = 1024 * MIB
@@ -32,14 +35,18 @@ def device(index: int, *procs: GpuProcess) -> GpuDevice:
 
 
 def tick_until(worker: Worker, manager: Manager, until: Callable[[list[Run]], bool], timeout: float = 30.0) -> list[Run]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """Tick the worker until ``until(runs)`` holds."""
+    seen: list[Run] = []
+
+    def step() -> tuple[list[Run]] | None:  # a tuple: an empty queue that satisfies ``until`` is still an answer
         worker.tick()
-        runs = manager.runs()
-        if until(runs):
-            return runs
-        assert time.monotonic() < deadline, [(r.id, r.state.value, r.reason) for r in runs]
-        time.sleep(0.05)
+        seen[:] = manager.runs()
+        return (list(seen),) if until(seen) else None
+
+    try:
+        return wait_until(step, timeout, "the queue")[0]
+    except pytest.fail.Exception:
+        pytest.fail(str([(r.id, r.state.value, r.reason) for r in seen]))
 
 
 def by_id(runs: list[Run]) -> dict[int, Run]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import pytest
@@ -22,17 +21,22 @@ from dialsum_tui.manager.worker import Worker
 from dialsum_tui.manager.workspace import Workspace
 from engine import artifacts
 
+from support import wait_until
+
 
 def drive(worker: Worker, manager: Manager, run_id: int, until: Callable[[Run], bool], timeout: float = 30.0) -> Run:
     """Tick the worker until ``until(run)`` holds."""
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[Run] = []
+
+    def step() -> Run | None:
         worker.tick()
-        run = manager.get(run_id)
-        if until(run):
-            return run
-        assert time.monotonic() < deadline, f"run {run_id} stuck in {run.state} ({run.reason})"
-        time.sleep(0.05)
+        seen[:] = [manager.get(run_id)]
+        return seen[0] if until(seen[0]) else None
+
+    try:
+        return wait_until(step, timeout, f"run {run_id}")
+    except pytest.fail.Exception:
+        pytest.fail(f"run {run_id} stuck in {seen[0].state} ({seen[0].reason})")
 
 
 def final(run: Run) -> bool:

@@ -1,0 +1,127 @@
+"""Provides what following a running stage needs: the stage being followed (its process, the ranks
+it started, its events so far, its stop), how new events become the run's progress and metrics,
+which pids belong to which run, and the tail of ``run.log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dialsum_tui.manager import process
+from dialsum_tui.manager.models import Run
+from engine.artifacts import EventTail
+from engine.contract import Event
+
+log = logging.getLogger("dialsum.worker")
+
+LOG_TAIL_BYTES = 16_384
+# Fields every event carries; the rest of a progress/eval event is what the store keeps.
+_EVENT_META = frozenset({"v", "ts", "event", "command"})
+
+
+@dataclass
+class ActiveStage:
+    """A stage process the worker follows (launched by it, or re-adopted after a restart)."""
+
+    run_id: int
+    stage: str
+    ident: process.Identity
+    popen: Any | None  # subprocess.Popen when we are the parent; None when re-adopted
+    tail: EventTail
+    events: list[dict[str, Any]] = field(default_factory=list)
+    stop: process.GroupStop | None = None
+    stop_reason: str | None = None  # "cancel" or the disk-guard message
+    members: dict[int, process.Identity] = field(default_factory=dict)  # ranks in their own groups
+    member_stops: dict[int, process.GroupStop] = field(default_factory=dict)
+
+    def read_new_events(self) -> list[dict[str, Any]]:
+        """This stage's events appended since the last read (other stages' lines are skipped)."""
+        new = stage_events(self.tail.read_new(), self.stage)
+        self.events.extend(new)
+        return new
+
+    def exited(self) -> tuple[bool, int | None]:
+        """(whether the stage process is gone, its exit status when we are its parent, else None)."""
+        if self.popen is not None:
+            rc = self.popen.poll()
+            return rc is not None, rc
+        return not process.is_alive(self.ident.pid, self.ident.start_time), None
+
+    def begin_stop(self, reason: str, grace: tuple[float, float]) -> None:
+        """Start stopping the stage's group (SIGINT now, escalating on later :meth:`advance_stop` calls)."""
+        self.stop_reason = reason
+        self.stop = process.GroupStop(self.ident, grace)
+        self.stop.advance()
+
+    def track_members(self) -> list[process.Identity]:
+        """Learn the ranks of a launcher while it lives (they are in groups of their own); returns new ones."""
+        if not process.is_alive(self.ident.pid, self.ident.start_time):
+            return []
+        found = [m for m in process.group_leaders_below(self.ident.pid) if m.pid not in self.members]
+        self.members.update({m.pid: m for m in found})
+        return found
+
+    def members_stopped(self, grace: tuple[float, float]) -> bool:
+        """Once the launcher has exited, stop any rank still running (SIGINT → SIGTERM → SIGKILL).
+
+        The launcher forwards a stop to its ranks itself; only ranks left behind (launcher killed,
+        or crashed) are signalled here, so a rank never gets the same stop twice.
+        """
+        done = True
+        for pid, member in self.members.items():
+            stopper = self.member_stops.get(pid)
+            if stopper is None:
+                if not process.group_running(member):
+                    continue
+                log.warning("run %d: rank pid %d outlived its launcher; stopping it", self.run_id, pid)
+                stopper = self.member_stops[pid] = process.GroupStop(member, grace)
+            done = stopper.advance() and done
+        return done
+
+
+def stage_events(events: Iterable[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
+    """The events written by ``stage`` (lines without a command belong to every stage)."""
+    return [e for e in events if e.get("command") in (None, stage)]
+
+
+def absorb(progress: dict[str, Any], metrics: dict[str, Any], new: list[dict[str, Any]],
+           stage: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's progress and metrics after a stage's new events (the latest of each kind wins)."""
+    for event in new:
+        kind = event.get("event")
+        if kind == Event.PROGRESS:
+            progress = {k: v for k, v in event.items() if k not in _EVENT_META} | {"stage": stage, "ts": event.get("ts")}
+        elif kind == Event.EVAL:
+            metrics = metrics | {k: v for k, v in event.items() if k not in _EVENT_META} | {"stage": stage}
+        elif kind == Event.TRAIN_LOG and "loss" in event:
+            progress = progress | {"loss": event["loss"]}
+    return progress, metrics
+
+
+def run_owners(runs: list[Run], extra: dict[int, tuple[int, str]] | None = None) -> dict[int, tuple[int, str]]:
+    """pid → (run id, nickname) for our runs' processes, skipping pids now reused by someone else."""
+    owners = dict(extra or {})
+    for run in runs:
+        if run.pid is None:
+            continue
+        now = process.start_time(run.pid)
+        if now is None or (run.pid_start_time is not None and abs(now - run.pid_start_time) <= process.START_TIME_TOLERANCE_S):
+            owners[run.pid] = (run.id, run.nickname)
+            if now is not None:  # the ranks of `accelerate launch` hold the GPUs, not the launcher
+                owners.update({m.pid: (run.id, run.nickname) for m in process.group_leaders_below(run.pid)})
+    return owners
+
+
+def read_log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
+    """The last ``limit`` bytes of a log, decoded leniently ('' if missing)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - limit))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""

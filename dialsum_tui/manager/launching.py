@@ -1,0 +1,152 @@
+"""Provides how a stage is launched: its command line (the engine, wrapped in ``accelerate launch``
+for a multi-rank train stage), the environment it needs, and the start itself through
+:mod:`dialsum_tui.manager.process` with a header line in ``run.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from dialsum_tui.manager import process
+from dialsum_tui.manager.models import Run
+from dialsum_tui.manager.workspace import Workspace
+from engine.artifacts import dev_predictions_path
+from engine.config import ConfigError, RunConfig
+from engine.contract import DEV_CSV, FailureKind, RunFiles, Stage, load_snapshot
+from engine.failures import Failure
+
+ENGINE_ENV = "DIALSUM_ENGINE"  # tests: a shlex-split stand-in for [python, -m, engine]
+CPU_PROCS_ENV = "DIALSUM_CPU_PROCS"  # CPU-only hosts (CI, demo): train runs without gpus with N gloo processes
+
+
+class LaunchError(Exception):
+    """A stage could not start; ``failure`` is what the run records (it fails before it ran)."""
+
+    def __init__(self, failure: Failure):
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def engine_argv() -> list[str]:
+    """The command that runs an engine stage: ``$DIALSUM_ENGINE`` (shlex-split) or ``python -m engine``."""
+    override = os.environ.get(ENGINE_ENV)
+    return shlex.split(override) if override else [sys.executable, "-m", "engine"]
+
+
+def parse_gpus(gpus: str | None) -> list[int] | None:
+    """``"0,1"`` → ``[0, 1]``; None/empty → None (any device, or CPU)."""
+    if not gpus:
+        return None
+    return [int(x) for x in gpus.split(",") if x.strip()]
+
+
+def cpu_processes() -> int:
+    """``$DIALSUM_CPU_PROCS`` as a process count (1 when unset).
+
+    Raises:
+        ConfigError: the variable is set but not a whole number ≥ 1.
+    """
+    raw = os.environ.get(CPU_PROCS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"${CPU_PROCS_ENV}={raw!r}: expected a whole number of CPU training processes (>= 1); "
+                          "unset it to train in one process")
+    return int(raw)
+
+
+def accelerate_argv(engine: list[str], processes: int) -> list[str]:
+    """Wrap an engine command in ``accelerate launch`` (torchrun underneath) with ``processes`` ranks.
+
+    ``--multi_gpu`` only selects accelerate's torchrun launcher: on a host without CUDA the Trainer
+    then joins the ranks with gloo on the CPU (accelerate's own ``--cpu`` flag starts one process
+    unless MPI is installed). Port 0 lets accelerate pick a free rendezvous port, so two multi-GPU
+    runs side by side never collide.
+    """
+    options = ["--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    if Path(engine[0]).name.startswith("python"):
+        # accelerate starts each rank with its own interpreter: run the launcher under the same one.
+        return [engine[0], "-m", "accelerate.commands.launch", *options, *engine[1:]]
+    return [sys.executable, "-m", "accelerate.commands.launch", *options, "--no_python", *engine]
+
+
+def run_config(run: Run) -> RunConfig:
+    """The validated config snapshot of a run.
+
+    Raises:
+        ConfigError: the snapshot does not validate (names the run and the key).
+    """
+    return load_snapshot(run.config_yaml, source=f"run {run.id} config snapshot")
+
+
+def stage_args(ws: Workspace, run: Run, stage: str, cfg: RunConfig) -> list[str]:
+    """Engine arguments for one stage; paths only, so no config value ever becomes a command string."""
+    files = RunFiles(ws.run_dir(run.id))
+    if stage == Stage.TRAIN:
+        return [Stage.TRAIN, "--config", str(files.config), "--run-dir", str(files.root)]
+    if stage == Stage.INFER:
+        return [Stage.INFER, "--config", str(files.config), "--run-dir", str(files.root), "--split", "both"]
+    predictions = dev_predictions_path(ws.resolve(cfg.paths.submissions), cfg.model.nickname)
+    references = ws.resolve(cfg.data.dir) / DEV_CSV
+    return [Stage.EVALUATE, "--predictions", str(predictions), "--references", str(references),
+            "--run-dir", str(files.root), "--json"]
+
+
+def stage_command(ws: Workspace, run: Run, stage: str, cfg: RunConfig) -> tuple[list[str], dict[str, str]]:
+    """The argv of one stage and the environment entries it needs on top of ours.
+
+    A train stage on N ≥ 2 GPUs (``run.gpus``, e.g. ``"0,1"``) — or, on a CPU-only host, with
+    ``$DIALSUM_CPU_PROCS`` ≥ 2 — runs under ``accelerate launch`` with N ranks. Inference and
+    evaluation stay single-process, on the run's first GPU.
+
+    Raises:
+        ConfigError: ``$DIALSUM_CPU_PROCS`` is not a number.
+    """
+    gpus = parse_gpus(run.gpus)
+    env: dict[str, str] = {}
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = run.gpus if stage == Stage.TRAIN else str(gpus[0])
+        processes = len(gpus) if stage == Stage.TRAIN else 1
+    else:
+        processes = cpu_processes() if stage == Stage.TRAIN else 1
+        if processes > 1:
+            env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU switch means CPU: never pick up a GPU by accident
+    argv = engine_argv()
+    if processes > 1:
+        argv = accelerate_argv(argv, processes)
+    return argv + [str(a) for a in stage_args(ws, run, stage, cfg)], env
+
+
+def start_stage(ws: Workspace, run: Run, stage: str) -> tuple[process.Popen[bytes], process.Identity]:
+    """Start one stage of ``run`` in its own session, its output appended to the run's ``run.log``.
+
+    Returns:
+        The Popen (the worker reaps it) and the stage process's identity.
+
+    Raises:
+        LaunchError: the config snapshot, ``$DIALSUM_CPU_PROCS`` or the engine command is unusable;
+            its failure says what to fix.
+    """
+    try:
+        cfg = run_config(run)
+    except ConfigError as err:
+        raise LaunchError(Failure(FailureKind.CONFIG, str(err), "fix the config and add it again")) from None
+    files = RunFiles(ws.run_dir(run.id))
+    files.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        argv, extra_env = stage_command(ws, run, stage, cfg)
+    except ConfigError as err:
+        raise LaunchError(Failure(FailureKind.CONFIG, str(err), f"fix or unset ${CPU_PROCS_ENV}")) from None
+    env = dict(os.environ, PYTHONUNBUFFERED="1") | extra_env
+    with open(os.open(files.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8") as fh:
+        fh.write(f"\n=== dialsum: {stage} started {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(argv)}\n")
+    try:
+        return process.launch(argv, cwd=ws.root, log_path=files.log, env=env)
+    except OSError as err:
+        raise LaunchError(Failure(FailureKind.CONFIG, f"cannot start {argv[0]}: {err}",
+                                  f"check ${ENGINE_ENV} or the Python environment")) from None
