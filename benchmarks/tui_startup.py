@@ -64,11 +64,11 @@ def _child(root: str, marks: str, seconds: float) -> None:
             self.call_after_refresh(mark, "first_frame")
             self.set_timer(seconds, self.exit)
 
-        def on_state_refreshed(self, message) -> None:
+        def on_board_refreshed(self, message) -> None:
             self.call_after_refresh(mark, "queue_shown")
 
-        def on_run_output_read(self, message) -> None:
-            if message.log is not None and LAST_LINE in message.log.lines:
+        def on_run_refreshed(self, message) -> None:
+            if LAST_LINE in message.snapshot.log_lines:
                 self.call_after_refresh(mark, "log_end")
 
     gpu = ScriptedGpuSource([[GpuDevice(0, "NVIDIA H100 80GB HBM3", 15 << 30, 80 << 30, 87, 61)]])

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from dialsum_tui.manager import process
+from dialsum_tui.manager.logs import tail_lines
 from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace, WorkspaceError, init_workspace
@@ -84,14 +85,6 @@ def _engine_env() -> dict[str, str]:
     return env
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def _engine(ws: Workspace, step: str, *args: str) -> None:
     """Run ``python -m engine ARGS`` in the workspace; raise :class:`DemoBuildError` on failure."""
     log_path = ws.state_dir / BUILD_LOG
@@ -100,7 +93,7 @@ def _engine(ws: Workspace, step: str, *args: str) -> None:
     rc = process.run_to_completion([sys.executable, "-m", "engine", *args], ws.root, log_path, _engine_env())
     if rc != 0:
         raise DemoBuildError(
-            f"demo build: {step} failed (exit {rc}); full output in {log_path}; last lines:\n{_tail(log_path)}\n"
+            f"demo build: {step} failed (exit {rc}); full output in {log_path}; last lines:\n{tail_lines(log_path)}\n"
             f"fix the cause and run the same command again: finished steps are reused"
         )
 

@@ -6,10 +6,8 @@ which pids belong to which run, and the tail of ``run.log``.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from dialsum_tui.manager import process
@@ -19,7 +17,6 @@ from engine.contract import Event
 
 log = logging.getLogger("dialsum.worker")
 
-LOG_TAIL_BYTES = 16_384
 # Fields every event carries; the rest of a progress/eval event is what the store keeps.
 _EVENT_META = frozenset({"v", "ts", "event", "command"})
 
@@ -117,11 +114,3 @@ def run_owners(runs: list[Run], extra: dict[int, tuple[int, str]] | None = None)
     return owners
 
 
-def read_log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
-    """The last ``limit`` bytes of a log, decoded leniently ('' if missing)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, os.fstat(fh.fileno()).st_size - limit))
-            return fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""

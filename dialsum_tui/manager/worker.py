@@ -21,11 +21,12 @@ from pathlib import Path
 
 from dialsum_tui.manager import disk, process
 from dialsum_tui.manager.admission import Blocked, Cancel, Launch, Wait, decide
-from dialsum_tui.manager.following import ActiveStage, absorb, read_log_tail, run_owners, stage_events
+from dialsum_tui.manager.following import ActiveStage, absorb, run_owners, stage_events
 from dialsum_tui.manager.gpu import GpuSource, format_gib, open_gpu_source
 from dialsum_tui.manager.guards import GpuGuard, check_disk
 from dialsum_tui.manager.launching import LaunchError, parse_gpus, run_config, start_stage
 from dialsum_tui.manager.lock import WorkerLock
+from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
 from dialsum_tui.manager.store import IllegalTransition, Store
@@ -164,7 +165,7 @@ class Worker:
         """Record how a stage ended and move the run on (next stage, or a final state)."""
         self.active.pop(stage.run_id, None)
         run = self.store.get(stage.run_id)
-        log_tail = read_log_tail(RunFiles(self.ws.run_dir(run.id)).log)
+        log_tail = read_tail(RunFiles(self.ws.run_dir(run.id)).log)
         ended = Ended(stage.stage, stage.ident.pid, rc, stage.events, log_tail, stage.stop_reason)
         outcome = judge(run, ended,
                         artifacts_done=lambda: config_artifacts_done(self.ws, lambda: run_config(run), stage.stage,
