@@ -351,6 +351,7 @@ class DialsumApp(App[int]):
         run = self._selected("samples")
         if run is not None:
             vs = self.marks.partner(run.id)
+            self.notify(f"samples: scoring run {run.id}'s dev predictions item by item…", timeout=2)
             self._open_insight("samples", lambda: load_samples(
                 self.manager.workspace, self.manager.get(run.id), self.manager.get(vs) if vs is not None else None),
                 SamplesScreen)

@@ -87,7 +87,7 @@ def cmd_samples(manager: Manager, args: argparse.Namespace) -> int:
             raise InsightsError(f"{flag} {value}: give a count of 1 or more")
     if args.worst is not None and args.sort not in (None, "worst"):
         raise InsightsError(f"--worst and --sort {args.sort} contradict each other; use one")
-    sort = args.sort or ("worst" if args.worst else "worst")
+    sort = args.sort or "worst"
     limit = args.worst if args.worst is not None else args.limit
     run = manager.get(args.id)
     vs = manager.get(args.vs) if args.vs is not None else None

@@ -403,10 +403,10 @@ def _next_actions(rows: list[ResultRow], disk: DiskUsage | None) -> list[str]:
         elif r.code == "unknown":
             retry = f"; `dialsum-tui retry {r.run_id}`" if r.run_id is not None else ""
             actions.append(f"check {r.nickname}: {r.evidence}{retry}")
-    done = [r for r in rows if r.code == "done" and r.final is not None]
-    if done:
-        best = max(done, key=lambda r: r.final or 0.0)
-        actions.append(f"submit the best model {best.nickname} ({best.rouge_text}): submissions/{safe_name(best.nickname)}_submission.csv")
+    # One best per (tokenizer, scorer) (leaderboard.annotate_rows): numbers made differently are never ranked.
+    for best in (r for r in rows if r.code == "done" and r.final is not None and r.best):
+        actions.append(f"submit the best model {best.nickname} ({best.rouge_text}): `dialsum-tui submit {best.run_id}` "
+                       f"validates submissions/{safe_name(best.nickname)}_submission.csv and copies it")
     if disk is not None and disk.used_bytes > disk.safe_bytes:
         actions.append("disk above the safe level: `dialsum-tui prune --dry-run`, then `--yes`")
     return actions or ["nothing pending"]

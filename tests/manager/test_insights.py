@@ -18,6 +18,7 @@ from dialsum_tui.manager.leaderboard import (
 from dialsum_tui.manager.results import format_results, result_rows
 from dialsum_tui.manager.samples import flag_prediction, load_samples
 from dialsum_tui.manager.service import Manager
+from engine.artifacts import atomic_directory, final_model_dir, write_final_model_meta
 from engine.contract import TEST_CSV
 from engine.item_scores import mean_scores, score_items
 from engine.metrics import read_predictions, read_references
@@ -158,5 +159,8 @@ def test_leaderboard_score_is_kept_next_to_the_run_and_shown_beside_dev_rouge(ru
     markdown = format_results(result_rows(manager.workspace, manager.runs()), "markdown")
     row = next(line for line in markdown.splitlines() if NICK_A in line)
     assert "74.69 (mecab) ★ · LB 47.52" in row
-    assert "LB 47.52" in manager.handoff()
+    with atomic_directory(final_model_dir(manager.workspace.checkpoints_dir, NICK_A)) as tmp:
+        write_final_model_meta(tmp, {"nickname": NICK_A})  # now A is ✅ 완료: the hand-off says how to submit it
+    handoff = manager.handoff()
+    assert "LB 47.52" in handoff and f"`dialsum-tui submit {made.a}`" in handoff
 
