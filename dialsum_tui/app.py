@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.snapshot import BoardSnapshot, SnapshotSource
 from dialsum_tui.messages import BoardRefreshed, IntentDone, IntentFailed, RunRefreshed
+from dialsum_tui.run_marks import RunMarks
 
 # Dialog screens are imported where they open: they are not needed for the first frame.
 from dialsum_tui.screens.main import KEY_HELP, KEYS, MainScreen, key_label
@@ -66,6 +67,7 @@ class DialsumApp(App[int]):
         self.selected_run_id: int | None = None  # read by the poller thread; an int swap is atomic
         self._wake = threading.Event()  # set after an intent so the next poll comes at once
         self._last_error: str | None = None
+        self.marks = RunMarks()  # runs marked for compare (m), shown as ● in the queue
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -294,6 +296,51 @@ class DialsumApp(App[int]):
             return
         rows = self.manager.results()
         self.call_from_thread(self.push_screen, ResultsScreen(rows, f"m writes {RESULTS_FILE} in the workspace"))
+
+    # --- insights (issue 14): marks, compare, samples -------------------------------------------
+
+    def action_toggle_mark(self) -> None:
+        run = self._selected("mark")
+        if run is not None:
+            marked = self.marks.toggle(run.id)
+            self.main.show_marks(self.marks.ids)
+            self.notify(f"{'marked' if marked else 'unmarked'} run {run.id} {run.nickname}; "
+                        f"{len(self.marks.ids)} marked (c compares)", timeout=3)
+
+    def action_compare(self) -> None:
+        from dialsum_tui.manager.compare import compare_runs
+        from dialsum_tui.screens.compare import CompareScreen
+
+        ids = self.marks.ids
+        if len(ids) < 2:
+            self.notify("compare: mark two or more runs with m first", severity="warning")
+            return
+        self._open_insight("compare", lambda: compare_runs(self.manager.workspace, [self.manager.get(i) for i in ids]),
+                           CompareScreen)
+
+    def action_samples(self) -> None:
+        from dialsum_tui.manager.samples import load_samples
+        from dialsum_tui.screens.samples import SamplesScreen
+
+        run = self._selected("samples")
+        if run is not None:
+            vs = self.marks.partner(run.id)
+            self.notify(f"samples: scoring run {run.id}'s dev predictions item by item…", timeout=2)
+            self._open_insight("samples", lambda: load_samples(
+                self.manager.workspace, self.manager.get(run.id), self.manager.get(vs) if vs is not None else None),
+                SamplesScreen)
+
+    @work(thread=True, group="insights", exclusive=True, exit_on_error=False)
+    def _open_insight(self, action: str, load: Callable[[], Any], screen: Callable[[Any], Screen]) -> None:
+        """Read and score off the UI thread (Mecab on 499 dialogues), then push the screen."""
+        if self._not_ready(action):
+            return
+        try:
+            data = load()
+        except Exception as exc:  # InsightsError says what to do (e.g. "re-infer run 3")
+            self.post_message(IntentFailed(action, str(exc) or type(exc).__name__))
+        else:
+            self.call_from_thread(lambda: self.push_screen(screen(data)))
 
     def action_export_results(self) -> None:
         from dialsum_tui.manager.results import format_results

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dialsum_tui import cli_insights
 from dialsum_tui.manager.models import Action, Run
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.store import IllegalTransition, RunNotFound
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="start, stop or inspect the detached worker")
     p.add_argument("op", choices=["start", "stop", "status"])
+
+    cli_insights.add_parsers(sub)  # compare, samples, submit, lb
     return parser
 
 
@@ -308,6 +311,7 @@ COMMANDS = {
     "add": cmd_add, "ls": cmd_ls, "cancel": cmd_cancel, "retry": cmd_retry, "pause": cmd_pause,
     "resume": cmd_resume, "logs": cmd_logs, "check": cmd_check, "results": cmd_results,
     "prune": cmd_prune, "handoff": cmd_handoff, "worker": cmd_worker,
+    **cli_insights.COMMANDS,
 }
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from dialsum_tui.manager.leaderboard import annotate_rows, rouge_with_lb
 from dialsum_tui.manager.models import Run, RunState
 from engine.artifacts import (
     final_model_dir,
@@ -63,6 +64,8 @@ class ResultRow:
     model_complete: bool = False
     submission_rows: int | None = None  # rows of a valid submission, None when missing or invalid
     progress: dict[str, Any] = field(default_factory=dict)
+    best: bool = False  # best dev ROUGE among rows scored the same way (manager.leaderboard)
+    lb_score: float | None = None  # latest public-leaderboard score recorded with `dialsum-tui lb`
 
     @property
     def rouge_text(self) -> str:
@@ -207,7 +210,7 @@ def result_rows(workspace: Workspace, runs: list[Run]) -> list[ResultRow]:
     for nick in _disk_nicknames(workspace):
         if nick not in known:
             rows.append(_row_from_disk(workspace, nick))
-    return rows
+    return annotate_rows(workspace, runs, rows)  # ★ best by dev ROUGE, public-leaderboard score
 
 
 def _disk_nicknames(workspace: Workspace) -> list[str]:
@@ -345,7 +348,7 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
             writer.writerow([r.nickname, r.status, r.final, r.tokenizer, r.rouge1, r.rouge2, r.rougeL, r.run_id, r.evidence, r.hint or ""])
         return buf.getvalue()
     header = ["Model", _rouge_header(rows), "상태", "Evidence"]
-    body = [[r.nickname, r.rouge_text, r.status, r.evidence] for r in rows]
+    body = [[r.nickname, rouge_with_lb(r), r.status, r.evidence] for r in rows]
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
@@ -400,10 +403,10 @@ def _next_actions(rows: list[ResultRow], disk: DiskUsage | None) -> list[str]:
         elif r.code == "unknown":
             retry = f"; `dialsum-tui retry {r.run_id}`" if r.run_id is not None else ""
             actions.append(f"check {r.nickname}: {r.evidence}{retry}")
-    done = [r for r in rows if r.code == "done" and r.final is not None]
-    if done:
-        best = max(done, key=lambda r: r.final or 0.0)
-        actions.append(f"submit the best model {best.nickname} ({best.rouge_text}): submissions/{safe_name(best.nickname)}_submission.csv")
+    # One best per (tokenizer, scorer) (leaderboard.annotate_rows): numbers made differently are never ranked.
+    for best in (r for r in rows if r.code == "done" and r.final is not None and r.best):
+        actions.append(f"submit the best model {best.nickname} ({best.rouge_text}): `dialsum-tui submit {best.run_id}` "
+                       f"validates submissions/{safe_name(best.nickname)}_submission.csv and copies it")
     if disk is not None and disk.used_bytes > disk.safe_bytes:
         actions.append("disk above the safe level: `dialsum-tui prune --dry-run`, then `--yes`")
     return actions or ["nothing pending"]

@@ -31,6 +31,9 @@ KEYS: list[Binding] = [
     Binding("K", "app.kill_leftovers", "Kill leftovers"),
     Binding("p", "app.prune", "Prune"),
     Binding("r", "app.results", "Results"),
+    Binding("m", "app.toggle_mark", "Mark"),
+    Binding("c", "app.compare", "Compare"),
+    Binding("s", "app.samples", "Samples"),
     Binding("h", "app.handoff", "Hand-off"),
     Binding("f", "app.filter_log", "Log: errors only"),
     Binding("question_mark", "app.help", "Help"),
@@ -50,6 +53,9 @@ KEY_HELP: dict[str, str] = {
     "app.kill_leftovers": "kill our finished runs' processes still holding a GPU (asks first, names them)",
     "app.prune": "prune old checkpoints and caches (asks first, shows sizes)",
     "app.results": "the results table (Model | ROUGE | 상태), m exports Markdown",
+    "app.toggle_mark": "mark or unmark the selected run (● in the queue) for compare",
+    "app.compare": "compare the marked runs: loss and ROUGE curves, metrics, config keys that differ",
+    "app.samples": "per-sample dev insights of the selected run (beside the other marked run, if one)",
     "app.handoff": "write the hand-off note (HANDOFF.md in the workspace)",
     "app.filter_log": "log: toggle errors only",
     "app.help": "this help",
@@ -103,6 +109,10 @@ class MainScreen(Screen[None]):
         self.query_one(ProgressPanel).show(snapshot)
 
     @property
+    def show_marks(self, ids: list[int]) -> None:
+        """Runs marked for compare (``m``), shown as ● in the queue."""
+        self.query_one(QueueTable).set_marked(ids)
+
     def selected_run_id(self) -> int | None:
         """The run under the queue's cursor."""
         return self.query_one(QueueTable).selected_run_id

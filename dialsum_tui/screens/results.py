@@ -26,7 +26,8 @@ class ResultsScreen(Screen[None]):
         self._note = note
 
     def compose(self) -> ComposeResult:
-        yield Static("Results — ROUGE = mean(R1, R2, RL) × 100, tokenizer in brackets", id="results-title")
+        yield Static("Results — ROUGE = mean(R1, R2, RL) × 100, tokenizer in brackets; ★ best dev ROUGE among the "
+                     "same tokenizer and scorer; LB = public leaderboard (`dialsum-tui lb`)", id="results-title")
         yield ResultsTable(id="results-table")
         yield Static(self._note, id="results-note")
         yield Footer()

@@ -46,6 +46,7 @@ class QueueTable(DataTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._rows: dict[str, tuple[str, ...]] = {}
+        self.marked: frozenset[int] = frozenset()  # runs marked for compare: ● before the id
 
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
@@ -61,7 +62,7 @@ class QueueTable(DataTable):
 
     def show_runs(self, runs: Sequence[Run]) -> None:
         """Render ``runs``, touching only the cells that changed and keeping the cursor on its run."""
-        rows = {str(run.id): run_cells(run) for run in runs}
+        rows = {str(run.id): _marked(run_cells(run), run.id in self.marked) for run in runs}
         if list(rows) == list(self._rows):
             for key, cells in rows.items():
                 for (column, _, _), old, new in zip(COLUMNS, self._rows[key], cells):
@@ -75,3 +76,16 @@ class QueueTable(DataTable):
             if selected is not None and str(selected) in rows:
                 self.move_cursor(row=self.get_row_index(str(selected)))
         self._rows = rows
+
+    def set_marked(self, run_ids: list[int]) -> None:
+        """Show ● before the ids of ``run_ids`` (and only those)."""
+        self.marked = frozenset(run_ids)
+        for key, cells in self._rows.items():
+            new = _marked((key, *cells[1:]), int(key) in self.marked)
+            if new[0] != cells[0]:
+                self.update_cell(key, "id", new[0])
+                self._rows[key] = new
+
+
+def _marked(cells: tuple[str, ...], marked: bool) -> tuple[str, ...]:
+    return (f"●{cells[0]}", *cells[1:]) if marked else cells

@@ -7,15 +7,14 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from dialsum_tui.manager.leaderboard import rouge_with_lb
+
 COLUMNS = (("model", "Model"), ("rouge", "ROUGE"), ("r123", "R1/R2/RL"), ("status", "상태"), ("evidence", "Evidence"))
 
 
 def result_cells(row: Any) -> tuple[Any, ...]:
     """Return the cells for one ``ResultRow``; the score says its tokenizer so numbers stay comparable."""
-    if row.final is not None:
-        rouge = f"{row.final:.2f}" + (f" ({row.tokenizer})" if row.tokenizer else "")
-    else:
-        rouge = "-"
+    rouge = Text(rouge_with_lb(row), style="bold" if row.best else "")  # ★ best, LB beside
     parts = [row.rouge1, row.rouge2, row.rougeL]
     r123 = "/".join(f"{v:.3f}" for v in parts) if all(v is not None for v in parts) else "-"
     evidence = row.evidence + (f" — {row.hint}" if row.hint else "")

@@ -1,0 +1,125 @@
+"""Provides the insight commands of the CLI: ``compare``, ``samples``, ``submit`` and ``lb``.
+
+``cli.py`` registers them (:func:`add_parsers`) and dispatches through :data:`COMMANDS`; bad input
+raises :class:`~dialsum_tui.manager.compare.InsightsError`, a ``ValueError``, so it exits 2 there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from rich.cells import cell_len
+
+from dialsum_tui.manager.compare import InsightsError, compare_runs, run_label
+from dialsum_tui.manager.samples import FILTERS, SORTS, format_samples, load_samples
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.compare import Comparison
+    from dialsum_tui.manager.service import Manager
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the four subcommands to ``dialsum-tui``'s subparsers."""
+    p = sub.add_parser("compare", help="compare runs: metrics, config keys that differ, loss and ROUGE curves")
+    p.add_argument("ids", type=int, nargs="+", metavar="ID", help="two or more run ids")
+    p.add_argument("--json", action="store_true", help="keys: runs, metrics, config_diff, curves")
+
+    p = sub.add_parser("samples", help="per-sample dev insights: references, predictions, per-item ROUGE")
+    p.add_argument("id", type=int)
+    p.add_argument("--vs", type=int, metavar="ID", help="a second run, side by side (enables --sort diff)")
+    p.add_argument("--worst", type=int, metavar="N", help="the N worst dialogues (same as --sort worst --limit N)")
+    p.add_argument("--sort", choices=SORTS, help="worst (default), best, or diff (largest |B − A|, needs --vs)")
+    p.add_argument("--limit", type=int, metavar="N", help="show at most N dialogues")
+    p.add_argument("--filter", choices=FILTERS, help="empty outputs, far-off length, or foreign-script leakage")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("submit", help="validate a run's submission (test order, no empty summary) and copy it")
+    p.add_argument("id", type=int)
+    p.add_argument("--to", metavar="FILE", help="target file or directory (default: submissions/, named "
+                                                "<model>_run<id>_<date>.csv)")
+
+    p = sub.add_parser("lb", help="record a public-leaderboard score next to a run (runs/<id>/leaderboard.json)")
+    p.add_argument("id", type=int)
+    p.add_argument("score", help="the score as the leaderboard shows it, e.g. 47.52")
+
+
+def _metric_cell(value: float | None, scale: float = 100.0) -> str:
+    return "-" if value is None else f"{value * scale:.2f}"
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """Plain text: metric table, config diff, curve lengths."""
+    labels = [r["label"] for r in comparison.runs]
+    width = max(cell_len(label) for label in labels)
+
+    def pad(text: str) -> str:  # Hangul takes two cells: ljust would misalign the columns
+        return text + " " * (width - cell_len(text))
+
+    lines = [f"{pad('run')}  {'R1':>6} {'R2':>6} {'RL':>6} {'final':>6}  tokenizer  scorer       n  from"]
+    for label, m in zip(labels, comparison.metrics):
+        lines.append(f"{pad(label)}  {_metric_cell(m['rouge1']):>6} {_metric_cell(m['rouge2']):>6} "
+                     f"{_metric_cell(m['rougeL']):>6} {_metric_cell(m['final'], 1):>6}  {str(m['tokenizer'] or '-'):<9}  "
+                     f"{str(m['scorer'] or '-'):<11} {str(m['n'] or '-'):>3}  {m['stage'] or '-'}")
+    keys = {(m["tokenizer"], m["scorer"]) for m in comparison.metrics if m["final"] is not None}
+    if len(keys) > 1:
+        lines.append("warning: these finals were made with different tokenizers/scorers and are not comparable")
+    lines += ["", "config keys that differ:" if comparison.config_diff else "config: no key differs"]
+    for row in comparison.config_diff:
+        lines.append(f"  {row.key}: " + " | ".join(f"{json.dumps(v, ensure_ascii=False)}" for v in row.values))
+    lines.append("")
+    for label, curves in zip(labels, comparison.curves):
+        last_loss = f", last loss {curves.loss[-1][1]:.4f}" if curves.loss else ""
+        lines.append(f"{label}: {len(curves.loss)} loss points{last_loss}, {len(curves.rouge)} dev evaluations")
+    return "\n".join(lines)
+
+
+def cmd_compare(manager: Manager, args: argparse.Namespace) -> int:
+    comparison = compare_runs(manager.workspace, [manager.get(run_id) for run_id in args.ids])
+    print(json.dumps(comparison.to_json(), ensure_ascii=False, indent=2) if args.json else format_comparison(comparison))
+    return 0
+
+
+def cmd_samples(manager: Manager, args: argparse.Namespace) -> int:
+    for flag, value in (("--worst", args.worst), ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise InsightsError(f"{flag} {value}: give a count of 1 or more")
+    if args.worst is not None and args.sort not in (None, "worst"):
+        raise InsightsError(f"--worst and --sort {args.sort} contradict each other; use one")
+    sort = args.sort or "worst"
+    limit = args.worst if args.worst is not None else args.limit
+    run = manager.get(args.id)
+    vs = manager.get(args.vs) if args.vs is not None else None
+    sample_set = load_samples(manager.workspace, run, vs)
+    sample_set.view(sort, args.filter)  # bad combinations (diff without --vs) fail before printing
+    if args.json:
+        print(json.dumps(sample_set.to_json(sort, args.filter, limit), ensure_ascii=False, indent=2))
+    else:
+        print(format_samples(sample_set, sort, args.filter, limit))
+    return 0
+
+
+def cmd_submit(manager: Manager, args: argparse.Namespace) -> int:
+    from dialsum_tui.manager.leaderboard import submit
+
+    run = manager.get(args.id)
+    done = submit(manager.workspace, run, args.to)
+    print(f"{done.source.name}: valid ({done.rows} rows, test order, no empty summary)")
+    print(f"copied to {done.target}")
+    print(f"after uploading, record the public score: `dialsum-tui lb {run.id} SCORE`")
+    return 0
+
+
+def cmd_lb(manager: Manager, args: argparse.Namespace) -> int:
+    from dialsum_tui.manager.leaderboard import record_score
+
+    run = manager.get(args.id)
+    entry = record_score(manager.workspace, run, args.score)
+    dev = f"dev {entry['dev_final']:.2f} ({entry['tokenizer']}/{entry['scorer']})" if entry["dev_final"] is not None \
+        else "no dev ROUGE from an evaluate stage"
+    print(f"{run_label(run)}: leaderboard {entry['score']:.2f} · {dev}")
+    return 0
+
+
+COMMANDS = {"compare": cmd_compare, "samples": cmd_samples, "submit": cmd_submit, "lb": cmd_lb}
