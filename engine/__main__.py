@@ -1,8 +1,9 @@
 """Provides the ``python -m engine`` command line: one subcommand per pipeline step.
 
 Each subcommand's implementation is imported only when it runs, so ``--help`` never loads torch.
-Exit codes: 0 success, 2 bad input (config or data: the message names file, key/row and fix),
-1 any other failure (recorded as a ``failed`` event with a kind and a hint).
+Exit codes (``engine.contract.ExitCode``): 0 success, 2 bad input (config or data: the message names
+file, key/row and fix), 130 stopped by a signal, 1 any other failure (recorded as a ``failed`` event
+with a kind and a hint).
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", required=True, help="YAML run config")
         p.add_argument("--run-dir", required=True, help="run directory for config.yaml, run.log, events.jsonl")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key by dotted path")
+        if name == "train":
+            # The workspace's disk quota, handed over by the manager (dialsum_tui/manager/disk.py:
+            # engine_disk_args); without --disk-stop-bytes the in-run guard is off (a standalone run).
+            p.add_argument("--disk-root", metavar="PATH", help="tree measured like du against the quota (default: cwd)")
+            p.add_argument("--disk-stop-bytes", type=int, metavar="N",
+                           help="stop training cleanly before the tree reaches N bytes (quota less margin)")
         if name == "infer":
             p.add_argument("--split", choices=["test", "dev", "both"], default="both",
                            help="test writes the submission; dev writes predictions for scoring (default both)")
