@@ -154,8 +154,11 @@ class Started(EventRecord):
     world_size: int | None = None
     kind: str | None = None  # model kind: seq2seq | causal (train)
     lora: bool | None = None
-    predictions: str | None = None  # evaluate: the scored files
+    split: str | None = None  # infer: test | dev | both
+    predictions: str | None = None  # evaluate: the scored files and how
     references: str | None = None
+    tokenizer: str | None = None
+    scorer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,7 @@ def test_config_error_exits_2_naming_the_key(tmp_path: Path, synth_data_dir: Pat
     assert "train.bacth_size" in result.stderr
     failed = read_event_lines(run_dir / "events.jsonl")[-1]
     assert failed["event"] == "failed" and failed["kind"] == "config" and "train.bacth_size" in failed["message"]
+    assert failed["hint"] == FailureKind.CONFIG.hint
 
 
 def test_missing_data_exits_2_with_data_event(tmp_path: Path, tiny_bart_dir: Path) -> None:
@@ -110,6 +111,7 @@ def test_missing_data_exits_2_with_data_event(tmp_path: Path, tiny_bart_dir: Pat
     assert result.returncode == 2
     failed = read_event_lines(ws / "run" / "events.jsonl")[-1]
     assert failed["kind"] == "data" and "data" in failed["message"]
+    assert failed["hint"] == FailureKind.DATA.hint
 
 
 def test_sigint_mid_training_exits_130(tmp_path: Path, synth_data_dir: Path, tiny_bart_dir: Path) -> None:
