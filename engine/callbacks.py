@@ -18,11 +18,6 @@ from engine.runtime import stop_from_other_rank, stop_requested
 from engine.units import disk_full, format_bytes
 
 
-def tree_bytes(root: Path | str) -> int:
-    """Disk usage of ``root`` like ``du -sx`` (the one walker, :func:`engine.du.tree_size`)."""
-    return tree_size(root)
-
-
 def any_rank(flag: bool, args) -> bool:
     """Whether ``flag`` is set on any rank of a distributed run (just ``flag`` when not distributed).
 
@@ -64,7 +59,7 @@ class EventsCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
         if path.is_dir():
-            self.events.emit(Event.ARTIFACT, kind=ArtifactKind.CHECKPOINT, path=str(path), bytes=tree_bytes(path))
+            self.events.emit(Event.ARTIFACT, kind=ArtifactKind.CHECKPOINT, path=str(path), bytes=tree_size(path))
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -172,8 +167,8 @@ class DiskGuardCallback(TrainerCallback):
         self.tripped: str | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.baseline = tree_bytes(self.quota_path)
-        self.watch_start = tree_bytes(self.watch_dir) if self.watch_dir.exists() else 0
+        self.baseline = tree_size(self.quota_path)
+        self.watch_start = tree_size(self.watch_dir) if self.watch_dir.exists() else 0
         if model is not None:
             # A checkpoint holds the trainable weights plus two Adam moments (~3x their size).
             self.save_estimate = 3 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
@@ -189,10 +184,10 @@ class DiskGuardCallback(TrainerCallback):
 
     def last_checkpoint_bytes(self) -> int:
         checkpoints = sorted(self.watch_dir.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: p.stat().st_mtime) if self.watch_dir.exists() else []
-        return tree_bytes(checkpoints[-1]) if checkpoints else 0
+        return tree_size(checkpoints[-1]) if checkpoints else 0
 
     def usage(self) -> int:
-        grown = (tree_bytes(self.watch_dir) if self.watch_dir.exists() else 0) - self.watch_start
+        grown = (tree_size(self.watch_dir) if self.watch_dir.exists() else 0) - self.watch_start
         return self.baseline + grown
 
     def check(self, control, upcoming: int = 0, args=None) -> bool:

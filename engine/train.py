@@ -21,6 +21,7 @@ from engine.artifacts import (
 )
 from engine.config import RunConfig, load_config, profile_settings, resolve_path
 from engine.contract import TRAINER_DIR, ArtifactKind, Event, Phase, Stage
+from engine.du import tree_size
 from engine.runtime import (
     DiskQuotaReached,
     Interrupted,
@@ -132,14 +133,8 @@ def save_final_model(cfg: RunConfig, loaded, model, metrics: dict[str, Any], eve
             "metrics": metrics,
             "config_hash": cfg.hash(),
         })
-    events.emit(Event.ARTIFACT, kind=ArtifactKind.FINAL_MODEL, path=str(target), bytes=_tree_bytes(target))
+    events.emit(Event.ARTIFACT, kind=ArtifactKind.FINAL_MODEL, path=str(target), bytes=tree_size(target))
     return target
-
-
-def _tree_bytes(path: Path) -> int:
-    from engine.callbacks import tree_bytes
-
-    return tree_bytes(path)
 
 
 def final_metrics(trainer) -> dict[str, Any]:

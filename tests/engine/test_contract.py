@@ -123,3 +123,16 @@ def test_profile_variables_are_validated() -> None:
     assert on.out_dir == Path("/tmp/prof") and on.start == 7
     with pytest.raises(ConfigError, match=r"\$DIALSUM_TORCH_PROFILE_START='abc'.*fix or unset it"):
         profile_settings({"DIALSUM_TORCH_PROFILE_START": "abc"})
+
+
+def test_docs_events_md_lists_every_field_of_every_record() -> None:
+    from dataclasses import fields
+
+    from engine.contract import RECORDS, EventRecord
+
+    common = {f.name for f in fields(EventRecord)}
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \| (.*)$", (REPO / "docs" / "events.md").read_text(), re.M)}
+    for event, record in RECORDS.items():
+        assert event.value in rows, f"docs/events.md has no row for {event.value}"
+        missing = [f.name for f in fields(record) if f.name not in common and f"`{f.name}`" not in rows[event.value]]
+        assert not missing, f"docs/events.md, {event.value}: {missing}"
