@@ -34,7 +34,8 @@ class Settings(BaseModel):
     safe_gb: float = Field(110.0, ge=0, description="Where the team aimed to stay; shown as the 'safe' line.")
     margin_gb: float = Field(
         5.0, ge=0,
-        description="Admission, the running-disk watch and the engine's in-run guard all stop this far below the quota.",
+        description="Admission, the running-disk watch and the engine's in-run guard all stop this far below the quota "
+        "(a margin at or above the quota stops everything: tests use that to simulate a full disk).",
     )
     gpu_idle_margin_mib: int = Field(
         300, ge=0, description="A GPU counts as released at its idle baseline + this many MiB (never at 0)."
@@ -49,13 +50,6 @@ class Settings(BaseModel):
     )
     disk_refresh_s: float = Field(60.0, gt=0, description="du is slow: the worker re-measures in the background this often.")
 
-    @field_validator("margin_gb")
-    @classmethod
-    def _margin_below_quota(cls, margin: float, info: Any) -> float:
-        quota = info.data.get("quota_gb")
-        if quota is not None and margin >= quota:
-            raise ValueError(f"must be below quota_gb ({quota}): nothing could ever run")
-        return margin
 
 
 def _format_error(err: ValidationError, source: Path | str) -> str:
