@@ -1,8 +1,9 @@
 """Provides the ``python -m engine`` command line: one subcommand per pipeline step.
 
 Each subcommand's implementation is imported only when it runs, so ``--help`` never loads torch.
-Exit codes: 0 success, 2 bad input (config or data: the message names file, key/row and fix),
-1 any other failure (recorded as a ``failed`` event with a kind and a hint).
+Exit codes (``engine.contract.ExitCode``): 0 success, 2 bad input (config or data: the message names
+file, key/row and fix), 130 stopped by a signal, 1 any other failure (recorded as a ``failed`` event
+with a kind and a hint).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import argparse
 import importlib
 import sys
 
+from engine.contract import Stage
+
 # subcommand -> "module:function"; the function takes the parsed args and returns an exit code.
 COMMANDS = {
     "synth": "engine.synthetic:main",
     "check-data": "engine.data:check_data_main",
     "tiny-model": "engine.tiny:main",
-    "train": "engine.train:main",
-    "infer": "engine.inference:main",
-    "evaluate": "engine.metrics:main",
+    Stage.TRAIN: "engine.train:main",
+    Stage.INFER: "engine.inference:main",
+    Stage.EVALUATE: "engine.metrics:main",
 }
 
 
@@ -46,18 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-steps", type=int, default=0, help="causal only: short LM pre-training on the corpus")
     p.add_argument("--seed", type=int, default=0)
 
-    for name, help_ in (("train", "fine-tune a model; writes checkpoints/<nickname>/final_model"),
-                        ("infer", "generate summaries; writes submissions/<nickname>_submission.csv")):
+    for name, help_ in ((Stage.TRAIN, "fine-tune a model; writes checkpoints/<nickname>/final_model"),
+                        (Stage.INFER, "generate summaries; writes submissions/<nickname>_submission.csv")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", required=True, help="YAML run config")
         p.add_argument("--run-dir", required=True, help="run directory for config.yaml, run.log, events.jsonl")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key by dotted path")
-        if name == "infer":
+        if name is Stage.TRAIN:
+            # The workspace's disk quota, handed over by the manager (dialsum_tui/manager/disk.py:
+            # engine_disk_args); without --disk-stop-bytes the in-run guard is off (a standalone run).
+            p.add_argument("--disk-root", metavar="PATH", help="tree measured like du against the quota (default: cwd)")
+            p.add_argument("--disk-stop-bytes", type=int, metavar="N",
+                           help="stop training cleanly before the tree reaches N bytes (quota less margin)")
+        if name is Stage.INFER:
             p.add_argument("--split", choices=["test", "dev", "both"], default="both",
                            help="test writes the submission; dev writes predictions for scoring (default both)")
             p.add_argument("--checkpoint", help="model directory (default checkpoints/<nickname>/final_model)")
 
-    p = sub.add_parser("evaluate", help="Korean ROUGE of predictions against references")
+    p = sub.add_parser(Stage.EVALUATE, help="Korean ROUGE of predictions against references")
     p.add_argument("--predictions", required=True, help="CSV with fname,summary")
     p.add_argument("--references", required=True, help="CSV with fname and summary[,summary1,summary2,...]")
     p.add_argument("--tokenizer", choices=["mecab", "whitespace", "char"], default="mecab")

@@ -1,8 +1,9 @@
-"""Provides the on-disk contract between the engine and the run manager: run-directory layout,
-the append-only ``events.jsonl`` stream, atomic writes and the complete-``final_model`` marker.
+"""Provides the run directory's IO: atomic writes, the append-only ``events.jsonl`` writer and
+reader, the complete-``final_model`` marker and the workspace path helpers.
 
-Torch-free on purpose: the manager imports this module to follow runs, and the TUI must start
-instantly. Everything a run says is on disk, so runs outlive the TUI and the worker.
+The names (files, events, kinds) are the contract's (:mod:`engine.contract`); this module does
+the reading and writing. Torch-free on purpose: the manager imports it to follow runs, and the
+TUI must start instantly. Everything a run says is on disk, so runs outlive the TUI and the worker.
 """
 
 from __future__ import annotations
@@ -19,32 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EVENTS_SCHEMA_VERSION = 1
-ENGINE_VERSION = "0.1.0"
-
-# File names inside a run directory (runs/<id>/).
-CONFIG_FILE = "config.yaml"
-LOG_FILE = "run.log"
-EVENTS_FILE = "events.jsonl"
-
-# Names of the events an engine command may write; docs/events.md documents their fields.
-EVENTS = (
-    "started",
-    "phase",
-    "progress",
-    "train_log",
-    "eval",
-    "artifact",
-    "warning",
-    "finished",
-    "failed",
+# Re-exported: readers that already import them from here keep working; new code imports the contract.
+from engine.contract import (  # noqa: F401
+    CONFIG_FILE,
+    DEV_PREDICTIONS_SUFFIX,
+    EVENTS_FILE,
+    EVENTS_SCHEMA_VERSION,
+    FINAL_MODEL_DIR,
+    FINAL_MODEL_META,
+    LOG_FILE,
+    SUBMISSION_SUFFIX,
+    Event,
+    record_fields,
 )
 
-# Failure kinds shared by the engine (events) and the manager (classification).
-FAILURE_KINDS = ("oom", "dtype", "disk", "data", "config", "interrupted", "host_oom", "unknown")
-
-# Written last inside final_model/: its presence (and validity) is what "complete" means.
-FINAL_MODEL_META = "dialsum_model.json"
+ENGINE_VERSION = "0.1.0"
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -59,15 +49,24 @@ def safe_name(name: str) -> str:
 
 
 def final_model_dir(checkpoints: Path, nickname: str) -> Path:
-    return Path(checkpoints) / safe_name(nickname) / "final_model"
+    """``<checkpoints>/<nickname>/final_model``: the complete model a train stage leaves."""
+    return Path(checkpoints) / safe_name(nickname) / FINAL_MODEL_DIR
 
 
 def submission_path(submissions: Path, nickname: str) -> Path:
-    return Path(submissions) / f"{safe_name(nickname)}_submission.csv"
+    """``<submissions>/<nickname>_submission.csv``: the test predictions (the competition's upload)."""
+    return Path(submissions) / f"{safe_name(nickname)}{SUBMISSION_SUFFIX}"
 
 
 def dev_predictions_path(submissions: Path, nickname: str) -> Path:
-    return Path(submissions) / f"{safe_name(nickname)}_dev_predictions.csv"
+    """``<submissions>/<nickname>_dev_predictions.csv``: the dev predictions that evaluate scores."""
+    return Path(submissions) / f"{safe_name(nickname)}{DEV_PREDICTIONS_SUFFIX}"
+
+
+def submission_nickname(path: Path) -> str | None:
+    """The nickname a submission file belongs to (None when ``path`` is not one)."""
+    name = Path(path).name
+    return name.removesuffix(SUBMISSION_SUFFIX) if name.endswith(SUBMISSION_SUFFIX) else None
 
 
 # --- atomic writes --------------------------------------------------------------------------
@@ -208,14 +207,26 @@ class EventWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
-    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
-        if event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
-        record = {"v": EVENTS_SCHEMA_VERSION, "ts": round(time.time(), 3), "event": event}
+    def emit(self, event: Event | str, **fields: Any) -> dict[str, Any]:
+        """Append one event and return the record written.
+
+        Raises:
+            ValueError: ``event`` is not an :class:`~engine.contract.Event`, or a field is not one of
+                its record's (docs/events.md): the contract is checked where it is written.
+        """
+        try:
+            name = Event(event)
+        except ValueError:
+            raise ValueError(f"unknown event {event!r}; known: {', '.join(Event)}") from None
+        unknown = sorted(set(fields) - record_fields(name))
+        if unknown:
+            raise ValueError(f"event {name.value!r}: unknown field(s) {', '.join(unknown)}; add them to "
+                             "its record in engine/contract.py and to docs/events.md")
+        record = {"v": EVENTS_SCHEMA_VERSION, "ts": round(time.time(), 3), "event": name.value}
         if self.command:
             record["command"] = self.command
         record.update(fields)
-        if event == "failed" and self.distributed:
+        if name is Event.FAILED and self.distributed:
             record["rank"] = self.rank
         elif self.rank != 0:
             return record  # not the main process: its progress would only duplicate rank 0's

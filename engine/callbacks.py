@@ -4,7 +4,6 @@ checkpoints) and stop it cleanly on a signal or before the disk quota is reached
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,32 +12,10 @@ from transformers import TrainerCallback
 
 from engine.artifacts import EventWriter
 from engine.config import GenerationConfig
+from engine.contract import CHECKPOINT_PREFIX, ArtifactKind, Event, Phase
+from engine.du import tree_size
 from engine.runtime import stop_from_other_rank, stop_requested
-
-
-def tree_bytes(root: Path | str) -> int:
-    """Disk usage of ``root`` like ``du``: allocated blocks, hard links counted once, symlinks not followed."""
-    root = Path(root)
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    stack = [root]
-    while stack:
-        path = stack.pop()
-        try:
-            st = path.lstat()
-        except OSError:
-            continue  # vanished while we walked (checkpoint rotation): not ours to count
-        key = (st.st_dev, st.st_ino)
-        if key in seen:
-            continue
-        seen.add(key)
-        total += st.st_blocks * 512
-        if path.is_dir() and not path.is_symlink():
-            try:
-                stack.extend(Path(entry.path) for entry in os.scandir(path))
-            except OSError:
-                continue
-    return total
+from engine.units import disk_full, format_bytes
 
 
 def any_rank(flag: bool, args) -> bool:
@@ -68,22 +45,21 @@ class EventsCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.monotonic()
-        self.events.emit("phase", name="train")
+        self.events.emit(Event.PHASE, name=Phase.TRAIN)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "loss" not in logs:
             return  # eval and end-of-train summaries have their own events
-        self.events.emit(
-            "train_log", step=state.global_step, epoch=_round(state.epoch), loss=logs["loss"],
+        self.events.emit(Event.TRAIN_LOG, step=state.global_step, epoch=_round(state.epoch), loss=logs["loss"],
             lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
         )
-        self.events.emit("progress", **progress_fields(args, state, time.monotonic() - self.start))
+        self.events.emit(Event.PROGRESS, **progress_fields(args, state, time.monotonic() - self.start))
 
     def on_save(self, args, state, control, **kwargs):
-        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
         if path.is_dir():
-            self.events.emit("artifact", kind="checkpoint", path=str(path), bytes=tree_bytes(path))
+            self.events.emit(Event.ARTIFACT, kind=ArtifactKind.CHECKPOINT, path=str(path), bytes=tree_size(path))
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -149,8 +125,7 @@ class GenerationEvalCallback(TrainerCallback):
             model.train(was_training)
         scores = score(predictions, [[ref] for ref in self.references], tokenizer="mecab")
         metrics["eval_rouge_final"] = scores.final
-        self.events.emit(
-            "eval", step=state.global_step, epoch=_round(state.epoch), rouge1=scores.rouge1, rouge2=scores.rouge2,
+        self.events.emit(Event.EVAL, step=state.global_step, epoch=_round(state.epoch), rouge1=scores.rouge1, rouge2=scores.rouge2,
             rougeL=scores.rougeL, final=scores.final, sum=scores.sum, loss=metrics.get("eval_loss"),
             tokenizer=scores.tokenizer, scorer=scores.scorer, n=scores.n, split="dev",
         )
@@ -169,17 +144,21 @@ class StopOnSignalCallback(TrainerCallback):
 
 
 class DiskGuardCallback(TrainerCallback):
-    """Stops training before the tree ``quota_path`` would grow past ``limit_bytes``.
+    """Stops training before the tree ``quota_path`` reaches ``stop_bytes``.
+
+    ``stop_bytes`` is what the manager hands over (``train --disk-stop-bytes``): the workspace's
+    quota less its margin, :func:`engine.units.disk_stop_bytes`, the same count at which the
+    manager's running-disk watch stops a run; both compare with :func:`engine.units.disk_full`.
 
     ``du`` over a big tree can take a minute, so the tree is measured once at the start and only the
     trainer's output directory (what this run writes) is re-measured every ``every`` steps and
-    before each checkpoint save. A save that would cross the limit is cancelled and training stops;
+    before each checkpoint save. A save that would reach the limit is cancelled and training stops;
     ``tripped`` then holds the message for the ``failed`` event.
     """
 
-    def __init__(self, quota_path: Path, limit_bytes: int, watch_dir: Path, every: int = 20):
+    def __init__(self, quota_path: Path, stop_bytes: int, watch_dir: Path, every: int = 20):
         self.quota_path = quota_path
-        self.limit_bytes = limit_bytes
+        self.stop_bytes = stop_bytes
         self.watch_dir = watch_dir
         self.every = every
         self.baseline = 0
@@ -188,53 +167,54 @@ class DiskGuardCallback(TrainerCallback):
         self.tripped: str | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.baseline = tree_bytes(self.quota_path)
-        self.watch_start = tree_bytes(self.watch_dir) if self.watch_dir.exists() else 0
+        self.baseline = tree_size(self.quota_path)
+        self.watch_start = tree_size(self.watch_dir) if self.watch_dir.exists() else 0
         if model is not None:
             # A checkpoint holds the trainable weights plus two Adam moments (~3x their size).
             self.save_estimate = 3 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-        self._check(control, upcoming=0, args=args)
+        self.check(control, upcoming=0, args=args)
 
     def on_step_end(self, args, state, control, **kwargs):
         # should_save and global_step are the same on every rank, so all ranks vote at the same step.
         if control.should_save:
-            self._check(control, upcoming=self.last_checkpoint_bytes() or self.save_estimate, args=args)
+            self.check(control, upcoming=self.last_checkpoint_bytes() or self.save_estimate, args=args)
         elif state.global_step % self.every == 0:
-            self._check(control, upcoming=0, args=args)
+            self.check(control, upcoming=0, args=args)
         return control
 
     def last_checkpoint_bytes(self) -> int:
-        checkpoints = sorted(self.watch_dir.glob("checkpoint-*"), key=lambda p: p.stat().st_mtime) if self.watch_dir.exists() else []
-        return tree_bytes(checkpoints[-1]) if checkpoints else 0
+        checkpoints = sorted(self.watch_dir.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: p.stat().st_mtime) if self.watch_dir.exists() else []
+        return tree_size(checkpoints[-1]) if checkpoints else 0
 
     def usage(self) -> int:
-        grown = (tree_bytes(self.watch_dir) if self.watch_dir.exists() else 0) - self.watch_start
+        grown = (tree_size(self.watch_dir) if self.watch_dir.exists() else 0) - self.watch_start
         return self.baseline + grown
 
-    def _check(self, control, upcoming: int, args=None) -> None:
+    def check(self, control, upcoming: int = 0, args=None) -> bool:
+        """Measure, and stop training if the tree (plus ``upcoming`` bytes) reached the limit; True if it did."""
         used = self.usage()
-        over = used + upcoming > self.limit_bytes
+        over = disk_full(used + upcoming, self.stop_bytes)
         if args is not None and any_rank(over, args) and not over:
             self.tripped = "disk quota guard: another rank found the quota reached; training stopped"
             control.should_training_stop = True
             control.should_save = False
         if over:
-            gb = 1024**3
             self.tripped = (
-                f"disk quota guard: {self.quota_path} uses {used / gb:.2f} GB"
-                + (f" and the next checkpoint needs ~{upcoming / gb:.2f} GB" if upcoming else "")
-                + f"; limit is {self.limit_bytes / gb:.2f} GB (paths.disk_quota_gb - paths.disk_margin_gb). "
-                "Training stopped before writing more"
+                f"disk quota guard: {self.quota_path} uses {format_bytes(used)}"
+                + (f" and the next checkpoint needs ~{format_bytes(upcoming)}" if upcoming else "")
+                + f"; the limit is {format_bytes(self.stop_bytes)} ({self.stop_bytes} bytes: quota_gb - margin_gb "
+                "in the workspace's .dialsum/settings.yaml). Training stopped before writing more"
             )
             control.should_training_stop = True
             control.should_save = False
+        return control.should_training_stop
 
 
 class TorchProfilerCallback(TrainerCallback):
     """Profiles optimizer steps ``[start, start + steps)`` with ``torch.profiler`` and writes where the
     time went: ``profile.txt`` (top kernels) and ``kernels.json`` (every kernel's self device time).
 
-    Enabled by ``DIALSUM_TORCH_PROFILE=DIR`` (see ``benchmarks/train_throughput.py --profile``); off in
+    Enabled by ``DIALSUM_TORCH_PROFILE=DIR`` (:class:`engine.config.ProfileSettings`) (see ``benchmarks/train_throughput.py --profile``); off in
     normal runs because profiling slows the profiled steps.
     """
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -160,9 +162,17 @@ class GenerationConfig(_Section):
 class PathsConfig(_Section):
     checkpoints: str = Field("checkpoints", description="checkpoints/<nickname>/final_model lives here.")
     submissions: str = Field("submissions", description="<nickname>_submission.csv lives here.")
-    disk_quota_gb: float | None = Field(150.0, gt=0, description="Hard quota of the quota'd tree; training stops cleanly before it.")
-    disk_quota_path: str = Field(".", description="Tree whose size counts against the quota (measured like du).")
-    disk_margin_gb: float = Field(5.0, ge=0, description="Stop when usage comes within this margin of the quota.")
+
+
+# Keys that left the run config, and where they went. The disk quota is a property of the
+# workspace (one server, one quota), not of a run: stated once, the manager hands the limit to the
+# engine as ``train --disk-root PATH --disk-stop-bytes N``.
+_QUOTA_MOVED = "the disk quota moved to the workspace's settings.yaml (quota_gb, margin_gb)"
+MOVED_KEYS: dict[str, str] = {
+    "paths.disk_quota_gb": _QUOTA_MOVED,
+    "paths.disk_margin_gb": _QUOTA_MOVED,
+    "paths.disk_quota_path": "the disk quota moved to the workspace's settings.yaml (quota_path)",
+}
 
 
 class RunConfig(_Section):
@@ -289,7 +299,9 @@ def _format_validation(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and loc in MOVED_KEYS:
+            lines.append(f"{source}: '{loc}' is no longer a run-config key: {MOVED_KEYS[loc]}; delete it here")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key '{loc}' (typo? see configs/base.yaml for the known keys)")
         elif e["type"] == "missing":
             lines.append(f"{source}: missing required key '{loc}'")
@@ -344,3 +356,36 @@ def resolve_path(value: str, base: Path | None = None) -> Path:
     """Relative config paths resolve against the current directory (the workspace)."""
     p = Path(value).expanduser()
     return p if p.is_absolute() else (base or Path.cwd()) / p
+
+
+# --- the engine's own environment variables ----------------------------------------------------
+
+
+class ProfileSettings(BaseModel):
+    """``DIALSUM_TORCH_PROFILE*``: profile a few optimizer steps (benchmarks/train_throughput.py --profile)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    out_dir: Path | None = Field(
+        None, description="DIALSUM_TORCH_PROFILE: write profile.txt and kernels.json here; unset = no profiling."
+    )
+    start: int = Field(5, ge=0, description="DIALSUM_TORCH_PROFILE_START: first profiled optimizer step.")
+
+
+PROFILE_ENV = {"out_dir": "DIALSUM_TORCH_PROFILE", "start": "DIALSUM_TORCH_PROFILE_START"}
+
+
+def profile_settings(environ: Mapping[str, str] | None = None) -> ProfileSettings:
+    """Read and validate the profiling variables (``os.environ`` by default).
+
+    Raises:
+        ConfigError: a variable has a bad value; the message names it and says what it takes.
+    """
+    env = os.environ if environ is None else environ
+    raw = {field: env[var] for field, var in PROFILE_ENV.items() if env.get(var, "").strip()}
+    try:
+        return ProfileSettings.model_validate(raw)
+    except ValidationError as err:
+        e = err.errors()[0]
+        var = PROFILE_ENV.get(str(e["loc"][0]), str(e["loc"][0]))
+        raise ConfigError(f"${var}={e.get('input')!r}: {e['msg']}; fix or unset it") from None

@@ -48,6 +48,8 @@ class Event(StrEnum):
 
 
 class Phase(StrEnum):
+    """The ``name`` of a ``phase`` event: what the command is doing now."""
+
     LOAD_DATA = "load_data"
     LOAD_MODEL = "load_model"
     TRAIN = "train"
@@ -58,6 +60,8 @@ class Phase(StrEnum):
 
 
 class ArtifactKind(StrEnum):
+    """The ``kind`` of an ``artifact`` event: which file or directory is now complete."""
+
     FINAL_MODEL = "final_model"
     CHECKPOINT = "checkpoint"
     SUBMISSION = "submission"
@@ -89,7 +93,16 @@ class FailureKind(StrEnum):
 
     @property
     def hint(self) -> str:
+        """The one-line advice shown with this kind of failure (the only wording there is)."""
         return HINTS[self]
+
+    @classmethod
+    def parse(cls, value: object) -> FailureKind:
+        """The kind named by ``value`` (an event's ``kind``); UNKNOWN for anything else."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.UNKNOWN
 
 
 HINTS: dict[FailureKind, str] = {
@@ -101,7 +114,8 @@ HINTS: dict[FailureKind, str] = {
         "dtype mismatch between weights, adapter, AMP and inputs: keep model.dtype, quantization.compute_dtype "
         "and train.precision consistent (bf16 model → precision bf16)"
     ),
-    FailureKind.DISK: "disk full or quota reached: run `dialsum-tui prune` (old checkpoints, HF caches) and retry",
+    FailureKind.DISK: "disk full or quota reached: run `dialsum-tui prune` (old checkpoints, HF caches) and retry, "
+    "or raise quota_gb in the workspace's .dialsum/settings.yaml",
     FailureKind.DATA: "the data files are not in the competition schema: fix the file/row named above "
     "(`python -m engine check-data DIR` lists every problem) and retry",
     FailureKind.CONFIG: "the config or the model path is wrong: fix the key named above (or download the model) "
@@ -109,9 +123,10 @@ HINTS: dict[FailureKind, str] = {
     FailureKind.INTERRUPTED: "stopped on request: `dialsum-tui retry ID` runs it again",
     FailureKind.KILLED: "killed by SIGKILL (no sign of the OOM killer): someone or something killed it; "
     "`dialsum-tui retry ID` runs it again",
-    FailureKind.HOST_OOM: "killed by the host's OOM killer: lower dataloader workers/batch size or the data kept "
-    "in memory",
-    FailureKind.UNKNOWN: "see run.log for the traceback",
+    # Today the manager assigns host_oom to any SIGKILL with a silent log, so the hint says "most likely".
+    FailureKind.HOST_OOM: "most likely the host's OOM killer (check `dmesg`): lower dataloader workers/batch size "
+    "or the data kept in memory",
+    FailureKind.UNKNOWN: "no known failure signature: read the message and run.log (`dialsum-tui logs ID`)",
 }
 
 
@@ -137,11 +152,20 @@ class Started(EventRecord):
     dtype: str | None = None
     pid: int | None = None
     world_size: int | None = None
+    kind: str | None = None  # model kind: seq2seq | causal (train)
+    lora: bool | None = None
+    split: str | None = None  # infer: test | dev | both
+    predictions: str | None = None  # evaluate: the scored files and how
+    references: str | None = None
+    tokenizer: str | None = None
+    scorer: str | None = None
 
 
 @dataclass(frozen=True)
 class PhaseChanged(EventRecord):
-    name: str | None = None
+    name: str | None = None  # a Phase
+    split: str | None = None  # infer: test | dev
+    n: int | None = None  # infer: dialogues to generate
 
 
 @dataclass(frozen=True)
@@ -181,7 +205,7 @@ class Eval(EventRecord):
 
 @dataclass(frozen=True)
 class Artifact(EventRecord):
-    kind: str | None = None
+    kind: str | None = None  # an ArtifactKind
     path: str | None = None
     bytes: int | None = None
 
@@ -196,11 +220,12 @@ class Warning_(EventRecord):
 class Finished(EventRecord):
     seconds: float | None = None
     metrics: dict[str, Any] | None = None
+    pid: int | None = None
 
 
 @dataclass(frozen=True)
 class Failed(EventRecord):
-    kind: str | None = None
+    kind: str | None = None  # a FailureKind
     message: str | None = None
     hint: str | None = None
     rank: int | None = None
@@ -217,6 +242,11 @@ RECORDS: dict[Event, type[EventRecord]] = {
     Event.FINISHED: Finished,
     Event.FAILED: Failed,
 }
+
+
+def record_fields(event: Event) -> frozenset[str]:
+    """The field names an ``event`` line may carry (its record's fields)."""
+    return frozenset(f.name for f in fields(RECORDS[event]))
 
 
 def parse_event(raw: dict[str, Any]) -> EventRecord | None:
@@ -242,10 +272,19 @@ TRAIN_CSV = "train.csv"
 DEV_CSV = "dev.csv"
 TEST_CSV = "test.csv"
 DATA_FILES = (TRAIN_CSV, DEV_CSV, TEST_CSV)
+SPLIT_FILES = {"train": TRAIN_CSV, "dev": DEV_CSV, "test": TEST_CSV}  # split name -> its file
 
 # Written last inside final_model/: its presence (and validity) is what "complete" means.
 FINAL_MODEL_DIR = "final_model"
 FINAL_MODEL_META = "dialsum_model.json"
+
+# Inside ``paths.checkpoints``/<nickname>/: the Trainer's output dir and its rotating checkpoints.
+TRAINER_DIR = "trainer"
+CHECKPOINT_PREFIX = "checkpoint-"
+
+# Inside ``paths.submissions``: <nickname> + suffix (engine.artifacts builds the paths).
+SUBMISSION_SUFFIX = "_submission.csv"
+DEV_PREDICTIONS_SUFFIX = "_dev_predictions.csv"
 
 
 @dataclass(frozen=True)
@@ -285,4 +324,20 @@ def load_snapshot(text: str, source: str | Path = CONFIG_FILE) -> RunConfig:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(tree, dict):
         raise ConfigError(f"{source}: expected a mapping of sections (model:, data:, …)")
-    return config_from_dict(tree, source=str(source))
+    return config_from_dict(strip_moved_keys(tree), source=str(source))
+
+
+def strip_moved_keys(tree: dict[str, Any]) -> dict[str, Any]:
+    """Drop keys that moved out of the run config from a snapshot written before they moved.
+
+    A user's config file with such a key is an error (:data:`engine.config.MOVED_KEYS` says where
+    it went); a snapshot is the engine's own record of an old run, so it stays readable.
+    """
+    from engine.config import MOVED_KEYS
+
+    tree = dict(tree)
+    for dotted in MOVED_KEYS:
+        section, key = dotted.split(".")
+        if isinstance(tree.get(section), dict) and key in tree[section]:
+            tree[section] = {k: v for k, v in tree[section].items() if k != key}
+    return tree

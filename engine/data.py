@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.contract import SPLIT_FILES, ExitCode
+
 SPLITS = ("train", "dev", "test")
 # test.csv has neither summary nor topic (the whole point of the competition).
 REQUIRED_COLUMNS = {"train": ("fname", "dialogue", "summary"), "dev": ("fname", "dialogue", "summary"),
@@ -199,7 +201,7 @@ def load_split(data_dir: str | Path, split: str, normalize: bool = True) -> tupl
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    path = Path(data_dir) / f"{split}.csv"
+    path = Path(data_dir) / SPLIT_FILES[split]
     rows, report = read_table(path)
     header = [k for k in (rows[0] if rows else {}) if k != "_line"]
     if not rows:
@@ -208,7 +210,7 @@ def load_split(data_dir: str | Path, split: str, normalize: bool = True) -> tupl
     if missing:
         raise DataError(
             f"{path}: line 1: missing column(s) {', '.join(missing)} (header is {','.join(header)}); "
-            f"{split}.csv needs {','.join(REQUIRED_COLUMNS[split])}"
+            f"{SPLIT_FILES[split]} needs {','.join(REQUIRED_COLUMNS[split])}"
         )
     has_topic = "topic" in header
     if split != "test" and not has_topic:
@@ -295,4 +297,4 @@ def check_data_main(args: Any) -> int:
                 print("\n".join(DataReport(**fields).summary_lines()))
             else:
                 print(f"ERROR {result['error']}")
-    return 0 if all(r["ok"] for r in results) else 2
+    return ExitCode.OK if all(r["ok"] for r in results) else ExitCode.BAD_INPUT

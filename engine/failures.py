@@ -1,8 +1,9 @@
-"""Provides the failure signatures seen in the wild, each mapped to a kind and a one-line hint.
+"""Provides the failure signatures seen in the wild: text (an exception, a log tail) → failure kind.
 
 Torch-free and shared: the engine classifies the exception it caught (``failed`` event), the
 manager classifies a process that died without saying (exit status + log tail). One table, so both
-sides always agree on what a message means.
+sides always agree on what a message means; the hint of each kind is the contract's
+(:attr:`engine.contract.FailureKind.hint`), never spelled here.
 """
 
 from __future__ import annotations
@@ -10,71 +11,60 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from engine.contract import FailureKind
+
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str
+    """A verdict: the kind, the line that shows it, and the advice (``kind.hint`` unless a caller knows better)."""
+
+    kind: FailureKind
     message: str
     hint: str
 
+    @classmethod
+    def of(cls, kind: FailureKind, message: str) -> Failure:
+        """A failure with its kind's one hint."""
+        return cls(kind, message, kind.hint)
 
-# (kind, pattern, hint) — first match wins, so the specific signatures come before the general ones.
-SIGNATURES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
-    (kind, re.compile(pattern, re.IGNORECASE), hint)
-    for kind, pattern, hint in (
-        (
-            "oom",
-            r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|out of memory",
-            "GPU memory ran out: lower train.batch_size (raise grad_accum), enable gradient_checkpointing or 4-bit, "
-            "or check that no earlier process still holds the GPU",
-        ),
-        (
-            "dtype",
-            r"expected scalar type \w+ but found \w+|mat1 and mat2 must have the same dtype"
-            r"|_amp_foreach_non_finite_check_and_unscale_cuda\" not implemented for 'BFloat16'"
-            r"|not implemented for 'BFloat16'|Attempting to unscale FP16 gradients"
-            r"|Input type \(\w+\) and weight type \(\w+\) should be the same",
-            "dtype mismatch between weights, adapter, AMP and inputs: keep model.dtype, quantization.compute_dtype "
-            "and train.precision consistent (bf16 model → precision bf16)",
-        ),
-        (
-            "disk",
-            r"No space left on device|StorageFull|Disk quota exceeded|MetadataIncompleteBuffer"
-            r"|disk quota guard|unexpected EOF",
-            "disk full or quota reached: run `dialsum-tui prune` (old checkpoints, HF caches) and retry",
-        ),
-        (
-            "data",
-            r"DataError|data error|KeyError: 'dialogue'|KeyError: 'summary'|UnicodeDecodeError|ParserError",
-            "the data files are not in the competition schema: run `python -m engine check-data DIR` and fix what it lists",
-        ),
-        (
-            "config",
-            r"ConfigError|config error|unknown key|OSError: .* is not a local folder and is not a valid model identifier"
-            r"|We couldn't connect to 'https://huggingface.co'|Can't load tokenizer",
-            "the config or the model path is wrong: fix the key named above (or download the model) and retry",
-        ),
-        (
-            "interrupted",
-            r"KeyboardInterrupt|interrupted by user|received SIGINT|received SIGTERM",
-            "stopped on request; retry to continue",
-        ),
-    )
+
+_PATTERNS: tuple[tuple[FailureKind, str], ...] = (
+    (FailureKind.OOM, r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|out of memory"),
+    (
+        FailureKind.DTYPE,
+        r"expected scalar type \w+ but found \w+|mat1 and mat2 must have the same dtype"
+        r"|_amp_foreach_non_finite_check_and_unscale_cuda\" not implemented for 'BFloat16'"
+        r"|not implemented for 'BFloat16'|Attempting to unscale FP16 gradients"
+        r"|Input type \(\w+\) and weight type \(\w+\) should be the same",
+    ),
+    (
+        FailureKind.DISK,
+        r"No space left on device|StorageFull|Disk quota exceeded|MetadataIncompleteBuffer"
+        r"|disk quota guard|unexpected EOF",
+    ),
+    (FailureKind.DATA, r"DataError|data error|KeyError: 'dialogue'|KeyError: 'summary'|UnicodeDecodeError|ParserError"),
+    (
+        FailureKind.CONFIG,
+        r"ConfigError|config error|unknown key|OSError: .* is not a local folder and is not a valid model identifier"
+        r"|We couldn't connect to 'https://huggingface.co'|Can't load tokenizer",
+    ),
+    (FailureKind.INTERRUPTED, r"KeyboardInterrupt|interrupted by user|received SIGINT|received SIGTERM"),
 )
 
-HOST_OOM_HINT = (
-    "killed by SIGKILL with nothing in the log: most likely the host OOM killer (check `dmesg`); "
-    "lower dataloader workers/batch size or the data kept in memory"
+# (kind, pattern, hint) — first match wins, so the specific signatures come before the general ones.
+# The hint is the kind's own (kept in the tuple for callers that unpack three items).
+SIGNATURES: tuple[tuple[FailureKind, re.Pattern[str], str], ...] = tuple(
+    (kind, re.compile(pattern, re.IGNORECASE), kind.hint) for kind, pattern in _PATTERNS
 )
 
 
 def match_text(text: str) -> Failure | None:
     """Return the first known signature found in ``text`` (an exception message or a log tail)."""
-    for kind, pattern, hint in SIGNATURES:
+    for kind, pattern, _hint in SIGNATURES:
         m = pattern.search(text)
         if m:
             line = next((ln.strip() for ln in text.splitlines() if pattern.search(ln)), m.group(0))
-            return Failure(kind, line[:500], hint)
+            return Failure.of(kind, line[:500])
     return None
 
 
@@ -82,8 +72,8 @@ def classify_exception(exc: BaseException) -> Failure:
     """Classify an exception the engine caught."""
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, KeyboardInterrupt):
-        return Failure("interrupted", "interrupted by user (SIGINT)", "stopped on request; retry to continue")
+        return Failure.of(FailureKind.INTERRUPTED, "interrupted by user (SIGINT)")
     known = match_text(text)
     if known:
-        return Failure(known.kind, text[:500], known.hint)
-    return Failure("unknown", text[:500], "see run.log for the traceback")
+        return Failure.of(known.kind, text[:500])
+    return Failure.of(FailureKind.UNKNOWN, text[:500])

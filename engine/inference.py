@@ -18,6 +18,7 @@ from engine.artifacts import (
     submission_path,
 )
 from engine.config import GenerationConfig, RunConfig, load_config, resolve_path
+from engine.contract import ArtifactKind, Event, Phase, Stage
 from engine.runtime import raise_if_stopped, resolve_device, run_command
 
 
@@ -100,7 +101,7 @@ def generate_summaries(model, tokenizer, sources: list[str], kind: str, gen: Gen
         for i, ids in zip(chunk, generated.tolist(), strict=True):
             out[i] = decode_summary(tokenizer, ids, drop)
         if events is not None:
-            events.emit("progress", step=min(start + batch_size, len(order)), total=len(order), epoch=None,
+            events.emit(Event.PROGRESS, step=min(start + batch_size, len(order)), total=len(order), epoch=None,
                         eta_s=None, tokens_per_s=None, samples_per_s=None)
     return out
 
@@ -123,25 +124,25 @@ def predict_split(split: str, cfg: RunConfig, loaded, events: EventWriter) -> tu
     from engine.data import load_split
     from engine.prompts import model_inputs, prompt_mismatch_warning
 
-    events.emit("phase", name="load_data", split=split)
+    events.emit(Event.PHASE, name=Phase.LOAD_DATA, split=split)
     samples, _report = load_split(resolve_path(cfg.data.dir), split, normalize=cfg.data.normalize)
     if split == "test":
         mismatch = prompt_mismatch_warning(cfg.prompt, inference_has_topic=any(s.topic for s in samples))
         if mismatch:
-            events.emit("warning", message=mismatch)
+            events.emit(Event.WARNING, message=mismatch)
     sources = model_inputs(samples, cfg.prompt, loaded.kind, loaded.tokenizer)
-    events.emit("phase", name="generate", split=split, n=len(sources))
+    events.emit(Event.PHASE, name=Phase.GENERATE, split=split, n=len(sources))
     summaries = generate_summaries(loaded.model, loaded.tokenizer, sources, loaded.kind, cfg.generation,
                                    cfg.prompt.max_source_length, cfg.generation.batch_size, events)
     empty = sum(1 for s in summaries if not s.strip())
     if empty:
-        events.emit("warning", message=f"{split}: {empty} of {len(summaries)} generations are empty; kept as empty summaries",
+        events.emit(Event.WARNING, message=f"{split}: {empty} of {len(summaries)} generations are empty; kept as empty summaries",
                     count=empty)
-    events.emit("phase", name="write", split=split)
+    events.emit(Event.PHASE, name=Phase.WRITE, split=split)
     submissions = resolve_path(cfg.paths.submissions)
     path = (submission_path if split == "test" else dev_predictions_path)(submissions, cfg.model.nickname)
     atomic_write_text(path, predictions_csv([s.fname for s in samples], summaries))
-    events.emit("artifact", kind="submission" if split == "test" else "dev_predictions", path=str(path),
+    events.emit(Event.ARTIFACT, kind=ArtifactKind.SUBMISSION if split == "test" else ArtifactKind.DEV_PREDICTIONS, path=str(path),
                 bytes=path.stat().st_size)
     return path, len(summaries), empty
 
@@ -153,9 +154,9 @@ def infer(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
     cfg = load_config(args.config, args.set)
     device = resolve_device(cfg, str(args.config))
     directory = Path(args.checkpoint) if args.checkpoint else final_model_dir(resolve_path(cfg.paths.checkpoints), cfg.model.nickname)
-    events.emit("started", nickname=cfg.model.nickname, model=str(directory), config_hash=cfg.hash(), device=device,
+    events.emit(Event.STARTED, nickname=cfg.model.nickname, model=str(directory), config_hash=cfg.hash(), device=device,
                 dtype=cfg.model.dtype, split=args.split)
-    events.emit("phase", name="load_model")
+    events.emit(Event.PHASE, name=Phase.LOAD_MODEL)
     loaded = load_for_inference(directory, device)
     metrics: dict[str, Any] = {"dtype": loaded.dtype}
     splits = ["dev", "test"] if args.split == "both" else [args.split]
@@ -169,4 +170,4 @@ def infer(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     """CLI entry: ``python -m engine infer``."""
-    return run_command("infer", args, infer)
+    return run_command(Stage.INFER, args, infer)

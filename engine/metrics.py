@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.artifacts import EventWriter, atomic_write_text
+from engine.contract import ArtifactKind, Event, ExitCode, Phase, Stage
 from engine.data import DataError, load_references, read_table
 
 TOKENIZERS = ("mecab", "whitespace", "char")
@@ -493,10 +494,10 @@ def _print(scores: Scores, as_json: bool) -> None:
 
 def _evaluate_in_run(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
     """The command body under :func:`engine.runtime.run_command`, which adds ``finished``/``failed``."""
-    events.emit("started", pid=os.getpid(), predictions=str(args.predictions), references=str(args.references),
+    events.emit(Event.STARTED, pid=os.getpid(), predictions=str(args.predictions), references=str(args.references),
                 tokenizer=args.tokenizer, scorer=args.scorer)
     _check_arguments(args)
-    events.emit("phase", name="score")
+    events.emit(Event.PHASE, name=Phase.SCORE)
     scores = score_files(args.predictions, args.references, tokenizer=args.tokenizer, scorer=args.scorer)
     metrics_path = Path(args.run_dir) / METRICS_FILE
     saved = {
@@ -507,10 +508,10 @@ def _evaluate_in_run(args: argparse.Namespace, events: EventWriter) -> dict[str,
     }
     atomic_write_text(metrics_path, json.dumps(saved, ensure_ascii=False, indent=2) + "\n")
     fields = {key: value for key, value in scores.to_dict().items() if key not in ("refs_per_item", "empty_predictions")}
-    events.emit("eval", **fields, split="dev")
+    events.emit(Event.EVAL, **fields, split="dev")
     if scores.empty_predictions:
-        events.emit("warning", message="empty predictions scored 0", count=scores.empty_predictions)
-    events.emit("artifact", kind="metrics", path=str(metrics_path), bytes=metrics_path.stat().st_size)
+        events.emit(Event.WARNING, message="empty predictions scored 0", count=scores.empty_predictions)
+    events.emit(Event.ARTIFACT, kind=ArtifactKind.METRICS, path=str(metrics_path), bytes=metrics_path.stat().st_size)
     _print(scores, args.json)
     return scores.to_dict()
 
@@ -528,7 +529,7 @@ def main(args: argparse.Namespace) -> int:
     if args.run_dir:
         from engine.runtime import run_command
 
-        return run_command("evaluate", args, _evaluate_in_run)
+        return run_command(Stage.EVALUATE, args, _evaluate_in_run)
     from engine.config import ConfigError
 
     try:
@@ -536,6 +537,6 @@ def main(args: argparse.Namespace) -> int:
         scores = score_files(args.predictions, args.references, tokenizer=args.tokenizer, scorer=args.scorer)
     except (DataError, ConfigError) as err:
         print(f"evaluate: {err}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     _print(scores, args.json)
-    return 0
+    return ExitCode.OK

@@ -1,5 +1,5 @@
 """Provides what every engine command shares: device and capabilities, clean SIGINT/SIGTERM stops,
-and the wrapper that turns a command body into events plus an exit status (0, 1, 2, 130).
+and the wrapper that turns a command body into events plus an exit status (``contract.ExitCode``).
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.artifacts import EVENTS_FILE, EventWriter, process_rank, world_size
+from engine.artifacts import EventWriter, process_rank, world_size
 from engine.config import Capabilities, ConfigError, RunConfig, check_runtime
+from engine.contract import Event, ExitCode, FailureKind, RunFiles
 from engine.failures import classify_exception
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 
 class Interrupted(Exception):
@@ -176,41 +172,40 @@ def run_command(
         body: the command itself.
 
     Returns:
-        0 on success, 2 for config/data errors, 130 when stopped by a signal, 1 otherwise.
+        an :class:`~engine.contract.ExitCode`: OK, BAD_INPUT for config/data errors, INTERRUPTED
+        when stopped by a signal, ERROR otherwise.
     """
     install_signal_handlers()
     prefix_stderr_with_rank()
-    run_dir = Path(args.run_dir)
-    events = EventWriter(run_dir / EVENTS_FILE, command=command)
+    events = EventWriter(RunFiles(Path(args.run_dir)).events, command=command)
     start = time.monotonic()
     data_error = _data_error_type()
     try:
         metrics = body(args, events)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        events.emit("failed", kind="config", message=str(exc), hint="fix the key named in the message and retry")
-        return EXIT_BAD_INPUT
+        return _failed(events, FailureKind.CONFIG, str(exc), ExitCode.BAD_INPUT)
     except data_error as exc:
         print(f"data error: {exc}", file=sys.stderr)
-        events.emit("failed", kind="data", message=str(exc), hint="fix the file/row named in the message and retry")
-        return EXIT_BAD_INPUT
+        return _failed(events, FailureKind.DATA, str(exc), ExitCode.BAD_INPUT)
     except (Interrupted, KeyboardInterrupt) as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
-        events.emit("failed", kind="interrupted", message=f"interrupted ({exc or 'SIGINT'})",
-                    hint="stopped on request; retry to run again")
-        return EXIT_INTERRUPTED
+        return _failed(events, FailureKind.INTERRUPTED, f"interrupted ({exc or 'SIGINT'})", ExitCode.INTERRUPTED)
     except DiskQuotaReached as exc:
         print(f"disk quota guard: {exc}", file=sys.stderr)
-        events.emit("failed", kind="disk", message=str(exc),
-                    hint="free space (dialsum-tui prune: old checkpoints, HF caches) or raise paths.disk_quota_gb")
-        return EXIT_FAILED
+        return _failed(events, FailureKind.DISK, str(exc), ExitCode.ERROR)
     except Exception as exc:  # every other failure is classified, never swallowed
         traceback.print_exc(file=sys.stderr)
         failure = classify_exception(exc)
-        events.emit("failed", kind=failure.kind, message=failure.message, hint=failure.hint)
-        return EXIT_FAILED
+        return _failed(events, failure.kind, failure.message, ExitCode.ERROR)
     finally:
         sys.stderr.flush()
-    events.emit("finished", seconds=round(time.monotonic() - start, 2), metrics=metrics or {}, pid=os.getpid())
+    events.emit(Event.FINISHED, seconds=round(time.monotonic() - start, 2), metrics=metrics or {}, pid=os.getpid())
     events.close()
-    return EXIT_OK
+    return ExitCode.OK
+
+
+def _failed(events: EventWriter, kind: FailureKind, message: str, code: ExitCode) -> int:
+    """Record the failure (with its kind's one hint) and return the exit status."""
+    events.emit(Event.FAILED, kind=kind, message=message, hint=kind.hint)
+    return code

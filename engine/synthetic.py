@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.artifacts import atomic_write_text
+from engine.contract import SPLIT_FILES, ExitCode
 
 PROFILES = ("demo", "competition")
 SPLITS = ("train", "dev", "test")
@@ -444,7 +445,7 @@ def write_dataset(out: str | Path, **kw: Any) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for split in SPLITS:
-        paths[split] = out / f"{split}.csv"
+        paths[split] = out / SPLIT_FILES[split]
         atomic_write_text(paths[split], _to_csv(data[split], COLUMNS[split]))
     refs = [{"fname": r["fname"], "summary": r["references"][0], "summary1": r["references"][1],
              "summary2": r["references"][2]} for r in data["test"]]
@@ -460,11 +461,11 @@ def main(args: Any) -> int:
                               profile=getattr(args, "profile", "demo"))
     except ValueError as err:
         print(f"synth: {err}")
-        return 2
+        return ExitCode.BAD_INPUT
     for name, path in paths.items():
         with path.open(encoding="utf-8", newline="") as f:
             rows = list(csv.DictReader(f))
         chars = sum(len(r.get("dialogue", "")) for r in rows) / max(1, len(rows))
         extra = f", dialogue mean {chars:.0f} chars" if rows and "dialogue" in rows[0] else ""
         print(f"wrote {path} ({len(rows)} rows{extra})")
-    return 0
+    return ExitCode.OK

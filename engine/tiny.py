@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from engine.contract import ExitCode
+
 # Sizes are chosen so a CPU trains a few hundred steps per minute yet the model can still learn the
 # synthetic summaries; they are not meant to be good at anything else.
 TINY_DIM = 128
@@ -223,6 +225,6 @@ def main(args: argparse.Namespace) -> int:
         summary = build_tiny(args.arch, Path(args.data), Path(args.out), args.pretrain_steps, args.seed)
     except (DataError, ValueError) as exc:
         print(f"tiny-model: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     print(json.dumps(summary))
-    return 0
+    return ExitCode.OK

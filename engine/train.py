@@ -5,7 +5,6 @@ with every step reported as events in the run directory.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,9 @@ from engine.artifacts import (
     world_size,
     write_final_model_meta,
 )
-from engine.config import RunConfig, load_config, resolve_path
+from engine.config import RunConfig, load_config, profile_settings, resolve_path
+from engine.contract import TRAINER_DIR, ArtifactKind, Event, Phase, Stage
+from engine.du import tree_size
 from engine.runtime import (
     DiskQuotaReached,
     Interrupted,
@@ -35,7 +36,7 @@ def load_samples(cfg: RunConfig, events: EventWriter) -> tuple[list, list]:
     """Train rows (first ``data.max_train_samples``) and the dev rows scored during training."""
     from engine.data import load_split
 
-    events.emit("phase", name="load_data")
+    events.emit(Event.PHASE, name=Phase.LOAD_DATA)
     data_dir = resolve_path(cfg.data.dir)
     train, _ = load_split(data_dir, "train", normalize=cfg.data.normalize)
     dev, _ = load_split(data_dir, "dev", normalize=cfg.data.normalize)
@@ -57,14 +58,18 @@ def recipe_for(kind: str):
     return sft
 
 
-def disk_guard(cfg: RunConfig, output_dir: Path):
-    """The disk-quota callback, or None when ``paths.disk_quota_gb`` is unset."""
+def disk_guard(args: argparse.Namespace, output_dir: Path):
+    """The disk-quota callback, or None when no limit was handed over (a standalone run).
+
+    The quota belongs to the workspace, not to the run config: the manager passes
+    ``--disk-root PATH --disk-stop-bytes N`` (dialsum_tui/manager/disk.py: engine_disk_args).
+    """
     from engine.callbacks import DiskGuardCallback
 
-    if cfg.paths.disk_quota_gb is None:
+    stop_bytes = getattr(args, "disk_stop_bytes", None)
+    if stop_bytes is None:
         return None
-    limit = int((cfg.paths.disk_quota_gb - cfg.paths.disk_margin_gb) * 1024**3)
-    return DiskGuardCallback(resolve_path(cfg.paths.disk_quota_path), limit, output_dir)
+    return DiskGuardCallback(resolve_path(getattr(args, "disk_root", None) or "."), stop_bytes, output_dir)
 
 
 def build_callbacks(cfg: RunConfig, loaded, dev: list, events: EventWriter, guard) -> list:
@@ -80,11 +85,11 @@ def build_callbacks(cfg: RunConfig, loaded, dev: list, events: EventWriter, guar
     from engine.prompts import model_inputs
 
     callbacks: list = [EventsCallback(events), StopOnSignalCallback()]
-    if os.environ.get("DIALSUM_TORCH_PROFILE"):
+    profile = profile_settings()
+    if profile.out_dir is not None:
         from engine.callbacks import TorchProfilerCallback
 
-        start = int(os.environ.get("DIALSUM_TORCH_PROFILE_START", "5"))
-        callbacks.append(TorchProfilerCallback(Path(os.environ["DIALSUM_TORCH_PROFILE"]), start=start))
+        callbacks.append(TorchProfilerCallback(profile.out_dir, start=profile.start))
     if guard is not None:
         callbacks.append(guard)
     if dev and cfg.train.eval_strategy != "no":
@@ -106,11 +111,11 @@ def save_final_model(cfg: RunConfig, loaded, model, metrics: dict[str, Any], eve
     """
     from engine.runtime import torch_dtype
 
-    events.emit("phase", name="save")
+    events.emit(Event.PHASE, name=Phase.SAVE)
     target = final_model_dir(resolve_path(cfg.paths.checkpoints), cfg.model.nickname)
     merged = cfg.lora.enabled and cfg.lora.merge_on_save and not cfg.quantization.load_in_4bit
     if cfg.lora.enabled and cfg.lora.merge_on_save and not merged:
-        events.emit("warning", message="lora.merge_on_save ignored: a 4-bit base cannot be merged losslessly; saving the adapter")
+        events.emit(Event.WARNING, message="lora.merge_on_save ignored: a 4-bit base cannot be merged losslessly; saving the adapter")
     with atomic_directory(target) as tmp:
         to_save = model.merge_and_unload().to(torch_dtype(cfg.model.dtype)) if merged else model
         to_save.save_pretrained(tmp)
@@ -128,14 +133,8 @@ def save_final_model(cfg: RunConfig, loaded, model, metrics: dict[str, Any], eve
             "metrics": metrics,
             "config_hash": cfg.hash(),
         })
-    events.emit("artifact", kind="final_model", path=str(target), bytes=_tree_bytes(target))
+    events.emit(Event.ARTIFACT, kind=ArtifactKind.FINAL_MODEL, path=str(target), bytes=tree_size(target))
     return target
-
-
-def _tree_bytes(path: Path) -> int:
-    from engine.callbacks import tree_bytes
-
-    return tree_bytes(path)
 
 
 def final_metrics(trainer) -> dict[str, Any]:
@@ -163,19 +162,19 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
         atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
     device = resolve_device(cfg, str(args.config))
     bind_local_device(device)
-    events.emit("started", nickname=cfg.model.nickname, model=cfg.model.name_or_path, config_hash=cfg.hash(),
+    events.emit(Event.STARTED, nickname=cfg.model.nickname, model=cfg.model.name_or_path, config_hash=cfg.hash(),
                 device=device, dtype=cfg.model.dtype, kind=cfg.model.kind, lora=cfg.lora.enabled,
                 world_size=world_size())
     set_seed(cfg.train.seed)
     train_samples, dev = load_samples(cfg, events)
-    events.emit("phase", name="load_model")
+    events.emit(Event.PHASE, name=Phase.LOAD_MODEL)
     loaded = load_for_training(cfg, device)
     recipe = recipe_for(cfg.model.kind)
     rng = random.Random(cfg.train.seed)
     train_ds = recipe.build_dataset(train_samples, cfg, loaded.tokenizer, rng, "train", events)
     eval_ds = recipe.build_dataset(dev, cfg, loaded.tokenizer, None, "dev", events) if dev else None
-    output_dir = resolve_path(cfg.paths.checkpoints) / loaded_nickname_dir(cfg) / "trainer"
-    guard = disk_guard(cfg, output_dir)
+    output_dir = resolve_path(cfg.paths.checkpoints) / loaded_nickname_dir(cfg) / TRAINER_DIR
+    guard = disk_guard(args, output_dir)
     trainer = recipe.build_trainer(cfg, loaded, train_ds, eval_ds, output_dir, device,
                                    build_callbacks(cfg, loaded, dev, events, guard))
     trainer.train()
@@ -198,4 +197,4 @@ def loaded_nickname_dir(cfg: RunConfig) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """CLI entry: ``python -m engine train``."""
-    return run_command("train", args, train)
+    return run_command(Stage.TRAIN, args, train)

@@ -15,12 +15,22 @@ MIB = 2**20
 
 
 def gb_to_bytes(gb: float) -> int:
+    """Decimal GB (as a quota is stated) to bytes."""
     return int(round(gb * GB))
 
 
 def disk_stop_bytes(quota_gb: float, margin_gb: float) -> int:
-    """The byte count at which the quota'd tree counts as full: the quota less its safety margin."""
+    """The byte count at which the quota'd tree counts as full: the quota less its safety margin.
+
+    The engine's in-run guard (``train --disk-stop-bytes``) and the manager's running-disk watch
+    both stop at this number, compared by :func:`disk_full`.
+    """
     return gb_to_bytes(quota_gb) - gb_to_bytes(margin_gb)
+
+
+def disk_full(used_bytes: int, stop_bytes: int) -> bool:
+    """Whether a tree of ``used_bytes`` has reached ``stop_bytes`` (the one comparison both sides make)."""
+    return used_bytes >= stop_bytes
 
 
 def format_bytes(n_bytes: float) -> str:
@@ -36,8 +46,10 @@ def format_bytes(n_bytes: float) -> str:
 
 
 def format_used_of(used: int, limit: int) -> str:
-    """``"12.3 / 150.0 GB"`` — both in decimal GB so the two numbers compare at a glance."""
-    return f"{used / GB:.1f} / {limit / GB:.1f} GB"
+    """``"12.3 / 150.0 GB"`` — both in one decimal unit (GB, or MB for a limit under 1 GB, as in
+    tests and demos) so the two numbers compare at a glance."""
+    size, unit = (GB, "GB") if limit >= GB else (MB, "MB")
+    return f"{used / size:.1f} / {limit / size:.1f} {unit}"
 
 
 def format_gib(n_bytes: float) -> str:

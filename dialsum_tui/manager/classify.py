@@ -12,11 +12,12 @@ import re
 import signal
 from typing import Any
 
-from engine.artifacts import FAILURE_KINDS
-from engine.failures import HOST_OOM_HINT, Failure, match_text
+from engine.contract import Event, FailureKind
+from engine.failures import Failure, match_text
 
-INTERRUPT_HINT = "stopped on request; retry to continue"
-UNKNOWN_HINT = "no known failure signature: read the lines above and run.log (`dialsum-tui logs ID`)"
+# Not a kind's hint but advice for an OOM while someone else held memory: shrinking the batch
+# would not help, freeing the GPU would.
+OTHERS_HELD_HINT = "another process held GPU memory at the time: free it (`dialsum-tui check`) and retry before shrinking the batch"
 _ERROR_LINE = re.compile(r"error|exception|traceback|fatal|killed|abort", re.IGNORECASE)
 
 
@@ -33,7 +34,7 @@ def _signal_of(exit_code: int | None) -> int | None:
 
 def last_stage_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the events of the last stage in ``events`` (a run's file holds every stage's)."""
-    starts = [i for i, e in enumerate(events) if e.get("event") == "started"]
+    starts = [i for i, e in enumerate(events) if e.get("event") == Event.STARTED]
     return events[starts[-1]:] if starts else events
 
 
@@ -58,50 +59,43 @@ def classify(
             e.g. "pid 4711 (run 12, ...) holds 14.2 GiB on GPU 0"; added to an OOM verdict.
 
     Returns:
-        None for success (exit 0 and a ``finished`` event); otherwise a Failure whose kind is one
-        of ``engine.artifacts.FAILURE_KINDS``.
+        None for success (exit 0 and a ``finished`` event); otherwise a Failure with an
+        :class:`engine.contract.FailureKind` and (unless the engine wrote its own) that kind's hint.
     """
     stage = last_stage_events(events)
-    finished = any(e.get("event") == "finished" for e in stage)
-    failed = [e for e in stage if e.get("event") == "failed"]
+    finished = any(e.get("event") == Event.FINISHED for e in stage)
+    failed = [e for e in stage if e.get("event") == Event.FAILED]
     if exit_code == 0 and finished and not failed:
         return None
     failure = _verdict(exit_code, failed[-1] if failed else None, log_tail, finished)
-    if failure.kind == "oom":
+    if failure.kind is FailureKind.OOM:
         failure = _with_holder(failure, others_held)
     return failure
 
 
 def _verdict(exit_code: int | None, failed: dict[str, Any] | None, log_tail: str, finished: bool) -> Failure:
     if failed is not None:
-        kind = str(failed.get("kind") or "unknown")
-        kind = kind if kind in FAILURE_KINDS else "unknown"
+        kind = FailureKind.parse(failed.get("kind"))
         message = str(failed.get("message") or "")
-        known = match_text(message)
-        hint = str(failed.get("hint") or (known.hint if known else UNKNOWN_HINT))
-        return Failure(kind, message or f"{kind} (no message)", hint)
+        return Failure(kind, message or f"{kind} (no message)", str(failed.get("hint") or kind.hint))
     sig = _signal_of(exit_code)
     if sig in (signal.SIGINT, signal.SIGTERM):
-        return Failure("interrupted", f"interrupted by user ({signal.Signals(sig).name})", INTERRUPT_HINT)
+        return Failure.of(FailureKind.INTERRUPTED, f"interrupted by user ({signal.Signals(sig).name})")
     known = match_text(log_tail)
     if known is not None:
         return known
     if sig == signal.SIGKILL:
-        return Failure("host_oom", f"killed by SIGKILL (exit {exit_code}) with nothing in the log", HOST_OOM_HINT)
-    lines = error_lines(log_tail)
+        return Failure.of(FailureKind.HOST_OOM, f"killed by SIGKILL (exit {exit_code}) with nothing in the log")
+    lines = error_lines(log_tail) or "(empty log)"
     if exit_code == 0 and not finished:
-        return Failure("unknown", f"exited 0 without a 'finished' event; last lines: {lines or '(empty log)'}", UNKNOWN_HINT)
+        return Failure.of(FailureKind.UNKNOWN, f"exited 0 without a 'finished' event; last lines: {lines}")
     if exit_code is None:
-        return Failure("unknown", f"process vanished, exit status unknown; last lines: {lines or '(empty log)'}", UNKNOWN_HINT)
+        return Failure.of(FailureKind.UNKNOWN, f"process vanished, exit status unknown; last lines: {lines}")
     what = f"killed by {signal.Signals(sig).name}" if sig and sig in signal.Signals._value2member_map_ else f"exit {exit_code}"
-    return Failure("unknown", f"{what}; last lines: {lines or '(empty log)'}", UNKNOWN_HINT)
+    return Failure.of(FailureKind.UNKNOWN, f"{what}; last lines: {lines}")
 
 
 def _with_holder(failure: Failure, others_held: str | None) -> Failure:
     if not others_held:
         return failure
-    return Failure(
-        failure.kind,
-        f"{failure.message} — meanwhile {others_held}",
-        "another process held GPU memory at the time: free it (`dialsum-tui check`) and retry before shrinking the batch",
-    )
+    return Failure(failure.kind, f"{failure.message} — meanwhile {others_held}", OTHERS_HELD_HINT)

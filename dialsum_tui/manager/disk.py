@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.artifacts import atomic_write_text
+from engine.du import TreeWalker, tree_size
+from engine.units import GB, MB, disk_full, disk_stop_bytes, format_bytes, format_used_of, gb_to_bytes
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.workspace import Workspace
     from engine.config import RunConfig
 
-GB = 1000**3  # the quota is stated in GB; decimal GB is the smaller (safer) reading of "150 GB"
-MB = 1000**2
+__all__ = ["GB", "MB", "DiskUsage", "engine_disk_args", "measure", "projected_footprint", "read_cached", "tree_size",
+           "write_cache"]
 
 
 @dataclass
@@ -41,27 +41,29 @@ class DiskUsage:
     seconds: float
     consumers: list[tuple[str, int]] = field(default_factory=list)  # (label, bytes), biggest first
 
+    @property
+    def stop_bytes(self) -> int:
+        """Where the running-disk watch stops a run: the quota less the margin (the engine's limit too)."""
+        return self.limit_bytes - self.margin_bytes
+
+    @property
+    def full(self) -> bool:
+        """Whether the tree has reached :attr:`stop_bytes` (the comparison the engine's guard makes)."""
+        return disk_full(self.used_bytes, self.stop_bytes)
+
     def summary(self) -> str:
-        """One line: "141.0/150 GB used (safe 110 GB) on /ws, measured 12s ago"."""
+        """One line: "141.0 / 150.0 GB used (safe 110.0 GB) on /ws, measured 12s ago"."""
         age = time.time() - self.measured_at
         return (
-            f"{used_of_limit(self.used_bytes, self.limit_bytes)} used (safe {human(self.safe_bytes)}) "
+            f"{format_used_of(self.used_bytes, self.limit_bytes)} used (safe {format_bytes(self.safe_bytes)}) "
             f"on {self.path}, measured {age:.0f}s ago"
         )
 
 
-def human(n_bytes: float) -> str:
-    """Format bytes in decimal units, as the quota is stated ("9.8 GB", "640 MB")."""
-    if abs(n_bytes) >= GB:
-        return f"{n_bytes / GB:.1f} GB"
-    return f"{n_bytes / MB:.0f} MB" if abs(n_bytes) >= MB else f"{n_bytes / 1000:.0f} kB"
-
-
-def used_of_limit(used: int, limit: int) -> str:
-    """Format "141.0/150 GB" (or MB for small test quotas)."""
-    if limit >= GB:
-        return f"{used / GB:.1f}/{limit / GB:.0f} GB"
-    return f"{used / MB:.1f}/{limit / MB:.0f} MB"
+# Kept for callers outside this package that still import them (cli.py, results): the one
+# formatter family is engine.units.
+human = format_bytes
+used_of_limit = format_used_of
 
 
 def _in_workspace(workspace: Workspace, value: str) -> Path:
@@ -71,54 +73,6 @@ def _in_workspace(workspace: Workspace, value: str) -> Path:
 
 
 # --- measuring -------------------------------------------------------------------------------
-
-
-class _Walker:
-    """Sums allocated bytes like ``du -sx``: st_blocks × 512, each inode once, symlinks not followed."""
-
-    def __init__(self, device: int):
-        self.device = device
-        self.seen: set[tuple[int, int]] = set()
-
-    def size(self, top: Path, skip: set[str] = frozenset()) -> int:  # type: ignore[assignment]
-        total = 0
-        try:
-            st = os.lstat(top)
-        except OSError:
-            return 0
-        if st.st_dev != self.device:
-            return 0  # another filesystem: not under this quota (du -x)
-        total += self._count(st)
-        if not stat.S_ISDIR(st.st_mode):
-            return total
-        stack = [str(top)]
-        while stack:
-            current = stack.pop()
-            try:
-                entries = list(os.scandir(current))
-            except OSError:
-                continue  # unreadable directory: du warns and goes on
-            for entry in entries:
-                if entry.path in skip:
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if st.st_dev != self.device:
-                    continue
-                total += self._count(st)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
-        return total
-
-    def _count(self, st: os.stat_result) -> int:
-        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-            key = (st.st_dev, st.st_ino)
-            if key in self.seen:
-                return 0
-            self.seen.add(key)
-        return st.st_blocks * 512
 
 
 def consumer_dirs(workspace: Workspace) -> list[tuple[str, Path]]:
@@ -147,11 +101,8 @@ def measure(workspace: Workspace) -> DiskUsage:
     """
     started = time.time()
     settings = workspace.settings()
-    root = _in_workspace(workspace, settings.quota_path).resolve()
-    try:
-        walker = _Walker(os.lstat(root).st_dev)
-    except OSError:
-        walker = _Walker(-1)
+    root = quota_root(workspace)
+    walker = TreeWalker.for_path(root)
     consumers: list[tuple[str, int]] = []
     inside: set[str] = set()
     for label, path in consumer_dirs(workspace):
@@ -161,8 +112,7 @@ def measure(workspace: Workspace) -> DiskUsage:
         if resolved == root:
             continue  # the consumer is the whole quota tree: nothing to break down
         if root not in resolved.parents:
-            outside = _Walker(os.lstat(resolved).st_dev)
-            consumers.append((f"{label} (outside quota)", outside.size(resolved)))
+            consumers.append((f"{label} (outside quota)", tree_size(resolved)))
             continue
         if any(Path(other) in resolved.parents or Path(other) == resolved for other in inside):
             continue  # nested in a consumer already counted
@@ -175,13 +125,33 @@ def measure(workspace: Workspace) -> DiskUsage:
     return DiskUsage(
         path=str(root),
         used_bytes=counted + other,
-        limit_bytes=int(settings.quota_gb * GB),
-        safe_bytes=int(settings.safe_gb * GB),
-        margin_bytes=int(settings.margin_gb * GB),
+        limit_bytes=gb_to_bytes(settings.quota_gb),
+        safe_bytes=gb_to_bytes(settings.safe_gb),
+        margin_bytes=gb_to_bytes(settings.margin_gb),
         measured_at=time.time(),
         seconds=time.time() - started,
         consumers=consumers,
     )
+
+
+def quota_root(workspace: Workspace) -> Path:
+    """The tree the quota covers (settings ``quota_path``, relative to the workspace root), resolved."""
+    return _in_workspace(workspace, workspace.settings().quota_path).resolve()
+
+
+def engine_disk_args(workspace: Workspace) -> list[str]:
+    """The engine ``train`` flags that hand it the workspace's disk limit.
+
+    The engine's in-run guard then stops at the same byte count as :func:`measure`'s
+    ``DiskUsage.stop_bytes`` (both :func:`engine.units.disk_stop_bytes` of the settings).
+
+    Returns:
+        ``["--disk-root", "/ws", "--disk-stop-bytes", "145000000000"]``; the worker appends them to a
+        train stage's argv.
+    """
+    settings = workspace.settings()
+    stop = disk_stop_bytes(settings.quota_gb, settings.margin_gb)
+    return ["--disk-root", str(quota_root(workspace)), "--disk-stop-bytes", str(stop)]
 
 
 def write_cache(workspace: Workspace, usage: DiskUsage) -> None:
@@ -231,7 +201,7 @@ def estimate_params(name_or_path: str, root: Path | None = None) -> tuple[float,
         size = sum(f.stat().st_size for f in files)
         if size:
             per = 4 if _stored_dtype(local) == "float32" else 2
-            return size / per, f"{size / GB:.2f} GB of weights in {local}"
+            return size / per, f"{format_bytes(size)} of weights in {local}"
     lowered = name_or_path.lower()
     hints = _SIZE_HINT.findall(lowered)
     if hints:

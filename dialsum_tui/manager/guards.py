@@ -9,22 +9,20 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dialsum_tui.manager.disk import human, used_of_limit
 from dialsum_tui.manager.gpu import (
     ALIVE,
-    MIB,
     GpuDevice,
     GpuProcess,
     GpuSource,
     Holder,
-    format_gib,
     ns_pid_map,
     resolve_holder,
 )
+from engine.units import MIB, format_bytes, format_gib, format_used_of
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.disk import DiskUsage
-    from dialsum_tui.manager.workspace import Settings
+    from dialsum_tui.manager.settings import Settings
 
 # An idle device reserves ~0.5 GiB (H100: ~480 MiB). A "no process listed" sample above this is
 # not a baseline: the memory is held by someone NVML cannot show us (another container).
@@ -204,24 +202,28 @@ def check_disk(usage: DiskUsage | None, projected_bytes: int) -> Verdict:
     if usage.limit_bytes <= 0:
         return Verdict(True, "no disk quota configured")
     numbers = (
-        f"needs ~{human(projected_bytes)}, {used_of_limit(usage.used_bytes, usage.limit_bytes)} used, "
-        f"margin {human(usage.margin_bytes)}"
+        f"needs ~{format_bytes(projected_bytes)}, {format_used_of(usage.used_bytes, usage.limit_bytes)} used, "
+        f"margin {format_bytes(usage.margin_bytes)}"
     )
-    if usage.used_bytes + projected_bytes + usage.margin_bytes > usage.limit_bytes:
+    if usage.used_bytes + projected_bytes > usage.stop_bytes:
         return Verdict(False, f"{numbers} (quota on {usage.path}); run `dialsum-tui prune` or raise quota_gb")
     if usage.safe_bytes and usage.used_bytes + projected_bytes > usage.safe_bytes:
-        return Verdict(True, f"{numbers}; above the safe level {human(usage.safe_bytes)}")
+        return Verdict(True, f"{numbers}; above the safe level {format_bytes(usage.safe_bytes)}")
     return Verdict(True, None)
 
 
 def check_running_disk(usage: DiskUsage | None) -> Verdict:
-    """During a run: not ok once usage is within the margin of the quota (stop cleanly, pause the queue)."""
+    """During a run: not ok once usage reaches ``usage.stop_bytes`` (stop cleanly, pause the queue).
+
+    The same byte count and comparison as the engine's in-run guard (``engine.units.disk_full``), so
+    whichever measures first stops the run at the same size.
+    """
     if usage is None or usage.limit_bytes <= 0:
         return Verdict(True, None)
-    if usage.used_bytes + usage.margin_bytes >= usage.limit_bytes:
+    if usage.full:
         return Verdict(
             False,
-            f"disk quota guard: {used_of_limit(usage.used_bytes, usage.limit_bytes)} used on {usage.path}, "
-            f"within the {human(usage.margin_bytes)} margin; stopping the run and pausing the queue",
+            f"disk quota guard: {format_used_of(usage.used_bytes, usage.limit_bytes)} used on {usage.path}, "
+            f"within the {format_bytes(usage.margin_bytes)} margin; stopping the run and pausing the queue",
         )
     return Verdict(True, None)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from engine.contract import PIPELINE, Stage
+
 
 class RunState(StrEnum):
     QUEUED = "queued"
@@ -47,14 +49,16 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 
 
 class Action(StrEnum):
+    """What a run does: the whole pipeline, or one stage (the stage names are the contract's)."""
+
     PIPELINE = "pipeline"
-    TRAIN = "train"
-    INFER = "infer"
-    EVALUATE = "evaluate"
+    TRAIN = Stage.TRAIN.value
+    INFER = Stage.INFER.value
+    EVALUATE = Stage.EVALUATE.value
 
     @property
-    def stages(self) -> tuple[str, ...]:
-        return ("train", "infer", "evaluate") if self is Action.PIPELINE else (self.value,)
+    def stages(self) -> tuple[Stage, ...]:
+        return PIPELINE if self is Action.PIPELINE else (Stage(self.value),)
 
 
 def can_transition(old: RunState, new: RunState) -> bool:
@@ -71,7 +75,7 @@ class Run:
     config_yaml: str  # resolved config snapshot, also written to runs/<id>/config.yaml
     action: Action
     state: RunState
-    stage: str | None = None  # current or last stage: train | infer | evaluate
+    stage: str | None = None  # current or last stage: a contract Stage (train | infer | evaluate)
     gpus: str | None = None  # "0" or "0,1"; None = any / CPU
     after: int | None = None  # start only after this run succeeded
     position: float = 0.0  # queue order (lower first)
@@ -91,5 +95,5 @@ class Run:
     cancel_requested: bool = False
 
     @property
-    def stages(self) -> tuple[str, ...]:
+    def stages(self) -> tuple[Stage, ...]:
         return self.action.stages

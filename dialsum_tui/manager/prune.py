@@ -9,23 +9,23 @@ and that have no active run (the best checkpoint is kept), and HF hub/xet cache 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
-from dialsum_tui.manager.disk import _Walker
 from dialsum_tui.manager.models import Run, RunState
 from engine.artifacts import final_model_dir, is_complete_model, safe_name
+from engine.config import ConfigError
+from engine.contract import CHECKPOINT_PREFIX, FINAL_MODEL_DIR, load_snapshot
+from engine.du import tree_size
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.workspace import Workspace
 
 _ACTIVE = (RunState.QUEUED, RunState.WAITING, RunState.RUNNING)
-_PRUNABLE_PREFIXES = ("checkpoint-", "models--")
+_HF_CACHE_PREFIX = "models--"  # huggingface_hub's cache layout: models--org--name
+_PRUNABLE_PREFIXES = (CHECKPOINT_PREFIX, _HF_CACHE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,6 @@ class PruneItem:
     root: Path | None = None
 
 
-def _size(path: Path) -> int:
-    try:
-        return _Walker(os.lstat(path).st_dev).size(path)
-    except OSError:
-        return 0
-
-
 def _inside(path: Path, root: Path) -> bool:
     """True if ``path`` (not a symlink) resolves strictly inside ``root``."""
     if path.is_symlink():
@@ -55,12 +48,9 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _hub_id(run: Run) -> str | None:
     try:
-        tree = yaml.safe_load(run.config_yaml or "")
-    except yaml.YAMLError:
-        return None
-    model = tree.get("model") if isinstance(tree, dict) else None
-    value = model.get("name_or_path") if isinstance(model, dict) else None
-    return value if isinstance(value, str) else None
+        return load_snapshot(run.config_yaml or "", source=f"run {run.id} config snapshot").model.name_or_path
+    except ConfigError:
+        return None  # an unreadable snapshot protects nothing; its run's checkpoints are guarded by nickname
 
 
 def _best_checkpoint(checkpoints: list[Path]) -> str | None:
@@ -94,24 +84,24 @@ def prune_plan(workspace: Workspace, runs: list[Run]) -> list[PruneItem]:
     for nick_dir in nick_dirs:
         if nick_dir.name in active_nicks or not is_complete_model(final_model_dir(root, nick_dir.name)):
             continue  # a run still writes here, or the checkpoints are the only copy of the training
-        ckpts = [p for p in nick_dir.rglob("checkpoint-*") if p.is_dir() and not p.is_symlink() and "final_model" not in p.parts]
+        ckpts = [p for p in nick_dir.rglob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and not p.is_symlink() and FINAL_MODEL_DIR not in p.parts]
         best = _best_checkpoint(ckpts)
         for ckpt in ckpts:
             if ckpt.name == best or not _inside(ckpt, root):
                 continue
             why = f"intermediate checkpoint of {nick_dir.name} (final_model complete; best {best or 'not recorded'} kept)"
-            items.append(PruneItem(ckpt, _size(ckpt), why, root))
-    needed = {f"models--{hub.replace('/', '--')}" for r in runs if r.state in _ACTIVE and (hub := _hub_id(r))}
+            items.append(PruneItem(ckpt, tree_size(ckpt), why, root))
+    needed = {f"{_HF_CACHE_PREFIX}{hub.replace('/', '--')}" for r in runs if r.state in _ACTIVE and (hub := _hub_id(r))}
     for raw in workspace.settings().hf_cache_dirs:
         cache = Path(raw).expanduser()
         cache = cache if cache.is_absolute() else workspace.root / cache
         if not cache.is_dir():
             continue
-        for entry in sorted(cache.glob("models--*")):
+        for entry in sorted(cache.glob(f"{_HF_CACHE_PREFIX}*")):
             if entry.name in needed or not entry.is_dir() or not _inside(entry, cache):
                 continue
-            model = entry.name.removeprefix("models--").replace("--", "/")
-            items.append(PruneItem(entry, _size(entry), f"HF cache of {model}: no queued or running run needs it", cache))
+            model = entry.name.removeprefix(_HF_CACHE_PREFIX).replace("--", "/")
+            items.append(PruneItem(entry, tree_size(entry), f"HF cache of {model}: no queued or running run needs it", cache))
     return sorted(items, key=lambda i: -i.bytes)
 
 
@@ -128,7 +118,7 @@ def prune(items: list[PruneItem]) -> int:
             continue
         if not path.is_dir() or not _inside(path, item.root):
             continue
-        size = _size(path)
+        size = tree_size(path)
         shutil.rmtree(path)
         freed += size
     return freed

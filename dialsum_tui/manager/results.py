@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from dialsum_tui.manager.leaderboard import annotate_rows, rouge_with_lb
 from dialsum_tui.manager.models import Run, RunState
 from engine.artifacts import (
@@ -25,8 +23,12 @@ from engine.artifacts import (
     is_complete_model,
     read_events,
     safe_name,
+    submission_nickname,
     submission_path,
 )
+from engine.config import ConfigError, resolve_path
+from engine.contract import SUBMISSION_SUFFIX, TEST_CSV, Event, FailureKind, RunFiles, Stage, load_snapshot
+from engine.units import format_bytes, format_gib
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.disk import DiskUsage
@@ -86,27 +88,21 @@ class _Paths:
 
 
 def _paths(workspace: Workspace, run: Run | None) -> _Paths:
-    """Where a run's artifacts are: its config snapshot's paths, resolved against the workspace root."""
-    tree: dict[str, Any] = {}
-    if run is not None:
-        try:
-            loaded = yaml.safe_load(run.config_yaml or "")
-            tree = loaded if isinstance(loaded, dict) else {}
-        except yaml.YAMLError:
-            tree = {}
-    paths = tree.get("paths") or {}
-    data = tree.get("data") or {}
+    """Where a run's artifacts are: its config snapshot's resolved paths, against the workspace root.
 
-    def at(value: Any, default: Path) -> Path:
-        if not isinstance(value, str) or not value:
-            return default
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else workspace.root / p
-
+    A run whose snapshot does not load (or no run) uses the workspace's default directories.
+    """
+    defaults = _Paths(workspace.checkpoints_dir, workspace.submissions_dir, workspace.data_dir)
+    if run is None:
+        return defaults
+    try:
+        cfg = load_snapshot(run.config_yaml or "", source=f"run {run.id} config snapshot")
+    except ConfigError:
+        return defaults
     return _Paths(
-        at(paths.get("checkpoints"), workspace.checkpoints_dir),
-        at(paths.get("submissions"), workspace.submissions_dir),
-        at(data.get("dir"), workspace.data_dir),
+        resolve_path(cfg.paths.checkpoints, workspace.root),
+        resolve_path(cfg.paths.submissions, workspace.root),
+        resolve_path(cfg.data.dir, workspace.root),
     )
 
 
@@ -174,10 +170,11 @@ def _metric(workspace: Workspace, runs: list[Run]) -> dict[str, Any] | None:
     for want_eval_stage in (True, False):
         for run in sorted(runs, key=lambda r: -r.id):
             candidates = [run.metrics] if run.metrics.get("final") is not None else []
-            candidates += [e for e in reversed(read_events(workspace.run_dir(run.id) / "events.jsonl")) if e.get("event") == "eval"]
+            events = read_events(RunFiles(workspace.run_dir(run.id)).events)
+            candidates += [e for e in reversed(events) if e.get("event") == Event.EVAL]
             for m in candidates:
                 stage = m.get("stage") or m.get("command")
-                if m.get("final") is not None and (not want_eval_stage or stage == "evaluate"):
+                if m.get("final") is not None and (not want_eval_stage or stage == Stage.EVALUATE):
                     return m | {"run_id": run.id}
     return None
 
@@ -218,7 +215,7 @@ def _disk_nicknames(workspace: Workspace) -> list[str]:
     if workspace.checkpoints_dir.is_dir():
         nicks |= {p.name for p in workspace.checkpoints_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
     if workspace.submissions_dir.is_dir():
-        nicks |= {p.name.removesuffix("_submission.csv") for p in workspace.submissions_dir.glob("*_submission.csv")}
+        nicks |= {submission_nickname(p) or p.name for p in workspace.submissions_dir.glob(f"*{SUBMISSION_SUFFIX}")}
     return sorted(nicks)
 
 
@@ -227,7 +224,7 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
     paths = _paths(workspace, latest)
     model_dir = final_model_dir(paths.checkpoints, nick)
     complete = is_complete_model(model_dir)
-    sub_rows, sub_detail = check_submission(submission_path(paths.submissions, nick), paths.data / "test.csv")
+    sub_rows, sub_detail = check_submission(submission_path(paths.submissions, nick), paths.data / TEST_CSV)
     metric = _metric(workspace, runs)
     row = ResultRow(
         nickname=nick, status=STATUS_UNKNOWN, final=None, tokenizer=None, rouge1=None, rouge2=None, rougeL=None,
@@ -253,13 +250,13 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
                         f"{model_text}, {sub_detail}, ROUGE from run {metric['run_id']}; later run {latest.id} cancelled")
         return _set(row, STATUS_CANCELLED, "cancelled", latest.id, f"run {latest.id} cancelled; {model_text}")
     if latest.state is RunState.FAILED:
-        kind = latest.failure_kind or "unknown"
+        kind = FailureKind.parse(latest.failure_kind)
         stage = latest.failed_stage or latest.stage
         row.failure_kind, row.hint = kind, latest.failure_hint
         where = f"run {latest.id} {stage or latest.action.value} failed ({kind}: {latest.failure_message or 'no message'})"
-        if stage in ("infer", "evaluate") and complete and sub_rows is None:
+        if stage in (Stage.INFER, Stage.EVALUATE) and complete and sub_rows is None:
             return _set(row, STATUS_TRAINED_INFER_FAILED, "trained_infer_failed", latest.id, f"{model_text}; {where}")
-        if kind == "oom":
+        if kind is FailureKind.OOM:
             return _set(row, STATUS_OOM, "oom", latest.id, where)
         return _set(row, STATUS_FAILED.format(kind=kind), "failed", latest.id, where)
     # succeeded or interrupted: the artifacts decide.
@@ -283,7 +280,7 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
 def _row_from_disk(workspace: Workspace, nick: str) -> ResultRow:
     model_dir = final_model_dir(workspace.checkpoints_dir, nick)
     complete = is_complete_model(model_dir)
-    sub_rows, sub_detail = check_submission(submission_path(workspace.submissions_dir, nick), workspace.data_dir / "test.csv")
+    sub_rows, sub_detail = check_submission(submission_path(workspace.submissions_dir, nick), workspace.data_dir / TEST_CSV)
     facts = ["no run in the store"]
     if complete:
         facts.append("final_model complete")
@@ -371,23 +368,19 @@ def _gpu_lines(gpu: list[GpuDevice], gpu_note: str, runs: list[Run]) -> list[str
     for d in gpu:
         util = f", util {d.util_percent}%" if d.util_percent is not None else ""
         temp = f", {d.temperature_c}°C" if d.temperature_c is not None else ""
-        lines.append(f"- GPU {d.index} {d.name}: {d.used_bytes / 1024**3:.1f}/{d.total_bytes / 1024**3:.1f} GiB used{util}{temp}")
+        lines.append(f"- GPU {d.index} {d.name}: {format_gib(d.used_bytes)} / {format_gib(d.total_bytes)} used{util}{temp}")
         for p in d.processes:
             run = owners.get(p.pid)
             who = f"run {run.id}, {run.nickname}" if run else "not ours"
-            lines.append(f"  - pid {p.pid} ({who}) holds {p.used_bytes / 1024**3:.1f} GiB")
+            lines.append(f"  - pid {p.pid} ({who}) holds {format_gib(p.used_bytes)}")
     return lines
 
 
 def _disk_lines(disk: DiskUsage | None) -> list[str]:
     if disk is None:
         return ["- not measured yet (the worker measures it in the background)"]
-    from dialsum_tui.manager.disk import (
-        human,  # local: keeps this module importable without the disk meter
-    )
-
     lines = [f"- {disk.summary()}"]
-    lines += [f"  - {label}: {human(n)}" for label, n in disk.consumers[:8]]
+    lines += [f"  - {label}: {format_bytes(n)}" for label, n in disk.consumers[:8]]
     return lines
 
 
@@ -406,7 +399,7 @@ def _next_actions(rows: list[ResultRow], disk: DiskUsage | None) -> list[str]:
     # One best per (tokenizer, scorer) (leaderboard.annotate_rows): numbers made differently are never ranked.
     for best in (r for r in rows if r.code == "done" and r.final is not None and r.best):
         actions.append(f"submit the best model {best.nickname} ({best.rouge_text}): `dialsum-tui submit {best.run_id}` "
-                       f"validates submissions/{safe_name(best.nickname)}_submission.csv and copies it")
+                       f"validates {submission_path(Path('submissions'), best.nickname)} and copies it")
     if disk is not None and disk.used_bytes > disk.safe_bytes:
         actions.append("disk above the safe level: `dialsum-tui prune --dry-run`, then `--yes`")
     return actions or ["nothing pending"]

@@ -8,15 +8,17 @@ lock and log, disk cache, settings). The presence of ``.dialsum/`` is what marks
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import TypeAdapter, ValidationError
+from dialsum_tui.manager.settings import ENV_VARS, Settings, SettingsError, env_settings, settings_as_dict
+from dialsum_tui.manager.settings import load_settings as _load_settings
+
+__all__ = ["Settings", "Workspace", "WorkspaceError", "WorkspaceNotFound", "find_workspace", "init_workspace",
+           "load_settings", "settings_as_dict"]
 
 STATE_DIR = ".dialsum"
-ENV_VAR = "DIALSUM_WORKSPACE"
+ENV_VAR = ENV_VARS["workspace"]
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
@@ -29,57 +31,16 @@ class WorkspaceNotFound(WorkspaceError):
     """No workspace at the given place, in $DIALSUM_WORKSPACE, or above the current directory."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Per-workspace knobs, read from ``.dialsum/settings.yaml`` (every key optional)."""
-
-    quota_gb: float = 150.0  # the server is reset above this: the hard limit of the quota'd tree
-    quota_path: str = "."  # tree measured like du (relative = inside the workspace)
-    safe_gb: float = 110.0  # where the team aimed to stay; shown as the "safe" line
-    margin_gb: float = 5.0  # admission and the running-disk watch keep this much below the quota
-    gpu_idle_margin_mib: int = 300  # "released" = back to the device's idle baseline + this, never 0
-    gpu_samples: int = 3  # consecutive good samples before admitting a run
-    gpu_grace_s: float = 20.0  # after a launch, its memory may not be visible yet: wait before judging the next
-    hf_cache_dirs: list[str] = field(
-        default_factory=lambda: ["~/.cache/huggingface/hub", "~/.cache/huggingface/xet"]
-    )
-    disk_refresh_s: float = 60.0  # du is slow: the worker re-measures in the background this often
-
-
-def _format_settings_error(err: ValidationError, source: Path) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        lines.append(f"{source}: {loc}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
 def load_settings(path: Path) -> Settings:
-    """Read and validate a settings file; a missing file means all defaults.
+    """Read and validate a settings file (:func:`dialsum_tui.manager.settings.load_settings`).
 
     Raises:
         WorkspaceError: naming the file and the key when the YAML or a value is wrong.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return Settings()
-    try:
-        tree = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise WorkspaceError(f"{path}: invalid YAML ({err}); fix or delete the file") from None
-    if tree is None:
-        return Settings()
-    if not isinstance(tree, dict):
-        raise WorkspaceError(f"{path}: expected a mapping such as 'quota_gb: 150'")
-    known = {f.name for f in fields(Settings)}
-    unknown = sorted(set(tree) - known)
-    if unknown:
-        raise WorkspaceError(f"{path}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
-    try:
-        return TypeAdapter(Settings).validate_python(tree)
-    except ValidationError as err:
-        raise WorkspaceError(_format_settings_error(err, path)) from None
+        return _load_settings(path)
+    except SettingsError as err:
+        raise WorkspaceError(str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -181,9 +142,13 @@ def find_workspace(explicit: str | None = None) -> Workspace:
     Raises:
         WorkspaceNotFound: with the places looked at and the command that creates one.
     """
-    for source, value in (("--workspace", explicit), (f"${ENV_VAR}", os.environ.get(ENV_VAR))):
+    try:
+        from_env = env_settings().workspace
+    except SettingsError as err:
+        raise WorkspaceError(str(err)) from None
+    for source, value in (("--workspace", explicit), (f"${ENV_VAR}", from_env)):
         if value:
-            root = Path(value).expanduser().resolve()
+            root = Path(value).expanduser().resolve()  # str or Path
             if not _is_workspace(root):
                 raise WorkspaceNotFound(
                     f"{source} {root}: not a dialsum workspace (no {STATE_DIR}/); run `dialsum-tui init {root}`"
@@ -197,8 +162,3 @@ def find_workspace(explicit: str | None = None) -> Workspace:
         f"no dialsum workspace in {cwd} or above; run `dialsum-tui init DIR`, "
         f"or pass --workspace DIR / set ${ENV_VAR}"
     )
-
-
-def settings_as_dict(settings: Settings) -> dict[str, Any]:
-    """Plain mapping of the settings (for ``check --json``)."""
-    return {f.name: getattr(settings, f.name) for f in fields(settings)}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import RunConfig
+from engine.contract import Event
 
 
 def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval: bool) -> dict[str, Any]:
@@ -71,6 +72,6 @@ def report_truncations(events, split: str, total: int, cuts: list[tuple[int, str
     """
     for truncated, what, limit_key in cuts:
         if truncated:
-            events.emit("warning", count=truncated,
+            events.emit(Event.WARNING, count=truncated,
                         message=f"{split}: {truncated} of {total} samples had their {what} truncated to {limit_key}; "
                                 f"they are kept (raise {limit_key} to keep more text)")

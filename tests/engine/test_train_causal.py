@@ -26,7 +26,6 @@ def llama_config(model_dir: Path) -> dict:
                   "eval_strategy": "steps", "eval_steps": 6, "save_strategy": "no", "logging_steps": 1,
                   "warmup_ratio": 0.0},
         "generation": {"batch_size": 8, "num_beams": 1, "max_new_tokens": 24},
-        "paths": {"disk_quota_gb": None},
     }
 
 

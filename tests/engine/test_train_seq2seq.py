@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 from engine.artifacts import FINAL_MODEL_META, is_complete_model
+from engine.contract import FailureKind
+from engine.du import tree_size
+from engine.units import disk_stop_bytes
 
 from support import REPO, engine_cli, read_event_lines, write_run_config
 
@@ -28,7 +31,6 @@ def bart_config(model_dir: Path, **train: object) -> dict:
                   "eval_steps": 12, "save_strategy": "steps", "save_steps": 12, "save_total_limit": 1,
                   "logging_steps": 4, "warmup_ratio": 0.05, **train},
         "generation": {"batch_size": 16, "num_beams": 1, "max_new_tokens": 32},
-        "paths": {"disk_quota_path": ".", "disk_quota_gb": 100.0, "disk_margin_gb": 0.0},
     }
 
 
@@ -44,7 +46,9 @@ def test_seq2seq_train_infer_evaluate(tmp_path: Path, synth_data_dir: Path, tiny
     config = write_run_config(ws, bart_config(tiny_bart_dir))
     run_dir = ws / "runs" / "1"
 
-    train = engine_cli("train", "--config", str(config), "--run-dir", str(run_dir), cwd=ws)
+    # The guard is on (as under the manager) with a limit far above what the run writes.
+    train = engine_cli("train", "--config", str(config), "--run-dir", str(run_dir), "--disk-root", ".",
+                       "--disk-stop-bytes", str(disk_stop_bytes(100.0, 0.0)), cwd=ws)
     assert train.returncode == 0, train.stderr[-3000:]
     final = ws / "checkpoints" / "tiny-bart" / "final_model"
     assert is_complete_model(final)
@@ -97,6 +101,7 @@ def test_config_error_exits_2_naming_the_key(tmp_path: Path, synth_data_dir: Pat
     assert "train.bacth_size" in result.stderr
     failed = read_event_lines(run_dir / "events.jsonl")[-1]
     assert failed["event"] == "failed" and failed["kind"] == "config" and "train.bacth_size" in failed["message"]
+    assert failed["hint"] == FailureKind.CONFIG.hint
 
 
 def test_missing_data_exits_2_with_data_event(tmp_path: Path, tiny_bart_dir: Path) -> None:
@@ -106,6 +111,7 @@ def test_missing_data_exits_2_with_data_event(tmp_path: Path, tiny_bart_dir: Pat
     assert result.returncode == 2
     failed = read_event_lines(ws / "run" / "events.jsonl")[-1]
     assert failed["kind"] == "data" and "data" in failed["message"]
+    assert failed["hint"] == FailureKind.DATA.hint
 
 
 def test_sigint_mid_training_exits_130(tmp_path: Path, synth_data_dir: Path, tiny_bart_dir: Path) -> None:
@@ -134,13 +140,14 @@ def test_sigint_mid_training_exits_130(tmp_path: Path, synth_data_dir: Path, tin
 def test_disk_guard_stops_training(tmp_path: Path, synth_data_dir: Path, tiny_bart_dir: Path) -> None:
     ws = make_workspace(tmp_path, synth_data_dir)
     tree = bart_config(tiny_bart_dir)
-    used_gb = sum(p.stat().st_blocks * 512 for p in ws.rglob("*")) / 1024**3
-    # The quota is just above what the workspace holds now: the first checkpoint cannot fit.
-    tree["paths"].update(disk_quota_gb=used_gb + 0.0005, disk_margin_gb=0.0)
+    used = tree_size(ws)
+    # The limit is just above what the workspace holds now: the first checkpoint cannot fit.
     config = write_run_config(ws, tree)
-    result = engine_cli("train", "--config", str(config), "--run-dir", str(ws / "run"), cwd=ws)
+    result = engine_cli("train", "--config", str(config), "--run-dir", str(ws / "run"), "--disk-root", ".",
+                        "--disk-stop-bytes", str(used + 500_000), cwd=ws)
     assert result.returncode == 1, result.stderr[-2000:]
     failed = read_event_lines(ws / "run" / "events.jsonl")[-1]
-    assert failed["event"] == "failed" and failed["kind"] == "disk" and "paths.disk_quota_gb" in failed["message"]
+    assert failed["event"] == "failed" and failed["kind"] == "disk" and "quota_gb" in failed["message"]
+    assert failed["hint"] == FailureKind.DISK.hint
     assert not list((ws / "checkpoints" / "tiny-bart" / "trainer").glob("checkpoint-*"))
     assert not (ws / "checkpoints" / "tiny-bart" / "final_model").exists()

@@ -42,6 +42,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--predictions")
     parser.add_argument("--references")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--disk-root")  # the manager hands every train stage its disk limit
+    parser.add_argument("--disk-stop-bytes", type=int)
     args = parser.parse_args(argv)
     return run_command(args.command, args, body)
 

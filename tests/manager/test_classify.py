@@ -8,8 +8,8 @@ import sys
 import time
 
 from dialsum_tui.manager.classify import classify, error_lines
-from engine.artifacts import FAILURE_KINDS, EventWriter, read_events
-from engine.failures import HOST_OOM_HINT
+from engine.artifacts import EventWriter, read_events
+from engine.contract import FailureKind
 
 
 def _run(tmp_path, code: str, sig: int | None = None) -> tuple[int, list[dict], str]:
@@ -69,7 +69,7 @@ def test_disk_full_from_log(tmp_path):
 def test_sigkill_with_silent_log_is_host_oom(tmp_path):
     code, events, tail = _run(tmp_path, "time.sleep(30)", sig=signal.SIGKILL)
     verdict = classify(code, events, tail)
-    assert code == -signal.SIGKILL and verdict.kind == "host_oom" and verdict.hint == HOST_OOM_HINT
+    assert code == -signal.SIGKILL and verdict.kind == "host_oom" and verdict.hint == FailureKind.HOST_OOM.hint
     assert classify(128 + signal.SIGKILL, events, "").kind == "host_oom"  # shell-style status
 
 
@@ -96,9 +96,24 @@ def test_only_the_last_stage_counts(tmp_path):
         ev.emit("started", pid=2)
         ev.emit("finished", seconds=2.0)
     assert classify(0, read_events(path), "") is None
-    assert all(f.kind in FAILURE_KINDS for f in [classify(1, read_events(path), "x")])
+    assert all(f.kind in set(FailureKind) for f in [classify(1, read_events(path), "x")])
 
 
 def test_error_lines_prefers_error_looking_lines():
     tail = "step 1\nstep 2\nTraceback (most recent call last):\n  File x\nValueError: bad\n"
     assert error_lines(tail) == "Traceback (most recent call last): | ValueError: bad"
+
+
+def test_every_verdict_without_an_engine_hint_carries_its_kinds_one_hint(tmp_path):
+    sigint = classify(-signal.SIGINT, [], "")
+    assert sigint.kind is FailureKind.INTERRUPTED and sigint.hint == FailureKind.INTERRUPTED.hint
+    from_log = classify(1, [], "OSError: [Errno 28] No space left on device")
+    assert from_log.kind is FailureKind.DISK and from_log.hint == FailureKind.DISK.hint
+    silent = classify(1, [], "")
+    assert silent.kind is FailureKind.UNKNOWN and silent.hint == FailureKind.UNKNOWN.hint
+    path = tmp_path / "events.jsonl"
+    with EventWriter(path, command="train") as ev:
+        ev.emit("started", pid=1)
+        ev.emit("failed", kind="no-such-kind", message="odd")  # an unknown kind reads as unknown, no hint: its own
+    odd = classify(1, read_events(path), "")
+    assert odd.kind is FailureKind.UNKNOWN and odd.hint == FailureKind.UNKNOWN.hint
