@@ -21,6 +21,7 @@ from dialsum_tui.manager.models import Action, Run
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.store import IllegalTransition, RunNotFound
 from dialsum_tui.manager.workspace import WorkspaceError, find_workspace, init_workspace
+from engine import units
 from engine.artifacts import atomic_write_text
 from engine.config import ConfigError
 
@@ -246,11 +247,11 @@ def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
         return 0
     print(f"GPU: {data['gpu']['source']}" + (f" (query failed: {data['gpu']['error']})" if data["gpu"]["error"] else ""))
     for d in data["gpu"]["devices"]:
-        print(f"  GPU {d['index']} {d['name']}: {d['used_bytes'] / 2**30:.1f}/{d['total_bytes'] / 2**30:.1f} GiB, "
+        print(f"  GPU {d['index']} {d['name']}: {units.format_gib(d['used_bytes'])} of {units.format_gib(d['total_bytes'])}, "
               f"{len(d['processes'])} process(es)")
     for item in data["leftovers"]:
         print(f"  leftover: pid {item['pid']} (run {item['run']}, {item['nickname']}) holds "
-              f"{item['used_bytes'] / 2**30:.1f} GiB on GPU {item['gpu']}")
+              f"{units.format_gib(item['used_bytes'])} on GPU {item['gpu']}")
     usage = manager.disk()
     print(f"disk: {usage.summary()}" if usage else "disk: not measured yet (the worker measures in the background)")
     w = data["worker"]

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predictions")
     parser.add_argument("--references")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--disk-root")  # the workspace's quota, handed over by the manager (unused here)
+    parser.add_argument("--disk-stop-bytes", type=int)
     return parser
 
 

@@ -24,6 +24,7 @@ from dialsum_tui.manager import process
 from dialsum_tui.manager.logs import tail_lines
 from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.service import Manager
+from dialsum_tui.manager.settings import ENV_VARS, SettingsError, env_settings
 from dialsum_tui.manager.workspace import Workspace, WorkspaceError, init_workspace
 from engine.artifacts import atomic_write_text
 from engine.config import safe_load
@@ -41,8 +42,7 @@ BROKEN_ROW = 7
 
 # LM pre-training of the tiny causal base: LoRA on a random-init base learns next to nothing, so the
 # base first learns the corpus (~36 s for 200 steps on 2 cores). Tests lower it through the env var.
-PRETRAIN_STEPS_ENV = "DIALSUM_DEMO_PRETRAIN_STEPS"
-DEFAULT_PRETRAIN_STEPS = 200
+PRETRAIN_STEPS_ENV = ENV_VARS["demo_pretrain_steps"]
 SECONDS_PER_PRETRAIN_STEP = 0.18  # measured on 2 idle cores; only for the progress line's estimate
 
 
@@ -126,12 +126,10 @@ def pretrain_steps() -> int:
     Raises:
         WorkspaceError: the variable is not a non-negative integer.
     """
-    raw = os.environ.get(PRETRAIN_STEPS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_PRETRAIN_STEPS
-    if not raw.isdigit():
-        raise WorkspaceError(f"${PRETRAIN_STEPS_ENV}={raw!r}: expected a whole number of steps such as 200, or unset it")
-    return int(raw)
+    try:
+        return env_settings().demo_pretrain_steps
+    except SettingsError as err:
+        raise WorkspaceError(str(err)) from None
 
 
 def build_model(ws: Workspace, model: TinyModel, steps: int, report: Report) -> None:

@@ -8,7 +8,6 @@ NVML is queried in-process (microseconds per call); ``nvidia-smi`` is never run 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,8 @@ from dialsum_tui.manager.process import (
     process_group,
     process_identity,
 )
-
-MIB = 1024**2
-GIB = 1024**3
+from dialsum_tui.manager.settings import env_settings
+from engine.units import MIB, format_gib
 
 
 @dataclass(frozen=True)
@@ -62,11 +60,6 @@ class GpuSource(Protocol):
     def describe(self) -> str:
         """Return a one-line description of where the numbers come from."""
         ...
-
-
-def format_gib(n_bytes: int) -> str:
-    """Format bytes as GiB with one decimal ("14.2 GiB")."""
-    return f"{n_bytes / GIB:.1f} GiB"
 
 
 # --- sources ----------------------------------------------------------------------------------
@@ -237,7 +230,7 @@ def open_gpu_source() -> GpuSource:
     ``$DIALSUM_FAKE_GPU=path.json`` → :class:`ScriptedGpuSource` (tests/demo); else NVML;
     else :class:`NoGpuSource` saying why.
     """
-    fake = os.environ.get("DIALSUM_FAKE_GPU")
+    fake = env_settings().fake_gpu
     if fake:
         return ScriptedGpuSource.from_json(fake)
     try:

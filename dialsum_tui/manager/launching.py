@@ -12,15 +12,17 @@ import time
 from pathlib import Path
 
 from dialsum_tui.manager import process
+from dialsum_tui.manager.disk import engine_disk_args
 from dialsum_tui.manager.models import Run
+from dialsum_tui.manager.settings import ENV_VARS, SettingsError, env_settings
 from dialsum_tui.manager.workspace import Workspace
 from engine.artifacts import dev_predictions_path
 from engine.config import ConfigError, RunConfig
 from engine.contract import DEV_CSV, FailureKind, RunFiles, Stage, load_snapshot
 from engine.failures import Failure
 
-ENGINE_ENV = "DIALSUM_ENGINE"  # tests: a shlex-split stand-in for [python, -m, engine]
-CPU_PROCS_ENV = "DIALSUM_CPU_PROCS"  # CPU-only hosts (CI, demo): train runs without gpus with N gloo processes
+ENGINE_ENV = ENV_VARS["engine"]  # tests: a shlex-split stand-in for [python, -m, engine]
+CPU_PROCS_ENV = ENV_VARS["cpu_procs"]  # CPU-only hosts (CI, demo): train runs without gpus with N gloo processes
 
 
 class LaunchError(Exception):
@@ -33,8 +35,8 @@ class LaunchError(Exception):
 
 def engine_argv() -> list[str]:
     """The command that runs an engine stage: ``$DIALSUM_ENGINE`` (shlex-split) or ``python -m engine``."""
-    override = os.environ.get(ENGINE_ENV)
-    return shlex.split(override) if override else [sys.executable, "-m", "engine"]
+    override = env_settings().engine
+    return list(override) if override else [sys.executable, "-m", "engine"]
 
 
 def parse_gpus(gpus: str | None) -> list[int] | None:
@@ -48,15 +50,9 @@ def cpu_processes() -> int:
     """``$DIALSUM_CPU_PROCS`` as a process count (1 when unset).
 
     Raises:
-        ConfigError: the variable is set but not a whole number ≥ 1.
+        SettingsError: the variable is set but not a whole number ≥ 1.
     """
-    raw = os.environ.get(CPU_PROCS_ENV, "").strip()
-    if not raw:
-        return 1
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"${CPU_PROCS_ENV}={raw!r}: expected a whole number of CPU training processes (>= 1); "
-                          "unset it to train in one process")
-    return int(raw)
+    return env_settings().cpu_procs
 
 
 def accelerate_argv(engine: list[str], processes: int) -> list[str]:
@@ -88,7 +84,8 @@ def stage_args(ws: Workspace, run: Run, stage: str, cfg: RunConfig) -> list[str]
     """Engine arguments for one stage; paths only, so no config value ever becomes a command string."""
     files = RunFiles(ws.run_dir(run.id))
     if stage == Stage.TRAIN:
-        return [Stage.TRAIN, "--config", str(files.config), "--run-dir", str(files.root)]
+        # The quota is the workspace's (settings.yaml): the engine's guard stops at the manager's byte count.
+        return [Stage.TRAIN, "--config", str(files.config), "--run-dir", str(files.root), *engine_disk_args(ws)]
     if stage == Stage.INFER:
         return [Stage.INFER, "--config", str(files.config), "--run-dir", str(files.root), "--split", "both"]
     predictions = dev_predictions_path(ws.resolve(cfg.paths.submissions), cfg.model.nickname)
@@ -140,8 +137,8 @@ def start_stage(ws: Workspace, run: Run, stage: str) -> tuple[process.Popen[byte
     files.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         argv, extra_env = stage_command(ws, run, stage, cfg)
-    except ConfigError as err:
-        raise LaunchError(Failure(FailureKind.CONFIG, str(err), f"fix or unset ${CPU_PROCS_ENV}")) from None
+    except SettingsError as err:  # a DIALSUM_* variable: the message names it
+        raise LaunchError(Failure(FailureKind.CONFIG, str(err), "fix or unset the variable named above")) from None
     env = dict(os.environ, PYTHONUNBUFFERED="1") | extra_env
     with open(os.open(files.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8") as fh:
         fh.write(f"\n=== dialsum: {stage} started {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(argv)}\n")

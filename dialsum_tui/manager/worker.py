@@ -22,12 +22,13 @@ from pathlib import Path
 from dialsum_tui.manager import disk, process
 from dialsum_tui.manager.admission import Blocked, Cancel, Launch, Wait, decide
 from dialsum_tui.manager.following import ActiveStage, absorb, run_owners, stage_events
-from dialsum_tui.manager.gpu import GpuSource, format_gib, open_gpu_source
+from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.guards import GpuGuard, check_disk
 from dialsum_tui.manager.launching import LaunchError, parse_gpus, run_config, start_stage
 from dialsum_tui.manager.lock import WorkerLock
 from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
+from dialsum_tui.manager.settings import SettingsError, env_settings
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
 from dialsum_tui.manager.store import IllegalTransition, Store
 from dialsum_tui.manager.verdict import Ended, Outcome, config_artifacts_done, judge, record
@@ -36,12 +37,11 @@ from engine.artifacts import EventTail
 from engine.config import ConfigError
 from engine.contract import RunFiles
 from engine.failures import Failure
+from engine.units import format_gib
 
 log = logging.getLogger("dialsum.worker")
 
-POLL_ENV = "DIALSUM_WORKER_POLL_S"
 CONFIRM_POLL_S = 0.1
-GRACE_ENV = "DIALSUM_STOP_GRACE"  # "sigint_s,sigterm_s" before escalating a stop
 
 
 class Worker:
@@ -264,8 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     ws = Workspace(Path(args[0]).resolve())
-    grace = tuple(float(x) for x in os.environ.get(GRACE_ENV, "").split(",") if x) or process.DEFAULT_GRACE_S
-    worker = Worker(ws, poll_s=float(os.environ.get(POLL_ENV, "0.5")), stop_grace=grace[:2])  # type: ignore[arg-type]
+    try:
+        env = env_settings()
+    except SettingsError as err:
+        print(f"dialsum worker: {err}", file=sys.stderr)
+        return 2
+    grace = (*(env.stop_grace or ()), *process.DEFAULT_GRACE_S[len(env.stop_grace or ()):])  # one value: SIGINT's
+    worker = Worker(ws, poll_s=env.worker_poll_s, stop_grace=grace[:2])  # type: ignore[arg-type]
     if not worker.lock.acquire():
         log.info("another worker holds %s; exiting", ws.lock_path)
         return 0
