@@ -108,11 +108,11 @@ class MainScreen(Screen[None]):
         self.query_one(LogView).show(snapshot)
         self.query_one(ProgressPanel).show(snapshot)
 
-    @property
     def show_marks(self, ids: list[int]) -> None:
         """Runs marked for compare (``m``), shown as ● in the queue."""
         self.query_one(QueueTable).set_marked(ids)
 
+    @property
     def selected_run_id(self) -> int | None:
         """The run under the queue's cursor."""
         return self.query_one(QueueTable).selected_run_id
