@@ -85,6 +85,7 @@ class FailureKind(StrEnum):
     INTERRUPTED = "interrupted"
     KILLED = "killed"  # SIGKILL with no evidence of the OOM killer
     HOST_OOM = "host_oom"  # SIGKILL with evidence (cgroup memory.events, kernel log)
+    TIMEOUT = "timeout"  # a scheduler's time limit (Slurm's TIMEOUT) ended the stage
     UNKNOWN = "unknown"
 
     @property
@@ -111,6 +112,8 @@ HINTS: dict[FailureKind, str] = {
     "`dialsum-tui retry ID` runs it again",
     FailureKind.HOST_OOM: "killed by the host's OOM killer: lower dataloader workers/batch size or the data kept "
     "in memory",
+    FailureKind.TIMEOUT: "the Slurm time limit ran out: raise slurm.time_limit in .dialsum/settings.yaml and "
+    "`dialsum-tui retry ID`",
     FailureKind.UNKNOWN: "see run.log for the traceback",
 }
 
