@@ -172,15 +172,18 @@ _JOBCOMP: dict[str, Path | None] = {}
 
 
 def _jobcomp_file() -> Path | None:
-    """The controller's job completion file, if it writes one we can read (asked once per process)."""
+    """The controller's job completion file, if it writes one (asked once per process and cluster).
+
+    Only the path is cached: the file appears with the first finished job, and it may be unreadable
+    from this host, in which case :func:`jobcomp_record` finds nothing.
+    """
     conf = os.environ.get("SLURM_CONF", "")
     if conf not in _JOBCOMP:
-        done = _slurm(["scontrol", "show", "config"], check=False)
-        values = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-        values = {k.strip(): v.strip() for k, v in values.items()}
+        done = _slurm(["scontrol", "show", "config"])
+        values = {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in done.stdout.splitlines())}
         loc = values.get("JobCompLoc", "")
         filetxt = values.get("JobCompType") == "jobcomp/filetxt"
-        _JOBCOMP[conf] = Path(loc) if filetxt and loc.startswith("/") and os.access(loc, os.R_OK) else None
+        _JOBCOMP[conf] = Path(loc) if filetxt and loc.startswith("/") else None
     return _JOBCOMP[conf]
 
 

@@ -16,6 +16,7 @@ from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.slurm import SlurmBackend, SlurmJob
 from dialsum_tui.manager.slurm_state import SlurmSettings, jobcomp_record
 from engine.contract import ExitCode, FailureKind, RunFiles
+
 from support import FAKE_ENGINE, REPO, read_event_lines, wait_until
 
 PROBE = Path(__file__).resolve().parent / "signal_probe.py"
