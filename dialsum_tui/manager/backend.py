@@ -27,8 +27,8 @@ The protocol (docs/ARCHITECTURE.md, "On a Slurm cluster"):
     After a worker restart: the same answer as :meth:`poll`, from a backend object that did not
     launch the stage.
 
-:func:`run_state` maps a poll result onto the run's state; the worker keeps the final word, since
-the verdict comes from ``events.jsonl`` first.
+:func:`run_state` maps a poll result onto the run's state, and :func:`verdict` merges the backend's
+reason with the worker's classification (events and log tail first, as for a local stage).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Protocol
 
 from dialsum_tui.manager.models import RunState
 from engine.contract import FailureKind
+from engine.failures import Failure
 
 
 class LaunchError(Exception):
@@ -141,3 +142,22 @@ def run_state(poll: Poll, cancel_requested: bool = False) -> RunState:
     if poll.code == 0 and poll.kind is None:
         return RunState.SUCCEEDED
     return RunState.FAILED
+
+
+# What a stage that was stopped from outside says about itself: the backend knows better why.
+_SAYS_LITTLE = frozenset({FailureKind.INTERRUPTED, FailureKind.KILLED, FailureKind.UNKNOWN})
+
+
+def verdict(exited: Exited, classified: Failure | None) -> Failure | None:
+    """The failure to record for a stage that ended, or None for success.
+
+    ``classified`` is the worker's own verdict (``classify(code, events, log_tail)``). The engine's
+    explanation wins when it has one (an ``oom`` or ``data`` failure it caught); when it only says it
+    was interrupted or killed, or nothing, the backend's reason wins: a SIGINT from Slurm's
+    time-limit warning is a ``timeout``, a SIGKILL from Slurm's memory limit is ``host_oom``.
+    """
+    if exited.kind is None:
+        return classified
+    if classified is not None and classified.kind not in _SAYS_LITTLE:
+        return classified
+    return Failure(exited.kind.value, exited.message or exited.kind.value, exited.kind.hint)

@@ -314,3 +314,9 @@ class SlurmBackend:
         # Slurm, not this process, holds the job: a fresh backend sees exactly what the old one did.
         return self.poll(handle)
 
+    def allocation(self, handle: SlurmJob) -> str | None:
+        """What the job was given, for the GPU panel (the NVML guard is off on Slurm), e.g.
+        ``"gpu-07: cpu=8,mem=64G,node=1,gres/gpu=2"``; None while it has nothing."""
+        job = state(handle.job_id)
+        return f"{job.nodes}: {job.tres}" if job.nodes and job.tres else None
+

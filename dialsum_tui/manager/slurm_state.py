@@ -133,6 +133,8 @@ class JobState:
     run_s: float | None = None
     limit_s: float | None = None
     source: str = ""
+    nodes: str | None = None  # where it runs or ran, for the GPU panel: "gpu-07"
+    tres: str | None = None  # what it was given: "cpu=8,mem=64G,node=1,gres/gpu=2"
 
     @property
     def active(self) -> bool:
@@ -184,7 +186,8 @@ def job_state(record: dict[str, str], source: str) -> JobState:
     """A JobState from one ``scontrol show job`` record."""
     return JobState(_state_word(record.get("JobState")), _reason(record.get("Reason")),
                     parse_exit_code(record.get("ExitCode")), parse_duration(record.get("RunTime")),
-                    parse_duration(record.get("TimeLimit")), source)
+                    parse_duration(record.get("TimeLimit")), source, _reason(record.get("NodeList")),
+                    _reason(record.get("AllocTRES") or record.get("TRES")))
 
 
 def sacct_record(text: str) -> JobState | None:

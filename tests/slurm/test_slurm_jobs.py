@@ -155,6 +155,7 @@ def test_a_fresh_backend_adopts_a_running_job_by_id(backend: SlurmBackend, tmp_p
     adopted = after_restart.handle(ref)
 
     assert after_restart.adopt(adopted) == Running()
+    assert after_restart.allocation(adopted).startswith("localhost: cpu=1,")
     wait_until(after_restart.stop(adopted, grace_s=30).advance, timeout=30, what="the adopted job to stop")
     assert after_restart.adopt(adopted) == Exited(ExitCode.INTERRUPTED)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dialsum_tui.manager import slurm
-from dialsum_tui.manager.backend import Exited, Gone, Pending, Running, run_state
+from dialsum_tui.manager.backend import Exited, Gone, Pending, Running, run_state, verdict
 from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.slurm_state import (
     JobState,
@@ -22,6 +22,7 @@ from dialsum_tui.manager.slurm_state import (
     to_poll,
 )
 from engine.contract import ExitCode, FailureKind
+from engine.failures import Failure
 
 # --- settings -----------------------------------------------------------------------------------
 
@@ -160,3 +161,14 @@ def test_missing_commands_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert ok is False and "`sbatch` not found on PATH: install the Slurm client" in detail
     with pytest.raises(slurm.SlurmError, match="`scontrol` not found"):
         slurm.state("1")
+
+
+def test_verdict_lets_the_engine_explain_and_slurm_say_why_it_was_stopped() -> None:
+    timeout = Exited(ExitCode.INTERRUPTED, FailureKind.TIMEOUT, "Slurm stopped it at the time limit")
+    interrupted = Failure("interrupted", "interrupted by user (SIGINT)", "retry")
+    engine_oom = Failure("oom", "CUDA out of memory", "lower the batch")
+
+    assert verdict(timeout, interrupted) == Failure("timeout", "Slurm stopped it at the time limit",
+                                                    FailureKind.TIMEOUT.hint)
+    assert verdict(timeout, engine_oom) is engine_oom
+    assert verdict(Exited(3), engine_oom) is engine_oom and verdict(Exited(0), None) is None
