@@ -75,6 +75,23 @@ def test_a_stage_runs_to_completed_and_appends_to_run_log(backend: SlurmBackend,
     assert (tmp_path / "checkpoints").is_dir()  # the job ran in cwd with our environment
 
 
+def test_a_pipeline_chains_its_stages_with_afterok(backend: SlurmBackend, tmp_path: Path) -> None:
+    """All three stages submitted at once: each waits (Dependency) until the previous one COMPLETED."""
+    files = _run_dir(tmp_path, "chained")
+    env = _env(FAKE_STEPS="3", FAKE_STEP_S="0.2")
+    jobs: list[SlurmJob] = []
+    for stage in ("train", "infer", "evaluate"):
+        argv = [sys.executable, str(FAKE_ENGINE), stage, "--run-dir", str(files.root)]
+        jobs.append(backend.launch(1, stage, argv, env, cwd=tmp_path, log_path=files.log, gpus=0,
+                                   dependency=jobs[-1] if jobs else None))
+    assert backend.poll(jobs[2]) == Pending("Dependency")
+
+    assert [_finished(backend, job) for job in jobs] == [Exited(0)] * 3
+    ends = [(e["command"], e["event"]) for e in read_event_lines(files.events) if e["event"] in ("started", "finished")]
+    assert ends == [("train", "started"), ("train", "finished"), ("infer", "started"), ("infer", "finished"),
+                    ("evaluate", "started"), ("evaluate", "finished")]
+
+
 def test_a_failing_stage_reports_its_exit_code(backend: SlurmBackend, tmp_path: Path) -> None:
     job = backend.launch(1, "infer", ["sh", "-c", "echo 'about to fail'; exit 3"], _env(), cwd=tmp_path,
                          log_path=tmp_path / "run.log", gpus=0)
