@@ -27,6 +27,10 @@ The protocol (docs/ARCHITECTURE.md, "On a Slurm cluster"):
     After a worker restart: the same answer as :meth:`poll`, from a backend object that did not
     launch the stage.
 
+The Slurm backend adds two things the local one has no use for: ``launch(…, dependency=handle)``
+queues a stage behind the previous one (``--dependency=afterok``), and ``allocation(handle)`` says
+which node and resources Slurm gave the job (the GPU panel's line where NVML cannot look).
+
 :func:`run_state` maps a poll result onto the run's state, and :func:`verdict` merges the backend's
 reason with the worker's classification (events and log tail first, as for a local stage).
 """

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from dialsum_tui.manager.backend import BackendUnavailable, LaunchError, Poll
 from dialsum_tui.manager.slurm_state import (
+    PENDING_STATES,
     JobState,
     SlurmSettings,
     job_state,
@@ -208,7 +209,7 @@ class SlurmStop:
         current = state(self.job_id)
         if not current.active:
             return True
-        if current.status == "PENDING" and not self.cancelled:
+        if current.status in PENDING_STATES and not self.cancelled:
             self._scancel()  # nothing to interrupt yet; a pending job cannot even be signalled
         elif self.interrupted_at is None:
             # Steps (srun ranks) and the batch shell (the exec'd engine) are signalled separately:
