@@ -89,6 +89,7 @@ class FailureKind(StrEnum):
     INTERRUPTED = "interrupted"
     KILLED = "killed"  # SIGKILL with no evidence of the OOM killer
     HOST_OOM = "host_oom"  # SIGKILL with evidence (cgroup memory.events, kernel log)
+    TIMEOUT = "timeout"  # a scheduler's time limit (Slurm's TIMEOUT) ended the stage
     UNKNOWN = "unknown"
 
     @property
@@ -126,6 +127,8 @@ HINTS: dict[FailureKind, str] = {
     # Today the manager assigns host_oom to any SIGKILL with a silent log, so the hint says "most likely".
     FailureKind.HOST_OOM: "most likely the host's OOM killer (check `dmesg`): lower dataloader workers/batch size "
     "or the data kept in memory",
+    FailureKind.TIMEOUT: "the Slurm time limit ran out: raise slurm.time_limit in .dialsum/settings.yaml and "
+    "`dialsum-tui retry ID`",
     FailureKind.UNKNOWN: "no known failure signature: read the message and run.log (`dialsum-tui logs ID`)",
 }
 

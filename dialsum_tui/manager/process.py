@@ -389,3 +389,24 @@ def _numeric_dirs(proc_root: Path) -> Iterable[Path]:
         return [p for p in proc_root.iterdir() if p.name.isdigit()]
     except OSError:
         return []
+
+
+# What run_command's callers catch and read, so they need not import subprocess themselves.
+CommandTimeout = subprocess.TimeoutExpired
+Completed = subprocess.CompletedProcess
+
+
+def run_command(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30.0
+                ) -> subprocess.CompletedProcess[str]:
+    """Run a short command (argv, no shell, no stdin) to completion and capture its text output.
+
+    For asking other programs (the Slurm client) rather than starting a stage; it still lives here so
+    that this stays the one module that starts processes.
+
+    Raises:
+        subprocess.TimeoutExpired: it did not finish within ``timeout`` seconds (it is killed).
+        OSError: it could not be started.
+    """
+    return subprocess.run(list(argv), env=dict(env) if env is not None else None, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
