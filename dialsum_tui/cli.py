@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
+
 from dialsum_tui.manager.models import Action, Run
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.store import IllegalTransition, RunNotFound
@@ -24,10 +26,15 @@ from engine.artifacts import atomic_write_text
 from engine.config import ConfigError
 
 ACTIONS = [a.value for a in Action]
+# What `--help` prints: plain text, not the module docstring (its reST markup showed up verbatim).
+DESCRIPTION = ("Queue, inspect and steer fine-tuning runs in a dialsum-tui workspace. "
+               "With no command, open the TUI (and start the worker if none runs).")
+EPILOG = ("Exit codes: 0 ok, 1 an operation failed, 2 bad input (the message says what to change). "
+          "`dialsum-tui COMMAND --help` describes each command.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dialsum-tui", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="dialsum-tui", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--workspace", "-w", help="workspace root (default: $DIALSUM_WORKSPACE, or cwd upwards)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -106,8 +113,11 @@ def _ls_table(runs: list[Run]) -> str:
         note = r.reason or (r.failure_message or "")
         rows.append((str(r.id), r.nickname, r.action.value, r.stage or "-", state, r.gpus or "-",
                      _progress_text(r), note[:80]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows)
+    # Pad by terminal cells, not characters: a Hangul syllable takes two cells, so `ljust` misaligned
+    # every column after a Korean nickname.
+    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(c + " " * (w - cell_len(c)) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
+                     for row in rows)
 
 
 def _start_worker(manager: Manager) -> None:
