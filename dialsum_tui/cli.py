@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.cells import cell_len
 
+from dialsum_tui import serve as serve_mod
 from dialsum_tui.manager.models import Action, Run
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.store import IllegalTransition, RunNotFound
@@ -85,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="start, stop or inspect the detached worker")
     p.add_argument("op", choices=["start", "stop", "status"])
+
+    p = sub.add_parser("serve", help="serve the TUI to a browser tab (textual-serve; one app process per tab)",
+                       description=serve_mod.DESCRIPTION)
+    p.add_argument("--port", type=int, default=serve_mod.DEFAULT_PORT, help=f"default {serve_mod.DEFAULT_PORT}")
+    p.add_argument("--host", default=serve_mod.DEFAULT_HOST,
+                   help=f"address to bind (default {serve_mod.DEFAULT_HOST}; others need {serve_mod.PUBLIC_FLAG})")
+    p.add_argument(serve_mod.PUBLIC_FLAG, dest="allow_public", action="store_true",
+                   help="allow a non-loopback --host: anyone reaching the port can cancel runs")
+    p.add_argument("--public-url", help="URL browsers use to reach the server, when it differs (a proxy)")
     return parser
 
 
@@ -308,10 +318,17 @@ def cmd_worker(manager: Manager, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(manager: Manager, args: argparse.Namespace) -> int:
+    warning = serve_mod.check_host(args.host, args.allow_public)
+    if warning:
+        print(warning, file=sys.stderr)
+    return serve_mod.serve(manager.workspace.root, host=args.host, port=args.port, public_url=args.public_url)
+
+
 COMMANDS = {
     "add": cmd_add, "ls": cmd_ls, "cancel": cmd_cancel, "retry": cmd_retry, "pause": cmd_pause,
     "resume": cmd_resume, "logs": cmd_logs, "check": cmd_check, "results": cmd_results,
-    "prune": cmd_prune, "handoff": cmd_handoff, "worker": cmd_worker,
+    "prune": cmd_prune, "handoff": cmd_handoff, "worker": cmd_worker, "serve": cmd_serve,
 }
 
 

@@ -37,4 +37,6 @@ def test_ls_aligns_columns_by_display_width(workspace: Workspace, make_config) -
 def test_help_is_plain_text() -> None:
     text = " ".join(_cli("--help").split())  # argparse wraps to the terminal width
     assert "``" not in text and "Provides" not in text
-    assert "With no command, open the TUI" in text and "Exit codes: 0 ok" in text
+    assert "With no command, open the TUI" in text and "Exit codes: 0 ok" in text and "serve" in text
+    serve_help = " ".join(_cli("serve", "--help").split())
+    assert "ssh -L 8000:127.0.0.1:8000" in serve_help and "--i-know-the-page-can-cancel-runs" in serve_help
