@@ -322,7 +322,7 @@ def cmd_serve(manager: Manager, args: argparse.Namespace) -> int:
     warning = serve_mod.check_host(args.host, args.allow_public)
     if warning:
         print(warning, file=sys.stderr)
-    return serve_mod.serve(manager.workspace.root, host=args.host, port=args.port, public_url=args.public_url)
+    return serve_mod.serve(manager.workspace, host=args.host, port=args.port, public_url=args.public_url)
 
 
 COMMANDS = {

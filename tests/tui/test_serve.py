@@ -89,7 +89,7 @@ def _tab_processes(server: subprocess.Popen) -> list[psutil.Process]:
 
 @pytest.fixture
 def served(workspace: Workspace, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A workspace with two finished runs, served on a free loopback port; stopped afterwards."""
+    """A workspace with two finished runs, served on a free loopback port: (base URL, server process)."""
     mgr = Manager.open(workspace)
     for nick in NICKNAMES:
         mgr.add(str(write_config(workspace, nick)))
@@ -114,7 +114,8 @@ def served(workspace: Workspace, tmp_path: Path) -> Iterator[tuple[str, subproce
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (Debian: apt-get install chromium; make install does)")
-def test_browser_tab_shows_the_queue_and_opens_results(served: tuple[str, subprocess.Popen]) -> None:
+def test_browser_tab_shows_the_queue_and_opens_results(served: tuple[str, subprocess.Popen],
+                                                       workspace: Workspace) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[dev]')")
     url, server = served
     args = ["--disable-dev-shm-usage"] + (["--no-sandbox"] if os.geteuid() == 0 else [])  # root: no user namespace sandbox
@@ -126,7 +127,7 @@ def test_browser_tab_shows_the_queue_and_opens_results(served: tuple[str, subpro
             page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url)
                        else route.abort())
             page.add_init_script(CAPTURE_TERMINAL)
-            page.goto(url)
+            page.goto(f"{url}?token={_token(workspace)}")  # the URL the server prints
 
             def screen() -> str:
                 return page.evaluate(READ_SCREEN)
@@ -146,6 +147,45 @@ def test_browser_tab_shows_the_queue_and_opens_results(served: tuple[str, subpro
             wait_until(lambda: not _tab_processes(server), timeout=30, what="the tab's app process to exit")
         finally:
             browser.close()
+
+
+def _token(ws: Workspace) -> str:
+    return (ws.state_dir / serve.TOKEN_FILE).read_text(encoding="utf-8").strip()
+
+
+async def test_only_the_token_holder_gets_the_page_and_the_websocket(served: tuple[str, subprocess.Popen],
+                                                                     workspace: Workspace) -> None:
+    import aiohttp
+
+    url, server = served
+    token_file = workspace.state_dir / serve.TOKEN_FILE
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:  # unsafe: IP hosts
+        async with session.get(url) as resp:
+            assert resp.status == 403 and "?token=" in await resp.text()
+        async with session.get(f"{url}?token=wrong") as resp:
+            assert resp.status == 403
+        async with session.get(f"{url}static/js/textual.js") as resp:
+            assert resp.status == 200  # assets carry no workspace data
+        async with session.get(f"{url}?token={_token(workspace)}", allow_redirects=False) as resp:
+            assert resp.status == 302 and resp.headers["Location"] == "/"
+            cookie = resp.cookies["dialsum_serve_token"]
+            assert cookie["httponly"] and cookie["samesite"] == "Strict"
+        # Opened as localhost instead of 127.0.0.1: the page's websocket follows the address used.
+        local = url.replace("127.0.0.1", "localhost")
+        async with session.get(local, cookies={"dialsum_serve_token": _token(workspace)}) as resp:
+            assert resp.status == 200 and f'data-session-websocket-url="{local.replace("http", "ws")}ws"' in await resp.text()
+        # Another site's page, in a browser that holds the cookie, must not reach the TUI.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"{url}ws", headers={"Origin": "http://evil.example"})
+        assert refused.value.status == 403
+    # Browsers hang up mid-response (a reload, a closed tab): the server must not die of SIGPIPE.
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /static/js/textual.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    async with aiohttp.ClientSession() as session, session.get(f"{url}static/css/xterm.css") as resp:
+        assert resp.status == 200 and server.poll() is None
 
 
 def test_public_host_needs_the_explicit_flag(workspace: Workspace) -> None:
