@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 # Used only where no local CPU wheel of torch is found (pip's find-links / configured indexes).
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo demo-build test lint clean-demo
+.PHONY: install browser demo demo-build test lint clean-demo
 
 # CPU torch unless a GPU driver is present: an unpinned torch on PyPI is a multi-GB CUDA build.
 # The +cpu build is tried from what pip already sees first, then from PyTorch's CPU index.
@@ -24,7 +24,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+# tests/tui/test_serve.py opens `dialsum-tui serve` in headless Chromium (driven by the playwright
+# package, which cannot download a browser here): Debian's package, added where apt-get can run as
+# root (CI, a fresh dev box). Elsewhere the test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	|| if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+	  || echo "WARNING: could not install chromium: the browser test will skip"; \
+	else echo "no chromium: the browser test will skip (Debian/Ubuntu: sudo apt-get install chromium)"; fi
+
+test: install browser
 	$(PY) -m pytest -q
 
 lint: install

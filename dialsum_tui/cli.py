@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
+
 from dialsum_tui import cli_insights
+from dialsum_tui import serve as serve_mod
 from dialsum_tui.manager.models import Action, Run
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.store import IllegalTransition, RunNotFound
@@ -26,10 +29,15 @@ from engine.artifacts import atomic_write_text
 from engine.config import ConfigError
 
 ACTIONS = [a.value for a in Action]
+# What `--help` prints: plain text, not the module docstring (its reST markup showed up verbatim).
+DESCRIPTION = ("Queue, inspect and steer fine-tuning runs in a dialsum-tui workspace. "
+               "With no command, open the TUI (and start the worker if none runs).")
+EPILOG = ("Exit codes: 0 ok, 1 an operation failed, 2 bad input (the message says what to change). "
+          "`dialsum-tui COMMAND --help` describes each command.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dialsum-tui", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="dialsum-tui", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--workspace", "-w", help="workspace root (default: $DIALSUM_WORKSPACE, or cwd upwards)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -81,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="start, stop or inspect the detached worker")
     p.add_argument("op", choices=["start", "stop", "status"])
 
+    p = sub.add_parser("serve", help="serve the TUI to a browser tab (textual-serve; one app process per tab)",
+                       description=serve_mod.DESCRIPTION)
+    p.add_argument("--port", type=int, default=serve_mod.DEFAULT_PORT, help=f"default {serve_mod.DEFAULT_PORT}")
+    p.add_argument("--host", default=serve_mod.DEFAULT_HOST,
+                   help=f"address to bind (default {serve_mod.DEFAULT_HOST}; others need {serve_mod.PUBLIC_FLAG})")
+    p.add_argument(serve_mod.PUBLIC_FLAG, dest="allow_public", action="store_true",
+                   help="allow a non-loopback --host: anyone reaching the port can cancel runs")
+    p.add_argument("--public-url", help="URL browsers use to reach the server, when it differs (a proxy)")
+
     cli_insights.add_parsers(sub)  # compare, samples, submit, lb
     return parser
 
@@ -110,8 +127,11 @@ def _ls_table(runs: list[Run]) -> str:
         note = r.reason or (r.failure_message or "")
         rows.append((str(r.id), r.nickname, r.action.value, r.stage or "-", state, r.gpus or "-",
                      _progress_text(r), note[:80]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows)
+    # Pad by terminal cells, not characters: a Hangul syllable takes two cells, so `ljust` misaligned
+    # every column after a Korean nickname.
+    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(c + " " * (w - cell_len(c)) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
+                     for row in rows)
 
 
 def _start_worker(manager: Manager) -> None:
@@ -308,10 +328,17 @@ def cmd_worker(manager: Manager, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(manager: Manager, args: argparse.Namespace) -> int:
+    warning = serve_mod.check_host(args.host, args.allow_public)
+    if warning:
+        print(warning, file=sys.stderr)
+    return serve_mod.serve(manager.workspace, host=args.host, port=args.port, public_url=args.public_url)
+
+
 COMMANDS = {
     "add": cmd_add, "ls": cmd_ls, "cancel": cmd_cancel, "retry": cmd_retry, "pause": cmd_pause,
     "resume": cmd_resume, "logs": cmd_logs, "check": cmd_check, "results": cmd_results,
-    "prune": cmd_prune, "handoff": cmd_handoff, "worker": cmd_worker,
+    "prune": cmd_prune, "handoff": cmd_handoff, "worker": cmd_worker, "serve": cmd_serve,
     **cli_insights.COMMANDS,
 }
 

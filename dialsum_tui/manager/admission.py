@@ -39,6 +39,7 @@ class Wait:
 
     run: Run
     reason: str
+    by_guard: bool = False  # held back by the GPU or disk guard (not by order, pause or a dependency)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Gu
         stage = run.stage if run.state is RunState.RUNNING else run.stages[0]
         verdict = guards(run, stage)
         if verdict is not None:
-            decisions.append(Wait(run, verdict.reason))
+            decisions.append(Wait(run, verdict.reason, by_guard=True))
             blocked.append((run.id, verdict.devices))
             continue  # runs on other devices may still start (guards are per device)
         decisions.append(Launch(run, stage))

@@ -394,19 +394,36 @@ def _numeric_dirs(proc_root: Path) -> Iterable[Path]:
 # What run_command's callers catch and read, so they need not import subprocess themselves.
 CommandTimeout = subprocess.TimeoutExpired
 Completed = subprocess.CompletedProcess
+REAP_AFTER_KILL_S = 2.0
 
 
-def run_command(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30.0
-                ) -> subprocess.CompletedProcess[str]:
-    """Run a short command (argv, no shell, no stdin) to completion and capture its text output.
+def run_command(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30.0,
+                stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a short command (argv, no shell) to completion and capture its text output.
 
-    For asking other programs (the Slurm client) rather than starting a stage; it still lives here so
-    that this stays the one module that starts processes.
+    For asking or telling other programs (the Slurm client, a user's notify hook) rather than
+    starting a stage. The command gets a session of its own, so a timeout kills everything it
+    started (``curl`` under ``sh -c`` too), not only the direct child.
 
     Raises:
-        subprocess.TimeoutExpired: it did not finish within ``timeout`` seconds (it is killed).
+        subprocess.TimeoutExpired (``CommandTimeout``): it did not finish within ``timeout`` s; its
+            whole group was killed.
         OSError: it could not be started.
     """
-    return subprocess.run(list(argv), env=dict(env) if env is not None else None, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
+    proc = subprocess.Popen(list(argv), env=dict(env) if env is not None else None, start_new_session=True,
+                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the session created above, nobody else's
+        except ProcessLookupError:
+            pass
+        try:
+            proc.communicate(timeout=REAP_AFTER_KILL_S)
+        except subprocess.TimeoutExpired:  # something escaped the group and holds the pipes
+            pass
+        raise
+    decode = lambda b: (b or b"").decode("utf-8", errors="replace")  # noqa: E731
+    return subprocess.CompletedProcess(list(argv), proc.returncode, decode(out), decode(err))

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dialsum_tui.manager.notify import NotifySettings
+
 
 class SettingsError(Exception):
     """A settings file or variable is wrong; the message names it and says what to do."""
@@ -49,6 +51,10 @@ class Settings(BaseModel):
         description="HF caches shown in the disk breakdown and offered to prune.",
     )
     disk_refresh_s: float = Field(60.0, gt=0, description="du is slow: the worker re-measures in the background this often.")
+    notify: NotifySettings = Field(
+        default_factory=NotifySettings,
+        description="A command run when a run ends or stays blocked (argv list, no shell; docs/notify.md).",
+    )
 
 
 

@@ -134,8 +134,11 @@ def judge(run: Run, ended: Ended, artifacts_done: Callable[[], bool],
                    next_stage=remaining[0])
 
 
-def record(store: Store, run: Run, stage: str, outcome: Outcome) -> None:
-    """Write a final outcome into the store (a run cancelled meanwhile keeps its state)."""
+def record(store: Store, run: Run, stage: str, outcome: Outcome) -> Run | None:
+    """Write a final outcome into the store (a run cancelled meanwhile keeps its state).
+
+    Returns the run as recorded, or None when the store refused the transition.
+    """
     assert outcome.state is not None, "a next-stage outcome is not final"
     fields_: dict[str, Any] = {"exit_code": outcome.exit_code, "stage": stage, "reason": outcome.reason}
     failure = outcome.failure
@@ -143,7 +146,9 @@ def record(store: Store, run: Run, stage: str, outcome: Outcome) -> None:
         fields_.update(failure_kind=failure.kind, failure_message=failure.message,
                        failure_hint=failure.hint, failed_stage=stage)
     try:
-        store.transition(run.id, outcome.state, **fields_)
+        recorded = store.transition(run.id, outcome.state, **fields_)
     except IllegalTransition as err:
         log.warning("%s", err)
+        return None
     log.info("run %d: %s (%s)", run.id, outcome.state.value, failure.kind if failure else outcome.reason or stage)
+    return recorded

@@ -28,6 +28,7 @@ from dialsum_tui.manager.launching import LaunchError, parse_gpus, run_config, s
 from dialsum_tui.manager.lock import WorkerLock
 from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
+from dialsum_tui.manager.notify import BlockedWatch, notify_blocked, notify_run_ended
 from dialsum_tui.manager.settings import SettingsError, env_settings
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
 from dialsum_tui.manager.store import IllegalTransition, Store
@@ -67,6 +68,7 @@ class Worker:
         self.seen_pids: dict[int, tuple[int, str]] = {}  # every stage pid this worker launched or adopted
         self._stopping = threading.Event()
         self._disk_thread: threading.Thread | None = None
+        self.blocked = BlockedWatch(self.settings.notify.blocked_after_s)  # "held back for long" pings
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -135,6 +137,8 @@ class Worker:
         if self.active:
             watch_disk(self.store, disk.read_cached(self.ws), self.active, self.stop_grace)
         self._admit()
+        for run, waited in self.blocked.due(self.store.list()):
+            notify_blocked(self.settings.notify, run, self.ws.root, waited)
 
     def _follow(self, stage: ActiveStage) -> None:
         self._absorb(stage)
@@ -172,7 +176,7 @@ class Worker:
                                                                      stage.events),
                         others_held=lambda: self._others_held(stage))
         if outcome.state is not None:
-            record(self.store, run, stage.stage, outcome)
+            self._ended(record(self.store, run, stage.stage, outcome))
             return
         # Next stage: a fresh process, admitted only once the GPU is released by this one.
         self.store.update(run.id, stage=outcome.next_stage, pid=None, pid_start_time=None,
@@ -197,6 +201,8 @@ class Worker:
         for decision in decide(runs, self.active.keys(), self.store.paused(), lambda run, stage: self._guards(run, stage, runs)):
             if isinstance(decision, Wait):
                 self._wait(decision.run, decision.reason)
+                if decision.by_guard:
+                    self.blocked.held_back(decision.run.id)
             elif isinstance(decision, Cancel):
                 try:
                     self.store.transition(decision.run.id, RunState.CANCELLED, reason=decision.reason)
@@ -253,7 +259,12 @@ class Worker:
         log.info("run %d: launched %s pid %d", run.id, stage, ident.pid)
 
     def _fail_before_start(self, run: Run, stage: str, failure: Failure) -> None:
-        record(self.store, run, stage, Outcome(RunState.FAILED, None, failure=failure))
+        self._ended(record(self.store, run, stage, Outcome(RunState.FAILED, None, failure=failure)))
+
+    def _ended(self, run: Run | None) -> None:
+        """A run reached its final state: ping the user's notify command (on its own thread)."""
+        if run is not None:
+            notify_run_ended(self.settings.notify, run, self.ws.root)
 
 
 def main(argv: list[str] | None = None) -> int:
