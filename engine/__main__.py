@@ -21,7 +21,7 @@ COMMANDS = {
     "tiny-model": "engine.tiny:main",
     Stage.TRAIN: "engine.train:main",
     Stage.INFER: "engine.inference:main",
-    Stage.EVALUATE: "engine.metrics:main",
+    Stage.EVALUATE: "engine.evaluate:main",
 }
 
 

@@ -16,7 +16,7 @@ from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.service import Manager
 from engine.artifacts import EventWriter, dev_predictions_path, submission_path
 from engine.contract import DEV_CSV, TEST_CSV, RunFiles
-from engine.metrics import score_files
+from engine.evaluate import score_files
 
 from support import write_config
 

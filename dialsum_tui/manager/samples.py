@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager.compare import InsightsError, dev_metric, run_events, run_label
-from engine import metrics
+from engine import evaluate, metrics
 from engine.artifacts import dev_predictions_path
 from engine.config import ConfigError
 from engine.contract import DEV_CSV, Artifact, ArtifactKind, load_snapshot
@@ -182,7 +182,7 @@ def _read_predictions(workspace: Workspace, run: Run) -> tuple[Path, dict[str, s
             f"run {run.id} ({run.nickname}) has no dev predictions ({path} is missing); "
             f"write them with `dialsum-tui retry {run.id} --action infer`")
     try:
-        return path, metrics.read_predictions(path)
+        return path, evaluate.read_predictions(path)
     except DataError as err:
         raise InsightsError(str(err)) from None
 
@@ -208,7 +208,7 @@ def load_samples(workspace: Workspace, run: Run, vs: Run | None = None) -> Sampl
     cfg = _snapshot(run)
     dev_csv = workspace.resolve(cfg.data.dir) / DEV_CSV
     try:
-        references = metrics.read_references(dev_csv)
+        references = evaluate.read_references(dev_csv)
         dialogues = {s.fname: s.dialogue for s in load_split(dev_csv.parent, "dev", normalize=cfg.data.normalize)[0]}
     except DataError as err:
         raise InsightsError(str(err)) from None

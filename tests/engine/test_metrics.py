@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from rouge import Rouge
 
-from engine import metrics
+from engine import evaluate, metrics
 from engine.__main__ import main as engine_main
 from engine.artifacts import read_events
+from engine.evaluate import score_files
 from engine.metrics import (
     MetricInputError,
     Scores,
     baseline_pair,
     score,
-    score_files,
     tokenize,
 )
 
@@ -238,13 +238,13 @@ def test_baseline_average_matches_the_package_average():
 
 
 def test_score_files_joins_on_fname_reads_bom_and_several_reference_columns():
-    references = metrics.read_references(FIXTURES / "references.csv")
+    references = evaluate.read_references(FIXTURES / "references.csv")
     assert list(references) == ["dev_0", "dev_1", "dev_2"]  # the BOM did not eat the fname header
     assert [len(refs) for refs in references.values()] == [3, 1, 2]  # empty summaryN cells are not references
     scores = score_files(FIXTURES / "predictions.csv", FIXTURES / "references.csv")
     assert scores.n == 3 and scores.refs_per_item == pytest.approx(2.0)
     # Same numbers as scoring the joined lists directly: predictions.csv lists the fnames in another order.
-    predictions = metrics.read_predictions(FIXTURES / "predictions.csv")
+    predictions = evaluate.read_predictions(FIXTURES / "predictions.csv")
     direct = score([predictions[f] for f in references], list(references.values()))
     assert scores == direct
 
@@ -279,23 +279,23 @@ def test_bad_prediction_files_name_the_file_and_the_fix(tmp_path, source, expect
     else:
         path = FIXTURES / source
     with pytest.raises(MetricInputError) as err:
-        metrics.read_predictions(path)
+        evaluate.read_predictions(path)
     assert expected in str(err.value) and str(path) in str(err.value)
 
 
 def test_missing_file_and_reference_rows_without_text(tmp_path):
     with pytest.raises(MetricInputError, match="does not exist"):
-        metrics.read_predictions(tmp_path / "nope.csv")
+        evaluate.read_predictions(tmp_path / "nope.csv")
     refs = tmp_path / "refs.csv"
     refs.write_text("fname,summary,summary1\ndev_0,요약,\ndev_1, ,\n", encoding="utf-8")
     with pytest.raises(MetricInputError, match=r"line 3 \(fname dev_1\): no reference summary"):
-        metrics.read_references(refs)
+        evaluate.read_references(refs)
 
 
 def test_cp949_predictions_are_read_like_the_shared_reader_reads_data(tmp_path):
     path = tmp_path / "cp949.csv"
     path.write_bytes("fname,summary\ndev_0,요약입니다\n".encode("cp949"))
-    assert metrics.read_predictions(path) == {"dev_0": "요약입니다"}
+    assert evaluate.read_predictions(path) == {"dev_0": "요약입니다"}
 
 
 # --- the evaluate command -----------------------------------------------------------------------

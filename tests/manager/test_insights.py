@@ -20,8 +20,8 @@ from dialsum_tui.manager.samples import flag_prediction, load_samples
 from dialsum_tui.manager.service import Manager
 from engine.artifacts import atomic_directory, final_model_dir, write_final_model_meta
 from engine.contract import TEST_CSV
+from engine.evaluate import read_predictions, read_references
 from engine.item_scores import mean_scores, score_items
-from engine.metrics import read_predictions, read_references
 
 from insights_support import FIXTURES, NICK_A, NICK_B, _finish, make_insight_runs
 from support import engine_cli
