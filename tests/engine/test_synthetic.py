@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from engine import synthetic
-from engine.synthetic import SCENARIOS, generate, particle, write_dataset
+from engine.synthetic import generate, write_dataset
+from engine.synthetic_scenarios import SCENARIOS, particle
 
 REPO = Path(__file__).resolve().parents[2]
 
