@@ -14,7 +14,7 @@ from textual_plotext import PlotextPlot
 from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.snapshot import Eval, RunSnapshot
 from dialsum_tui.widgets.formatting import bar, duration, progress_fraction
-from engine.units import format_bytes
+from engine.units import format_bytes, format_rouge
 
 
 def render_progress(snapshot: RunSnapshot | None, width: int = 12) -> Text:
@@ -56,8 +56,8 @@ def render_evals(evals: Sequence[Eval]) -> Table | Text:
     table = Table("eval", "R1", "R2", "RL", "final", box=None, padding=(0, 1), header_style="bold")
     for record in evals:
         label = f"ep {record.epoch:.1f}" if record.epoch is not None else (record.split or record.command or "final")
-        cells = [f"{v * 100:.1f}" if v is not None else "-" for v in (record.rouge1, record.rouge2, record.rougeL)]
-        table.add_row(label, *cells, f"{record.final:.1f}" if record.final is not None else "-")
+        cells = [format_rouge(v) for v in (record.rouge1, record.rouge2, record.rougeL)]
+        table.add_row(label, *cells, format_rouge(record.final, x100=True))
     return table
 
 
