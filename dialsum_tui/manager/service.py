@@ -79,7 +79,7 @@ class Manager:
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
                gpus: str | None, after: int | None) -> Run:
         run = self.store.add(nickname=nickname, config_path=config_path, config_yaml=config_yaml,
-                             action=action, gpus=gpus, after=after)
+                             action=action, gpus=gpus, after=after, user=process.current_user())
         run_dir = self.workspace.run_dir(run.id)
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)

@@ -67,6 +67,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    (  # 2: who queued each run (issue 17); older runs keep NULL, shown as "-"
+        "ALTER TABLE runs ADD COLUMN user TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -215,8 +218,9 @@ class Store:
         action: str | Action,
         gpus: str | None = None,
         after: int | None = None,
+        user: str | None = None,
     ) -> Run:
-        """Append a queued run at the end of the queue and return it.
+        """Append a queued run at the end of the queue and return it (``user``: who queued it).
 
         Raises:
             ValueError: for an unknown action.
@@ -228,9 +232,10 @@ class Store:
                 self._get(conn, after)
             last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM runs").fetchone()[0]
             cur = conn.execute(
-                "INSERT INTO runs (nickname, config_path, config_yaml, action, state, gpus, after, position, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (nickname, config_path, config_yaml, action.value, RunState.QUEUED.value, gpus, after, last + 1, time.time()),
+                "INSERT INTO runs (nickname, config_path, config_yaml, action, state, gpus, after, position, created_at,"
+                " user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (nickname, config_path, config_yaml, action.value, RunState.QUEUED.value, gpus, after, last + 1,
+                 time.time(), user),
             )
             return self._get(conn, cur.lastrowid)
 
