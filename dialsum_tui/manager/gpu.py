@@ -19,8 +19,8 @@ from dialsum_tui.manager.process import (
     ns_pid_map,
     nvidia_device_holders,
     pid_state,
-    process_group,
     process_container,
+    process_group,
     process_identity,
 )
 from dialsum_tui.manager.settings import env_settings
