@@ -32,9 +32,9 @@ from engine.units import format_bytes, format_gib
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.gpu import GpuSource
-    from dialsum_tui.screens.add_run import AddChoice
     from dialsum_tui.manager.service import Manager
     from dialsum_tui.manager.workspace import Workspace
+    from dialsum_tui.screens.add_run import AddChoice
 
 HANDOFF_FILE = "HANDOFF.md"
 RESULTS_FILE = "results.md"
