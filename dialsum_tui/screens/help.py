@@ -27,13 +27,13 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, keys: list[tuple[str, str]]) -> None:
         super().__init__()
-        self._keys = keys
+        self.keys = keys
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):
             yield Static("Keys — runs keep going when you quit; the worker is detached. "
                          "↑ ↓ scroll, esc closes.", id="help-title")
-            yield Static(render_keys(self._keys), id="help-table")
+            yield Static(render_keys(self.keys), id="help-table")
 
     def on_mount(self) -> None:
         self.query_one("#help").focus()  # so the arrows scroll the list at once

@@ -29,7 +29,7 @@ class LogView(Vertical):
         self._lines: tuple[str, ...] = ()  # what the snapshot holds, for re-filtering and re-wrapping
         self._shown: tuple[int, int] | None = None  # (run id, log generation) on screen
         self._total = 0  # lines of that generation already written
-        self._written = 0  # lines written to the view (after the filter)
+        self._visible: list[str] = []  # lines written to the view (after the filter, before wrapping)
         self._width = 0  # the width the wrapped lines were cut to
 
     def compose(self) -> ComposeResult:
@@ -41,7 +41,12 @@ class LogView(Vertical):
     @property
     def line_count(self) -> int:
         """Log lines written to the view (after the filter, before wrapping)."""
-        return self._written
+        return len(self._visible)
+
+    @property
+    def shown_lines(self) -> list[str]:
+        """The log lines written to the view, as the log has them (after the filter, before wrapping)."""
+        return list(self._visible[-LOG_LINES:])
 
     def _keep(self, line: str) -> bool:
         return not self.errors_only or is_error_line(line)
@@ -50,11 +55,12 @@ class LogView(Vertical):
         log = self.query_one(RichLog)
         for line in lines:
             log.write(Text(line), scroll_end=True)  # Text: never markup, logs contain [brackets]
-        self._written += len(lines)
+        self._visible.extend(lines)
+        del self._visible[:-LOG_LINES]  # as many as the view keeps
 
     def _rewrite(self) -> None:
         self.query_one(RichLog).clear()
-        self._written = 0
+        self._visible = []
         self._write([line for line in self._lines if self._keep(line)])
 
     def show(self, snapshot: RunSnapshot) -> None:
@@ -64,7 +70,7 @@ class LogView(Vertical):
             self._shown, self._total = key, 0
             self.title = f"run {snapshot.run.id} {snapshot.run.nickname}".strip()
             self.query_one(RichLog).clear()
-            self._written = 0
+            self._visible = []
             self._update_border()
         new = snapshot.log_total - self._total
         if new > 0:
