@@ -53,7 +53,9 @@ def render_evals(evals: Sequence[Eval]) -> Table | Text:
     """Render one row per scored ``eval`` event: R1/R2/RL and the final score, all × 100 to fit narrow panels."""
     if not evals:
         return Text("no evaluation yet", style="dim")
-    table = Table("eval", "R1", "R2", "RL", "final", box=None, padding=(0, 1), header_style="bold")
+    # One space between columns and none at the edges: "ep 1.0 41.00 22.00 39.00 34.00" fits a 30-cell panel.
+    table = Table("eval", "R1", "R2", "RL", "final", box=None, padding=(0, 0, 0, 1), pad_edge=False,
+                  header_style="bold")
     for record in evals:
         label = f"ep {record.epoch:.1f}" if record.epoch is not None else (record.split or record.command or "final")
         cells = [format_rouge(v) for v in (record.rouge1, record.rouge2, record.rougeL)]
@@ -83,7 +85,8 @@ class ProgressPanel(Vertical):
 
     def show(self, snapshot: RunSnapshot | None) -> None:
         """Render ``snapshot``, redrawing only the parts that changed."""
-        text = render_progress(snapshot)
+        # The bar takes what "train " and " 100%  780/780" leave of the panel's width.
+        text = render_progress(snapshot, width=min(30, max(6, self.content_region.width - 21)))
         if text != self._shown:
             self._shown = text
             self.query_one("#progress-text", Static).update(text)

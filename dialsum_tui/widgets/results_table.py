@@ -10,7 +10,8 @@ from textual.widgets import DataTable
 from dialsum_tui.manager.leaderboard import rouge_with_lb
 from engine.units import format_rouge
 
-COLUMNS = (("model", "Model"), ("rouge", "ROUGE"), ("r123", "R1/R2/RL"), ("status", "상태"), ("evidence", "Evidence"))
+COLUMNS = (("model", "Model"), ("rouge", "ROUGE"), ("r123", "R1/R2/RL ×100"), ("status", "상태"), ("user", "By"),
+           ("evidence", "Evidence"))
 
 
 def result_cells(row: Any) -> tuple[Any, ...]:
@@ -19,7 +20,7 @@ def result_cells(row: Any) -> tuple[Any, ...]:
     parts = [row.rouge1, row.rouge2, row.rougeL]
     r123 = "/".join(format_rouge(v) for v in parts) if all(v is not None for v in parts) else "-"
     evidence = row.evidence + (f" — {row.hint}" if row.hint else "")
-    return (row.nickname, rouge, r123, row.status, Text(evidence, style="dim"))
+    return (row.nickname, rouge, r123, row.status, row.user or "-", Text(evidence, style="dim"))
 
 
 class ResultsTable(DataTable):
