@@ -49,6 +49,11 @@ class Settings(BaseModel):
         description="HF caches shown in the disk breakdown and offered to prune.",
     )
     disk_refresh_s: float = Field(60.0, gt=0, description="du is slow: the worker re-measures in the background this often.")
+    share_group: str | None = Field(
+        None, min_length=1,
+        description="A Unix group whose members share this workspace's queue (set by `dialsum-tui init --share-group "
+        "NAME`); unset = private to its owner. Never world-accessible either way.",
+    )
 
 
 

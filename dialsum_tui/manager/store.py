@@ -22,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from dialsum_tui.manager import sharing
 from dialsum_tui.manager.models import (
     FINAL_STATES,
     Action,
@@ -127,7 +128,7 @@ class Store:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         if not self.db_path.exists():
             # Create it private before SQLite does; the -wal/-shm files inherit these permissions.
-            os.close(os.open(self.db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.close(os.open(self.db_path, os.O_CREAT | os.O_WRONLY, sharing.file_mode()))
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(
             self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
