@@ -43,7 +43,6 @@ def render_disk(disk: DiskUsage | None, projected: int) -> Text:
     text.append(f"\n  after queue ~{format_bytes(after)} · safe ≤ {disk.safe_bytes / GB:.1f} GB", style=style)
     for label, size in disk.consumers[:TOP_CONSUMERS]:
         text.append(f"\n  {format_bytes(size):>9}  {label}")
-    text.no_wrap, text.overflow = True, "ellipsis"  # one row per line, as in the GPU panel
     return text
 
 

@@ -47,8 +47,6 @@ def render_gpus(gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple
             text.append(f"\n  {format_gib(proc.used_bytes):>9} ")
             text.append(who, style="bold cyan" if owner else "yellow")
             text.append(f" · pid {proc.pid}", style="dim")
-    # One row per line: a narrow column cuts a line with … instead of wrapping it into the next.
-    text.no_wrap, text.overflow = True, "ellipsis"
     return text
 
 
