@@ -102,7 +102,7 @@ class MainScreen(Screen[None]):
 
     BINDINGS = KEYS
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (60, "-narrow"), (100, "-medium"), (140, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-low"), (20, "-short"), (26, "-mid"), (36, "-tall")]
+    VERTICAL_BREAKPOINTS = [(0, "-low"), (20, "-short"), (26, "-mid"), (36, "-tall"), (48, "-roomy")]
 
     def __init__(self, workspace_label: str) -> None:
         super().__init__()
