@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.gpu import GpuSource
     from dialsum_tui.manager.service import Manager
     from dialsum_tui.manager.workspace import Workspace
+    from dialsum_tui.screens.add_run import AddChoice
 
 HANDOFF_FILE = "HANDOFF.md"
 RESULTS_FILE = "results.md"
@@ -194,12 +195,12 @@ class DialsumApp(App[int]):
     def action_add_run(self) -> None:
         from dialsum_tui.screens.add_run import AddRunScreen
 
-        def queue(choice: tuple[str, str] | None) -> None:
+        def queue(choice: AddChoice | None) -> None:
             if choice:
-                path, action = choice
                 # The dialog lists paths relative to the workspace, whatever the app's cwd is.
-                full = str(self.root / Path(path).expanduser())
-                self._intent("add", lambda: f"queued run {self.manager.add(full, action=action).id} from {path}")
+                full = str(self.root / Path(choice.path).expanduser())
+                self._intent("add", lambda: f"queued run {self.manager.add(full, **choice.manager_args).id} "
+                                            f"from {choice.path}")
 
         self.push_screen(AddRunScreen(self.root), queue)
 
@@ -364,6 +365,15 @@ class DialsumApp(App[int]):
         errors_only = self.main.toggle_log_filter()
         self.notify("log: errors only" if errors_only else "log: all lines", timeout=2)
 
+    def action_wrap_log(self) -> None:
+        wrapped = self.main.toggle_log_wrap()
+        self.notify("log: lines wrapped" if wrapped else "log: whole lines, ← → scroll sideways", timeout=2)
+
+    def action_next_panel(self) -> None:
+        panel = self.main.next_panel()
+        if not self.main.has_class("-single"):
+            self.notify(f"every panel is on screen; under 60×20 v shows one at a time (next: {panel})", timeout=3)
+
     def action_help(self) -> None:
         from dialsum_tui.screens.help import HelpScreen
 
@@ -382,8 +392,10 @@ class DialsumApp(App[int]):
 
 
 def key_table() -> list[tuple[str, str]]:
-    """Return (key, what it does) for every key of the main screen."""
-    return [(key_label(binding), KEY_HELP[binding.action]) for binding in KEYS]
+    """Return (key, what it does) for every key of the main screen, and the app's own."""
+    keys = [(key_label(binding), KEY_HELP[binding.action]) for binding in KEYS]
+    return keys + [("ctrl+p", "command palette: every action above by name"),
+                   ("tab", "move the focus between the queue and the log (arrows then scroll it)")]
 
 
 def quit_message(unfinished: int) -> str:

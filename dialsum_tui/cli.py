@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="create a workspace (or adopt an existing directory)")
     p.add_argument("dir", nargs="?", default=".")
     p.add_argument("--demo", action="store_true", help="also add the demo data, tiny models and configs")
+    share = p.add_mutually_exclusive_group()
+    share.add_argument("--share-group", metavar="NAME",
+                       help="share the queue with Unix group NAME (group-writable, setgid dirs, nothing for others)")
+    share.add_argument("--private", action="store_true", help="undo --share-group: the workspace is yours alone again")
 
     p = sub.add_parser("demo", help="build the demo workspace if needed, queue its runs, start the worker, open the TUI")
     p.add_argument("dir", nargs="?", default="demo-workspace", help="demo workspace (default ./demo-workspace)")
@@ -149,6 +153,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         ws = init_demo_workspace(args.dir)
     else:
         ws = init_workspace(args.dir)
+    if args.share_group or args.private:
+        from dialsum_tui.manager.sharing import set_share_group
+
+        print(set_share_group(ws, args.share_group))  # before the database exists, so it is made shared
     Manager.open(ws)  # creates the state database now, not on first add
     print(f"workspace ready: {ws.root}")
     return 0

@@ -205,7 +205,8 @@ class EventWriter:
         self._fd: int | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            # 0o660 less the umask: the worker sets 077 (private) or 007 (a shared workspace), see manager.sharing.
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)
 
     def emit(self, event: Event | str, **fields: Any) -> dict[str, Any]:
         """Append one event and return the record written.

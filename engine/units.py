@@ -55,3 +55,15 @@ def format_used_of(used: int, limit: int) -> str:
 def format_gib(n_bytes: float) -> str:
     """GPU memory in binary units, as NVML reports it: ``0.5 GiB``, ``61.0 GiB``."""
     return f"{n_bytes / GIB:.1f} GiB"
+
+
+def format_rouge(value: float | None, *, x100: bool = False) -> str:
+    """A ROUGE score as every screen and file shows it: ×100 with two decimals ("95.03"), "-" when missing.
+
+    Args:
+        value: a 0..1 fraction (R1/R2/RL as the scorer returns them), or with ``x100`` a score already
+            ×100 (the ``final`` of an eval event and of a result row).
+    """
+    if value is None:
+        return "-"
+    return f"{value if x100 else value * 100:.2f}"

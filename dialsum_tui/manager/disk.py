@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dialsum_tui.manager import sharing
 from engine.artifacts import atomic_write_text
 from engine.du import TreeWalker, tree_size
 from engine.units import GB, MB, disk_full, disk_stop_bytes, format_bytes, format_used_of, gb_to_bytes
@@ -156,7 +157,7 @@ def engine_disk_args(workspace: Workspace) -> list[str]:
 
 def write_cache(workspace: Workspace, usage: DiskUsage) -> None:
     """Store ``usage`` in ``.dialsum/disk.json`` atomically (private to the user)."""
-    atomic_write_text(workspace.disk_cache_path, json.dumps(asdict(usage), ensure_ascii=False), mode=0o600)
+    atomic_write_text(workspace.disk_cache_path, json.dumps(asdict(usage), ensure_ascii=False), mode=sharing.file_mode())
 
 
 def read_cached(workspace: Workspace) -> DiskUsage | None:

@@ -19,6 +19,7 @@ from dialsum_tui.manager.process import (
     ns_pid_map,
     nvidia_device_holders,
     pid_state,
+    process_container,
     process_group,
     process_identity,
 )
@@ -253,18 +254,23 @@ class Holder:
     state: str  # ALIVE | ZOMBIE | GONE (of local_pid)
     run: tuple[int, str] | None = None  # (run_id, nickname) when it is one of ours
     real_holders: list[int] = field(default_factory=list)  # for a stale pid: who has /dev/nvidia open
+    user: str = ""  # the Unix user of a holder that is not ours (whom to ask), "" when unknown
+    container: str = ""  # "container 3f2a9c1b7d0e" where /proc shows one, else ""
 
     def describe(self) -> str:
-        """Human line: "pid 4711 (run 12, Llama-...) holds 14.2 GiB on GPU 0"."""
+        """Human line: "pid 4711 (not ours; python, user kim) holds 14.2 GiB on GPU 0 — ask kim"."""
         p = self.process
         who = f"run {self.run[0]}, {self.run[1]}" if self.run else "not ours"
         if self.local_pid is None:
             who += "; not visible here: a host pid or another container"
         elif self.local_pid != p.pid:
             who += f"; local pid {self.local_pid}"
-        elif self.run is None and (p.name or p.user):
-            who += "; " + " ".join(x for x in (p.name, p.user and f"user {p.user}") if x)
+        if self.run is None:
+            named = [x for x in (p.name, self.user and f"user {self.user}", self.container) if x]
+            who += ("; " + ", ".join(named)) if named else ""
         text = f"pid {p.pid} ({who}) holds {format_gib(p.used_bytes)} on GPU {p.gpu_index}"
+        if self.run is None and self.user:
+            text += f" — ask {self.user}"
         if self.state != ALIVE and self.local_pid is not None:
             text += f"; pid {self.local_pid} is {self.state}, so a forked child still holds it"
             if self.real_holders:
@@ -295,6 +301,11 @@ def resolve_holder(
         local = process.pid  # our pid, now gone: a stale listing
     state = pid_state(local) if local is not None else GONE
     holder = Holder(process, local, state, run)
+    if run is None:
+        # Name whom to ask: NVML's user when the source gave one, else the owner of the visible pid.
+        visible = local is not None and state != GONE
+        holder.user = process.user or (process_identity(local)[1] if visible else "")
+        holder.container = process_container(local) if visible else ""
     if local is not None and state != ALIVE:
         # Our runs lead their own process group, so a surviving forked child keeps pgid == leader pid.
         scanned = nvidia_device_holders() if device_holders is None else device_holders

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from dialsum_tui.manager import process
+from dialsum_tui.manager import process, sharing
 from dialsum_tui.manager.disk import engine_disk_args
 from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.settings import ENV_VARS, SettingsError, env_settings
@@ -134,13 +134,13 @@ def start_stage(ws: Workspace, run: Run, stage: str) -> tuple[process.Popen[byte
     except ConfigError as err:
         raise LaunchError(Failure(FailureKind.CONFIG, str(err), "fix the config and add it again")) from None
     files = RunFiles(ws.run_dir(run.id))
-    files.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    files.root.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
     try:
         argv, extra_env = stage_command(ws, run, stage, cfg)
     except SettingsError as err:  # a DIALSUM_* variable: the message names it
         raise LaunchError(Failure(FailureKind.CONFIG, str(err), "fix or unset the variable named above")) from None
     env = dict(os.environ, PYTHONUNBUFFERED="1") | extra_env
-    with open(os.open(files.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8") as fh:
+    with open(os.open(files.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, sharing.file_mode()), "a", encoding="utf-8") as fh:
         fh.write(f"\n=== dialsum: {stage} started {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(argv)}\n")
     try:
         return process.launch(argv, cwd=ws.root, log_path=files.log, env=env)

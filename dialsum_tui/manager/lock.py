@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+from dialsum_tui.manager import sharing
 from dialsum_tui.manager.process import Identity, start_time
 
 
@@ -29,7 +30,7 @@ class WorkerLock:
 
         Retries briefly: a CLI probing the lock holds it shared for an instant.
         """
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, sharing.file_mode())
         deadline = time.monotonic() + wait_s
         while True:
             try:

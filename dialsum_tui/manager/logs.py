@@ -26,8 +26,17 @@ TAIL_BYTES = 16 * 1024
 ERROR_LINE = re.compile(r"error|exception|traceback|fatal|failed|killed|abort|out of memory", re.IGNORECASE)
 
 
+# Python warnings (FutureWarning, UserWarning, the "  warnings.warn(" echo under them) often say
+# "error" in their text ("will raise an error in v5"); they are not errors, and "errors only" hides them.
+WARNING_LINE = re.compile(r"\b[A-Z]\w*Warning\b|^\s*warnings\.warn\(")
+# ...unless the line is a raised exception ("RuntimeError: ...", "torch.OutOfMemoryError: ...").
+RAISED_LINE = re.compile(r"^\s*(?:\w+\.)*\w*(?:Error|Exception)\b|^Traceback")
+
+
 def is_error_line(line: str) -> bool:
-    """Whether ``line`` looks like part of an error (see :data:`ERROR_LINE`)."""
+    """Whether ``line`` looks like part of an error (see :data:`ERROR_LINE`); warnings are not."""
+    if WARNING_LINE.search(line) and not RAISED_LINE.search(line):
+        return False
     return bool(ERROR_LINE.search(line))
 
 

@@ -93,6 +93,7 @@ class Run:
     progress: dict[str, Any] = field(default_factory=dict)  # step, total, epoch, eta_s, tokens_per_s
     metrics: dict[str, Any] = field(default_factory=dict)  # last eval: rouge1/2/L, final, tokenizer...
     cancel_requested: bool = False
+    user: str | None = None  # the Unix user who queued it (None for runs queued before it was recorded)
 
     @property
     def stages(self) -> tuple[Stage, ...]:

@@ -9,6 +9,8 @@ the one recorded at launch: after a reboot or a long pause that pid may belong t
 from __future__ import annotations
 
 import os
+import pwd
+import re
 import signal
 import subprocess
 import time
@@ -317,6 +319,15 @@ def pid_state(pid: int) -> str:
     return ZOMBIE if status == psutil.STATUS_ZOMBIE else ALIVE
 
 
+def current_user() -> str:
+    """Return the name of the Unix user running this process (the uid's passwd entry, else the uid)."""
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a container user with no passwd entry: the uid still says who
+        return str(uid)
+
+
 def process_identity(pid: int) -> tuple[str, str]:
     """Return (name, user) of a visible process, ("", "") when it is not visible here."""
     try:
@@ -329,6 +340,37 @@ def process_identity(pid: int) -> tuple[str, str]:
     except (psutil.Error, KeyError):
         user = ""
     return name, user
+
+
+# A cgroup path of a container names its runtime and id: docker-<64 hex>.scope, /docker/<hex>,
+# cri-containerd-<hex>, /kubepods/.../<hex>, libpod-<hex>. Twelve characters are what `docker ps` shows.
+_RUNTIMES = ("docker", "containerd", "libpod", "crio", "kubepods", "lxc")
+_HEX_ID = re.compile(r"[0-9a-f]{12,64}")
+
+
+def process_container(pid: int, proc_root: Path = Path("/proc")) -> str:
+    """Return a short label of the container ``pid`` runs in, "" when none is visible.
+
+    The runtime's id comes from ``/proc/<pid>/cgroup``; failing that, an ``NSpid`` line with
+    several levels means the process lives in a nested pid namespace ("pid 12 inside").
+    """
+    try:
+        cgroup = (proc_root / str(pid) / "cgroup").read_text()
+    except OSError:
+        return ""
+    for line in cgroup.splitlines():
+        ids = _HEX_ID.findall(line) if any(name in line for name in _RUNTIMES) else []
+        if ids:
+            return f"container {max(ids, key=len)[:12]}"
+    try:
+        status = (proc_root / str(pid) / "status").read_text()
+    except OSError:
+        return ""
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            levels = line.split()[1:]
+            return f"container (pid {levels[-1]} inside)" if len(levels) > 1 else ""
+    return ""
 
 
 def process_group(pid: int) -> int | None:

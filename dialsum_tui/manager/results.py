@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dialsum_tui.manager.gpu import resolve_holder
 from dialsum_tui.manager.leaderboard import annotate_rows, rouge_with_lb
 from dialsum_tui.manager.models import Run, RunState
 from engine.artifacts import (
@@ -28,7 +29,7 @@ from engine.artifacts import (
 )
 from engine.config import ConfigError, resolve_path
 from engine.contract import SUBMISSION_SUFFIX, TEST_CSV, Event, FailureKind, RunFiles, Stage, load_snapshot
-from engine.units import format_bytes, format_gib
+from engine.units import format_bytes, format_gib, format_rouge
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.disk import DiskUsage
@@ -68,13 +69,14 @@ class ResultRow:
     progress: dict[str, Any] = field(default_factory=dict)
     best: bool = False  # best dev ROUGE among rows scored the same way (manager.leaderboard)
     lb_score: float | None = None  # latest public-leaderboard score recorded with `dialsum-tui lb`
+    user: str | None = None  # who queued the row's latest run (None: queued before users were recorded)
 
     @property
     def rouge_text(self) -> str:
         """"46.85 (mecab)" or "-"."""
         if self.final is None:
             return "-"
-        return f"{self.final:.2f}" + (f" ({self.tokenizer})" if self.tokenizer else "")
+        return format_rouge(self.final, x100=True) + (f" ({self.tokenizer})" if self.tokenizer else "")
 
 
 # --- evidence from disk ------------------------------------------------------------------------
@@ -229,7 +231,7 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
     row = ResultRow(
         nickname=nick, status=STATUS_UNKNOWN, final=None, tokenizer=None, rouge1=None, rouge2=None, rougeL=None,
         run_id=latest.id, evidence="", hint=None, model_complete=complete, submission_rows=sub_rows,
-        progress=dict(latest.progress or {}),
+        progress=dict(latest.progress or {}), user=latest.user,
     )
     if metric:
         row.final, row.tokenizer = _float(metric.get("final")), metric.get("tokenizer")
@@ -344,8 +346,8 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
         for r in rows:
             writer.writerow([r.nickname, r.status, r.final, r.tokenizer, r.rouge1, r.rouge2, r.rougeL, r.run_id, r.evidence, r.hint or ""])
         return buf.getvalue()
-    header = ["Model", _rouge_header(rows), "상태", "Evidence"]
-    body = [[r.nickname, rouge_with_lb(r), r.status, r.evidence] for r in rows]
+    header = ["Model", _rouge_header(rows), "상태", "By", "Evidence"]
+    body = [[r.nickname, rouge_with_lb(r), r.status, r.user or "-", r.evidence] for r in rows]
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
@@ -371,8 +373,14 @@ def _gpu_lines(gpu: list[GpuDevice], gpu_note: str, runs: list[Run]) -> list[str
         lines.append(f"- GPU {d.index} {d.name}: {format_gib(d.used_bytes)} / {format_gib(d.total_bytes)} used{util}{temp}")
         for p in d.processes:
             run = owners.get(p.pid)
-            who = f"run {run.id}, {run.nickname}" if run else "not ours"
-            lines.append(f"  - pid {p.pid} ({who}) holds {format_gib(p.used_bytes)}")
+            if run:
+                lines.append(f"  - pid {p.pid} (run {run.id}, {run.nickname}) holds {format_gib(p.used_bytes)}")
+                continue
+            # Not ours: name the user (and container) so the reader knows whom to ask.
+            holder = resolve_holder(p, {})
+            named = "; ".join(x for x in ("not ours", holder.user and f"user {holder.user}", holder.container) if x)
+            ask = f" — ask {holder.user}" if holder.user else " — owner not visible here"
+            lines.append(f"  - GPU {d.index}: {format_gib(p.used_bytes)} held by pid {p.pid} ({named}){ask}")
     return lines
 
 
@@ -432,7 +440,8 @@ def handoff_markdown(
         eta = r.progress.get("eta_s") if r.progress else None
         eta_text = f", ETA {eta / 60:.0f} min" if isinstance(eta, (int, float)) else ""
         extra = f": {r.reason}" if r.state is not RunState.RUNNING and r.reason else ""
-        out.append(f"- run {r.id} {r.nickname} ({r.action.value}) {r.state.value}: {_progress_text(r)}{eta_text}{extra}")
+        by = f", queued by {r.user}" if r.user else ""
+        out.append(f"- run {r.id} {r.nickname} ({r.action.value}{by}) {r.state.value}: {_progress_text(r)}{eta_text}{extra}")
     out += ([] if active else ["- none"]) + [""]
     failed = [r for r in rows if r.code in ("oom", "failed", "trained_infer_failed")]
     out += ["## Failures", ""]

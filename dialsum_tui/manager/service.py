@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialsum_tui.manager import process
+from dialsum_tui.manager import process, sharing
 from dialsum_tui.manager.following import run_owners
 from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.lock import read_lock_holder
@@ -43,7 +43,8 @@ class Manager:
 
     @classmethod
     def open(cls, workspace: Workspace) -> Manager:
-        """Open the workspace's store (created on first use)."""
+        """Open the workspace's store (created on first use), private or shared as its settings say."""
+        sharing.enter(workspace)  # umask and file modes of this process: before anything is created
         return cls(workspace, Store(workspace.db_path))
 
     # --- runs ---------------------------------------------------------------------------------
@@ -79,11 +80,11 @@ class Manager:
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
                gpus: str | None, after: int | None) -> Run:
         run = self.store.add(nickname=nickname, config_path=config_path, config_yaml=config_yaml,
-                             action=action, gpus=gpus, after=after)
+                             action=action, gpus=gpus, after=after, user=process.current_user())
         run_dir = self.workspace.run_dir(run.id)
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(run_dir, 0o700)
-        artifacts.atomic_write_text(RunFiles(run_dir).config, config_yaml, mode=0o600)
+        run_dir.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
+        os.chmod(run_dir, sharing.dir_mode())
+        artifacts.atomic_write_text(RunFiles(run_dir).config, config_yaml, mode=sharing.file_mode())
         return run
 
     def cancel(self, run_id: int) -> Run:
@@ -127,7 +128,9 @@ class Manager:
         running, pid = self.worker_status()
         if running and pid:
             return pid
-        self.workspace.state_dir.mkdir(mode=0o700, exist_ok=True)
+        self.workspace.state_dir.mkdir(mode=sharing.dir_mode(), exist_ok=True)
+        # Created here with this workspace's mode: the process module opens it 0600 (private) otherwise.
+        os.close(os.open(self.workspace.worker_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, sharing.file_mode()))
         process.spawn_detached(
             [sys.executable, "-m", "dialsum_tui.manager.worker", str(self.workspace.root)],
             cwd=self.workspace.root,

@@ -55,6 +55,11 @@ class Settings(BaseModel):
         default_factory=NotifySettings,
         description="A command run when a run ends or stays blocked (argv list, no shell; docs/notify.md).",
     )
+    share_group: str | None = Field(
+        None, min_length=1,
+        description="A Unix group whose members share this workspace's queue (set by `dialsum-tui init --share-group "
+        "NAME`); unset = private to its owner. Never world-accessible either way.",
+    )
 
 
 

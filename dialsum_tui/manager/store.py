@@ -22,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from dialsum_tui.manager import sharing
 from dialsum_tui.manager.models import (
     FINAL_STATES,
     Action,
@@ -66,6 +67,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             cancel_requested INTEGER NOT NULL DEFAULT 0
         )""",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+    (  # 2: who queued each run (issue 17); older runs keep NULL, shown as "-"
+        "ALTER TABLE runs ADD COLUMN user TEXT",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -124,7 +128,7 @@ class Store:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         if not self.db_path.exists():
             # Create it private before SQLite does; the -wal/-shm files inherit these permissions.
-            os.close(os.open(self.db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.close(os.open(self.db_path, os.O_CREAT | os.O_WRONLY, sharing.file_mode()))
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(
             self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
@@ -215,8 +219,9 @@ class Store:
         action: str | Action,
         gpus: str | None = None,
         after: int | None = None,
+        user: str | None = None,
     ) -> Run:
-        """Append a queued run at the end of the queue and return it.
+        """Append a queued run at the end of the queue and return it (``user``: who queued it).
 
         Raises:
             ValueError: for an unknown action.
@@ -228,9 +233,10 @@ class Store:
                 self._get(conn, after)
             last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM runs").fetchone()[0]
             cur = conn.execute(
-                "INSERT INTO runs (nickname, config_path, config_yaml, action, state, gpus, after, position, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (nickname, config_path, config_yaml, action.value, RunState.QUEUED.value, gpus, after, last + 1, time.time()),
+                "INSERT INTO runs (nickname, config_path, config_yaml, action, state, gpus, after, position, created_at,"
+                " user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (nickname, config_path, config_yaml, action.value, RunState.QUEUED.value, gpus, after, last + 1,
+                 time.time(), user),
             )
             return self._get(conn, cur.lastrowid)
 

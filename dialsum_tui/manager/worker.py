@@ -19,7 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
-from dialsum_tui.manager import disk, process
+from dialsum_tui.manager import disk, process, sharing
 from dialsum_tui.manager.admission import Blocked, Cancel, Launch, Wait, decide
 from dialsum_tui.manager.following import ActiveStage, absorb, run_owners, stage_events
 from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
@@ -33,7 +33,7 @@ from dialsum_tui.manager.settings import SettingsError, env_settings
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
 from dialsum_tui.manager.store import IllegalTransition, Store
 from dialsum_tui.manager.verdict import Ended, Outcome, config_artifacts_done, judge, record
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace import Workspace, WorkspaceError
 from engine.artifacts import EventTail
 from engine.config import ConfigError
 from engine.contract import RunFiles
@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     ws = Workspace(Path(args[0]).resolve())
     try:
         env = env_settings()
-    except SettingsError as err:
+        sharing.enter(ws)  # the umask its stages inherit: private, or group-writable in a shared workspace
+    except (SettingsError, WorkspaceError) as err:
         print(f"dialsum worker: {err}", file=sys.stderr)
         return 2
     grace = (*(env.stop_grace or ()), *process.DEFAULT_GRACE_S[len(env.stop_grace or ()):])  # one value: SIGINT's

@@ -1,8 +1,10 @@
-"""Provides AddRunScreen: pick a config under configs/ (or type a path) and an action to queue."""
+"""Provides AddRunScreen: pick a config under configs/ (or type a path), an action, GPUs and a run to wait for."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,6 +15,51 @@ from textual.widgets import Input, OptionList, Select, Static
 ACTIONS = ("pipeline", "train", "infer", "evaluate")
 
 
+@dataclass(frozen=True)
+class AddChoice:
+    """What the dialog asks the app to queue."""
+
+    path: str
+    action: str = "pipeline"
+    gpus: str | None = None  # "0" or "0,1"; None = any
+    after: int | None = None  # start only after this run succeeded
+
+    @property
+    def manager_args(self) -> dict[str, Any]:
+        """The keyword arguments of ``Manager.add`` besides the path."""
+        return {"action": self.action, "gpus": self.gpus, "after": self.after}
+
+
+def parse_gpus(text: str) -> str | None:
+    """Return device indices as ``"0,1"`` (None when blank).
+
+    Raises:
+        ValueError: saying what to type instead.
+    """
+    text = text.strip().replace(" ", "")
+    if not text:
+        return None
+    parts = text.split(",")
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(f"GPU {text!r}: type device indices such as 0 or 0,1 (blank = any GPU)")
+    return ",".join(parts)
+
+
+def parse_after(text: str) -> int | None:
+    """Return the run id to wait for (None when blank).
+
+    Raises:
+        ValueError: saying what to type instead.
+    """
+    text = text.strip().lstrip("#")
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"after run {text!r}: type a run id from the queue's ID column, e.g. 3 (blank = start "
+                         "when admitted)")
+    return int(text)
+
+
 def list_configs(root: Path) -> list[str]:
     """Return the YAML configs under ``root/configs``, relative to ``root``, sorted."""
     configs = root / "configs"
@@ -20,8 +67,8 @@ def list_configs(root: Path) -> list[str]:
     return [str(p.relative_to(root)) for p in found]
 
 
-class AddRunScreen(ModalScreen[tuple[str, str] | None]):
-    """Dismisses with ``(config_path, action)`` or None on ``escape``."""
+class AddRunScreen(ModalScreen[AddChoice | None]):
+    """Dismisses with an :class:`AddChoice`, or None on ``escape``; bad GPU/after input is said in place."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -35,9 +82,14 @@ class AddRunScreen(ModalScreen[tuple[str, str] | None]):
             yield Static("Add a run — pick a config (enter) or type a path", id="dialog-title")
             yield OptionList(*self._configs, id="config-list")
             yield Input(placeholder="configs/….yaml", id="config-path")
-            with Horizontal(id="dialog-buttons"):
+            with Horizontal(id="dialog-fields"):
                 yield Static("action", classes="label")
                 yield Select([(a, a) for a in ACTIONS], value="pipeline", allow_blank=False, id="action")
+                yield Static("GPU", classes="label")
+                yield Input(placeholder="any", id="gpus")
+                yield Static("after run", classes="label")
+                yield Input(placeholder="-", id="after")
+            yield Static("", id="dialog-error")
         if not self._configs:
             self.notify(f"no *.yaml under {self._root / 'configs'}: type a path", severity="warning")
 
@@ -45,11 +97,28 @@ class AddRunScreen(ModalScreen[tuple[str, str] | None]):
         self._submit(str(event.option.prompt))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.value.strip():
-            self._submit(event.value.strip())
+        path = self.query_one("#config-path", Input).value.strip()
+        if event.input.id != "config-path" and not path:
+            highlighted = self.query_one(OptionList).highlighted
+            path = self._configs[highlighted] if highlighted is not None and self._configs else ""
+        if path:
+            self._submit(path)
+        else:
+            self._say("pick a config in the list or type its path")
 
     def _submit(self, path: str) -> None:
-        self.dismiss((path, str(self.query_one(Select).value)))
+        try:
+            gpus = parse_gpus(self.query_one("#gpus", Input).value)
+            after = parse_after(self.query_one("#after", Input).value)
+        except ValueError as err:
+            self._say(str(err))
+            return
+        self.dismiss(AddChoice(path, str(self.query_one(Select).value), gpus, after))
+
+    def _say(self, message: str) -> None:
+        error = self.query_one("#dialog-error", Static)
+        error.update(message)
+        error.add_class("-shown")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

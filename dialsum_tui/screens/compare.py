@@ -15,12 +15,9 @@ from textual.widgets import DataTable, Footer, Static
 
 from dialsum_tui.manager.compare import Comparison
 from dialsum_tui.widgets.overlay_plot import OverlayPlot, legend, run_colour
+from engine.units import format_rouge
 
 METRIC_COLUMNS = ("Run", "R1", "R2", "RL", "final", "tokenizer", "n", "scorer")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.2f}"
 
 
 def metric_rows(comparison: Comparison) -> list[tuple[Any, ...]]:
@@ -36,10 +33,10 @@ def metric_rows(comparison: Comparison) -> list[tuple[Any, ...]]:
     rows = []
     for i, (run, m) in enumerate(zip(comparison.runs, comparison.metrics)):
         colour = "rgb({},{},{})".format(*run_colour(i))
-        final = "-" if m["final"] is None else f"{m['final']:.2f}"
+        final = format_rouge(m["final"], x100=True)
         if m["final"] is not None and len(comparison.runs) > 1 and m["final"] == best[(m["tokenizer"], m["scorer"])]:
             final += " ★"
-        rows.append((Text(run["label"], style=colour), _pct(m["rouge1"]), _pct(m["rouge2"]), _pct(m["rougeL"]), final,
+        rows.append((Text(run["label"], style=colour), format_rouge(m["rouge1"]), format_rouge(m["rouge2"]), format_rouge(m["rougeL"]), final,
                      m["tokenizer"] or "-", str(m["n"] or "-"), m["scorer"] or "-"))
     return rows
 

@@ -8,7 +8,7 @@ from textual.widgets import Static
 from dialsum_tui.manager.snapshot import DiskUsage
 from engine.units import GB, format_bytes, format_used_of
 
-BAR_WIDTH = 14
+BAR_WIDTH = 10
 TOP_CONSUMERS = 4
 
 
@@ -40,7 +40,7 @@ def render_disk(disk: DiskUsage | None, projected: int) -> Text:
     text.append(f" {format_used_of(disk.used_bytes, disk.limit_bytes)}")
     after = disk.used_bytes + projected
     style = "red" if after > disk.limit_bytes - disk.margin_bytes else "yellow" if after > disk.safe_bytes else ""
-    text.append(f"\n  safe ≤ {disk.safe_bytes / GB:.1f} GB · after queue ~{format_bytes(after)}", style=style)
+    text.append(f"\n  after queue ~{format_bytes(after)} · safe ≤ {disk.safe_bytes / GB:.1f} GB", style=style)
     for label, size in disk.consumers[:TOP_CONSUMERS]:
         text.append(f"\n  {format_bytes(size):>9}  {label}")
     return text

@@ -11,7 +11,7 @@ from dialsum_tui.manager.snapshot import GpuDevice
 from dialsum_tui.widgets.formatting import bar
 from engine.units import GIB, format_gib
 
-BAR_WIDTH = 10
+BAR_WIDTH = 8
 
 
 def render_gpus(gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple[int, str]]) -> Text:
@@ -42,9 +42,11 @@ def render_gpus(gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple
         text.append(gpu.name, style="dim")
         for proc in gpu.processes:
             owner = owners.get(proc.pid)
-            who = f"run {owner[0]} {owner[1]}" if owner else f"not ours {proc.user or ''}".rstrip()
-            text.append(f"\n  {proc.pid:>7} {format_gib(proc.used_bytes):>9} ")
-            text.append(who, style="bold cyan" if owner else "dim")
+            # Whom the memory belongs to comes first: the pid is the detail a narrow panel may cut.
+            who = f"run {owner[0]} {owner[1]}" if owner else f"{proc.user or 'not ours'} (not ours)"
+            text.append(f"\n  {format_gib(proc.used_bytes):>9} ")
+            text.append(who, style="bold cyan" if owner else "yellow")
+            text.append(f" · pid {proc.pid}", style="dim")
     return text
 
 

@@ -14,7 +14,7 @@ from textual_plotext import PlotextPlot
 from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.snapshot import Eval, RunSnapshot
 from dialsum_tui.widgets.formatting import bar, duration, progress_fraction
-from engine.units import format_bytes
+from engine.units import format_bytes, format_rouge
 
 
 def render_progress(snapshot: RunSnapshot | None, width: int = 12) -> Text:
@@ -53,11 +53,13 @@ def render_evals(evals: Sequence[Eval]) -> Table | Text:
     """Render one row per scored ``eval`` event: R1/R2/RL and the final score, all × 100 to fit narrow panels."""
     if not evals:
         return Text("no evaluation yet", style="dim")
-    table = Table("eval", "R1", "R2", "RL", "final", box=None, padding=(0, 1), header_style="bold")
+    # One space between columns and none at the edges: "ep 1.0 41.00 22.00 39.00 34.00" fits a 30-cell panel.
+    table = Table("eval", "R1", "R2", "RL", "final", box=None, padding=(0, 0, 0, 1), pad_edge=False,
+                  header_style="bold")
     for record in evals:
         label = f"ep {record.epoch:.1f}" if record.epoch is not None else (record.split or record.command or "final")
-        cells = [f"{v * 100:.1f}" if v is not None else "-" for v in (record.rouge1, record.rouge2, record.rougeL)]
-        table.add_row(label, *cells, f"{record.final:.1f}" if record.final is not None else "-")
+        cells = [format_rouge(v) for v in (record.rouge1, record.rouge2, record.rougeL)]
+        table.add_row(label, *cells, format_rouge(record.final, x100=True))
     return table
 
 
@@ -83,7 +85,8 @@ class ProgressPanel(Vertical):
 
     def show(self, snapshot: RunSnapshot | None) -> None:
         """Render ``snapshot``, redrawing only the parts that changed."""
-        text = render_progress(snapshot)
+        # The bar takes what "train " and " 100%  780/780" leave of the panel's width.
+        text = render_progress(snapshot, width=min(30, max(6, self.content_region.width - 21)))
         if text != self._shown:
             self._shown = text
             self.query_one("#progress-text", Static).update(text)

@@ -1,56 +1,138 @@
-"""Provides QueueTable: the run queue with state, progress, ETA and the guard's reason."""
+"""Provides QueueTable: the run queue, its columns fitted to the room it has, and the detail line."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len
+from rich.text import Text
+from textual.events import Resize
 from textual.widgets import DataTable
 
 from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.snapshot import run_progress
-from dialsum_tui.widgets.formatting import (
-    STATE_ICONS,
-    duration,
-    progress_fraction,
-    run_note,
-)
+from dialsum_tui.widgets.formatting import STATE_ICONS, duration, progress_fraction, run_note
 
-# (key, label, width). The columns a narrow (80×24) terminal must show come first; the rest scroll
-# horizontally. Widths are fixed: DataTable measures auto widths on idle, after it may already have
-# cached the header and the cursor row at the old widths (seen as a cropped first row).
-COLUMNS = (("id", "ID", 3), ("state", "State", 11), ("model", "Model", 26), ("pct", "%", 4), ("eta", "ETA", 6),
-           ("stage", "Stage", 16), ("step", "Step", 9), ("note", "Note", 64))
+# key -> (label, width). Widths are set, never measured: DataTable measures auto widths on idle,
+# after it may already have cached the header and the cursor row at the old widths (a cropped row).
+COLUMN_SPECS: dict[str, tuple[str, int]] = {
+    "id": ("ID", 3), "state": ("State", 11), "model": ("Model", 28), "pct": ("%", 4), "eta": ("ETA", 6),
+    "user": ("By", 8), "step": ("Step", 9), "stage": ("Stage", 16), "note": ("Note", 0),
+}
+# Which columns a narrower table gives up first: the last of this list goes first. The note is
+# the last to go because the detail line under the table repeats it in full.
+PRIORITY = ("id", "state", "model", "pct", "note", "eta", "user", "step", "stage")
+ORDER = ("id", "state", "model", "pct", "eta", "stage", "step", "user", "note")
+CELL_PAD = 2  # DataTable's cell_padding=1 on both sides
+MIN_NOTE = 12
+ROOM_FOR_NOTE = 40  # an optional column is shown only if the note keeps this many cells
+MIN_MODEL = 10
+SCROLLBAR = 2
 
 
-def run_cells(run: Run) -> tuple[str, ...]:
-    """Return the table cells for one run, in column order."""
+def layout_columns(width: int, longest_nickname: int = 28) -> list[tuple[str, str, int]]:
+    """Return ``(key, label, width)`` of the columns that fit ``width`` cells, in display order.
+
+    The state shrinks to its icon and the model to ``MIN_MODEL`` cells before a column is given up;
+    the note takes whatever is left (at least ``MIN_NOTE``).
+    """
+    room = max(width - SCROLLBAR, 0)
+    widths = {key: spec[1] for key, spec in COLUMN_SPECS.items()}
+    # The model takes at most a third of a narrow table, so the note is not squeezed to nothing.
+    widths["model"] = max(MIN_MODEL, min(longest_nickname, widths["model"], room // 3))
+    widths["note"] = MIN_NOTE
+    keys = list(PRIORITY)
+
+    def used() -> int:
+        return sum(widths[k] + CELL_PAD for k in keys)
+
+    # Give up optional columns, least useful first, until the note keeps room to be read.
+    while len(keys) > 5 and used() + ROOM_FOR_NOTE - MIN_NOTE > room:
+        keys.pop()
+    if used() > room:
+        widths["state"] = 2  # the icon alone: ▶ ◷ ✔ ✖
+    if used() > room:
+        widths["model"] = max(MIN_MODEL, widths["model"] - (used() - room))
+    if used() > room:
+        keys.remove("note")  # the detail line under the table still shows it
+    if "note" in keys:
+        widths["note"] = max(MIN_NOTE, room - used() + MIN_NOTE)
+    labels = {key: COLUMN_SPECS[key][0] if widths[key] > 2 or key != "state" else "" for key in keys}
+    return [(key, labels[key], widths[key]) for key in ORDER if key in keys]
+
+
+def run_cells(run: Run) -> dict[str, str]:
+    """Return every cell a run can show, by column key."""
     progress = run_progress(run)
     fraction = progress_fraction(progress)
     step, total = (progress.step, progress.total) if progress else (None, None)
     active = run.state.is_active
-    return (
-        str(run.id),
-        STATE_ICONS[run.state],
-        run.nickname,
-        f"{fraction * 100:.0f}%" if fraction is not None else "",
-        duration(progress.eta_s) if active and progress else "",
-        f"{run.stage or '-'}" + (f" ({run.action.value})" if run.action.value != "pipeline" else ""),
-        f"{step}/{total}" if step is not None and total else "",
-        run_note(run),
-    )
+    return {
+        "id": str(run.id),
+        "state": STATE_ICONS[run.state],
+        "model": run.nickname,
+        "pct": f"{fraction * 100:.0f}%" if fraction is not None else "",
+        "eta": duration(progress.eta_s) if active and progress else "",
+        "stage": f"{run.stage or '-'}" + (f" ({run.action.value})" if run.action.value != "pipeline" else ""),
+        "step": f"{step}/{total}" if step is not None and total else "",
+        "user": run.user or "-",
+        "note": run_note(run),
+    }
+
+
+def render_detail(run: Run | None) -> Text:
+    """The selected run in full under the table: what the narrow columns cut off."""
+    if run is None:
+        return Text("no run selected · a adds one", style="dim")
+    cells = run_cells(run)
+    head = [f"run {run.id}", run.nickname, cells["state"], run.action.value]
+    if run.stage:
+        head.append(f"stage {run.stage}" + (f" {cells['step']}" if cells["step"] else ""))
+    if cells["eta"]:
+        head.append(f"ETA {cells['eta']}")
+    head.append(f"GPU {run.gpus}" if run.gpus else "any GPU")
+    if run.after is not None:
+        head.append(f"after run {run.after}")
+    head.append(f"by {run.user}" if run.user else "by -")
+    text = Text(" · ".join(head), style="bold")
+    if cells["note"]:
+        text.append("\n" + cells["note"], style="red" if run.failure_kind else "yellow")
+    return text
 
 
 class QueueTable(DataTable):
-    """One row per run in queue order; the row key is the run id."""
+    """One row per run in queue order; the row key is the run id; columns follow the widget's width."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self._runs: dict[str, Run] = {}
         self._rows: dict[str, tuple[str, ...]] = {}
+        self._columns: list[tuple[str, str, int]] = []
         self.marked: frozenset[int] = frozenset()  # runs marked for compare: ● before the id
 
     def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+        self._fit(self.size.width or 80)
+
+    def on_resize(self, event: Resize) -> None:
+        self._fit(event.size.width)
+
+    @property
+    def column_keys(self) -> list[str]:
+        """The keys of the columns shown now (tests, the narrow layouts)."""
+        return [key for key, _, _ in self._columns]
+
+    def _fit(self, width: int) -> None:
+        longest = max((cell_len(run.nickname) for run in self._runs.values()), default=20)
+        columns = layout_columns(width, longest)
+        if columns == self._columns:
+            return
+        selected = self.selected_run_id
+        self._columns = columns
+        self.clear(columns=True)
+        for key, label, col_width in columns:
+            self.add_column(label, key=key, width=col_width)
+        self._rows = {}
+        self._render_rows(selected)
 
     @property
     def selected_run_id(self) -> int | None:
@@ -62,30 +144,39 @@ class QueueTable(DataTable):
 
     def show_runs(self, runs: Sequence[Run]) -> None:
         """Render ``runs``, touching only the cells that changed and keeping the cursor on its run."""
-        rows = {str(run.id): _marked(run_cells(run), run.id in self.marked) for run in runs}
+        longest_before = max((cell_len(r.nickname) for r in self._runs.values()), default=None)
+        self._runs = {str(run.id): run for run in runs}
+        if max((cell_len(r.nickname) for r in runs), default=None) != longest_before:
+            self._columns = []  # the model column's width follows the longest nickname
+            self._fit(self.size.width or 80)
+            return
+        self._render_rows(self.selected_run_id)
+
+    def _render_rows(self, selected: int | None) -> None:
+        keys = self.column_keys
+        rows = {rid: self._cells(run, keys) for rid, run in self._runs.items()}
         if list(rows) == list(self._rows):
-            for key, cells in rows.items():
-                for (column, _, _), old, new in zip(COLUMNS, self._rows[key], cells):
+            for rid, cells in rows.items():
+                for key, old, new in zip(keys, self._rows[rid], cells):
                     if old != new:
-                        self.update_cell(key, column, new)
+                        self.update_cell(rid, key, new)
         else:
-            selected = self.selected_run_id
             self.clear()
-            for key, cells in rows.items():
-                self.add_row(*cells, key=key)
+            for rid, cells in rows.items():
+                self.add_row(*cells, key=rid)
             if selected is not None and str(selected) in rows:
                 self.move_cursor(row=self.get_row_index(str(selected)))
         self._rows = rows
 
+    def _cells(self, run: Run, keys: list[str]) -> tuple[str, ...]:
+        cells = run_cells(run)
+        if run.id in self.marked:
+            cells["id"] = f"●{cells['id']}"
+        if "state" in keys and dict((k, w) for k, _, w in self._columns)["state"] <= 2:
+            cells["state"] = cells["state"][:1]
+        return tuple(cells[key] for key in keys)
+
     def set_marked(self, run_ids: list[int]) -> None:
         """Show ● before the ids of ``run_ids`` (and only those)."""
         self.marked = frozenset(run_ids)
-        for key, cells in self._rows.items():
-            new = _marked((key, *cells[1:]), int(key) in self.marked)
-            if new[0] != cells[0]:
-                self.update_cell(key, "id", new[0])
-                self._rows[key] = new
-
-
-def _marked(cells: tuple[str, ...], marked: bool) -> tuple[str, ...]:
-    return (f"●{cells[0]}", *cells[1:]) if marked else cells
+        self._render_rows(self.selected_run_id)

@@ -119,3 +119,33 @@ def test_ns_pid_map_maps_nested_levels(tmp_path):
     (tmp_path / "901").mkdir()
     (tmp_path / "901" / "status").write_text("Name:\tbash\nNSpid:\t901\n")
     assert process.ns_pid_map(tmp_path) == {12: 900}
+
+
+def test_a_foreign_holder_is_named_by_user_with_whom_to_ask():
+    # This test's own process stands in for "another team's job": alive, visible, not one of our runs.
+    holder = resolve_holder(GpuProcess(os.getpid(), 0, 14 * 1024**3, "python3"), {}, ns_map={})
+    user = process.current_user()
+    assert holder.run is None and holder.user == user
+    assert holder.describe().endswith(f"holds 14.0 GiB on GPU 0 — ask {user}")
+    assert f"user {user}" in holder.describe()
+
+
+def test_our_own_holder_names_the_run_not_a_user():
+    holder = resolve_holder(GpuProcess(os.getpid(), 0, 1024**3), {os.getpid(): (3, "한국어-요약")}, ns_map={})
+    assert holder.user == "" and "ask" not in holder.describe()
+    assert holder.describe().startswith(f"pid {os.getpid()} (run 3, 한국어-요약)")
+
+
+def test_container_from_cgroup_or_nested_pid_namespace(tmp_path):
+    docker, nested, plain = tmp_path / "10", tmp_path / "11", tmp_path / "12"
+    for d in (docker, nested, plain):
+        d.mkdir()
+        (d / "status").write_text("Name:\tpython\nNSpid:\t12\n")
+    (docker / "cgroup").write_text("0::/system.slice/docker-3f2a9c1b7d0e5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b.scope\n")
+    (nested / "cgroup").write_text("0::/user.slice\n")
+    (nested / "status").write_text("Name:\tpython\nNSpid:\t11\t7\n")
+    (plain / "cgroup").write_text("0::/user.slice/user-1000.slice/session-3.scope\n")
+    assert process.process_container(10, tmp_path) == "container 3f2a9c1b7d0e"
+    assert process.process_container(11, tmp_path) == "container (pid 7 inside)"
+    assert process.process_container(12, tmp_path) == ""
+    assert process.process_container(13, tmp_path) == ""  # gone

@@ -115,3 +115,12 @@ def test_one_error_matcher_for_the_verdict_and_the_filter() -> None:
     tail = "step 1\nstep 2\nTraceback (most recent call last):\n  File x\nValueError: bad\n"
     assert error_lines(tail) == "Traceback (most recent call last): | ValueError: bad"
     assert error_lines("a\nb\nc\nd\n") == "b | c | d"  # nothing error-like: the last lines
+
+
+def test_warnings_are_not_errors_even_when_they_say_error():
+    # What transformers prints; "errors only" (f) and a failure's last lines must skip it.
+    warning = "/x/transformers/training_args.py:1575: FutureWarning: `evaluation_strategy` will raise an error in v4.46"
+    assert not is_error_line(warning)
+    assert not is_error_line("  warnings.warn(")
+    assert is_error_line("RuntimeError: CUDA error: device-side assert (FutureWarning: ignored)")
+    assert is_error_line("torch.OutOfMemoryError: CUDA out of memory")

@@ -195,5 +195,25 @@ def test_handoff_markdown(handoff_ws):
     bf16 = next(r for r in rows if r.nickname == LLAMA_BF16)
     for needle in ("## Results", "## GPU", "## Disk", "## Running and waiting", "## Failures", "## Next actions",
                    f"re-infer {LLAMA_BF16}: `dialsum-tui retry {bf16.run_id} --action infer`",
-                   "pid 4194399 (not ours)", "not measured yet", f"submit the best model {KOBART}"):
+                   "GPU 0: 20.0 GiB held by pid 4194399 (not ours; user alice) — ask alice", "not measured yet", f"submit the best model {KOBART}"):
         assert needle in text, needle
+
+
+def test_who_queued_a_run_shows_in_results_and_handoff(handoff_ws):
+    from dialsum_tui.manager.process import current_user
+    from dialsum_tui.manager.service import Manager
+
+    ws, store = handoff_ws
+    manager = Manager.open(ws)
+    config = ws.configs_dir / "who.yaml"
+    config.write_text("model: {name_or_path: models/tiny, nickname: 누가-큐에-넣었나, kind: seq2seq}\n"
+                      "train: {device: cpu}\n", encoding="utf-8")
+    run = manager.add(str(config))
+    assert run.user == current_user()
+    runs = store.list()
+    rows = result_rows(ws, runs)
+    assert next(r for r in rows if r.nickname == "누가-큐에-넣었나").user == current_user()
+    table = format_results(rows, "markdown")
+    assert table.splitlines()[0].endswith("| 상태 | By | Evidence |") and f"| {current_user()} |" in table
+    text = handoff_markdown(ws, runs, rows, [], "no GPU", None)
+    assert f"- run {run.id} 누가-큐에-넣었나 (pipeline, queued by {current_user()}) queued" in text

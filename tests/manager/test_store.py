@@ -176,20 +176,31 @@ def test_a_store_from_a_newer_release_is_refused_and_left_alone(tmp_path: Path) 
 def test_migrations_run_in_order_and_a_failed_step_changes_nothing(tmp_path: Path, monkeypatch) -> None:
     db = tmp_path / "state.db"
     shutil.copyfile(STATE_V1, db)
-    v2 = ("ALTER TABLE runs ADD COLUMN user TEXT", "UPDATE runs SET user = 'kim'")
+    real = len(store_module.MIGRATIONS)
+    probe = ("ALTER TABLE runs ADD COLUMN probe TEXT", "UPDATE runs SET probe = 'kim'")
     broken = ("ALTER TABLE runs ADD COLUMN job_id TEXT", "UPDATE runs SET no_such_column = 1")
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, v2, broken))
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, probe, broken))
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(store_module.MIGRATIONS))
     with pytest.raises(sqlite3.OperationalError, match="no_such_column"):
         Store(db)
-    assert _user_version(db) == 0  # one transaction: v1 and v2 were rolled back with the broken v3
+    assert _user_version(db) == 0  # one transaction: every step was rolled back with the broken last one
     conn = sqlite3.connect(db)
-    assert "user" not in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    assert "probe" not in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS[:2],))
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS[:real + 1],))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", real + 1)
     store = Store(db)
-    assert store.schema_version() == 2
+    assert store.schema_version() == real + 1
     with store._lock:
-        users = {row[0] for row in store._conn.execute("SELECT user FROM runs")}
+        users = {row[0] for row in store._conn.execute("SELECT probe FROM runs")}
     assert users == {"kim"}
+
+
+def test_old_runs_have_no_user_and_new_runs_record_who_queued_them(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    shutil.copyfile(STATE_V1, db)
+    store = Store(db)
+    assert all(run.user is None for run in store.list())  # queued before users were recorded
+    rid = store.add(nickname="요약", config_path="c.yaml", config_yaml="{}", action="pipeline", user="kim").id
+    assert store.get(rid).user == "kim"
+    store.close()

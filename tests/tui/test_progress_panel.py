@@ -38,7 +38,7 @@ def test_progress_and_scores_come_from_the_engines_own_fields() -> None:
                           Eval(Event.EVAL, command="evaluate", split="dev", rouge1=0.5, rouge2=0.3, rougeL=0.45,
                                final=41.7)])
     cells = [list(column.cells) for column in table.columns]
-    assert cells[0] == ["ep 1.0", "dev"] and cells[1] == ["41.0", "50.0"] and cells[4] == ["34.0", "41.7"]
+    assert cells[0] == ["ep 1.0", "dev"] and cells[1] == ["41.00", "50.00"] and cells[4] == ["34.00", "41.70"]
 
 
 def test_a_queued_run_says_what_it_will_add_to_the_disk() -> None:

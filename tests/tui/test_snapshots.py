@@ -1,12 +1,13 @@
-"""Snapshot tests (pytest-textual-snapshot) of the main screen at 80×24 and 160×48, the results
-table and the help screen. Everything shown is fixed: run ids, progress, log, events, GPU and disk."""
+"""Snapshot tests (pytest-textual-snapshot) of the main screen at 60×20, 80×24, 120×36 and 200×60 with
+Korean nicknames, one panel at a time under 60×20, the results table and the help screen (which wraps
+and scrolls). Everything shown is fixed: run ids, users, progress, log, events, GPU and disk."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from textual.pilot import Pilot
-from textual.widgets import Log
 
 from dialsum_tui.app import make_app
 from dialsum_tui.manager.disk import DiskUsage, write_cache
@@ -20,23 +21,37 @@ from dialsum_tui.manager.results import (
 )
 from dialsum_tui.screens.help import HelpScreen
 from dialsum_tui.screens.results import ResultsScreen
+from dialsum_tui.widgets.log_view import LogView
 from dialsum_tui.widgets.queue_table import QueueTable
 
 from tui_support import scripted_gpu, wait_for, write_config
 
 GB = 1000**3
-LOG = "".join(f"step {i:3d}/780 loss {3 / (i ** 0.5):.3f} 화자1: 요약 중\n" for i in range(1, 60)) + \
+LOG = "".join(f"step {i:3d}/780 loss {3 / (i ** 0.5):.3f} 화자1: 요약 중\n" for i in range(1, 59)) + \
+    "/x/transformers/training_args.py:1575: FutureWarning: `evaluation_strategy` is deprecated and will raise an " \
+    "error in version 4.46 of 🤗 Transformers. Use `eval_strategy` instead\n" + \
     "UserWarning: 12 samples were truncated to 1024 tokens\n" + " 7%|▋         | 58/780\r 8%|▊         | 60/780"
+NICKS = ("한국어-요약-koBART", "Llama-3.2-한국어-3B-bf16", "큐웬3-4B-대화요약", "EXAONE-3.5-2.4B-요약", "gemma-2-한국어-9b")
+USERS = ("kim", "lee", "park", "kim", "choi")
 
 
 def _dashboard(workspace, manager):
-    """Three runs (running, waiting, queued) with a log, events and a cached disk measurement."""
-    ids = [manager.add(str(write_config(workspace, nick))).id
-           for nick in ("koBART-summarization", "Llama-3.2-Korean-3B-bf16", "Qwen3-4B-Instruct")]
+    """Five runs with Korean nicknames (running, waiting, queued, done, failed) by three users, with a log,
+    events and a cached disk measurement."""
+    ids = [manager.add(str(write_config(workspace, nick))).id for nick in NICKS]
+    for run_id, user in zip(ids, USERS):
+        manager.store.update(run_id, user=user)
     manager.store.transition(ids[0], RunState.RUNNING, stage="train", pid=4711,
                              progress={"step": 60, "total": 780, "epoch": 0.23, "eta_s": 3725, "tokens_per_s": 5123})
     manager.store.transition(ids[1], RunState.WAITING,
-                             reason="pid 999999 (not ours) holds 1.0 GiB on GPU 0")
+                             reason="pid 999999 (not ours; user kim) holds 1.0 GiB on GPU 0 — ask kim")
+    manager.store.transition(ids[3], RunState.RUNNING, stage="train", pid=4712)
+    manager.store.transition(ids[3], RunState.SUCCEEDED, exit_code=0,
+                             metrics={"rouge1": 0.5663, "rouge2": 0.3675, "rougeL": 0.4719, "final": 46.85})
+    manager.store.transition(ids[4], RunState.RUNNING, stage="train", pid=4713)
+    manager.store.transition(ids[4], RunState.FAILED, exit_code=1, failure_kind="oom", failed_stage="train",
+                             failure_message="CUDA out of memory. Tried to allocate 2.00 GiB",
+                             failure_hint="lower train.batch_size or raise gradient_accumulation_steps")
     manager.log_path(ids[0]).write_text(LOG, encoding="utf-8")
     events = [{"event": "train_log", "step": s * 10, "loss": round(3 / (s ** 0.5), 3)} for s in range(1, 40)]
     events.append({"event": "eval", "epoch": 1.0, "rouge1": 0.41, "rouge2": 0.22, "rougeL": 0.39, "final": 34.0})
@@ -50,39 +65,47 @@ def _dashboard(workspace, manager):
 
 async def _settled(pilot: Pilot) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: app.main.query_one(QueueTable).row_count == 3, what="three runs")
-    await wait_for(pilot, lambda: app.main.query_one(Log).line_count == 60, what="the log tail")
+    await wait_for(pilot, lambda: app.main.query_one(QueueTable).row_count == 5, what="five runs")
+    await wait_for(pilot, lambda: app.main.query_one(LogView).line_count == 60, what="the log tail")
     await wait_for(pilot, lambda: len(app.main.query_one("#progress").loss_points) == 39, what="the loss curve")
     await pilot.pause(0.2)
 
 
-def test_main_screen_80x24(workspace, manager, snap_compare) -> None:
-    assert snap_compare(_dashboard(workspace, manager), terminal_size=(80, 24), run_before=_settled)
+@pytest.mark.parametrize("size", [(60, 20), (80, 24), (120, 36), (200, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen(workspace, manager, snap_compare, size) -> None:
+    assert snap_compare(_dashboard(workspace, manager), terminal_size=size, run_before=_settled)
 
 
-def test_main_screen_160x48(workspace, manager, snap_compare) -> None:
-    assert snap_compare(_dashboard(workspace, manager), terminal_size=(160, 48), run_before=_settled)
+def test_main_screen_one_panel_at_a_time_50x16(workspace, manager, snap_compare) -> None:
+    async def show_log(pilot: Pilot) -> None:
+        await _settled(pilot)
+        await pilot.press("v")  # queue → log
+        await pilot.pause(0.2)
+
+    assert snap_compare(_dashboard(workspace, manager), terminal_size=(50, 16), run_before=show_log)
 
 
-def test_help_screen(workspace, manager, snap_compare) -> None:
+@pytest.mark.parametrize("size", [(60, 20), (100, 30)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help_screen(workspace, manager, snap_compare, size) -> None:
     async def open_help(pilot: Pilot) -> None:
         await _settled(pilot)
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
         await pilot.pause(0.1)
 
-    assert snap_compare(_dashboard(workspace, manager), terminal_size=(100, 30), run_before=open_help)
+    assert snap_compare(_dashboard(workspace, manager), terminal_size=size, run_before=open_help)
 
 
 def test_results_table_aligns_korean(workspace, manager, snap_compare) -> None:
     rows = [
-        ResultRow("koBART-summarization", STATUS_DONE, 46.85, "mecab", 0.566, 0.3675, 0.4719, 1,
-                  "final_model complete, submission valid (499 rows), ROUGE from run 1", None),
+        ResultRow("한국어-요약-koBART", STATUS_DONE, 46.85, "mecab", 0.566, 0.3675, 0.4719, 1,
+                  "final_model complete, submission valid (499 rows), ROUGE from run 1", None, user="kim"),
         ResultRow("Llama-3.2-Korean-3B-bf16", STATUS_TRAINED_INFER_FAILED, None, None, None, None, None, 2,
-                  "final_model complete; run 2 infer failed (dtype)", "keep model.dtype and precision consistent"),
+                  "final_model complete; run 2 infer failed (dtype)", "keep model.dtype and precision consistent",
+                  user="lee"),
         ResultRow("Llama-3.2-Korean-3B-fp16", STATUS_OOM, None, None, None, None, None, 3,
                   "run 3 train failed (oom)", "lower train.batch_size"),
-        ResultRow("Qwen3-4B-Instruct", STATUS_RUNNING, None, None, None, None, None, 4, "run 4 758/780 steps", None),
+        ResultRow("Qwen3-4B-Instruct", STATUS_RUNNING, None, None, None, None, None, 4, "run 4 758/780 steps", None, user="park"),
     ]
 
     async def open_results(pilot: Pilot) -> None:

@@ -1,0 +1,133 @@
+"""Tests of the layout at every terminal size (issue 17): queue columns fitted to the width, the detail
+line, one panel at a time under 60×20, the footer's keys per width, the add dialog's GPU/after fields."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input, OptionList, Static
+
+from dialsum_tui.app import make_app
+from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.process import current_user
+from dialsum_tui.screens.add_run import parse_after, parse_gpus
+from dialsum_tui.screens.main import FOOTER_KEYS, MainScreen
+from dialsum_tui.widgets.queue_table import QueueTable, layout_columns
+
+from tui_support import scripted_gpu, wait_for, write_config
+
+NICKS = ("한국어-요약-koBART", "Llama-3.2-한국어-3B-bf16", "큐웬3-4B-대화요약")
+
+
+@pytest.mark.parametrize("width", [30, 46, 58, 78, 118, 158, 198])
+def test_queue_columns_fit_every_width_and_keep_the_essentials(width) -> None:
+    columns = layout_columns(width, longest_nickname=24)
+    keys = [key for key, _, _ in columns]
+    assert keys[:3] == ["id", "state", "model"] and "pct" in keys  # id, state, nickname, progress: always
+    used = sum(w + 2 for _, _, w in columns)  # each cell has one cell of padding on both sides
+    assert used <= width - 2 or width < 40  # never wider than the table (a scrollbar's room kept)
+    if width >= 58:
+        assert "note" in keys and dict((k, w) for k, _, w in columns)["note"] >= 12
+
+
+def test_wider_tables_add_columns_and_give_the_note_the_rest() -> None:
+    narrow = {k: w for k, _, w in layout_columns(78, 24)}
+    wide = {k: w for k, _, w in layout_columns(198, 24)}
+    assert set(narrow) == {"id", "state", "model", "pct", "note"}
+    assert set(wide) >= {"eta", "user", "step", "stage"}
+    assert wide["note"] >= 52  # "waiting for the running run(s) on the same device(s)" whole
+    assert layout_columns(46, 24)[1][2] == 2  # the state shrinks to its icon before anything vanishes
+
+
+def test_parse_gpu_and_after_say_what_to_type() -> None:
+    assert parse_gpus(" 0, 1 ") == "0,1" and parse_gpus("") is None
+    with pytest.raises(ValueError, match="type device indices such as 0 or 0,1"):
+        parse_gpus("cuda:0")
+    assert parse_after("#3") == 3 and parse_after(" ") is None
+    with pytest.raises(ValueError, match="type a run id from the queue's ID column"):
+        parse_after("three")
+
+
+def _queue(workspace, manager) -> list[int]:
+    ids = [manager.add(str(write_config(workspace, nick))).id for nick in NICKS]
+    manager.store.transition(ids[1], RunState.WAITING, reason="waiting for the running run(s) on the same device(s)")
+    return ids
+
+
+async def test_80x24_queue_shows_who_and_the_detail_line(workspace, manager) -> None:
+    manager.pause()
+    ids = _queue(workspace, manager)
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.main.query_one(QueueTable)
+        await wait_for(pilot, lambda: table.row_count == 3, what="three runs")
+        assert table.column_keys == ["id", "state", "model", "pct", "note"]
+        await pilot.press("down")
+        await wait_for(pilot, lambda: app.selected_run_id == ids[1], what="run 2 selected")
+        detail = str(app.main.query_one("#queue-detail", Static).render())
+        assert f"run {ids[1]} · Llama-3.2-한국어-3B-bf16" in detail and f"by {current_user()}" in detail
+        assert "waiting for the running run(s) on the same device(s)" in detail  # the note in full
+        await pilot.resize_terminal(200, 60)
+        await wait_for(pilot, lambda: "user" in table.column_keys, what="the By column at 200 columns")
+        assert table.get_row(str(ids[0]))[table.column_keys.index("user")] == current_user()
+
+
+async def test_under_60x20_one_panel_at_a_time_and_v_switches(workspace, manager) -> None:
+    manager.pause()
+    _queue(workspace, manager)
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(50, 16)) as pilot:
+        screen = app.main
+        await wait_for(pilot, lambda: screen.query_one(QueueTable).row_count == 3, what="three runs")
+        assert screen.has_class("-single")
+
+        def shown() -> list[str]:
+            return [w for w in ("#queue-panel", "#log", "#progress", "#gpu", "#disk")
+                    if screen.query_one(w).display and screen.query_one(w).region.area]
+
+        assert shown() == ["#queue-panel"]
+        for expected in (["#log"], ["#progress"], ["#gpu", "#disk"], ["#queue-panel"]):
+            await pilot.press("v")
+            await pilot.pause()
+            assert shown() == expected
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause()
+        assert not screen.has_class("-single")
+        assert shown() == ["#queue-panel", "#log", "#progress", "#gpu", "#disk"]  # nothing vanishes at 60×20
+
+
+@pytest.mark.parametrize(("size", "width_class"), [((50, 16), "-tiny"), ((80, 24), "-narrow"),
+                                                   ((120, 36), "-medium"), ((200, 60), "-wide")])
+async def test_footer_shows_the_keys_chosen_for_the_width(workspace, manager, size, width_class) -> None:
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        screen = app.main
+        assert isinstance(screen, MainScreen)
+        shown = {a.binding.action for a in screen.active_bindings.values() if a.binding.show}
+        assert shown == set(FOOTER_KEYS[width_class])
+        assert "app.move(-1)" not in shown  # ctrl+up/down: in help and the palette, never the footer
+        footer_width = sum(len(app.get_key_display(a.binding)) + len(a.binding.description) + 2
+                           for a in screen.active_bindings.values() if a.binding.show)
+        assert footer_width <= size[0]  # one line, no key cut in half
+
+
+async def test_add_dialog_takes_gpu_and_after_and_says_what_is_wrong(workspace, manager) -> None:
+    manager.pause()
+    first = manager.add(str(write_config(workspace, "한국어-요약-koBART")))
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.screen.query(OptionList), what="the add-run dialog")
+        app.screen.query_one("#gpus", Input).value = "gpu0"
+        app.screen.query_one("#after", Input).value = str(first.id)
+        app.screen.query_one(OptionList).focus()
+        await pilot.press("enter")
+        error = app.screen.query_one("#dialog-error", Static)
+        await wait_for(pilot, lambda: error.has_class("-shown"), what="the error under the fields")
+        assert "type device indices such as 0 or 0,1" in str(error.render())
+        app.screen.query_one("#gpus", Input).value = "1"
+        app.screen.query_one(OptionList).focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(manager.runs()) == 2, what="the second run")
+        run = manager.runs()[-1]
+        assert (run.gpus, run.after, run.user) == ("1", first.id, current_user())
