@@ -94,7 +94,9 @@ def steady_state(events: list[dict], skip: int, last: int) -> dict:
     ``tokens_per_s`` in a progress event is cumulative non-pad tokens over time since the ``train``
     phase began, so tokens at each event = rate × elapsed; differences give the steady state.
     """
-    start = next(e["ts"] for e in events if e["event"] == "phase" and e.get("name") == "train")
+    start = next((e["ts"] for e in events if e["event"] == "phase" and e.get("name") == "train"), None)
+    if start is None:  # failed before training began
+        return {}
     points = [(e["step"], e["ts"], (e.get("tokens_per_s") or 0) * (e["ts"] - start), e.get("samples_per_s") or 0)
               for e in events if e["event"] == "progress" and e.get("command") == "train"]
     points = [p for p in points if skip < p[0] <= last]
