@@ -50,17 +50,20 @@ setup() {  # SHAPES
 for name in "$@"; do
   case $name in
     mg2) setup llama3b; job mg2 260 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios 1,ddp2,side2 --steps 20 --out "$OUT/mg2.json" ;;
-    mg2knob) job mg2knob 110 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios ddp2 --steps 20 --tag -knob \
+    mg2knob) job mg2knob 110 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios ddp2 --steps 20 --tag=-knob \
         --ddp '{"ddp_find_unused_parameters": false, "ddp_static_graph": true, "ddp_broadcast_buffers": false}' --out "$OUT/mg2knob.json" ;;
     product2) job product2 260 python3 benchmarks/product_multi_gpu.py --root /tmp/prod2 --gpus 2 --out "$OUT" ;;
-    qlora2) setup llama3b; job qlora2 200 python3 benchmarks/multi_gpu.py --root /tmp/bench --qlora --scenarios 1,ddp2 --steps 12 --out "$OUT/qlora2.json" ;;
-    qwen2) setup qwen3-4b; job qwen2 260 python3 benchmarks/multi_gpu.py --root /tmp/bench --shape qwen3-4b --batch 8 --scenarios 1,ddp2 --steps 12 --out "$OUT/qwen2.json" ;;
-    mg4) setup llama3b; job mg4 330 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios 1,ddp2,ddp4 --steps 20 --out "$OUT/mg4.json" ;;
-    mg4knob) job mg4knob 120 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios ddp4 --steps 20 --tag -knob \
-        --ddp '{"ddp_find_unused_parameters": false, "ddp_static_graph": true, "ddp_broadcast_buffers": false}' --out "$OUT/mg4knob.json" ;;
-    product4) job product4 260 python3 benchmarks/product_multi_gpu.py --root /tmp/prod4 --gpus 4 --out "$OUT" ;;
-    infer) setup llama3b; job infer 300 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast --out "$OUT/infer_llama3b.json" ;;
-    kobart) setup kobart; job kobart 150 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast --out "$OUT/infer_kobart.json" ;;
+    qlora2) setup llama3b; job qlora2 180 python3 benchmarks/multi_gpu.py --root /tmp/bench --qlora --batch 8 --ckpt --scenarios 1,ddp2 \
+        --match-samples --steps 16 --skip 4 --out "$OUT/qlora2.json" ;;
+    qwen2) setup qwen3-4b; job qwen2 200 python3 benchmarks/multi_gpu.py --root /tmp/bench --shape qwen3-4b --batch 8 --scenarios 1,ddp2 \
+        --match-samples --steps 40 --skip 4 --out "$OUT/qwen2.json" ;;
+    mg4) setup llama3b; job mg4 240 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios 1,ddp2,ddp4 --match-samples --steps 40 \
+        --skip 4 --out "$OUT/mg4.json" ;;
+    product4) job product4 160 python3 benchmarks/product_multi_gpu.py --root /tmp/prod4 --gpus 4 --phases side,cancel --out "$OUT" ;;
+    infer) setup llama3b; job infer 330 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
+        --batch-sizes 128,256 --out "$OUT/infer_llama3b.json" ;;
+    kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
+        --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
     train) setup llama3b; job train 330 python3 benchmarks/train_throughput.py --root /tmp/bench --only llama3b --pick "llama3b:5" --out "$OUT/train.json" ;;
     *) echo "unknown job $name" ;;
   esac

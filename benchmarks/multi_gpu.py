@@ -37,11 +37,11 @@ CPU = {"model": {"dtype": "float32"},
        "train": {"device": "cpu", "precision": "fp32", "use_liger_kernel": False, "optim": "adamw_torch"}}
 
 
-def write_config(root: Path, slug: str, model: Path, data: Path, args: argparse.Namespace) -> Path:
+def write_config(root: Path, slug: str, model: Path, data: Path, args: argparse.Namespace, steps: int) -> Path:
     """The shipped H100 config on ``model``: one optimizer step per batch (grad_accum 1, so every
     step all-reduces: the hardest case for DDP), no evaluation or saving, a progress event per step."""
     shipped = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
-    train = {"max_steps": args.steps, "grad_accum": args.grad_accum, "logging_steps": 1, "eval_strategy": "no",
+    train = {"max_steps": steps, "grad_accum": args.grad_accum, "logging_steps": 1, "eval_strategy": "no",
              "save_strategy": "no", "device": "cuda"}
     if args.batch:
         train["batch_size"] = args.batch
@@ -73,6 +73,7 @@ def start(root: Path, slug: str, config: Path, gpus: str, cpu: bool, ddp: str) -
 
 
 def result(name: str, proc: subprocess.Popen, run_dir: Path, t0: float, skip: int, steps: int) -> dict:
+    """One run's steady state over steps (skip, steps] from its events, and its failure if any."""
     events_path = run_dir / "events.jsonl"
     lines = events_path.read_text().splitlines() if events_path.exists() else []
     events = [json.loads(line) for line in lines if line.strip()]
@@ -87,14 +88,15 @@ def result(name: str, proc: subprocess.Popen, run_dir: Path, t0: float, skip: in
     return out
 
 
-def scenario(root: Path, name: str, runs: list[tuple[str, Path, str]], args: argparse.Namespace) -> list[dict]:
+def scenario(root: Path, name: str, runs: list[tuple[str, Path, str]], args: argparse.Namespace,
+             skip: int, steps: int) -> list[dict]:
     """Run ``runs`` ((slug, config, gpus)) at the same time; one result each, peak memory per GPU."""
     t0 = time.time()
     with NvmlPeak(index=None) as peak:
         started = [(slug, *start(root, slug, config, gpus, args.cpu, args.ddp)) for slug, config, gpus in runs]
         for _slug, proc, _dir in started:
             proc.wait()
-    return [result(f"{name}/{slug}", proc, run_dir, t0, args.skip, args.steps) | {"peak_gib": peak.peaks_gib}
+    return [result(f"{name}/{slug}", proc, run_dir, t0, skip, steps) | {"peak_gib": peak.peaks_gib}
             for slug, proc, run_dir in started]
 
 
@@ -143,6 +145,8 @@ def main() -> int:
     parser.add_argument("--skip", type=int, default=3, help="warm-up steps left out of the steady state")
     parser.add_argument("--ddp", default="", help='DDP knobs as JSON, e.g. \'{"ddp_find_unused_parameters": false, '
                         '"ddp_static_graph": true, "ddp_bucket_cap_mb": 100}\' (see benchmarks/ddp_variant.py)')
+    parser.add_argument("--match-samples", action="store_true",
+                        help="ddpN runs steps/N steps (skip/N warm-up): the same batches as the single GPU")
     parser.add_argument("--tag", default="", help="suffix of the run directories (several invocations, one root)")
     parser.add_argument("--cpu", action="store_true", help="CPU plumbing check: gloo ranks, needs --model and --data")
     parser.add_argument("--model", type=Path, help="model directory (default: the shape built by common.py)")
@@ -166,11 +170,17 @@ def main() -> int:
     data = (args.data or make_data(root)).resolve()
     model = (args.model or make_model(root, args.shape, data)).resolve()
     slug = f"mg-{args.shape}{'-qlora' if args.qlora else ''}{args.tag}"
-    config = write_config(root, slug, model, data, args)
     rows: list[dict] = []
     for name, gpus in scenarios:
+        # --match-samples: DDP on N GPUs takes N batches per step, so steps/N steps (and skip/N
+        # warm-up steps) cover exactly the batches the single GPU covers: length-grouped batches
+        # come longest-first within each mega-batch, and a short window would otherwise compare
+        # long batches on one GPU against shorter ones under DDP.
+        ranks = len(gpus[0].split(",")) if args.match_samples else 1
+        steps, skip = args.steps // ranks, args.skip // ranks
+        config = write_config(root, f"{slug}-{name}", model, data, args, steps)
         runs = [(f"{slug}-{name}-{i}", config, g) for i, g in enumerate(gpus)]
-        rows += scenario(root, name, runs, args)
+        rows += scenario(root, name, runs, args, skip, steps)
         print(json.dumps(rows[-1]), flush=True)
     bench_json = model / "bench_model.json"
     summary = summarize(rows, parameters(model) if bench_json.exists() and not args.qlora else None)

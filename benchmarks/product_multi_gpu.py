@@ -228,7 +228,7 @@ def check_launches(ws: Path, tl: Timeline, gpus_of: dict[int, list[int]]) -> lis
     return out
 
 
-def main_check(root: Path, out_dir: Path, n_gpus: int | None) -> int:
+def main_check(root: Path, out_dir: Path, n_gpus: int | None, phases: list[str]) -> int:
     import torch
 
     n = n_gpus or torch.cuda.device_count()
@@ -254,76 +254,80 @@ def main_check(root: Path, out_dir: Path, n_gpus: int | None) -> int:
     t_start = time.time()
     try:
         # ddp: one pipeline on every GPU.
-        rid = add(ws, tiny_config(ws, "ddp-all", 40), everything)
-        gpus_of[rid] = all_gpus
-        r = final(ws, [rid], 240)[rid]
-        started = next((e for e in events(ws, rid) if e["event"] == "started" and e.get("command") == "train"), {})
-        report["phases"]["ddp"] = {"run": rid, "state": r["state"], "world_size": started.get("world_size"),
-                                   "ok": r["state"] == "succeeded" and started.get("world_size") == n,
-                                   "failure": r.get("failure_message")}
-        print("ddp", json.dumps(report["phases"]["ddp"]), flush=True)
+        if "ddp" in phases:
+            rid = add(ws, tiny_config(ws, "ddp-all", 40), everything)
+            gpus_of[rid] = all_gpus
+            r = final(ws, [rid], 240)[rid]
+            started = next((e for e in events(ws, rid) if e["event"] == "started" and e.get("command") == "train"), {})
+            report["phases"]["ddp"] = {"run": rid, "state": r["state"], "world_size": started.get("world_size"),
+                                       "ok": r["state"] == "succeeded" and started.get("world_size") == n,
+                                       "failure": r.get("failure_message")}
+            print("ddp", json.dumps(report["phases"]["ddp"]), flush=True)
 
         # side: one pipeline per GPU at the same time; capture the TUI while all train.
-        ids = [add(ws, tiny_config(ws, f"side-gpu{i}", 400), str(i)) for i in all_gpus]
-        gpus_of.update({rid: [i] for rid, i in zip(ids, all_gpus, strict=True)})
-        both = wait_for(lambda: (lambda rs: all(rs[i]["stage"] == "train" and rs[i]["state"] == "running" and rs[i]["pid"]
-                                                for i in ids))(runs(ws)), 120, "every side run training")
-        panel = capture_tui(ws, out_dir / f"tui_{n}gpu_side.svg", [f"run {i}" for i in ids])
-        rs = final(ws, ids, 300)
-        report["phases"]["side"] = {"runs": ids, "states": [rs[i]["state"] for i in ids], "all_training_at_once": bool(both),
-                                    "ok": all(rs[i]["state"] == "succeeded" for i in ids), "gpu_panel": panel}
-        print("side", json.dumps({k: v for k, v in report["phases"]["side"].items() if k != "gpu_panel"}), flush=True)
-        print(panel, flush=True)
+        if "side" in phases:
+            ids = [add(ws, tiny_config(ws, f"side-gpu{i}", 400), str(i)) for i in all_gpus]
+            gpus_of.update({rid: [i] for rid, i in zip(ids, all_gpus, strict=True)})
+            both = wait_for(lambda: (lambda rs: all(rs[i]["stage"] == "train" and rs[i]["state"] == "running" and rs[i]["pid"]
+                                                    for i in ids))(runs(ws)), 120, "every side run training")
+            panel = capture_tui(ws, out_dir / f"tui_{n}gpu_side.svg", [f"run {i}" for i in ids])
+            rs = final(ws, ids, 300)
+            report["phases"]["side"] = {"runs": ids, "states": [rs[i]["state"] for i in ids], "all_training_at_once": bool(both),
+                                        "ok": all(rs[i]["state"] == "succeeded" for i in ids), "gpu_panel": panel}
+            print("side", json.dumps({k: v for k, v in report["phases"]["side"].items() if k != "gpu_panel"}), flush=True)
+            print(panel, flush=True)
 
         # cancel: a long N-GPU train, captured, then cancelled.
-        rid = add(ws, tiny_config(ws, "cancel-all", 100000), everything, action="train")
-        gpus_of[rid] = all_gpus
-        wait_for(lambda: any(e["event"] == "progress" for e in events(ws, rid)), 180, "the long run's first steps")
-        held = tl.sample()
-        rank_pids = sorted({p for pids in held[2] for p in pids})
-        panel = capture_tui(ws, out_dir / f"tui_{n}gpu_ddp.svg", [f"run {rid}"])
-        t_cancel = time.time()
-        cli(ws, "cancel", str(rid))
-        state = final(ws, [rid], 120)[rid]["state"]
-        t_final = time.time()
-        wait_for(lambda: tl.idle(all_gpus), 60, "every GPU idle after the cancel", every=0.1)
-        t_idle = time.time()
-        import psutil
+        if "cancel" in phases:
+            rid = add(ws, tiny_config(ws, "cancel-all", 100000), everything, action="train")
+            gpus_of[rid] = all_gpus
+            wait_for(lambda: any(e["event"] == "progress" for e in events(ws, rid)), 180, "the long run's first steps")
+            held = tl.sample()
+            rank_pids = sorted({p for pids in held[2] for p in pids})
+            panel = capture_tui(ws, out_dir / f"tui_{n}gpu_ddp.svg", [f"run {rid}"])
+            t_cancel = time.time()
+            cli(ws, "cancel", str(rid))
+            state = final(ws, [rid], 120)[rid]["state"]
+            t_final = time.time()
+            wait_for(lambda: tl.idle(all_gpus), 60, "every GPU idle after the cancel", every=0.1)
+            t_idle = time.time()
+            import psutil
 
-        alive = [p for p in rank_pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-        report["phases"]["cancel"] = {
-            "run": rid, "state": state, "gpu_pids_before": rank_pids, "used_gib_before": tl.gib(held),
-            "cancelled_after_s": round(t_final - t_cancel, 2), "gpus_idle_after_s": round(t_idle - t_cancel, 2),
-            "rank_pids_alive_after": alive, "used_gib_after": tl.gib(tl.sample()),
-            "ok": state == "cancelled" and not alive and len(rank_pids) >= n, "gpu_panel": panel,
-        }
-        print("cancel", json.dumps({k: v for k, v in report["phases"]["cancel"].items() if k != "gpu_panel"}), flush=True)
-        print(panel, flush=True)
+            alive = [p for p in rank_pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+            report["phases"]["cancel"] = {
+                "run": rid, "state": state, "gpu_pids_before": rank_pids, "used_gib_before": tl.gib(held),
+                "cancelled_after_s": round(t_final - t_cancel, 2), "gpus_idle_after_s": round(t_idle - t_cancel, 2),
+                "rank_pids_alive_after": alive, "used_gib_after": tl.gib(tl.sample()),
+                "ok": state == "cancelled" and not alive and len(rank_pids) >= n, "gpu_panel": panel,
+            }
+            print("cancel", json.dumps({k: v for k, v in report["phases"]["cancel"].items() if k != "gpu_panel"}), flush=True)
+            print(panel, flush=True)
 
         # blocked: a foreign process holds the last GPU; a run for GPU 0 must not wait for it.
-        last = all_gpus[-1]
-        holder = subprocess.Popen([sys.executable, "-c", HOLDER, "600"], stdout=subprocess.PIPE, text=True,
-                                  env=env | {"CUDA_VISIBLE_DEVICES": str(last)})
-        assert holder.stdout is not None and holder.stdout.readline().startswith("holding")
-        blocked = add(ws, tiny_config(ws, f"blocked-gpu{last}", 20), str(last), action="train")
-        free = add(ws, tiny_config(ws, "free-gpu0", 20), "0", action="train")
-        gpus_of.update({blocked: [last], free: [0]})
-        rs = final(ws, [free], 180)
-        waiting = runs(ws)[blocked]
-        t_release = time.time()
-        holder.terminate()
-        holder.wait()
-        rb = final(ws, [blocked], 180)[blocked]
-        launched_at = next(w for w, r_id, stage, _ in launches(ws) if r_id == blocked and stage == "train")
-        report["phases"]["blocked"] = {
-            "holder_pid": holder.pid, "blocked_run": blocked, "free_run": free,
-            "free_state": rs[free]["state"], "blocked_state_while_free_ran": waiting["state"],
-            "blocked_reason": waiting.get("reason"), "blocked_final": rb["state"],
-            "started_after_release_s": round(launched_at - t_release, 2),
-            "ok": rs[free]["state"] == "succeeded" and waiting["state"] == "waiting" and str(holder.pid) in
-            (waiting.get("reason") or "") and rb["state"] == "succeeded",
-        }
-        print("blocked", json.dumps(report["phases"]["blocked"]), flush=True)
+        if "blocked" in phases:
+            last = all_gpus[-1]
+            holder = subprocess.Popen([sys.executable, "-c", HOLDER, "600"], stdout=subprocess.PIPE, text=True,
+                                      env=env | {"CUDA_VISIBLE_DEVICES": str(last)})
+            assert holder.stdout is not None and holder.stdout.readline().startswith("holding")
+            blocked = add(ws, tiny_config(ws, f"blocked-gpu{last}", 20), str(last), action="train")
+            free = add(ws, tiny_config(ws, "free-gpu0", 20), "0", action="train")
+            gpus_of.update({blocked: [last], free: [0]})
+            rs = final(ws, [free], 180)
+            waiting = runs(ws)[blocked]
+            t_release = time.time()
+            holder.terminate()
+            holder.wait()
+            rb = final(ws, [blocked], 180)[blocked]
+            launched_at = next(w for w, r_id, stage, _ in launches(ws) if r_id == blocked and stage == "train")
+            report["phases"]["blocked"] = {
+                "holder_pid": holder.pid, "blocked_run": blocked, "free_run": free,
+                "free_state": rs[free]["state"], "blocked_state_while_free_ran": waiting["state"],
+                "blocked_reason": waiting.get("reason"), "blocked_final": rb["state"],
+                "started_after_release_s": round(launched_at - t_release, 2),
+                "ok": rs[free]["state"] == "succeeded" and waiting["state"] == "waiting" and str(holder.pid) in
+                (waiting.get("reason") or "") and rb["state"] == "succeeded",
+            }
+            print("blocked", json.dumps(report["phases"]["blocked"]), flush=True)
     finally:
         cli(ws, "worker", "stop", check=False)
         tl.stop()
@@ -349,6 +353,7 @@ def main() -> int:
     parser.add_argument("--root", type=Path, help="scratch directory for the workspace")
     parser.add_argument("--out", type=Path, help="report and screenshots go here (default: --root)")
     parser.add_argument("--gpus", type=int, help="use GPUs 0..N-1 (default: all)")
+    parser.add_argument("--phases", default="ddp,side,cancel,blocked", help="which phases to run (comma list)")
     parser.add_argument("--capture", type=Path, metavar="WORKSPACE", help="only render the TUI of WORKSPACE headless")
     parser.add_argument("--svg", type=Path, help="with --capture: the SVG to write")
     parser.add_argument("--expect", nargs="*", default=[], help="with --capture: text the GPU panel must show")
@@ -361,7 +366,7 @@ def main() -> int:
     root = args.root.resolve()
     out = (args.out or root).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    return main_check(root, out, args.gpus)
+    return main_check(root, out, args.gpus, args.phases.split(","))
 
 
 if __name__ == "__main__":

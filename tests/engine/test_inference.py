@@ -68,3 +68,31 @@ def test_predictions_csv_quotes_commas_quotes_and_newlines() -> None:
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["summary"] for r in rows] == summaries
     assert [r["fname"] for r in rows] == ["test_0", "test_1", "test_2"]
+
+
+def test_static_cache_is_cuda_only_and_keeps_one_batch_shape() -> None:
+    from engine.inference import cache_for, fill_batch, generation_kwargs
+
+    static = GenerationConfig(num_beams=1, cache_implementation="static")
+    assert cache_for(static, "cuda") == "static"
+    assert cache_for(static, "cpu") is None  # nothing is compiled on the CPU: the dynamic cache is cheaper
+    assert "cache_implementation" not in generation_kwargs(static, _Pad(), "cpu")
+    assert fill_batch(["a", "b"], 4) == ["a", "b", "b", "b"] and fill_batch(["a"], 1) == ["a"]
+
+
+class _Pad:
+    pad_token_id = 0
+
+
+def test_static_cache_config_generates_what_the_default_does(tiny_llama_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.inference import generate_summaries
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    sources = ["#Person1#: 네.", "#Person1#: 안녕하세요, 예약하려고 전화했어요.\n#Person2#: 네, 가능합니다.", "#Person1#: 좋아요."]
+    default = generate_summaries(model, tokenizer, sources, "causal", GenerationConfig(num_beams=1, max_new_tokens=6), 64, 2)
+    static = generate_summaries(model, tokenizer, sources, "causal",
+                                GenerationConfig(num_beams=1, max_new_tokens=6, cache_implementation="static"), 64, 2)
+    assert static == default and len(default) == 3
