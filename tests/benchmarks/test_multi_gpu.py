@@ -1,7 +1,8 @@
 """benchmarks/multi_gpu.py runs its whole code path on the CPU: the shipped H100 config on the tiny
 Llama, one process, DDP with two gloo ranks through the worker's accelerate launch, and two runs
-side by side, then the efficiency summary. It once crashed on its first GPU run (a call missing an
-argument); this keeps it from rotting between GPU sessions."""
+side by side, with DDP knobs set through benchmarks/ddp_variant.py, then the efficiency summary.
+It once crashed on its first GPU run (a call missing an argument); this keeps it from rotting
+between GPU sessions."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def test_multi_gpu_benchmark_runs_its_scenarios_with_cpu_ranks(tmp_path: Path, s
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "multi_gpu.py"), "--cpu", "--root", str(tmp_path / "bench"),
          "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--scenarios", "1,ddp2,side2",
-         "--batch", "2", "--steps", "6", "--skip", "2", "--match-samples", "--out", str(out)],
+         "--batch", "2", "--steps", "6", "--skip", "2", "--match-samples", "--out", str(out),
+         "--ddp", json.dumps({"ddp_find_unused_parameters": False, "ddp_static_graph": True})],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
