@@ -128,29 +128,35 @@ def token_lengths(model_dir: Path, data: Path) -> dict:
 
 
 class NvmlPeak:
-    """Samples GPU memory used (NVML, as nvidia-smi shows it) every ``interval`` s in a thread."""
+    """Samples GPU memory used (NVML, as nvidia-smi shows it) every ``interval`` s in a thread:
+    device ``index``, or every device when ``index`` is None (``peaks_gib``, one per device)."""
 
-    def __init__(self, index: int = 0, interval: float = 0.05):
+    def __init__(self, index: int | None = 0, interval: float = 0.05):
         import pynvml
 
         self.nvml = pynvml
         try:
             pynvml.nvmlInit()
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            count = pynvml.nvmlDeviceGetCount()
+            indices = range(count) if index is None else [index]
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
         except pynvml.NVMLError:  # no GPU: a CPU dry run of the plumbing reports 0
-            self.handle = None
+            self.handles = []
         self.interval = interval
-        self.baseline = self.used()
-        self.peak = self.baseline
+        self.baselines = self.used_all()
+        self.peaks = list(self.baselines)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def used_all(self) -> list[int]:
+        return [self.nvml.nvmlDeviceGetMemoryInfo(h).used for h in self.handles]
+
     def used(self) -> int:
-        return self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used if self.handle is not None else 0
+        return self.used_all()[0] if self.handles else 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.used())
+            self.peaks = [max(p, u) for p, u in zip(self.peaks, self.used_all(), strict=True)]
             time.sleep(self.interval)
 
     def __enter__(self) -> NvmlPeak:
@@ -163,7 +169,12 @@ class NvmlPeak:
 
     @property
     def peak_gib(self) -> float:
-        return round((self.peak - self.baseline) / 2**30, 2)
+        """Peak above the idle baseline on the first sampled device (0 without a GPU)."""
+        return self.peaks_gib[0] if self.handles else 0.0
+
+    @property
+    def peaks_gib(self) -> list[float]:
+        return [round((p - b) / 2**30, 2) for p, b in zip(self.peaks, self.baselines, strict=True)]
 
 
 def mfu(params: int, tokens_per_s: float, flops_per_token_factor: int = 4) -> float:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import NvmlPeak  # noqa: E402
 
 
-def load(root: Path, shape: str):
+def load(root: Path, shape: str, model_dir: Path | None = None, data: Path | None = None, device: str = "cuda"):
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -31,23 +31,60 @@ def load(root: Path, shape: str):
     from engine.prompts import model_inputs
 
     kind = "seq2seq" if shape == "kobart" else "causal"
-    model_dir = root / "models" / shape
+    model_dir = model_dir or root / "models" / shape
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-    model = auto.from_pretrained(model_dir, dtype=torch.bfloat16, attn_implementation="sdpa").to("cuda").eval()
+    model = auto.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa").to(device).eval()
     cfg = config_from_dict({"model": {"name_or_path": str(model_dir), "nickname": shape, "kind": kind}})
-    samples, _ = load_split(root / "data", "test")
+    samples, _ = load_split(data or root / "data", "test")
     return model, tokenizer, model_inputs(samples, cfg.prompt, kind, tokenizer), kind
 
 
 def timed(fn) -> tuple[float, object]:
     import torch
 
-    torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
     t = time.perf_counter()
     out = fn()
-    torch.cuda.synchronize()
+    sync()
     return time.perf_counter() - t, out
+
+
+def fast(args, model, tok, sources, kind, gen, record, rows, max_src) -> int:
+    """Eager (dynamic cache) vs static cache + compiled decoding at each batch size, beams as given;
+    the first static pass includes compilation, the second is what a warm process pays. Outputs of
+    every static pass are compared with the eager pass of the same batch size."""
+    from engine.inference import generate_summaries
+
+    beams = [int(b) for b in args.fast_beams.split(",")]
+    for num_beams in beams:
+        sizes = [int(b) for b in (args.batch_sizes if num_beams == 1 else args.beam_batch_sizes).split(",")]
+        for bs in sizes:
+            with NvmlPeak() as peak:
+                seconds, eager = timed(lambda: generate_summaries(model, tok, sources, kind, gen(num_beams), max_src, bs))
+            record(f"eager (dynamic cache) bs {bs}, beams {num_beams}", seconds, len(sources), peak)
+            for attempt in ("1st pass, compiles", "2nd pass"):
+                try:
+                    with NvmlPeak() as peak:
+                        seconds, static = timed(lambda: generate_summaries(
+                            model, tok, sources, kind, gen(num_beams, cache_implementation="static"), max_src, bs))
+                except Exception as err:  # OOM or a compile failure: recorded, the next variant runs
+                    print(json.dumps({"variant": f"static bs {bs} beams {num_beams}", "error": repr(err)[:400]}), flush=True)
+                    break
+                same = sum(a == b for a, b in zip(eager, static, strict=True))
+                record(f"static cache + compiled decoding bs {bs}, beams {num_beams}, {attempt}", seconds, len(sources), peak)
+                rows[-1]["identical_to_eager"] = f"{same}/{len(sources)}"
+                print(json.dumps({"identical_to_eager": rows[-1]["identical_to_eager"]}), flush=True)
+            model._previous_max_cache_length = -1  # the next batch size starts from its own longest batch
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+    print(f"\n{args.shape}: {len(sources)} dialogues, {args.new_tokens} new tokens each")
+    print(f"{'variant':72} {'test set s':>10} {'peak GiB':>8} identical")
+    for r in rows:
+        print(f"{r['variant'][:72]:72} {r['test_set_s']:>10} {r['peak_gib'] or '-':>8} {r.get('identical_to_eager', '')}")
+    return 0
 
 
 def main() -> int:
@@ -60,13 +97,20 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="128,256,512")
     parser.add_argument("--beam-batch-sizes", default="64,128")
     parser.add_argument("--static", action="store_true", help="also try the static KV cache (compiled decoding)")
+    parser.add_argument("--fast", action="store_true",
+                        help="only the engine's eager batch vs static cache + compiled decoding (issue 16): "
+                             "--batch-sizes are tried with both, outputs compared with the eager ones")
+    parser.add_argument("--fast-beams", default="1", help="with --fast: beam counts to try, e.g. 1,4")
+    parser.add_argument("--device", default="cuda", help="cuda, or cpu for the plumbing check (tiny models)")
+    parser.add_argument("--model", type=Path, help="model directory (default ROOT/models/SHAPE)")
+    parser.add_argument("--data", type=Path, help="data directory (default ROOT/data)")
     parser.add_argument("--out")
     args = parser.parse_args()
 
     from engine.config import GenerationConfig
     from engine.inference import generate_summaries
 
-    model, tok, sources, kind = load(Path(args.root), args.shape)
+    model, tok, sources, kind = load(Path(args.root), args.shape, args.model, args.data, args.device)
     n = len(sources)
     rows: list[dict] = []
 
@@ -84,6 +128,8 @@ def main() -> int:
     max_src = 1024 if kind == "causal" else 512
     # Warm-up: CUDA context, kernels, allocator.
     generate_summaries(model, tok, sources[:8], kind, gen(), max_src, 8)
+    if args.fast:
+        return fast(args, model, tok, sources, kind, gen, record, rows, max_src)
 
     for beams, k in ((1, args.one_by_one), (4, max(4, args.one_by_one // 2))):
         seconds, _ = timed(lambda: [generate_summaries(model, tok, [s], kind, gen(beams), max_src, 1) for s in sources[:k]])

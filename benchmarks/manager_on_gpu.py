@@ -38,8 +38,7 @@ def config(shape: str, nickname: str, four_bit: bool) -> dict:
         "train": {"max_steps": 20, "batch_size": 8, "precision": "bf16", "logging_steps": 2, "eval_strategy": "steps",
                   "eval_steps": 10, "save_strategy": "steps", "save_steps": 10, "save_total_limit": 1,
                   "device": "cuda", "use_liger_kernel": True, "learning_rate": 2e-4},
-        "generation": {"batch_size": 64, "num_beams": 1, "max_new_tokens": 32},
-        "paths": {"disk_quota_gb": 60.0, "disk_margin_gb": 2.0},
+        "generation": {"batch_size": 64, "num_beams": 1, "max_new_tokens": 32}
     }
     if four_bit:
         tree["quantization"] = {"load_in_4bit": True, "compute_dtype": "bfloat16"}
@@ -73,6 +72,9 @@ def main() -> int:
     shutil.rmtree(ws, ignore_errors=True)
     env = bench_env()
     subprocess.run([*CLI, "init", str(ws)], check=True, env=env)
+    # The quota is the workspace's: the worker hands it to each train stage (engine_disk_args).
+    settings = ws / ".dialsum" / "settings.yaml"
+    settings.write_text("quota_gb: 60\nmargin_gb: 2\n", encoding="utf-8")
     subprocess.run([sys.executable, "-m", "engine", "synth", "--out", str(ws / "data"), "--profile", "competition",
                     "--train", "400", "--dev", "16", "--test", "32", "--seed", "3"], check=True, env=env, cwd=ROOT)
     (ws / "models").mkdir()

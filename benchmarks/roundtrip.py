@@ -29,7 +29,6 @@ def config(nickname: str, four_bit: bool) -> dict:
         "train": {"max_steps": 3, "batch_size": 8, "precision": "bf16", "eval_strategy": "no", "save_strategy": "no",
                   "device": "cuda", "logging_steps": 1},
         "generation": {"batch_size": 128, "num_beams": 1, "max_new_tokens": 16},
-        "paths": {"disk_quota_gb": None},
     }
     if four_bit:
         tree["quantization"] = {"load_in_4bit": True, "compute_dtype": "bfloat16"}

@@ -28,7 +28,6 @@ CAUSAL_BASE = {
     "train": {"learning_rate": 2e-5, "warmup_ratio": 0.1, "weight_decay": 0.1, "max_grad_norm": 1.2,
               "lr_scheduler": "cosine", "precision": "bf16", "logging_steps": 1, "eval_strategy": "no",
               "save_strategy": "no", "device": "cuda", "optim": "adamw_torch_fused"},
-    "paths": {"disk_quota_gb": None},
 }
 # The hand-off team's recipe (competition.md): QLoRA nf4 + double quant, checkpointing, bs 8 x accum 8,
 # padding to the longest of a random batch, paged AdamW.
@@ -79,7 +78,6 @@ def kobart_variants() -> list[tuple[str, dict]]:
         "prompt": {"max_source_length": 512, "max_target_length": 100},
         "train": {"learning_rate": 1e-5, "batch_size": 50, "logging_steps": 1, "eval_strategy": "no",
                   "save_strategy": "no", "device": "cuda", "max_steps": 40, "warmup_ratio": 0.1, "weight_decay": 0.01},
-        "paths": {"disk_quota_gb": None},
     }
     return [
         ("kobart team recipe (fp16 AMP, bs50, random)", merged(base, {"train": {"precision": "fp16", "group_by_length": False}})),
@@ -94,7 +92,9 @@ def steady_state(events: list[dict], skip: int, last: int) -> dict:
     ``tokens_per_s`` in a progress event is cumulative non-pad tokens over time since the ``train``
     phase began, so tokens at each event = rate × elapsed; differences give the steady state.
     """
-    start = next(e["ts"] for e in events if e["event"] == "phase" and e.get("name") == "train")
+    start = next((e["ts"] for e in events if e["event"] == "phase" and e.get("name") == "train"), None)
+    if start is None:  # failed before training began
+        return {}
     points = [(e["step"], e["ts"], (e.get("tokens_per_s") or 0) * (e["ts"] - start), e.get("samples_per_s") or 0)
               for e in events if e["event"] == "progress" and e.get("command") == "train"]
     points = [p for p in points if skip < p[0] <= last]

@@ -68,3 +68,63 @@ def test_predictions_csv_quotes_commas_quotes_and_newlines() -> None:
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["summary"] for r in rows] == summaries
     assert [r["fname"] for r in rows] == ["test_0", "test_1", "test_2"]
+
+
+def test_static_cache_is_cuda_only_and_keeps_one_batch_shape() -> None:
+    from engine.inference import cache_for, fill_batch, generation_kwargs
+
+    static = GenerationConfig(num_beams=1, cache_implementation="static")
+    assert cache_for(static, "cuda") == "static"
+    assert cache_for(static, "cpu") is None  # nothing is compiled on the CPU: the dynamic cache is cheaper
+    assert "cache_implementation" not in generation_kwargs(static, _Pad(), "cpu")
+    assert fill_batch(["a", "b"], 4) == ["a", "b", "b", "b"] and fill_batch(["a"], 1) == ["a"]
+
+
+class _Pad:
+    pad_token_id = 0
+
+
+def test_static_cache_config_generates_what_the_default_does(tiny_llama_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.inference import generate_summaries
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    sources = ["#Person1#: 네.", "#Person1#: 안녕하세요, 예약하려고 전화했어요.\n#Person2#: 네, 가능합니다.", "#Person1#: 좋아요."]
+    default = generate_summaries(model, tokenizer, sources, "causal", GenerationConfig(num_beams=1, max_new_tokens=6), 64, 2)
+    static = generate_summaries(model, tokenizer, sources, "causal",
+                                GenerationConfig(num_beams=1, max_new_tokens=6, cache_implementation="static"), 64, 2)
+    assert static == default and len(default) == 3
+
+
+def test_static_cache_path_matches_the_dynamic_one_in_float32(tiny_llama_dir: Path, monkeypatch) -> None:
+    """The CUDA path (static cache, last batch filled to the batch shape, fillers' outputs dropped)
+    run on the CPU in float32: same summaries as the dynamic cache. On an H100 in bf16 a random-init
+    3B model's near-tied logits make some greedy tokens differ (docs/benchmarks.md); here they must not."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import engine.inference as inference
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    sources = ["#Person1#: 네.", "#Person1#: 안녕하세요, 예약하려고 전화했어요.\n#Person2#: 네, 가능합니다.", "#Person1#: 좋아요.",
+               "#Person1#: 내일 봐요.\n#Person2#: 네."]
+    gen = GenerationConfig(num_beams=1, max_new_tokens=6, cache_implementation="static")
+    dynamic = inference.generate_summaries(model, tokenizer, sources, "causal", gen, 64, 3)
+    seen: list[int] = []
+    real_generate = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kw: seen.append(kw["input_ids"].shape[0]) or real_generate(**kw))
+    monkeypatch.setattr(inference, "cache_for", lambda g, device_type: g.cache_implementation)
+    static = inference.generate_summaries(model, tokenizer, sources, "causal", gen, 64, 3)
+    assert seen == [3, 3]  # the last batch (1 source) was filled to the batch shape
+    assert static == dynamic
+
+
+def test_infer_command_uses_the_static_cache_for_seq2seq_unless_the_config_chooses() -> None:
+    from engine.inference import infer_generation
+
+    assert infer_generation(GenerationConfig(), "seq2seq").cache_implementation == "static"
+    assert infer_generation(GenerationConfig(), "causal").cache_implementation is None
+    chosen = GenerationConfig(cache_implementation="dynamic")
+    assert infer_generation(chosen, "seq2seq").cache_implementation == "dynamic"

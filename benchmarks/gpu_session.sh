@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Provides one device session's measurements in one command: installs the carried wheels (if not yet
+# installed on this machine), builds the bench data and random-init models (idempotent), then runs
+# the named jobs, each under its own time limit, results under $OUT (JSON, SVG) and every log in
+# $OUT/logs.tgz. The exact commands behind every figure in docs/benchmarks.md (issues 15 and 16).
+#
+#   bash benchmarks/gpu_session.sh mg2 product2 mg2knob      # on a 2-GPU machine
+#   bash benchmarks/gpu_session.sh qlora2 qwen2
+#   bash benchmarks/gpu_session.sh mg4 product4              # on a 4-GPU machine
+#   bash benchmarks/gpu_session.sh infer kobart train        # on one GPU
+#
+# Wheels: ../.whl/*/*.whl (the lead's tree carries them; see /work/.library/device/README.md).
+set -u
+OUT=${OUT:-/tmp/out}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+cd "$HERE"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # keep NVLink multicast off
+if [ ! -f /tmp/site/.installed ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$HERE"/../.whl/*/*.whl || exit 3
+  touch /tmp/site/.installed
+fi
+export PYTHONPATH=/tmp/site
+LOGS=/tmp/logs
+mkdir -p "$LOGS" "$OUT"
+pack() { tar czf "$OUT/logs.tgz" -C / tmp/logs $(cd / && ls -d tmp/bench/runs/*/run.log tmp/prod*/ws/.dialsum/worker.log tmp/prod*/ws/runs/*/run.log 2>/dev/null) 2>/dev/null; }
+trap pack EXIT
+# Leftover stage processes of a job that ran out of time (ours: this machine runs nothing else).
+reap() { nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9 2>/dev/null; sleep 2; }
+
+nvidia-smi --query-gpu=index,name,memory.used,memory.total --format=csv,noheader
+python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'gpus', torch.cuda.device_count())"
+
+job() {  # job NAME SECONDS CMD...
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  echo "=== $name (limit ${limit}s) $(date -u +%H:%M:%S)"
+  timeout -k 10 "$limit" "$@" > "$LOGS/$name.log" 2>&1
+  local rc=$?
+  echo "=== $name exit $rc in $((SECONDS - t0))s"
+  tail -n 14 "$LOGS/$name.log"
+  reap
+}
+
+setup() {  # SHAPES
+  job setup-$1 240 python3 benchmarks/common.py --root /tmp/bench --shapes "$1"
+}
+
+for name in "$@"; do
+  case $name in
+    mg2) setup llama3b; job mg2 260 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios 1,ddp2,side2 --steps 20 --out "$OUT/mg2.json" ;;
+    mg2knob) job mg2knob 110 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios ddp2 --steps 20 --tag=-knob \
+        --ddp '{"ddp_find_unused_parameters": false, "ddp_static_graph": true, "ddp_broadcast_buffers": false}' --out "$OUT/mg2knob.json" ;;
+    product2) job product2 260 python3 benchmarks/product_multi_gpu.py --root /tmp/prod2 --gpus 2 --out "$OUT" ;;
+    qlora2) setup llama3b; job qlora2 180 python3 benchmarks/multi_gpu.py --root /tmp/bench --qlora --batch 8 --ckpt --scenarios 1,ddp2 \
+        --match-samples --steps 16 --skip 4 --out "$OUT/qlora2.json" ;;
+    qwen2) setup qwen3-4b; job qwen2 200 python3 benchmarks/multi_gpu.py --root /tmp/bench --shape qwen3-4b --batch 8 --scenarios 1,ddp2 \
+        --match-samples --steps 40 --skip 4 --out "$OUT/qwen2.json" ;;
+    mg4) setup llama3b; job mg4 240 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios 1,ddp2,ddp4 --match-samples --steps 40 \
+        --skip 4 --out "$OUT/mg4.json" ;;
+    product4) job product4 160 python3 benchmarks/product_multi_gpu.py --root /tmp/prod4 --gpus 4 --phases side,cancel --out "$OUT" ;;
+    infer) setup llama3b; job infer 330 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
+        --batch-sizes 128,256 --out "$OUT/infer_llama3b.json" ;;
+    kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
+        --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
+    train) setup llama3b; job train 330 python3 benchmarks/train_throughput.py --root /tmp/bench --only llama3b --pick "llama3b:5" --out "$OUT/train.json" ;;
+    *) echo "unknown job $name" ;;
+  esac
+done

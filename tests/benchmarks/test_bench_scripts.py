@@ -1,0 +1,74 @@
+"""The GPU benchmark scripts of issues 15 and 16 run their code paths on the CPU on tiny shapes, so
+they cannot rot between device sessions: inference_speed.py --fast (eager vs static-cache passes,
+outputs compared), product_multi_gpu.py's headless TUI capture and its reading of the worker's
+launch log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support import REPO, wait_until
+
+BENCH = REPO / "benchmarks"
+
+
+def bench_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.mark.slow
+def test_inference_speed_fast_mode_compares_static_with_eager(tmp_path: Path, synth_data_dir: Path,
+                                                            tiny_llama_dir: Path) -> None:
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "inference_speed.py"), "--fast", "--device", "cpu", "--root", str(tmp_path),
+         "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--batch-sizes", "8", "--new-tokens", "4",
+         "--out", str(out)],
+        capture_output=True, text=True, env=bench_env(), timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [r["variant"].split(" bs")[0] for r in rows] == ["eager (dynamic cache)"] + ["static cache + compiled decoding"] * 2
+    n = rows[0]["dialogues"]
+    assert n == 24 and all(r["test_set_s"] > 0 for r in rows)
+    # On the CPU the engine falls back to the dynamic cache: the passes must agree exactly.
+    assert [r.get("identical_to_eager") for r in rows[1:]] == [f"{n}/{n}"] * 2
+
+
+def test_product_capture_renders_the_gpu_panel_headless(tmp_path: Path) -> None:
+    from dialsum_tui.manager.workspace import init_workspace
+
+    ws = init_workspace(tmp_path / "ws").root
+    svg = tmp_path / "tui.svg"
+    env = bench_env() | {"DIALSUM_FAKE_GPU": str(REPO / "tests" / "fixtures" / "gpu" / "foreign_on_gpu0.json")}
+    proc = subprocess.run([sys.executable, str(BENCH / "product_multi_gpu.py"), "--capture", str(ws), "--svg", str(svg),
+                           "--expect", "not ours", "--timeout", "20"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "GPU0" in proc.stdout and "GPU1" in proc.stdout and "not ours alice" in proc.stdout
+    assert svg.read_text().lstrip().startswith("<svg")
+
+
+def test_product_reads_stage_launches_from_the_worker_log(workspace) -> None:
+    sys.path.insert(0, str(BENCH))
+    from product_multi_gpu import launches
+
+    from dialsum_tui.manager.service import Manager
+
+    config = workspace.root / "configs" / "tiny.yaml"
+    config.write_text("model: {name_or_path: tiny, nickname: tiny, kind: seq2seq}\n", encoding="utf-8")
+    manager = Manager.open(workspace)
+    run = manager.add(str(config), action="train")
+    before = time.time() - 1
+    manager.ensure_worker()
+    found = wait_until(lambda: [x for x in launches(workspace.root) if x[1] == run.id], timeout=60,
+                       what="the worker's launch line for the run")
+    when, run_id, stage, pid = found[0]
+    assert (run_id, stage) == (run.id, "train") and pid > 0 and before <= when <= time.time()
