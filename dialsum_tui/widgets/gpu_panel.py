@@ -12,6 +12,9 @@ from dialsum_tui.widgets.formatting import bar
 from engine.units import GIB, format_gib
 
 BAR_WIDTH = 8
+# Above this many devices each gets one line (bar, memory, utilisation, who holds it), so a 4- or 8-GPU
+# server fits the panel's height instead of showing GPU0 and GPU1 only (seen on a 4×H100 host).
+COMPACT_ABOVE = 2
 
 
 def render_gpus(gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple[int, str]]) -> Text:
@@ -28,6 +31,8 @@ def render_gpus(gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple
     text = Text()
     if not gpus:
         return text.append(note or "no GPU", style="dim")
+    if len(gpus) > COMPACT_ABOVE:
+        return _compact(gpus, owners)
     for n, gpu in enumerate(gpus):
         if n:
             text.append("\n")
@@ -47,6 +52,36 @@ def render_gpus(gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple
             text.append(f"\n  {format_gib(proc.used_bytes):>9} ")
             text.append(who, style="bold cyan" if owner else "yellow")
             text.append(f" · pid {proc.pid}", style="dim")
+    return text
+
+
+def _holders(gpu: GpuDevice, owners: Mapping[int, tuple[int, str]]) -> Text:
+    """Who holds the device, ours first by run: ``run 5 llama · kim (not ours)``."""
+    names: list[tuple[str, str]] = []
+    for proc in gpu.processes:
+        owner = owners.get(proc.pid)
+        name = (f"run {owner[0]} {owner[1]}", "bold cyan") if owner else (f"{proc.user or 'not ours'} (not ours)", "yellow")
+        if name not in names:
+            names.append(name)
+    text = Text()
+    for n, (name, style) in enumerate(names):
+        text.append(" · " if n else " ")
+        text.append(name, style=style)
+    return text
+
+
+def _compact(gpus: Sequence[GpuDevice], owners: Mapping[int, tuple[int, str]]) -> Text:
+    text = Text()
+    for n, gpu in enumerate(gpus):
+        if n:
+            text.append("\n")
+        fraction = gpu.used_bytes / gpu.total_bytes if gpu.total_bytes else 0.0
+        style = "red" if fraction > 0.9 else "yellow" if fraction > 0.6 else "green"
+        text.append(f"GPU{gpu.index} ", style="bold")
+        text.append(bar(fraction, BAR_WIDTH), style=style)
+        text.append(f" {gpu.used_bytes / GIB:4.1f}/{gpu.total_bytes / GIB:.0f}G")
+        text.append(f" {gpu.util_percent:>3}%" if gpu.util_percent is not None else "   -", style="dim")
+        text.append_text(_holders(gpu, owners))
     return text
 
 
