@@ -22,7 +22,7 @@ from dialsum_tui.manager.store import Store
 from dialsum_tui.manager.workspace import Workspace
 from engine import artifacts
 from engine.config import ConfigError, load_config
-from engine.contract import RunFiles
+from engine.contract import RunFiles, load_snapshot
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.disk import DiskUsage
@@ -54,8 +54,12 @@ class Manager:
     def get(self, run_id: int) -> Run:
         return self.store.get(run_id)
 
-    def add(self, config_path: str, action: str = "pipeline", gpus: str | None = None, after: int | None = None) -> Run:
+    def add(self, config_path: str, action: str = "pipeline", gpus: str | None = None, after: int | None = None,
+            *, check: bool = True) -> Run:
         """Validate a config and queue it; the resolved snapshot goes to ``runs/<id>/config.yaml``.
+
+        ``check=False`` skips the preflight here (the demo's broken-data run): the worker's admission
+        preflight then fails the run before its first step, naming the file and line.
 
         Raises:
             ConfigError: the config is invalid (message names file and key), or an argument is wrong.
@@ -74,6 +78,8 @@ class Manager:
         cfg = load_config(path)
         if after is not None:
             self.store.get(after)
+        if check:
+            self._preflight(str(path), cfg, action_, gpus)
         return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after)
 
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
@@ -86,6 +92,20 @@ class Manager:
         artifacts.atomic_write_text(RunFiles(run_dir).config, config_yaml, mode=0o600)
         return run
 
+    def _preflight(self, source: str, cfg: Any, action: Action, gpus: str | None) -> None:
+        """Refuse a run that would fail later for a reason known now (data, model path, GPUs, ...).
+
+        Raises:
+            ConfigError: listing every problem with the key or file to change (the CLI exits 2).
+        """
+        from dialsum_tui.manager.launching import parse_gpus
+        from dialsum_tui.manager.preflight import describe, preflight
+
+        problems = preflight(self.workspace, cfg, action.stages, parse_gpus(gpus), self.gpu_source())
+        if problems:
+            raise ConfigError(f"{source}: not queued; {len(problems)} problem(s) would fail it later:\n"
+                              f"{describe(problems)}")
+
     def cancel(self, run_id: int) -> Run:
         """Cancel a pending run now, or ask the worker to stop a running one (SIGINT first)."""
         return self.store.request_cancel(run_id)
@@ -97,6 +117,7 @@ class Manager:
             action_ = Action(action) if action else old.action
         except ValueError:
             raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
+        self._preflight(f"run {run_id}", load_snapshot(old.config_yaml, f"run {run_id} config snapshot"), action_, old.gpus)
         return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None)
 
     def pause(self) -> None:

@@ -49,6 +49,10 @@ class Settings(BaseModel):
         description="HF caches shown in the disk breakdown and offered to prune.",
     )
     disk_refresh_s: float = Field(60.0, gt=0, description="du is slow: the worker re-measures in the background this often.")
+    allow_outside_quota: bool = Field(
+        False, description="Accept configs whose paths.checkpoints/submissions lie outside quota_path (the disk guard "
+        "and prune then do not see those files)."
+    )
 
 
 

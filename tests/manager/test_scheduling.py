@@ -55,7 +55,8 @@ def by_id(runs: list[Run]) -> dict[int, Run]:
 
 @pytest.fixture
 def manager(workspace: Workspace) -> Manager:
-    return Manager.open(workspace)
+    # `add` checks --gpu against the host's devices: this one has GPU 0 and 1 (its own script).
+    return Manager(workspace, Manager.open(workspace).store, ScriptedGpuSource([[device(0), device(1)]]))
 
 
 def test_two_single_gpu_runs_share_the_host_side_by_side(workspace: Workspace, make_config, manager: Manager,

@@ -100,6 +100,7 @@ def test_gpu_guard_waits_for_a_holder_then_admits(workspace: Workspace, make_con
     idle = GpuDevice(0, "Scripted H100", 480 * MIB, 81559 * MIB, 0, 30)
     source = ScriptedGpuSource([[idle], [busy], [busy], [busy], [idle]])
     source.devices()  # the idle baseline, as NVML saw it before the holder arrived
+    manager._gpu = ScriptedGpuSource([[idle]])  # what `add` sees: GPU 0 exists (its preflight)
     run = manager.add(str(make_config("m")), action="train", gpus="0")
     worker = Worker(workspace, poll_s=0.05, gpu_source=source)
     waiting = drive(worker, manager, run.id, lambda r: r.state is RunState.WAITING)
@@ -166,6 +167,9 @@ def test_restart_finishes_a_stage_that_ended_while_no_worker_watched(workspace: 
     with artifacts.EventWriter(workspace.run_dir(run.id) / artifacts.EVENTS_FILE, command="train") as ev:
         ev.emit("started", pid=dead)
         ev.emit("finished", seconds=1.0)
+    model = artifacts.final_model_dir(workspace.checkpoints_dir, "m")  # what the finished train left
+    model.mkdir(parents=True)
+    artifacts.write_final_model_meta(model, {})
     worker = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource())
     worker.reconcile()
     moved_on = manager.get(run.id)
