@@ -69,7 +69,7 @@ class DataChecks:
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._seen:
             try:
-                load_split(data_dir, _SPLIT_OF[name])
+                load_split(data_dir, _SPLIT_OF[name], normalize=False)  # errors do not depend on it; 2x faster
                 self._seen[key] = None
             except DataError as err:
                 self._seen[key] = str(err)
