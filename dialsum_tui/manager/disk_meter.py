@@ -66,6 +66,24 @@ def disk_problem(usage: DiskUsage | None, settings: Settings | None, settings_er
     return None
 
 
+def judge_cache(ws: Workspace, measure_error: str | None = None, now: float | None = None
+                ) -> tuple[DiskUsage | None, str | None]:
+    """The cached measurement as of today's settings, and why it cannot be trusted (None: it can).
+
+    Args:
+        ws: the workspace (its settings and cache are read now).
+        measure_error: the worker's last measurement error, if it reported one.
+        now: the time to judge the measurement's age against (default: now).
+    """
+    now = time.time() if now is None else now
+    try:
+        settings = ws.settings()
+    except WorkspaceError as err:
+        return disk.read_cached(ws), disk_problem(None, None, str(err), None, now)
+    usage = as_of_now(disk.read_cached(ws), settings, str(disk.quota_root(ws)))
+    return usage, disk_problem(usage, settings, None, measure_error, now)
+
+
 class DiskMeter:
     """Measures in a thread of its own (``du`` is slow) and keeps the last outcome for admission."""
 
@@ -111,11 +129,9 @@ class DiskMeter:
 
     def reading(self) -> tuple[DiskUsage | None, str | None]:
         """The cached usage as of today's settings, and why it cannot be trusted (None: it can)."""
-        settings = self.settings()
-        if settings is None:
+        if self.settings() is None:
             return None, disk_problem(None, None, self.settings_error, None, time.time())
-        usage = as_of_now(disk.read_cached(self.ws), settings, str(disk.quota_root(self.ws)))
-        return usage, disk_problem(usage, settings, None, self.measure_error, time.time())
+        return judge_cache(self.ws, self.measure_error)
 
     # --- the thread ---------------------------------------------------------------------------
 

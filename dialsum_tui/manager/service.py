@@ -107,8 +107,37 @@ class Manager:
                               f"{describe(problems)}")
 
     def cancel(self, run_id: int) -> Run:
-        """Cancel a pending run now, or ask the worker to stop a running one (SIGINT first)."""
-        return self.store.request_cancel(run_id)
+        """Cancel a pending run now, or ask the worker to stop a running one (SIGINT first).
+
+        With no worker running, a running run is stopped here: its stage by pid and start time
+        (SIGINT → SIGTERM → SIGKILL, never a reused pid), then marked cancelled; its ``reason`` says
+        which signals were really sent.
+        """
+        run = self.store.request_cancel(run_id)
+        if run.state is RunState.RUNNING and not self.worker_status()[0]:
+            run = self._cancel_without_worker(run)
+        return run
+
+    def _cancel_without_worker(self, run: Run) -> Run:
+        import signal
+
+        from dialsum_tui.manager.settings import env_settings
+        from dialsum_tui.manager.store import IllegalTransition
+
+        stage = run.stage or "its stage"
+        if run.pid is None:
+            reason = f"cancelled before {stage} started (no worker was running)"
+        elif not process.group_running(process.Identity(run.pid, run.pid_start_time or 0.0)):
+            reason = f"cancelled; its {stage} process {run.pid} was already gone (no worker was running)"
+        else:
+            grace = tuple(env_settings().stop_grace or ()) + process.DEFAULT_GRACE_S
+            sent = process.stop_group(process.Identity(run.pid, run.pid_start_time or 0.0), grace=grace[:2])
+            names = " → ".join(signal.Signals(s).name for s in sent) or "no signal (it ended meanwhile)"
+            reason = f"cancelled during {stage}: no worker was running, so its process {run.pid} was stopped here ({names})"
+        try:
+            return self.store.transition(run.id, RunState.CANCELLED, reason=reason, pid=None, pid_start_time=None)
+        except IllegalTransition:
+            return self.store.get(run.id)  # a worker started meanwhile and recorded its end
 
     def retry(self, run_id: int, action: str | None = None) -> Run:
         """Queue a new run with the same config snapshot (e.g. ``action="infer"`` re-infers without retraining)."""
@@ -209,10 +238,33 @@ class Manager:
         return handoff_markdown(self.workspace, runs, result_rows(self.workspace, runs), devices, note, self.disk())
 
     def disk(self) -> DiskUsage | None:
-        """The worker's cached measurement; never runs du here (it can take a minute)."""
+        """The worker's cached measurement, judged against today's settings (quota, margin); never
+        runs du here (it can take a minute). Its ``summary()`` says how old it is."""
         from dialsum_tui.manager.disk import read_cached
+        from dialsum_tui.manager.disk_meter import judge_cache
 
-        return read_cached(self.workspace)
+        # Another tree than today's quota_path (or unreadable settings): shown as measured; attention() says why.
+        return judge_cache(self.workspace)[0] or read_cached(self.workspace)
+
+    def attention(self) -> list[str]:
+        """What needs the user now: the worker down, a part of it failing, a disk the guard cannot
+        vouch for, a disk over quota. Empty when all is well (``check`` and ``worker status`` exit 0)."""
+        from dialsum_tui.manager.disk_meter import judge_cache
+        from dialsum_tui.manager.health import read_ailments
+        from engine.units import format_used_of
+
+        running, pid = self.worker_status()
+        out = [] if running else ["worker not running: nothing is admitted or followed (`dialsum-tui worker start`)"]
+        ailments = read_ailments(self.workspace, pid)
+        out += [f"worker {a.part}: {a.message}" for a in ailments]
+        measure_error = next((a.message for a in ailments if a.part == "disk"), None)
+        usage, problem = judge_cache(self.workspace, measure_error)
+        if problem is not None and not any(a.part in ("disk", "settings") for a in ailments):
+            out.append(f"disk guard: {problem}")
+        if usage is not None and usage.full:
+            out.append(f"disk over quota: {format_used_of(usage.used_bytes, usage.limit_bytes)} used on {usage.path}, "
+                       "within the margin; `dialsum-tui prune` or raise quota_gb")
+        return out
 
     def gpu_source(self) -> GpuSource:
         if self._gpu is None:
