@@ -47,6 +47,11 @@ def start_time(pid: int) -> float | None:
         return None
 
 
+def seconds_since_boot(epoch: float) -> float:
+    """An epoch time as seconds since boot (the kernel log's clock)."""
+    return epoch - psutil.boot_time()
+
+
 def is_alive(pid: int | None, started: float | None) -> bool:
     """Whether ``pid`` is running, is not a zombie, and started at ``started`` (pid-reuse safe)."""
     if not pid or started is None:

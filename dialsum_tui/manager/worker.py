@@ -19,7 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
-from dialsum_tui.manager import disk, process
+from dialsum_tui.manager import disk, oom, process
 from dialsum_tui.manager.admission import Blocked, Cancel, Launch, Wait, decide
 from dialsum_tui.manager.disk import DiskUsage
 from dialsum_tui.manager.disk_meter import DiskMeter
@@ -69,6 +69,7 @@ class Worker:
         self.lock = WorkerLock(workspace.lock_path)
         self.active: dict[int, ActiveStage] = {}
         self.seen_pids: dict[int, tuple[int, str]] = {}  # every stage pid this worker launched or adopted
+        self.oom_marks: dict[int, oom.OomMark] = {}  # run id -> its stage cgroup's oom_kill counter at start
         self._stopping = threading.Event()
         self.health = Health(workspace)
         self.meter = DiskMeter(workspace, self.health, self._stopping)
@@ -124,6 +125,7 @@ class Worker:
             if process.is_alive(run.pid, run.pid_start_time):
                 log.info("run %d: re-adopted %s stage pid %d", run.id, stage.stage, run.pid)
                 self.active[run.id] = stage
+                self.oom_marks[run.id] = oom.mark(run.pid)  # from now on: kills before it are not seen
                 self.seen_pids[run.pid] = (run.id, run.nickname)
             else:
                 log.info("run %d: %s stage pid %d is gone; judging from evidence", run.id, stage.stage, run.pid)
@@ -183,7 +185,8 @@ class Worker:
         self.active.pop(stage.run_id, None)
         run = self.store.get(stage.run_id)
         log_tail = read_tail(RunFiles(self.ws.run_dir(run.id)).log)
-        ended = Ended(stage.stage, stage.ident.pid, rc, stage.events, log_tail, stage.stop_reason)
+        ended = Ended(stage.stage, stage.ident.pid, rc, stage.events, log_tail, stage.stop_reason,
+                      self._oom_evidence(stage, rc))
         outcome = judge(run, ended,
                         artifacts_done=lambda: config_artifacts_done(self.ws, lambda: run_config(run), stage.stage,
                                                                      stage.events),
@@ -195,6 +198,13 @@ class Worker:
         self.store.update(run.id, stage=outcome.next_stage, pid=None, pid_start_time=None,
                           exit_code=outcome.exit_code, reason=outcome.reason)
         log.info("run %d: %s done, next %s", run.id, stage.stage, outcome.next_stage)
+
+    def _oom_evidence(self, stage: ActiveStage, rc: int | None) -> str | None:
+        """The OOM killer's trace for a stage that ended by SIGKILL (None for any other end)."""
+        start = self.oom_marks.pop(stage.run_id, None)
+        if rc not in (-signal.SIGKILL, 128 + signal.SIGKILL):
+            return None
+        return oom.evidence(start, stage.ident.pid, since_boot_s=process.seconds_since_boot(stage.ident.start_time))
 
     def _others_held(self, stage: ActiveStage) -> str | None:
         """Who else held GPU memory when the stage ended (tells an OOM caused by a leftover apart)."""
@@ -272,6 +282,7 @@ class Worker:
         self.store.update(run.id, pid=ident.pid, pid_start_time=ident.start_time, stage=stage, reason=None)
         self.guard.note_launch(parse_gpus(run.gpus))
         self.seen_pids[ident.pid] = (run.id, run.nickname)
+        self.oom_marks[run.id] = oom.mark(ident.pid)
         tail = EventTail(RunFiles(self.ws.run_dir(run.id)).events)
         # Skip earlier stages' events: this stage's verdict is what matters now.
         tail.read_new()
