@@ -75,7 +75,7 @@ class DataChecks:
                 self._seen[key] = str(err)
         error = self._seen[key]
         # The engine's message already starts with the file and line; keep it whole.
-        return None if error is None else Problem(name, error.removeprefix(f"{path}: "), FailureKind.DATA)
+        return None if error is None else Problem(str(path), error.removeprefix(f"{path}: "), FailureKind.DATA)
 
 
 def stages_from(stages: tuple[str, ...], stage: str | None) -> tuple[str, ...]:
@@ -99,9 +99,12 @@ def check_model(ws: Workspace, name_or_path: str) -> list[Problem]:
     if local.exists():
         return [Problem(key, f"{local} is a file; point it at a model directory or a hub id such as org/name")]
     explicit_path = name_or_path.startswith(("/", "./", "../", "~")) or name_or_path.count("/") != 1
-    if explicit_path or not _HUB_ID.match(name_or_path) or local.parent.is_dir() and local.parent != ws.root:
+    if explicit_path or not _HUB_ID.match(name_or_path):
         return [Problem(key, f"{name_or_path!r}: no such local model directory ({local}) and not a hub id "
                              "(org/name); fix the path or download the model")]
+    if local.parent.is_dir() and local.parent != ws.root:
+        return [Problem(key, f"{name_or_path!r}: no such local model directory ({local}); {local.parent.name}/ exists "
+                             "in the workspace, so this reads as a local path, not a hub id; fix the path")]
     return []
 
 

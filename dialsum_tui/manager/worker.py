@@ -32,7 +32,7 @@ from dialsum_tui.manager.lock import WorkerLock
 from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.preflight import DataChecks, describe, preflight
-from dialsum_tui.manager.settings import SettingsError, env_settings
+from dialsum_tui.manager.settings import Settings, SettingsError, env_settings
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
 from dialsum_tui.manager.store import IllegalTransition, Store
 from dialsum_tui.manager.verdict import Ended, Outcome, config_artifacts_done, judge, record
@@ -63,7 +63,10 @@ class Worker:
         self.store = Store(workspace.db_path)
         self.poll_s = poll_s
         self.stop_grace = stop_grace
-        self.settings = workspace.settings()
+        try:
+            self.settings = workspace.settings()
+        except WorkspaceError:  # start anyway: the disk meter reports the error and admits nothing until fixed
+            self.settings = Settings()
         self.gpu = gpu_source if gpu_source is not None else open_gpu_source()
         self.guard = GpuGuard(self.gpu, self.settings)
         self.lock = WorkerLock(workspace.lock_path)

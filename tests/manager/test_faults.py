@@ -65,6 +65,11 @@ def test_a_settings_typo_holds_the_queue_says_why_and_fixing_it_recovers_without
     status = cli("worker", "status", expect=1)
     assert f"worker running (pid {pid})" in status.stdout and "quota_gbb" in status.stdout
     assert "health: settings:" in _worker_log(workspace)
+    # A worker (re)started on the broken file starts all the same, and says why it admits nothing.
+    cli("worker", "stop")
+    cli("worker", "start")
+    _, pid = mgr.worker_status()
+    assert "quota_gbb" in cli("worker", "status", expect=1).stdout
     workspace.settings_path.write_text(good + "quota_gb: 10\n", encoding="utf-8")  # fixed
     done = wait_until(lambda: (r := mgr.get(1)).state.is_final and r, what="the run after the fix")
     assert done.state is RunState.SUCCEEDED and mgr.worker_status() == (True, pid)  # the same worker
