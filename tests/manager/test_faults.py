@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -250,3 +251,46 @@ def test_handoff_into_a_missing_directory_is_refused_unless_mkdir(workspace: Wor
     assert not (tmp_path / "nonexistent").exists()
     cli("handoff", "--out", str(target), "--mkdir")
     assert target.read_text(encoding="utf-8").startswith("#")
+
+
+class _BrokenNvml:
+    """A GPU source whose every query fails, as NVML does when the driver is being reloaded."""
+
+    def devices(self):
+        raise RuntimeError("NVML_ERROR_DRIVER_NOT_LOADED")
+
+    def describe(self) -> str:
+        return "NVML (broken)"
+
+
+def test_a_failing_worker_pass_is_reported_and_clears_and_an_unreadable_gpu_holds_the_run(
+        workspace: Workspace, make_config) -> None:
+    from dialsum_tui.manager.gpu import GpuDevice, ScriptedGpuSource
+    from dialsum_tui.manager.health import read_ailments
+    from dialsum_tui.manager.worker import Worker
+
+    one_gpu = ScriptedGpuSource([[GpuDevice(0, "H100", 0, 80 * 2**30, 0, 30)]])
+    mgr = Manager(workspace, Manager.open(workspace).store, one_gpu)
+    run = mgr.add(str(make_config("m")), action="train", gpus="0")
+    worker = Worker(workspace, poll_s=0.05, gpu_source=_BrokenNvml())
+    real_tick, failures = worker.tick, [3]
+
+    def flaky_tick() -> None:  # the first passes fail as a locked store would
+        if failures[0]:
+            failures[0] -= 1
+            raise RuntimeError("database is locked")
+        real_tick()
+
+    worker.tick = flaky_tick  # type: ignore[method-assign]
+    serving = threading.Thread(target=worker.serve, daemon=True)
+    serving.start()
+    try:
+        wait_until(lambda: any(a.part == "loop" and "database is locked" in a.message
+                               for a in read_ailments(workspace, worker.health.pid)), what="the failing pass reported")
+        waiting = wait_until(lambda: (r := mgr.get(run.id)).state is RunState.WAITING and r, what="the held run")
+        assert "GPU cannot be read" in waiting.reason and "NVML_ERROR_DRIVER_NOT_LOADED" in waiting.reason
+        wait_until(lambda: not any(a.part == "loop" for a in read_ailments(workspace, worker.health.pid)),
+                   what="the report to clear once a pass succeeds")
+    finally:
+        worker.request_stop()
+        serving.join(timeout=10)
