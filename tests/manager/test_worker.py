@@ -89,8 +89,12 @@ def test_cancel_sends_sigint_and_records_cancelled(workspace: Workspace, make_co
     run = manager.add(str(make_config("m")))
     worker = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource(), stop_grace=(5, 5))
     running = drive(worker, manager, run.id, lambda r: bool(r.progress))
-    manager.cancel(run.id)
-    done = drive(worker, manager, run.id, final)
+    assert worker.lock.acquire()  # a worker is up (as `serve` would hold it): the cancel is the worker's to carry out
+    try:
+        manager.cancel(run.id)
+        done = drive(worker, manager, run.id, final)
+    finally:
+        worker.lock.release()
     assert done.state is RunState.CANCELLED and done.exit_code == 130
     assert not os.path.exists(f"/proc/{running.pid}") or open(f"/proc/{running.pid}/stat").read().split()[2] == "Z"
 
