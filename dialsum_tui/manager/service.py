@@ -131,7 +131,10 @@ class Manager:
             reason = f"cancelled; its {stage} process {run.pid} was already gone (no worker was running)"
         else:
             grace = tuple(env_settings().stop_grace or ()) + process.DEFAULT_GRACE_S
+            ranks = process.group_leaders_below(run.pid)  # torchrun's ranks lead their own groups
             sent = process.stop_group(process.Identity(run.pid, run.pid_start_time or 0.0), grace=grace[:2])
+            for rank in ranks:  # any rank the launcher did not take down with it
+                process.stop_group(rank, grace=grace[:2])
             names = " → ".join(signal.Signals(s).name for s in sent) or "no signal (it ended meanwhile)"
             reason = f"cancelled during {stage}: no worker was running, so its process {run.pid} was stopped here ({names})"
         try:
