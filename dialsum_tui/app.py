@@ -380,7 +380,10 @@ class DialsumApp(App[int]):
         self.push_screen(HelpScreen(key_table()))
 
     def action_quit_app(self) -> None:
-        self.exit(0, message=quit_message(self.board.unfinished))
+        from dialsum_tui.reopen import reopen_command
+
+        root = self.manager.workspace.root if self.manager is not None else Path(getattr(self._workspace_arg, "root", str(self._workspace_arg)))
+        self.exit(0, message=quit_message(self.board.unfinished, reopen_command(root)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -398,11 +401,15 @@ def key_table() -> list[tuple[str, str]]:
                    ("tab", "move the focus between the queue and the log (arrows then scroll it)")]
 
 
-def quit_message(unfinished: int) -> str:
-    """The line printed after quitting: the worker is detached, so runs keep going."""
+def quit_message(unfinished: int, reopen: str = "dialsum-tui") -> str:
+    """The line printed after quitting: the worker is detached, so runs keep going.
+
+    Args:
+        reopen: the command that reopens the TUI from where the user is (:func:`dialsum_tui.reopen.reopen_command`).
+    """
     if unfinished:
-        return f"dialsum-tui closed; {unfinished} unfinished run(s) keep going in the worker. Reopen with `dialsum-tui`."
-    return "dialsum-tui closed; the worker keeps watching the queue. Reopen with `dialsum-tui`."
+        return f"dialsum-tui closed; {unfinished} unfinished run(s) keep going in the worker. Reopen with `{reopen}`."
+    return f"dialsum-tui closed; the worker keeps watching the queue. Reopen with `{reopen}`."
 
 
 def _write_text(path: Path, text: str) -> None:

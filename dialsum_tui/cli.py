@@ -1,7 +1,9 @@
 """Provides the ``dialsum-tui`` command line: queue, inspect and steer runs through the Manager;
 with no subcommand it opens the TUI.
 
-Exit codes: 0 ok, 1 an operation failed, 2 bad input (the message says what to change).
+Exit codes: 0 ok, 1 an operation failed — or, for ``check`` and ``worker status``, something needs
+attention (the worker is down or failing, the disk is unmeasured or over quota) — 2 bad input (the
+message says what to change).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("handoff", help="write the Markdown hand-off note")
     p.add_argument("--out", help="file to write (atomically); default stdout")
+    p.add_argument("--mkdir", action="store_true", help="create --out's directory if it does not exist")
 
     p = sub.add_parser("worker", help="start, stop or inspect the detached worker")
     p.add_argument("op", choices=["start", "stop", "status"])
@@ -152,7 +155,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
         ws = init_demo_workspace(args.dir)
     else:
-        ws = init_workspace(args.dir)
+        try:
+            ws = init_workspace(args.dir)
+        except OSError as err:  # /proc/foo, a read-only mount, no permission: say so, no traceback
+            raise WorkspaceError(f"{args.dir}: cannot create a workspace there ({err.strerror or err}); "
+                                 "pick a directory you can write to") from None
     if args.share_group or args.private:
         from dialsum_tui.manager.sharing import set_share_group
 
@@ -196,9 +203,10 @@ def cmd_ls(manager: Manager, args: argparse.Namespace) -> int:
 def cmd_cancel(manager: Manager, args: argparse.Namespace) -> int:
     run = manager.cancel(args.id)
     if run.state.is_final:
-        print(f"run {run.id} is {run.state.value}")
+        print(f"run {run.id} is {run.state.value}" + (f": {run.reason}" if run.reason else ""))
     else:
-        print(f"run {run.id}: stop requested; the worker sends SIGINT (then SIGTERM, SIGKILL) to its stage")
+        _running, pid = manager.worker_status()
+        print(f"run {run.id}: stop requested; the worker (pid {pid}) sends SIGINT (then SIGTERM, SIGKILL) to its stage")
     return 0
 
 
@@ -255,14 +263,19 @@ def _check_data(manager: Manager) -> dict[str, Any]:
         devices, error = [], str(err)
     else:
         error = None
-    leftovers = manager.leftovers() if devices else []
+    attention = manager.attention()
+    try:
+        leftovers = manager.leftovers() if devices else []
+    except WorkspaceError:  # settings.yaml is wrong: attention names it; the rest still reports
+        leftovers = []
     usage = manager.disk()
     running, pid = manager.worker_status()
     return {
+        "attention": attention,
         "gpu": {"source": source.describe(), "error": error, "devices": [dataclasses.asdict(d) for d in devices]},
         "leftovers": [{"pid": p.pid, "gpu": p.gpu_index, "used_bytes": p.used_bytes, "run": rid, "nickname": nick}
                       for p, rid, nick in leftovers],
-        "disk": dataclasses.asdict(usage) if usage else None,
+        "disk": {**dataclasses.asdict(usage), "age_s": round(time.time() - usage.measured_at, 1)} if usage else None,
         "worker": {"running": running, "pid": pid},
         "paused": manager.is_paused(),
     }
@@ -272,7 +285,7 @@ def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
     data = _check_data(manager)
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-        return 0
+        return 1 if data["attention"] else 0
     print(f"GPU: {data['gpu']['source']}" + (f" (query failed: {data['gpu']['error']})" if data["gpu"]["error"] else ""))
     for d in data["gpu"]["devices"]:
         print(f"  GPU {d['index']} {d['name']}: {units.format_gib(d['used_bytes'])} of {units.format_gib(d['total_bytes'])}, "
@@ -285,7 +298,9 @@ def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
     w = data["worker"]
     print(f"worker: running (pid {w['pid']})" if w["running"] else "worker: not running (`dialsum-tui worker start`)")
     print(f"queue: {'paused' if data['paused'] else 'running'}")
-    return 0
+    for line in data["attention"]:
+        print(f"needs attention: {line}")
+    return 1 if data["attention"] else 0
 
 
 def cmd_results(manager: Manager, args: argparse.Namespace) -> int:
@@ -313,9 +328,19 @@ def cmd_prune(manager: Manager, args: argparse.Namespace) -> int:
 
 
 def cmd_handoff(manager: Manager, args: argparse.Namespace) -> int:
+    if args.out:
+        out = Path(args.out).expanduser()
+        if not out.parent.is_dir():
+            if not args.mkdir:
+                raise WorkspaceError(f"--out {args.out}: directory {out.parent} does not exist; "
+                                     "create it, pick another path, or add --mkdir")
+            out.parent.mkdir(parents=True, exist_ok=True)
     text = manager.handoff()
     if args.out:
-        atomic_write_text(Path(args.out), text, mode=0o600)
+        try:
+            atomic_write_text(out, text, mode=0o600)
+        except OSError as err:
+            raise WorkspaceError(f"--out {args.out}: cannot write ({err.strerror or err}); pick another path") from None
         print(f"hand-off written to {args.out}")
     else:
         print(text)
@@ -332,7 +357,11 @@ def cmd_worker(manager: Manager, args: argparse.Namespace) -> int:
             print("no worker was running")
     else:
         running, pid = manager.worker_status()
-        print(f"worker running (pid {pid})" if running else "worker not running")
+        print(f"worker running (pid {pid})" if running else "worker not running (`dialsum-tui worker start`)")
+        problems = [line for line in manager.attention() if line.startswith("worker ") and running]
+        for line in problems:
+            print(f"needs attention: {line}")
+        return 0 if running and not problems else 1
     return 0
 
 

@@ -124,9 +124,9 @@ HINTS: dict[FailureKind, str] = {
     FailureKind.INTERRUPTED: "stopped on request: `dialsum-tui retry ID` runs it again",
     FailureKind.KILLED: "killed by SIGKILL (no sign of the OOM killer): someone or something killed it; "
     "`dialsum-tui retry ID` runs it again",
-    # Today the manager assigns host_oom to any SIGKILL with a silent log, so the hint says "most likely".
-    FailureKind.HOST_OOM: "most likely the host's OOM killer (check `dmesg`): lower dataloader workers/batch size "
-    "or the data kept in memory",
+    # Assigned only with evidence (the cgroup's oom_kill counter rose, or the kernel log names the pid).
+    FailureKind.HOST_OOM: "the host's OOM killer ended it (host RAM, not GPU memory): lower dataloader workers/batch "
+    "size or the data kept in memory, or run it when the host is less busy",
     FailureKind.TIMEOUT: "the Slurm time limit ran out: raise slurm.time_limit in .dialsum/settings.yaml and "
     "`dialsum-tui retry ID`",
     FailureKind.UNKNOWN: "no known failure signature: read the message and run.log (`dialsum-tui logs ID`)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from dialsum_tui.manager.workspace import Workspace, init_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_ENGINE = Path(__file__).resolve().parent / "fake_engine.py"
+GOOD_DATA = Path(__file__).resolve().parent / "fixtures" / "data" / "good"
 
 
 def wait_until(cond: Callable[[], object], timeout: float = 30.0, what: str = "", every: float = 0.05) -> object:
@@ -73,6 +75,8 @@ def read_event_lines(path: Path) -> list[dict]:
 def fake_engine_workspace(root: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     """A new workspace whose stages run the fake engine quickly, with fast GPU/disk settings."""
     ws = init_workspace(root)
+    for csv in GOOD_DATA.glob("*.csv"):  # valid competition files: the preflight at add checks them
+        shutil.copyfile(csv, ws.data_dir / csv.name)
     ws.settings_path.write_text("gpu_grace_s: 0\ngpu_samples: 1\ndisk_refresh_s: 1\n", encoding="utf-8")
     monkeypatch.setenv("DIALSUM_ENGINE", shlex.join([sys.executable, str(FAKE_ENGINE)]))
     monkeypatch.setenv("DIALSUM_WORKER_POLL_S", "0.1")

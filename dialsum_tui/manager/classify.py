@@ -46,7 +46,8 @@ def error_lines(log_tail: str, limit: int = 3) -> str:
 
 
 def classify(
-    exit_code: int | None, events: list[dict[str, Any]], log_tail: str, others_held: str | None = None
+    exit_code: int | None, events: list[dict[str, Any]], log_tail: str, others_held: str | None = None,
+    oom_evidence: str | None = None,
 ) -> Failure | None:
     """Classify how a stage process ended.
 
@@ -57,6 +58,8 @@ def classify(
         log_tail: the last lines of ``run.log``.
         others_held: who else held GPU memory when the run started or failed (from the GPU guard),
             e.g. "pid 4711 (run 12, ...) holds 14.2 GiB on GPU 0"; added to an OOM verdict.
+        oom_evidence: why the host's OOM killer is known to have struck (:func:`dialsum_tui.manager.oom.evidence`);
+            a SIGKILL is ``host_oom`` only with it, ``killed`` without.
 
     Returns:
         None for success (exit 0 and a ``finished`` event); otherwise a Failure with an
@@ -67,13 +70,14 @@ def classify(
     failed = [e for e in stage if e.get("event") == Event.FAILED]
     if exit_code == 0 and finished and not failed:
         return None
-    failure = _verdict(exit_code, failed[-1] if failed else None, log_tail, finished)
+    failure = _verdict(exit_code, failed[-1] if failed else None, log_tail, finished, oom_evidence)
     if failure.kind is FailureKind.OOM:
         failure = _with_holder(failure, others_held)
     return failure
 
 
-def _verdict(exit_code: int | None, failed: dict[str, Any] | None, log_tail: str, finished: bool) -> Failure:
+def _verdict(exit_code: int | None, failed: dict[str, Any] | None, log_tail: str, finished: bool,
+             oom_evidence: str | None = None) -> Failure:
     if failed is not None:
         kind = FailureKind.parse(failed.get("kind"))
         message = str(failed.get("message") or "")
@@ -85,7 +89,10 @@ def _verdict(exit_code: int | None, failed: dict[str, Any] | None, log_tail: str
     if known is not None:
         return known
     if sig == signal.SIGKILL:
-        return Failure.of(FailureKind.HOST_OOM, f"killed by SIGKILL (exit {exit_code}) with nothing in the log")
+        if oom_evidence:
+            return Failure.of(FailureKind.HOST_OOM, f"killed by SIGKILL (exit {exit_code}): {oom_evidence}")
+        return Failure.of(FailureKind.KILLED, f"killed by SIGKILL (exit {exit_code}) with nothing in the log and no "
+                                              "sign of the OOM killer (cgroup memory.events, kernel log)")
     lines = error_lines(log_tail) or "(empty log)"
     if exit_code == 0 and not finished:
         return Failure.of(FailureKind.UNKNOWN, f"exited 0 without a 'finished' event; last lines: {lines}")

@@ -304,7 +304,10 @@ def queue_demo_runs(manager: Manager, report: Report = print) -> list[tuple[Run,
             report(f"reusing run {run.id}: {nickname} ({run.state.value})")
             out.append((run, False))
             continue
-        run = manager.add(str(manager.workspace.root / DEMO_CONFIG_DIR / filename), action="pipeline")
+        # The broken-data run is there to show a data failure: `add` would refuse it, so the
+        # worker's admission preflight fails it instead, before its first step.
+        run = manager.add(str(manager.workspace.root / DEMO_CONFIG_DIR / filename), action="pipeline",
+                          check=filename != BROKEN_CONFIG)
         report(f"queued run {run.id}: {nickname} (train → infer → evaluate)")
         out.append((run, True))
     return out

@@ -99,10 +99,16 @@ def measure(workspace: Workspace) -> DiskUsage:
 
     Args:
         workspace: supplies the settings (quota_path, quota_gb, safe_gb, margin_gb, hf_cache_dirs).
+
+    Raises:
+        FileNotFoundError: the quota'd tree is not there (the guard then admits nothing).
     """
     started = time.time()
     settings = workspace.settings()
     root = quota_root(workspace)
+    if not root.is_dir():  # an unmounted volume would otherwise measure 0 bytes and admit everything
+        raise FileNotFoundError(f"quota_path {root} is not a directory (unmounted?); fix quota_path in "
+                                f"{workspace.settings_path}")
     walker = TreeWalker.for_path(root)
     consumers: list[tuple[str, int]] = []
     inside: set[str] = set()

@@ -13,6 +13,7 @@ import pwd
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,11 @@ def start_time(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return None
+
+
+def seconds_since_boot(epoch: float) -> float:
+    """An epoch time as seconds since boot (the kernel log's clock)."""
+    return epoch - psutil.boot_time()
 
 
 def is_alive(pid: int | None, started: float | None) -> bool:
@@ -267,8 +273,9 @@ def spawn_detached(argv: Sequence[str], *, cwd: Path, log_path: Path) -> Identit
     stdout+stderr appended to ``log_path`` (0600). It survives SIGHUP of the launching shell.
     """
     proc, ident = launch(argv, cwd=cwd, log_path=log_path, env=os.environ)
-    # We do not wait for it; Popen's own bookkeeping reaps it if it exits while we live.
-    del proc
+    # Reap it the moment it exits, however it dies (kill -9 included), so it never lingers as a
+    # zombie of a long-lived parent such as the TUI; after we exit, init adopts and reaps it.
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
     return ident
 
 

@@ -22,7 +22,7 @@ from dialsum_tui.manager.store import Store
 from dialsum_tui.manager.workspace import Workspace
 from engine import artifacts
 from engine.config import ConfigError, load_config
-from engine.contract import RunFiles
+from engine.contract import RunFiles, load_snapshot
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.disk import DiskUsage
@@ -55,8 +55,12 @@ class Manager:
     def get(self, run_id: int) -> Run:
         return self.store.get(run_id)
 
-    def add(self, config_path: str, action: str = "pipeline", gpus: str | None = None, after: int | None = None) -> Run:
+    def add(self, config_path: str, action: str = "pipeline", gpus: str | None = None, after: int | None = None,
+            *, check: bool = True) -> Run:
         """Validate a config and queue it; the resolved snapshot goes to ``runs/<id>/config.yaml``.
+
+        ``check=False`` skips the preflight here (the demo's broken-data run): the worker's admission
+        preflight then fails the run before its first step, naming the file and line.
 
         Raises:
             ConfigError: the config is invalid (message names file and key), or an argument is wrong.
@@ -75,6 +79,8 @@ class Manager:
         cfg = load_config(path)
         if after is not None:
             self.store.get(after)
+        if check:
+            self._preflight(str(path), cfg, action_, gpus)
         return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after)
 
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
@@ -87,9 +93,55 @@ class Manager:
         artifacts.atomic_write_text(RunFiles(run_dir).config, config_yaml, mode=sharing.file_mode())
         return run
 
+    def _preflight(self, source: str, cfg: Any, action: Action, gpus: str | None) -> None:
+        """Refuse a run that would fail later for a reason known now (data, model path, GPUs, ...).
+
+        Raises:
+            ConfigError: listing every problem with the key or file to change (the CLI exits 2).
+        """
+        from dialsum_tui.manager.launching import parse_gpus
+        from dialsum_tui.manager.preflight import describe, preflight
+
+        problems = preflight(self.workspace, cfg, action.stages, parse_gpus(gpus), self.gpu_source())
+        if problems:
+            raise ConfigError(f"{source}: not queued; {len(problems)} problem(s) would fail it later:\n"
+                              f"{describe(problems)}")
+
     def cancel(self, run_id: int) -> Run:
-        """Cancel a pending run now, or ask the worker to stop a running one (SIGINT first)."""
-        return self.store.request_cancel(run_id)
+        """Cancel a pending run now, or ask the worker to stop a running one (SIGINT first).
+
+        With no worker running, a running run is stopped here: its stage by pid and start time
+        (SIGINT → SIGTERM → SIGKILL, never a reused pid), then marked cancelled; its ``reason`` says
+        which signals were really sent.
+        """
+        run = self.store.request_cancel(run_id)
+        if run.state is RunState.RUNNING and not self.worker_status()[0]:
+            run = self._cancel_without_worker(run)
+        return run
+
+    def _cancel_without_worker(self, run: Run) -> Run:
+        import signal
+
+        from dialsum_tui.manager.settings import env_settings
+        from dialsum_tui.manager.store import IllegalTransition
+
+        stage = run.stage or "its stage"
+        if run.pid is None:
+            reason = f"cancelled before {stage} started (no worker was running)"
+        elif not process.group_running(process.Identity(run.pid, run.pid_start_time or 0.0)):
+            reason = f"cancelled; its {stage} process {run.pid} was already gone (no worker was running)"
+        else:
+            grace = tuple(env_settings().stop_grace or ()) + process.DEFAULT_GRACE_S
+            ranks = process.group_leaders_below(run.pid)  # torchrun's ranks lead their own groups
+            sent = process.stop_group(process.Identity(run.pid, run.pid_start_time or 0.0), grace=grace[:2])
+            for rank in ranks:  # any rank the launcher did not take down with it
+                process.stop_group(rank, grace=grace[:2])
+            names = " → ".join(signal.Signals(s).name for s in sent) or "no signal (it ended meanwhile)"
+            reason = f"cancelled during {stage}: no worker was running, so its process {run.pid} was stopped here ({names})"
+        try:
+            return self.store.transition(run.id, RunState.CANCELLED, reason=reason, pid=None, pid_start_time=None)
+        except IllegalTransition:
+            return self.store.get(run.id)  # a worker started meanwhile and recorded its end
 
     def retry(self, run_id: int, action: str | None = None) -> Run:
         """Queue a new run with the same config snapshot (e.g. ``action="infer"`` re-infers without retraining)."""
@@ -98,6 +150,7 @@ class Manager:
             action_ = Action(action) if action else old.action
         except ValueError:
             raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
+        self._preflight(f"run {run_id}", load_snapshot(old.config_yaml, f"run {run_id} config snapshot"), action_, old.gpus)
         return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None)
 
     def pause(self) -> None:
@@ -191,10 +244,33 @@ class Manager:
         return handoff_markdown(self.workspace, runs, result_rows(self.workspace, runs), devices, note, self.disk())
 
     def disk(self) -> DiskUsage | None:
-        """The worker's cached measurement; never runs du here (it can take a minute)."""
+        """The worker's cached measurement, judged against today's settings (quota, margin); never
+        runs du here (it can take a minute). Its ``summary()`` says how old it is."""
         from dialsum_tui.manager.disk import read_cached
+        from dialsum_tui.manager.disk_meter import judge_cache
 
-        return read_cached(self.workspace)
+        # Another tree than today's quota_path (or unreadable settings): shown as measured; attention() says why.
+        return judge_cache(self.workspace)[0] or read_cached(self.workspace)
+
+    def attention(self) -> list[str]:
+        """What needs the user now: the worker down, a part of it failing, a disk the guard cannot
+        vouch for, a disk over quota. Empty when all is well (``check`` and ``worker status`` exit 0)."""
+        from dialsum_tui.manager.disk_meter import judge_cache
+        from dialsum_tui.manager.health import read_ailments
+        from engine.units import format_used_of
+
+        running, pid = self.worker_status()
+        out = [] if running else ["worker not running: nothing is admitted or followed (`dialsum-tui worker start`)"]
+        ailments = read_ailments(self.workspace, pid)
+        out += [f"worker {a.part}: {a.message}" for a in ailments]
+        measure_error = next((a.message for a in ailments if a.part == "disk"), None)
+        usage, problem = judge_cache(self.workspace, measure_error)
+        if problem is not None and not any(a.part in ("disk", "settings") for a in ailments):
+            out.append(f"disk guard: {problem}")
+        if usage is not None and usage.full:
+            out.append(f"disk over quota: {format_used_of(usage.used_bytes, usage.limit_bytes)} used on {usage.path}, "
+                       "within the margin; `dialsum-tui prune` or raise quota_gb")
+        return out
 
     def gpu_source(self) -> GpuSource:
         if self._gpu is None:

@@ -60,6 +60,10 @@ class Settings(BaseModel):
         description="A Unix group whose members share this workspace's queue (set by `dialsum-tui init --share-group "
         "NAME`); unset = private to its owner. Never world-accessible either way.",
     )
+    allow_outside_quota: bool = Field(
+        False, description="Accept configs whose paths.checkpoints/submissions lie outside quota_path (the disk guard "
+        "and prune then do not see those files)."
+    )
 
 
 

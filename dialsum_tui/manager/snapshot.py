@@ -54,6 +54,7 @@ class BoardSnapshot:
     disk: DiskUsage | None  # the worker's cached measurement; None until it measured once
     projected_bytes: int = 0  # what the queued and waiting runs are projected to add to the disk
     owners: Mapping[int, tuple[int, str]] = field(default_factory=dict)  # GPU pid → (run id, nickname) of ours
+    attention: tuple[str, ...] = ()  # Manager.attention(): the worker down or failing, the disk in doubt
 
     def run(self, run_id: int | None) -> Run | None:
         """The run with ``run_id``, or None."""
@@ -164,7 +165,7 @@ class SnapshotSource:
         self._runs = runs
         alive, pid = self.manager.worker_status()
         key = (runs, self.manager.is_paused(), pid if alive else None, tuple(self.gpu_source.devices()),
-               self.manager.disk())
+               self.manager.disk(), tuple(self.manager.attention()))
         if key == self._last_board:
             return None
         self._last_board = key
@@ -172,7 +173,7 @@ class SnapshotSource:
         owners = self.manager.owners(list(runs)) if any(d.processes for d in key[3]) else {}
         projected = sum(self.footprint(run) for run in runs if run.state in PENDING)
         return BoardSnapshot(runs=runs, paused=key[1], worker_pid=key[2], gpus=key[3], gpu_note=self.gpu_note,
-                             disk=key[4], projected_bytes=projected, owners=owners)
+                             disk=key[4], projected_bytes=projected, owners=owners, attention=key[5])
 
     def run(self, run_id: int | None) -> RunSnapshot | None:
         """The run ``run_id`` now (all anew when it differs from the last one asked for), or None

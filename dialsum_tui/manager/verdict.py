@@ -45,6 +45,7 @@ class Ended:
     events: list[dict[str, Any]]
     log_tail: str
     stop_reason: str | None = None
+    oom_evidence: str | None = None  # the host OOM killer's trace, when one was found (oom.evidence)
 
 
 def root_failure(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -117,7 +118,7 @@ def judge(run: Run, ended: Ended, artifacts_done: Callable[[], bool],
                 f"{ended.stage} process {ended.pid} vanished while no worker watched it, with no verdict, "
                 "no known error in run.log and no complete output; retry it"))
     else:
-        failure = classify(rc, root_failure(ended.events), ended.log_tail, others_held())
+        failure = classify(rc, root_failure(ended.events), ended.log_tail, others_held(), ended.oom_evidence)
 
     if ended.stop_reason == CANCEL:
         if failure is None and ended.stage == run.stages[-1]:

@@ -19,17 +19,21 @@ import sys
 import threading
 from pathlib import Path
 
-from dialsum_tui.manager import disk, process, sharing
+from dialsum_tui.manager import disk, oom, process, sharing
 from dialsum_tui.manager.admission import Blocked, Cancel, Launch, Wait, decide
+from dialsum_tui.manager.disk import DiskUsage
+from dialsum_tui.manager.disk_meter import DiskMeter
 from dialsum_tui.manager.following import ActiveStage, absorb, run_owners, stage_events
 from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.guards import GpuGuard, check_disk
+from dialsum_tui.manager.health import Health
 from dialsum_tui.manager.launching import LaunchError, parse_gpus, run_config, start_stage
 from dialsum_tui.manager.lock import WorkerLock
 from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.notify import BlockedWatch, notify_blocked, notify_run_ended
-from dialsum_tui.manager.settings import SettingsError, env_settings
+from dialsum_tui.manager.preflight import DataChecks, describe, preflight
+from dialsum_tui.manager.settings import Settings, SettingsError, env_settings
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
 from dialsum_tui.manager.store import IllegalTransition, Store
 from dialsum_tui.manager.verdict import Ended, Outcome, config_artifacts_done, judge, record
@@ -60,14 +64,20 @@ class Worker:
         self.store = Store(workspace.db_path)
         self.poll_s = poll_s
         self.stop_grace = stop_grace
-        self.settings = workspace.settings()
+        try:
+            self.settings = workspace.settings()
+        except WorkspaceError:  # start anyway: the disk meter reports the error and admits nothing until fixed
+            self.settings = Settings()
         self.gpu = gpu_source if gpu_source is not None else open_gpu_source()
         self.guard = GpuGuard(self.gpu, self.settings)
         self.lock = WorkerLock(workspace.lock_path)
         self.active: dict[int, ActiveStage] = {}
         self.seen_pids: dict[int, tuple[int, str]] = {}  # every stage pid this worker launched or adopted
+        self.oom_marks: dict[int, oom.OomMark] = {}  # run id -> its stage cgroup's oom_kill counter at start
         self._stopping = threading.Event()
-        self._disk_thread: threading.Thread | None = None
+        self.health = Health(workspace)
+        self.meter = DiskMeter(workspace, self.health, self._stopping)
+        self.data_checks = DataChecks()  # CSV verdicts by file stamp: a waiting queue re-reads nothing
         self.blocked = BlockedWatch(self.settings.notify.blocked_after_s)  # "held back for long" pings
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -77,28 +87,26 @@ class Worker:
         self._stopping.set()
 
     def serve(self) -> None:
-        """Reconcile, start the disk measurer, then loop until :meth:`request_stop`."""
+        """Reconcile, start the disk measurer, then loop until :meth:`request_stop`.
+
+        Nothing a part raises ends the worker: a failing tick or a dead disk thread is logged,
+        reported in ``.dialsum/health.json`` (``check``, the TUI) and retried on the next pass.
+        """
+        self.health.clear()
         self.reconcile()
-        self._disk_thread = threading.Thread(target=self._measure_disk_loop, name="disk-measure", daemon=True)
-        self._disk_thread.start()
         while not self._stopping.is_set():
+            self.meter.ensure_running()
             try:
                 self.tick()
-            except Exception:  # one bad tick must not end the queue; the log keeps the traceback
+            except Exception as err:  # one bad tick must not end the queue; the log keeps the traceback
                 log.exception("worker tick failed")
+                self.health.fail("loop", f"a worker pass failed: {type(err).__name__}: {err}")
+            else:
+                self.health.ok("loop")
             # While the GPU guard is counting good samples, sample faster: the K confirmations then
             # take ~0.2 s instead of K × poll_s (measured: 1.0 s at 0.5 s polls, docs/benchmarks.md).
             self._stopping.wait(min(self.poll_s, CONFIRM_POLL_S) if self.guard.confirming else self.poll_s)
         log.info("worker stopping; %d stage(s) keep running and will be re-adopted", len(self.active))
-
-    def _measure_disk_loop(self) -> None:
-        # du-like and slow: in its own thread, so admission reads the cache and never waits.
-        while not self._stopping.is_set():
-            try:
-                disk.write_cache(self.ws, disk.measure(self.ws))
-            except Exception:
-                log.exception("disk measurement failed")
-            self._stopping.wait(max(1.0, self.ws.settings().disk_refresh_s))
 
     # --- restart repair -----------------------------------------------------------------------
 
@@ -122,6 +130,7 @@ class Worker:
             if process.is_alive(run.pid, run.pid_start_time):
                 log.info("run %d: re-adopted %s stage pid %d", run.id, stage.stage, run.pid)
                 self.active[run.id] = stage
+                self.oom_marks[run.id] = oom.mark(run.pid)  # from now on: kills before it are not seen
                 self.seen_pids[run.pid] = (run.id, run.nickname)
             else:
                 log.info("run %d: %s stage pid %d is gone; judging from evidence", run.id, stage.stage, run.pid)
@@ -134,11 +143,25 @@ class Worker:
         for stage in list(self.active.values()):
             self._follow(stage)
         handle_cancels(self.store, self.store.list(), self.active, self.stop_grace)
+        usage, disk_problem = self._disk_reading()
         if self.active:
-            watch_disk(self.store, disk.read_cached(self.ws), self.active, self.stop_grace)
-        self._admit()
+            watch_disk(self.store, usage, self.active, self.stop_grace)
+        self._admit(usage, disk_problem)
         for run, waited in self.blocked.due(self.store.list()):
             notify_blocked(self.settings.notify, run, self.ws.root, waited)
+
+    def _disk_reading(self) -> tuple[DiskUsage | None, str | None]:
+        """The disk as admission may trust it now, and why not when it may not (fail safe)."""
+        settings = self.meter.settings()
+        if settings is not None:
+            self.guard.settings = settings  # edits of settings.yaml count without a restart
+            self.settings = settings
+        usage, problem = self.meter.reading()
+        if problem is not None and settings is not None and not self.meter.running:
+            # No disk thread (tick() driven directly, or before serve starts it): measure here.
+            self.meter.measure_once()
+            usage, problem = self.meter.reading()
+        return usage, problem
 
     def _follow(self, stage: ActiveStage) -> None:
         self._absorb(stage)
@@ -170,7 +193,8 @@ class Worker:
         self.active.pop(stage.run_id, None)
         run = self.store.get(stage.run_id)
         log_tail = read_tail(RunFiles(self.ws.run_dir(run.id)).log)
-        ended = Ended(stage.stage, stage.ident.pid, rc, stage.events, log_tail, stage.stop_reason)
+        ended = Ended(stage.stage, stage.ident.pid, rc, stage.events, log_tail, stage.stop_reason,
+                      self._oom_evidence(stage, rc))
         outcome = judge(run, ended,
                         artifacts_done=lambda: config_artifacts_done(self.ws, lambda: run_config(run), stage.stage,
                                                                      stage.events),
@@ -182,6 +206,13 @@ class Worker:
         self.store.update(run.id, stage=outcome.next_stage, pid=None, pid_start_time=None,
                           exit_code=outcome.exit_code, reason=outcome.reason)
         log.info("run %d: %s done, next %s", run.id, stage.stage, outcome.next_stage)
+
+    def _oom_evidence(self, stage: ActiveStage, rc: int | None) -> str | None:
+        """The OOM killer's trace for a stage that ended by SIGKILL (None for any other end)."""
+        start = self.oom_marks.pop(stage.run_id, None)
+        if rc not in (-signal.SIGKILL, 128 + signal.SIGKILL):
+            return None
+        return oom.evidence(start, stage.ident.pid, since_boot_s=process.seconds_since_boot(stage.ident.start_time))
 
     def _others_held(self, stage: ActiveStage) -> str | None:
         """Who else held GPU memory when the stage ended (tells an OOM caused by a leftover apart)."""
@@ -196,9 +227,10 @@ class Worker:
 
     # --- admission ----------------------------------------------------------------------------
 
-    def _admit(self) -> None:
+    def _admit(self, usage: DiskUsage | None, disk_problem: str | None) -> None:
         runs = self.store.list()
-        for decision in decide(runs, self.active.keys(), self.store.paused(), lambda run, stage: self._guards(run, stage, runs)):
+        guards = lambda run, stage: self._guards(run, stage, runs, usage, disk_problem)  # noqa: E731
+        for decision in decide(runs, self.active.keys(), self.store.paused(), guards):
             if isinstance(decision, Wait):
                 self._wait(decision.run, decision.reason)
                 if decision.by_guard:
@@ -224,21 +256,29 @@ class Worker:
         except IllegalTransition:
             pass  # cancelled meanwhile
 
-    def _guards(self, run: Run, stage: str, runs: list[Run]) -> Blocked | None:
+    def _guards(self, run: Run, stage: str, runs: list[Run], usage: DiskUsage | None,
+                disk_problem: str | None) -> Blocked | None:
         """None when the run may start now; otherwise the reason naming the holder or the numbers,
         and what it blocks: the run's devices for a GPU verdict, everything (None) for the shared disk."""
+        if disk_problem is not None:  # fail safe: an unknown disk admits nothing
+            return Blocked(None, disk_problem)
         gpus = parse_gpus(run.gpus)
-        gpu = self.guard.check(gpus, run_owners(runs, self.seen_pids))
+        try:
+            gpu = self.guard.check(gpus, run_owners(runs, self.seen_pids))
+        except Exception as err:  # NVML can fail at any call: hold the run, say why
+            return Blocked(gpus, f"GPU cannot be read ({type(err).__name__}: {err}); waiting for NVML")
         if not gpu.ok:
             return Blocked(gpus, gpu.reason or "GPU not free")
         try:
             projected = disk.projected_footprint(run_config(run), stage, self.ws.root)
         except ConfigError as err:
             return Blocked(None, f"config snapshot invalid: {err}")
-        verdict = check_disk(disk.read_cached(self.ws), projected)
+        verdict = check_disk(usage, projected)
         return None if verdict.ok else Blocked(None, verdict.reason or "disk guard")
 
     def _launch(self, run: Run, stage: str) -> None:
+        if self._refused(run, stage):
+            return
         if run.state is not RunState.RUNNING:
             try:
                 run = self.store.transition(run.id, RunState.RUNNING, stage=stage, reason=None)
@@ -252,6 +292,7 @@ class Worker:
         self.store.update(run.id, pid=ident.pid, pid_start_time=ident.start_time, stage=stage, reason=None)
         self.guard.note_launch(parse_gpus(run.gpus))
         self.seen_pids[ident.pid] = (run.id, run.nickname)
+        self.oom_marks[run.id] = oom.mark(ident.pid)
         tail = EventTail(RunFiles(self.ws.run_dir(run.id)).events)
         # Skip earlier stages' events: this stage's verdict is what matters now.
         tail.read_new()
@@ -265,6 +306,29 @@ class Worker:
         """A run reached its final state: ping the user's notify command (on its own thread)."""
         if run is not None:
             notify_run_ended(self.settings.notify, run, self.ws.root)
+
+    def _refused(self, run: Run, stage: str) -> bool:
+        """Preflight again at admission (files change while a run waits): a problem fails the run
+        before its stage starts, naming what to change; True when it did."""
+        try:
+            cfg = run_config(run)
+        except ConfigError:
+            return False  # start_stage reports an unreadable snapshot
+        stages = run.stages[run.stages.index(stage):] if stage in run.stages else (stage,)
+        try:
+            problems = preflight(self.ws, cfg, stages, parse_gpus(run.gpus), self.gpu, self.data_checks)
+        except WorkspaceError:
+            return True  # settings.yaml broke since the guards ran: the disk guard holds the run next tick
+        if not problems:
+            return False
+        kind = problems[0].kind
+        message = f"preflight before {stage}:\n{describe(problems)}"
+        if run.state is RunState.QUEUED:  # queued → failed is not a transition; waiting → failed is
+            self._wait(run, "preflight found problems")
+            run = self.store.get(run.id)
+        log.info("run %d: refused before %s: %s", run.id, stage, "; ".join(map(str, problems)))
+        self._fail_before_start(run, stage, Failure(kind, message, kind.hint))
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:

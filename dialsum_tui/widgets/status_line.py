@@ -18,6 +18,10 @@ def render_status(board: BoardSnapshot) -> Text:
     worker = f"worker pid {board.worker_pid}" if board.worker_pid else "worker not running"
     text.append(f" · {worker} · ", style="" if board.worker_pid else "bold red")
     text.append(", ".join(f"{n} {state}" for state, n in counts.items()) or "no runs yet (a adds one)")
+    problems = [line for line in board.attention if not line.startswith("worker not running")]  # said above
+    if problems:
+        text.append(f" · ⚠ {problems[0]}" + (f" (+{len(problems) - 1} more: `dialsum-tui check`)" if len(problems) > 1 else ""),
+                    style="bold red")
     return text
 
 

@@ -66,11 +66,19 @@ def test_disk_full_from_log(tmp_path):
     assert classify(code, events, tail).kind == "disk"
 
 
-def test_sigkill_with_silent_log_is_host_oom(tmp_path):
+def test_sigkill_with_silent_log_and_no_oom_evidence_is_killed(tmp_path):
     code, events, tail = _run(tmp_path, "time.sleep(30)", sig=signal.SIGKILL)
     verdict = classify(code, events, tail)
-    assert code == -signal.SIGKILL and verdict.kind == "host_oom" and verdict.hint == FailureKind.HOST_OOM.hint
-    assert classify(128 + signal.SIGKILL, events, "").kind == "host_oom"  # shell-style status
+    assert code == -signal.SIGKILL and verdict.kind == "killed" and verdict.hint == FailureKind.KILLED.hint
+    assert "no sign of the OOM killer" in verdict.message
+    assert classify(128 + signal.SIGKILL, events, "").kind == "killed"  # shell-style status
+
+
+def test_sigkill_with_oom_evidence_is_host_oom(tmp_path):
+    code, events, tail = _run(tmp_path, "time.sleep(30)", sig=signal.SIGKILL)
+    evidence = "the cgroup's oom_kill counter rose from 0 to 1 (/sys/fs/cgroup/x/memory.events)"
+    verdict = classify(code, events, tail, oom_evidence=evidence)
+    assert verdict.kind == "host_oom" and evidence in verdict.message and verdict.hint == FailureKind.HOST_OOM.hint
 
 
 def test_sigint_and_sigterm_are_interrupted(tmp_path):

@@ -75,8 +75,10 @@ def test_pause_cancel_retry(workspace: Workspace, make_config, cli) -> None:
     assert "paused" in mgr.get(1).reason
     cli("cancel", "1")
     assert mgr.get(1).state is RunState.CANCELLED
-    assert "retry of run 1" in cli("retry", "1", "--action", "infer").stdout
-    assert mgr.get(2).action.value == "infer" and mgr.get(2).config_yaml == mgr.get(1).config_yaml
+    refused = cli("retry", "1", "--action", "infer", check=False)  # nothing trained: nothing to infer from
+    assert refused.returncode == 2 and "final_model" in refused.stderr
+    assert "retry of run 1" in cli("retry", "1", "--action", "pipeline").stdout
+    assert mgr.get(2).action.value == "pipeline" and mgr.get(2).config_yaml == mgr.get(1).config_yaml
     cli("resume")
     wait_until(lambda: mgr.get(2).state.is_final)
 

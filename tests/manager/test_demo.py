@@ -18,7 +18,7 @@ from dialsum_tui.manager import demo
 from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace, init_workspace
-from engine.config import load_config
+from engine.config import ConfigError, load_config
 from engine.contract import DATA_FILES
 
 from support import wait_until
@@ -139,7 +139,10 @@ def test_broken_data_run_fails_as_a_data_error_through_the_real_worker(
     ws = _copy_workspace(demo_ws, tmp_path / "ws")
     _fast_settings(ws)
     manager = Manager.open(ws)
-    run = manager.add(str(ws.root / demo.DEMO_CONFIG_DIR / demo.BROKEN_CONFIG))
+    with pytest.raises(ConfigError, match="dev.csv: line"):  # refused at add by the preflight ...
+        manager.add(str(ws.root / demo.DEMO_CONFIG_DIR / demo.BROKEN_CONFIG))
+    # ... and, queued anyway (as the demo does), failed by the worker's preflight before the first step.
+    run = manager.add(str(ws.root / demo.DEMO_CONFIG_DIR / demo.BROKEN_CONFIG), check=False)
     try:
         manager.ensure_worker()
         wait_until(lambda: manager.get(run.id).state.is_final, 120, "the broken-data run to end")

@@ -10,6 +10,7 @@ import argparse
 
 import pytest
 
+from dialsum_tui.manager.gpu import GpuDevice, ScriptedGpuSource
 from dialsum_tui.manager.launching import run_config, stage_command
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace
@@ -45,7 +46,9 @@ def test_every_stage_argument_the_worker_passes_is_accepted_by_the_real_and_the_
         stage: Stage, workspace: Workspace, make_config, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DIALSUM_ENGINE")  # the real command line, as a run on the server gets it
     # Two GPUs: the train stage runs under `accelerate launch` with 2 ranks; infer/evaluate stay single.
-    run = Manager.open(workspace).add(str(make_config("args")), action="pipeline", gpus="0,1")
+    two_gpus = ScriptedGpuSource([[GpuDevice(i, "H100", 0, 80 * 2**30, 0, 30) for i in (0, 1)]])
+    run = Manager(workspace, Manager.open(workspace).store, two_gpus).add(str(make_config("args")), action="pipeline",
+                                                                          gpus="0,1")
     argv, _env = stage_command(workspace, run, stage, run_config(run))
     args = engine_args(argv, stage)
 

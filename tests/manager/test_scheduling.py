@@ -55,7 +55,8 @@ def by_id(runs: list[Run]) -> dict[int, Run]:
 
 @pytest.fixture
 def manager(workspace: Workspace) -> Manager:
-    return Manager.open(workspace)
+    # `add` checks --gpu against the host's devices: this one has GPU 0 and 1 (its own script).
+    return Manager(workspace, Manager.open(workspace).store, ScriptedGpuSource([[device(0), device(1)]]))
 
 
 def test_two_single_gpu_runs_share_the_host_side_by_side(workspace: Workspace, make_config, manager: Manager,
@@ -160,8 +161,12 @@ def test_cancel_stops_every_rank_and_ranks_count_as_the_runs(workspace: Workspac
     assert panel.count(f"run {run.id} ranks") == 2 and "not ours" not in panel
 
     leader = manager.get(run.id)
-    manager.cancel(run.id)
-    done = by_id(tick_until(worker, manager, lambda rs: rs[0].state.is_final, timeout=60))[run.id]
+    assert worker.lock.acquire()  # the worker is up: the cancel (and the ranks' stop) is its to carry out
+    try:
+        manager.cancel(run.id)
+        done = by_id(tick_until(worker, manager, lambda rs: rs[0].state.is_final, timeout=60))[run.id]
+    finally:
+        worker.lock.release()
     assert done.state is RunState.CANCELLED
     assert not process.is_alive(leader.pid, leader.pid_start_time)
     for pid in ranks.values():

@@ -75,11 +75,12 @@ def test_infer_failure_after_training_is_classified(workspace: Workspace, make_c
     assert artifacts.is_complete_model(artifacts.final_model_dir(workspace.checkpoints_dir, "Llama-3.2-Korean-3B-bf16"))
 
 
-def test_killed_without_a_word_is_host_oom(workspace: Workspace, make_config, manager: Manager, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_FAIL", "train:hostoom")
+def test_killed_without_a_word_or_oom_evidence_is_killed(workspace: Workspace, make_config, manager: Manager,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_FAIL", "train:hostoom")  # the stage SIGKILLs itself: no event, no log line
     run = manager.add(str(make_config("m")), action="train")
     done = drive(Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource()), manager, run.id, final)
-    assert done.state is RunState.FAILED and done.failure_kind == "host_oom" and done.exit_code == -9
+    assert done.state is RunState.FAILED and done.failure_kind == "killed" and done.exit_code == -9
 
 
 def test_cancel_sends_sigint_and_records_cancelled(workspace: Workspace, make_config, manager: Manager,
@@ -88,8 +89,12 @@ def test_cancel_sends_sigint_and_records_cancelled(workspace: Workspace, make_co
     run = manager.add(str(make_config("m")))
     worker = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource(), stop_grace=(5, 5))
     running = drive(worker, manager, run.id, lambda r: bool(r.progress))
-    manager.cancel(run.id)
-    done = drive(worker, manager, run.id, final)
+    assert worker.lock.acquire()  # a worker is up (as `serve` would hold it): the cancel is the worker's to carry out
+    try:
+        manager.cancel(run.id)
+        done = drive(worker, manager, run.id, final)
+    finally:
+        worker.lock.release()
     assert done.state is RunState.CANCELLED and done.exit_code == 130
     assert not os.path.exists(f"/proc/{running.pid}") or open(f"/proc/{running.pid}/stat").read().split()[2] == "Z"
 
@@ -100,6 +105,7 @@ def test_gpu_guard_waits_for_a_holder_then_admits(workspace: Workspace, make_con
     idle = GpuDevice(0, "Scripted H100", 480 * MIB, 81559 * MIB, 0, 30)
     source = ScriptedGpuSource([[idle], [busy], [busy], [busy], [idle]])
     source.devices()  # the idle baseline, as NVML saw it before the holder arrived
+    manager._gpu = ScriptedGpuSource([[idle]])  # what `add` sees: GPU 0 exists (its preflight)
     run = manager.add(str(make_config("m")), action="train", gpus="0")
     worker = Worker(workspace, poll_s=0.05, gpu_source=source)
     waiting = drive(worker, manager, run.id, lambda r: r.state is RunState.WAITING)
@@ -166,6 +172,9 @@ def test_restart_finishes_a_stage_that_ended_while_no_worker_watched(workspace: 
     with artifacts.EventWriter(workspace.run_dir(run.id) / artifacts.EVENTS_FILE, command="train") as ev:
         ev.emit("started", pid=dead)
         ev.emit("finished", seconds=1.0)
+    model = artifacts.final_model_dir(workspace.checkpoints_dir, "m")  # what the finished train left
+    model.mkdir(parents=True)
+    artifacts.write_final_model_meta(model, {})
     worker = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource())
     worker.reconcile()
     moved_on = manager.get(run.id)

@@ -15,6 +15,7 @@ from dialsum_tui.screens.results import ResultsScreen
 from dialsum_tui.widgets.gpu_panel import GpuPanel
 from dialsum_tui.widgets.log_view import LogView
 from dialsum_tui.widgets.queue_table import QueueTable
+from engine import artifacts
 
 from tui_support import scripted_gpu, wait_for, write_config
 
@@ -105,6 +106,10 @@ async def test_live_run_cancel_retrain_and_reinfer_by_keyboard(workspace, manage
         monkeypatch.setenv("FAKE_STEPS", "2")
         await pilot.press("t")
         await wait_for(pilot, lambda: len(manager.runs()) == 2, what="the retrain run")
+        # Re-infer needs a complete final_model (the preflight refuses it otherwise): one trained earlier.
+        model = artifacts.final_model_dir(workspace.checkpoints_dir, "koBART-summarization")
+        model.mkdir(parents=True, exist_ok=True)
+        artifacts.write_final_model_meta(model, {})
         await pilot.press("i")
         await wait_for(pilot, lambda: len(manager.runs()) == 3, what="the re-infer run")
         actions = [r.action for r in manager.runs()]

@@ -5,6 +5,7 @@ and scrolls). Everything shown is fixed: run ids, users, progress, log, events, 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from textual.pilot import Pilot
@@ -56,8 +57,9 @@ def _dashboard(workspace, manager):
     events = [{"event": "train_log", "step": s * 10, "loss": round(3 / (s ** 0.5), 3)} for s in range(1, 40)]
     events.append({"event": "eval", "epoch": 1.0, "rouge1": 0.41, "rouge2": 0.22, "rougeL": 0.39, "final": 34.0})
     (workspace.run_dir(ids[0]) / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    write_cache(workspace, DiskUsage(path="/", used_bytes=98 * GB, limit_bytes=150 * GB, safe_bytes=110 * GB,
-                                     margin_bytes=5 * GB, measured_at=0.0, seconds=1.0,
+    # A fresh measurement of the quota'd tree: a stale or foreign one puts a warning on the status line.
+    write_cache(workspace, DiskUsage(path=str(workspace.root), used_bytes=98 * GB, limit_bytes=150 * GB,
+                                     safe_bytes=110 * GB, margin_bytes=5 * GB, measured_at=time.time(), seconds=1.0,
                                      consumers=[("HF hub cache", 20 * GB), ("checkpoints/Qwen3-4B-Instruct", 9_600_000_000),
                                                 ("runs", 12_000_000)]))
     return make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
