@@ -72,11 +72,16 @@ def read_event_lines(path: Path) -> list[dict]:
     return events
 
 
+def with_good_data(ws: Workspace) -> Workspace:
+    """Put valid competition files in the workspace's data/: the preflight at ``add`` checks them."""
+    for csv in GOOD_DATA.glob("*.csv"):
+        shutil.copyfile(csv, ws.data_dir / csv.name)
+    return ws
+
+
 def fake_engine_workspace(root: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     """A new workspace whose stages run the fake engine quickly, with fast GPU/disk settings."""
-    ws = init_workspace(root)
-    for csv in GOOD_DATA.glob("*.csv"):  # valid competition files: the preflight at add checks them
-        shutil.copyfile(csv, ws.data_dir / csv.name)
+    ws = with_good_data(init_workspace(root))
     ws.settings_path.write_text("gpu_grace_s: 0\ngpu_samples: 1\ndisk_refresh_s: 1\n", encoding="utf-8")
     monkeypatch.setenv("DIALSUM_ENGINE", shlex.join([sys.executable, str(FAKE_ENGINE)]))
     monkeypatch.setenv("DIALSUM_WORKER_POLL_S", "0.1")

@@ -36,10 +36,26 @@ def enter(workspace: Workspace) -> int | None:
         WorkspaceError: the group does not exist or the user is not in it (the message says what to do).
     """
     global _shared_gid
-    name = workspace.settings().share_group
-    _shared_gid = group_id(name, workspace.settings_path) if name else None
+    try:
+        name = workspace.settings().share_group
+    except WorkspaceError:
+        # settings.yaml is broken (a typo): every command must still work (`worker stop`, `check`
+        # saying what is wrong), so the state directory's own mode says whether it is shared.
+        _shared_gid = _gid_of_shared_dir(workspace.state_dir)
+    else:
+        _shared_gid = group_id(name, workspace.settings_path) if name else None
     os.umask(SHARED_UMASK if _shared_gid is not None else PRIVATE_UMASK)
     return _shared_gid
+
+
+def _gid_of_shared_dir(path: Path) -> int | None:
+    """The group of a state directory made shared (setgid, group rwx), None when it is private."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    shared = st.st_mode & stat.S_ISGID and st.st_mode & stat.S_IRWXG == stat.S_IRWXG
+    return st.st_gid if shared else None
 
 
 def file_mode() -> int:

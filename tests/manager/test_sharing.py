@@ -15,9 +15,10 @@ import pytest
 
 from dialsum_tui.manager import sharing
 from dialsum_tui.manager.service import Manager
+from dialsum_tui.manager.sharing import set_share_group
 from dialsum_tui.manager.workspace import WorkspaceError, init_workspace
 
-from support import write_config
+from support import with_good_data, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def _tree(root: Path) -> list[Path]:
 
 
 def test_a_new_workspace_is_private(tmp_path: Path) -> None:
-    ws = init_workspace(tmp_path / "ws")
+    ws = with_good_data(init_workspace(tmp_path / "ws"))
     manager = Manager.open(ws)
     run = manager.add(str(write_config(ws, "한국어-요약")))
     assert _mode(ws.state_dir) == 0o700 and _mode(ws.db_path) == 0o600
@@ -50,7 +51,7 @@ def test_a_new_workspace_is_private(tmp_path: Path) -> None:
 
 def test_share_group_makes_state_group_writable_and_nothing_world_accessible(tmp_path: Path) -> None:
     group = grp.getgrgid(os.getgid()).gr_name
-    ws = init_workspace(tmp_path / "ws")
+    ws = with_good_data(init_workspace(tmp_path / "ws"))
     (ws.configs_dir / "old.yaml").write_text("x: 1\n")
     os.chmod(ws.configs_dir / "old.yaml", 0o644)  # made before sharing, world-readable: fixed below
     said = sharing.set_share_group(ws, group)
@@ -78,7 +79,7 @@ def test_share_group_makes_state_group_writable_and_nothing_world_accessible(tmp
 
 
 def test_an_unknown_group_says_how_to_find_one(tmp_path: Path) -> None:
-    ws = init_workspace(tmp_path / "ws")
+    ws = with_good_data(init_workspace(tmp_path / "ws"))
     with pytest.raises(WorkspaceError, match="no Unix group here; `getent group` lists them"):
         sharing.set_share_group(ws, "no-such-group-dialsum")
     assert not ws.settings_path.exists() or "share_group" not in ws.settings_path.read_text()
@@ -91,3 +92,14 @@ def test_init_share_group_from_the_cli(tmp_path: Path) -> None:
                           capture_output=True, text=True, env=env, check=True)
     assert f"shared with group {group}" in done.stdout
     assert _mode(tmp_path / "ws" / ".dialsum" / "state.db") == 0o660
+
+
+def test_a_broken_settings_file_does_not_stop_commands_and_keeps_a_shared_dir_shared(tmp_path: Path) -> None:
+    ws = with_good_data(init_workspace(tmp_path / "ws"))
+    group = grp.getgrgid(os.getgid()).gr_name
+    set_share_group(ws, group)
+    ws.settings_path.write_text(ws.settings_path.read_text(encoding="utf-8") + "quota_gbb: 10\n", encoding="utf-8")
+    # The typo is reported by the commands that read settings; opening the workspace still works,
+    # and the state directory's setgid mode keeps new files group-writable meanwhile.
+    assert sharing.enter(ws) == os.getgid()
+    assert sharing.file_mode() == 0o660
