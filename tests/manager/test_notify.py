@@ -189,6 +189,7 @@ def test_the_worker_pings_when_a_run_finishes_and_when_a_guard_holds_one_back(wo
     idle = GpuDevice(0, "Scripted H100", 480 * MIB, 81559 * MIB, 0, 30)
     source = ScriptedGpuSource([[idle], [busy], [busy], [busy], [idle]])
     source.devices()  # the idle baseline
+    manager._gpu = ScriptedGpuSource([[idle]])  # what `add` sees: GPU 0 exists (its preflight)
     run = manager.add(str(make_config("코바트")), action="train", gpus="0")
     worker = Worker(workspace, poll_s=0.05, gpu_source=source)
 
