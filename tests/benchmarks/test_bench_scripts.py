@@ -52,7 +52,7 @@ def test_product_capture_renders_the_gpu_panel_headless(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(BENCH / "product_multi_gpu.py"), "--capture", str(ws), "--svg", str(svg),
                            "--expect", "not ours", "--timeout", "20"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "GPU0" in proc.stdout and "GPU1" in proc.stdout and "not ours alice" in proc.stdout
+    assert "GPU0" in proc.stdout and "GPU1" in proc.stdout and "alice (not ours)" in proc.stdout
     assert svg.read_text().lstrip().startswith("<svg")
 
 
@@ -63,7 +63,7 @@ def test_product_reads_stage_launches_from_the_worker_log(workspace) -> None:
     from dialsum_tui.manager.service import Manager
 
     config = workspace.root / "configs" / "tiny.yaml"
-    config.write_text("model: {name_or_path: tiny, nickname: tiny, kind: seq2seq}\n", encoding="utf-8")
+    config.write_text("model: {name_or_path: org/tiny, nickname: tiny, kind: seq2seq}\n", encoding="utf-8")
     manager = Manager.open(workspace)
     run = manager.add(str(config), action="train")
     before = time.time() - 1

@@ -114,6 +114,7 @@ async def test_footer_shows_the_keys_chosen_for_the_width(workspace, manager, si
 async def test_add_dialog_takes_gpu_and_after_and_says_what_is_wrong(workspace, manager) -> None:
     manager.pause()
     first = manager.add(str(write_config(workspace, "한국어-요약-koBART")))
+    manager._gpu = scripted_gpu()  # what add's preflight sees: GPU 0 exists
     app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("a")
@@ -125,9 +126,9 @@ async def test_add_dialog_takes_gpu_and_after_and_says_what_is_wrong(workspace, 
         error = app.screen.query_one("#dialog-error", Static)
         await wait_for(pilot, lambda: error.has_class("-shown"), what="the error under the fields")
         assert "type device indices such as 0 or 0,1" in str(error.render())
-        app.screen.query_one("#gpus", Input).value = "1"
+        app.screen.query_one("#gpus", Input).value = "0"
         app.screen.query_one(OptionList).focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: len(manager.runs()) == 2, what="the second run")
         run = manager.runs()[-1]
-        assert (run.gpus, run.after, run.user) == ("1", first.id, current_user())
+        assert (run.gpus, run.after, run.user) == ("0", first.id, current_user())
