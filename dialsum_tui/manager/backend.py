@@ -22,7 +22,9 @@ The protocol (docs/ARCHITECTURE.md, "On a Slurm cluster"):
     it is, never judged gone.
 ``stop(handle, grace_s) -> Stopper``
     A non-blocking stop: the worker calls ``advance()`` each tick until it returns True. SIGINT
-    first (the engine saves and writes its verdict), harder after the grace.
+    first (the engine saves and writes its verdict), harder after the grace: ``grace_s`` is
+    (seconds after SIGINT, seconds after SIGTERM); Slurm uses the first, then ``scancel`` (whose
+    SIGTERM → SIGKILL is the cluster's KillWait).
 ``adopt(handle) -> Pending | Running | Exited | Gone``
     After a worker restart: the same answer as :meth:`poll`, from a backend object that did not
     launch the stage.
@@ -122,7 +124,7 @@ class Backend(Protocol):
 
     def poll(self, handle: Handle) -> Poll: ...
 
-    def stop(self, handle: Handle, grace_s: float) -> Stopper: ...
+    def stop(self, handle: Handle, grace_s: tuple[float, float]) -> Stopper: ...
 
     def adopt(self, handle: Handle) -> Poll: ...
 

@@ -93,6 +93,9 @@ class Run:
     progress: dict[str, Any] = field(default_factory=dict)  # step, total, epoch, eta_s, tokens_per_s
     metrics: dict[str, Any] = field(default_factory=dict)  # last eval: rouge1/2/L, final, tokenizer...
     cancel_requested: bool = False
+    backend: str = "local"  # who runs its stages: "local" (pid + start time above) or "slurm" (job_id)
+    job_id: str | None = None  # the current or last stage's Slurm job id
+    allocation: str | None = None  # what Slurm gave that job ("node: cpu=8,gres/gpu=2"), for the GPU panel
 
     @property
     def stages(self) -> tuple[Stage, ...]:

@@ -67,6 +67,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    (  # 2: who runs the stage (issue 18): the backend, Slurm's job id, what Slurm allocated to it
+        "ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT 'local'",
+        "ALTER TABLE runs ADD COLUMN job_id TEXT",
+        "ALTER TABLE runs ADD COLUMN allocation TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
