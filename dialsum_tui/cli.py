@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("add", help="queue a config (validated now) and start the worker")
     p.add_argument("config")
     p.add_argument("--action", choices=ACTIONS, default="pipeline", help="pipeline = train → infer → evaluate")
-    p.add_argument("--gpu", help="device indices for CUDA_VISIBLE_DEVICES, e.g. 0 or 0,1")
+    p.add_argument("--gpu", help="device indices for CUDA_VISIBLE_DEVICES, e.g. 0 or 0,1 (backend: slurm: a count, e.g. 2)")
     p.add_argument("--after", type=int, metavar="ID", help="start only after run ID succeeded")
 
     p = sub.add_parser("ls", help="list runs")

@@ -44,7 +44,7 @@ def gpu_count(gpus: str | None, stage: str, default: int) -> int:
 def poll_note(result: Poll) -> str | None:
     """The run's reason while its stage is pending or running on Slurm (None: nothing to say)."""
     if isinstance(result, Pending):
-        return f"{NOTE_PREFIX}{result.reason} (pending in the cluster's queue)"
+        return f"{NOTE_PREFIX}{result.reason}"  # why the job waits in Slurm's queue: Priority, Resources…
     if isinstance(result, Running) and result.detail:
         return result.detail
     return None

@@ -37,7 +37,7 @@ PENDING = (RunState.QUEUED, RunState.WAITING)
 def slurm_note(runs: Sequence[Run]) -> str:
     """The GPU panel on Slurm: what the cluster allocated to each running job (NVML cannot see the
     nodes), e.g. ``run 3 · job 1234 · gpu-07: cpu=8,mem=64G,gres/gpu=2``."""
-    lines = [f"run {r.id} · job {r.job_id or '-'} · " + (r.allocation or f"pending: {r.reason or 'queued'}")
+    lines = [f"run {r.id} · job {r.job_id or '-'} · " + (r.allocation or r.reason or "submitted")
              for r in runs if r.state is RunState.RUNNING and r.backend == "slurm" and r.job_id]
     return "Slurm allocates the GPUs" + ("".join(f"\n{line}" for line in lines) if lines else ": no job running")
 

@@ -117,7 +117,7 @@ def test_a_job_slurm_lost_says_so() -> None:
 
 
 def test_pending_and_running_notes() -> None:
-    assert poll_note(Pending("Priority")) == "Slurm: Priority (pending in the cluster's queue)"
+    assert poll_note(Pending("Priority")) == "Slurm: Priority"
     assert poll_note(Running("Slurm: COMPLETING")) == "Slurm: COMPLETING" and poll_note(Running()) is None
 
 
@@ -129,7 +129,7 @@ def _slurm_workspace_with_a_job(workspace: Workspace) -> tuple[Manager, int]:
     manager = Manager.open(workspace)
     run = manager.add(str(write_config(workspace, "슬럼")), action="train")
     manager.store.transition(run.id, RunState.RUNNING, stage="train")
-    manager.store.update(run.id, backend="slurm", job_id="4242", reason="Slurm: Priority (pending in the cluster's queue)")
+    manager.store.update(run.id, backend="slurm", job_id="4242", reason="Slurm: Priority")
     return manager, run.id
 
 
@@ -141,7 +141,7 @@ def test_the_gpu_panel_shows_slurms_allocation_instead_of_this_hosts_devices(wor
     manager.store.update(run_id, allocation="gpu-07: cpu=8,mem=64G,node=1,gres/gpu=2", reason=None)
     running = source.board()
 
-    assert pending.gpus == () and "run 1 · job 4242 · pending: Slurm: Priority" in pending.gpu_note
+    assert pending.gpus == () and "run 1 · job 4242 · Slurm: Priority" in pending.gpu_note
     assert running.gpu_note == "Slurm allocates the GPUs\nrun 1 · job 4242 · gpu-07: cpu=8,mem=64G,node=1,gres/gpu=2"
 
 
