@@ -192,7 +192,7 @@ class Worker:
     def _record_allocation(self, stage: ActiveStage) -> None:
         """What Slurm gave a job that started (the GPU panel's line, where NVML cannot look)."""
         try:
-            stage.allocation = self.backends[SLURM].allocation(stage.handle)  # type: ignore[attr-defined]
+            stage.allocation = stage.backend.allocation(stage.handle)
         except BackendUnavailable:
             return  # asked again next tick
         if stage.allocation is not None:
