@@ -22,6 +22,7 @@ from rich.cells import cell_len
 
 from dialsum_tui import cli_insights
 from dialsum_tui import serve as serve_mod
+from dialsum_tui.manager import slurm
 from dialsum_tui.manager.models import Action, Run
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.store import IllegalTransition, RunNotFound
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("add", help="queue a config (validated now) and start the worker")
     p.add_argument("config")
     p.add_argument("--action", choices=ACTIONS, default="pipeline", help="pipeline = train → infer → evaluate")
-    p.add_argument("--gpu", help="device indices for CUDA_VISIBLE_DEVICES, e.g. 0 or 0,1")
+    p.add_argument("--gpu", help="device indices for CUDA_VISIBLE_DEVICES, e.g. 0 or 0,1 (backend: slurm: a count, e.g. 2)")
     p.add_argument("--after", type=int, metavar="ID", help="start only after run ID succeeded")
 
     p = sub.add_parser("ls", help="list runs")
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run is final")
 
-    p = sub.add_parser("check", help="GPU, leftover processes, disk, worker and queue state")
+    p = sub.add_parser("check", help="backend (Slurm: do sbatch/squeue/sacct answer), GPU, leftovers, disk, worker, queue")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("results", help="one row per model: ROUGE and 상태")
@@ -127,12 +128,13 @@ def _progress_text(run: Run) -> str:
 
 
 def _ls_table(runs: list[Run]) -> str:
-    header = ("ID", "NICKNAME", "ACTION", "STAGE", "STATE", "GPU", "PROGRESS", "NOTE")
+    header = ("ID", "NICKNAME", "ACTION", "STAGE", "STATE", "GPU", "BACKEND", "PROGRESS", "NOTE")
     rows = [header]
     for r in runs:
         state = r.state.value + (f"({r.failure_kind})" if r.failure_kind else "")
         note = r.reason or (r.failure_message or "")
-        rows.append((str(r.id), r.nickname, r.action.value, r.stage or "-", state, r.gpus or "-",
+        backend = f"{r.backend} {r.job_id}" if r.job_id else r.backend  # "slurm 1234": the job to scontrol
+        rows.append((str(r.id), r.nickname, r.action.value, r.stage or "-", state, r.gpus or "-", backend,
                      _progress_text(r), note[:80]))
     # Pad by terminal cells, not characters: a Hangul syllable takes two cells, so `ljust` misaligned
     # every column after a Korean nickname.
@@ -278,14 +280,31 @@ def _check_data(manager: Manager) -> dict[str, Any]:
         "disk": {**dataclasses.asdict(usage), "age_s": round(time.time() - usage.measured_at, 1)} if usage else None,
         "worker": {"running": running, "pid": pid},
         "paused": manager.is_paused(),
+        "backend": _backend_check(manager),
     }
+
+
+def _backend_check(manager: Manager) -> dict[str, Any]:
+    """Who runs the stages; on Slurm, whether sbatch/squeue/sacct answer and accept the settings."""
+    try:
+        settings = manager.workspace.settings()
+    except WorkspaceError as err:  # attention already names the broken key; the backend is unknown meanwhile
+        return {"name": "unknown", "ok": False, "detail": f"settings.yaml is invalid: {err}"}
+    if settings.backend != "slurm":
+        return {"name": settings.backend, "ok": True, "detail": "stages run as processes on this host"}
+    ok, detail = slurm.available(settings.slurm)
+    return {"name": settings.backend, "ok": ok, "detail": detail}
 
 
 def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
     data = _check_data(manager)
+    backend = data["backend"]
+    failed = 0 if backend["ok"] else 1  # a Slurm workspace whose cluster does not answer cannot run anything
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-        return 1 if data["attention"] else 0
+        return 1 if data["attention"] or failed else 0
+    print(f"backend: {backend['name']}" + ("" if backend["ok"] else " — NOT usable, fix this first:"))
+    print("\n".join(f"  {line}" for line in backend["detail"].splitlines()))
     print(f"GPU: {data['gpu']['source']}" + (f" (query failed: {data['gpu']['error']})" if data["gpu"]["error"] else ""))
     for d in data["gpu"]["devices"]:
         print(f"  GPU {d['index']} {d['name']}: {units.format_gib(d['used_bytes'])} of {units.format_gib(d['total_bytes'])}, "
@@ -300,7 +319,7 @@ def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
     print(f"queue: {'paused' if data['paused'] else 'running'}")
     for line in data["attention"]:
         print(f"needs attention: {line}")
-    return 1 if data["attention"] else 0
+    return 1 if data["attention"] or failed else 0
 
 
 def cmd_results(manager: Manager, args: argparse.Namespace) -> int:

@@ -80,7 +80,8 @@ def dependency(run: Run, by_id: dict[int, Run]) -> Decision | None:
     return Wait(run, f"after run {dep.id} ({dep.nickname}, {dep.state.value})")
 
 
-def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Guards) -> list[Decision]:
+def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Guards,
+           devices: bool = True) -> list[Decision]:
     """The admission decisions of one tick, in queue order; at most one :class:`Launch`, last.
 
     Runs between stages go first (they already hold their place), then queued and waiting runs.
@@ -93,6 +94,8 @@ def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Gu
         following: ids of runs whose stage process the worker follows now.
         paused: the queue's pause flag.
         guards: the GPU and disk guards' reading for a run's next stage.
+        devices: whether runs compete for this host's devices; False on Slurm, where the cluster
+            places each job and ``gpus`` is a count, so only the pause, dependencies and guards hold runs.
     """
     by_id = {r.id: r for r in runs}
     between = [r for r in runs if r.state is RunState.RUNNING and r.pid is None and r.id not in following]
@@ -108,11 +111,11 @@ def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Gu
         if paused:
             decisions.append(Wait(run, PAUSED_REASON))
             continue
-        if busy_devices(runs, run):
+        if devices and busy_devices(runs, run):
             decisions.append(Wait(run, SAME_DEVICE_REASON))
             continue
-        mine = parse_gpus(run.gpus)
-        ahead = next((run_id for run_id, devices in blocked if overlap(mine, devices)), None)
+        mine = parse_gpus(run.gpus) if devices else None
+        ahead = next((run_id for run_id, held in blocked if overlap(mine, held)), None) if devices else None
         if ahead is not None:
             # In order: a later run must not take a device an earlier blocked run waits for.
             decisions.append(Wait(run, f"queued behind run {ahead} for the same device(s)"))

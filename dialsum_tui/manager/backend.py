@@ -22,14 +22,19 @@ The protocol (docs/ARCHITECTURE.md, "On a Slurm cluster"):
     it is, never judged gone.
 ``stop(handle, grace_s) -> Stopper``
     A non-blocking stop: the worker calls ``advance()`` each tick until it returns True. SIGINT
-    first (the engine saves and writes its verdict), harder after the grace.
+    first (the engine saves and writes its verdict), harder after the grace: ``grace_s`` is
+    (seconds after SIGINT, seconds after SIGTERM); Slurm uses the first, then ``scancel`` (whose
+    SIGTERM → SIGKILL is the cluster's KillWait).
 ``adopt(handle) -> Pending | Running | Exited | Gone``
     After a worker restart: the same answer as :meth:`poll`, from a backend object that did not
     launch the stage.
 
-The Slurm backend adds two things the local one has no use for: ``launch(…, dependency=handle)``
-queues a stage behind the previous one (``--dependency=afterok``), and ``allocation(handle)`` says
-which node and resources Slurm gave the job (the GPU panel's line where NVML cannot look).
+``allocation(handle) -> str | None``
+    Which node and resources the job was given (the GPU panel's line where NVML cannot look);
+    None locally, where the panel shows this host's devices.
+
+The Slurm backend adds ``launch(…, dependency=handle)``, which queues a stage behind the previous
+one (``--dependency=afterok``); the worker does not use it (docs/ARCHITECTURE.md says why).
 
 :func:`run_state` maps a poll result onto the run's state, and :func:`verdict` merges the backend's
 reason with the worker's classification (events and log tail first, as for a local stage).
@@ -122,9 +127,11 @@ class Backend(Protocol):
 
     def poll(self, handle: Handle) -> Poll: ...
 
-    def stop(self, handle: Handle, grace_s: float) -> Stopper: ...
+    def stop(self, handle: Handle, grace_s: tuple[float, float]) -> Stopper: ...
 
     def adopt(self, handle: Handle) -> Poll: ...
+
+    def allocation(self, handle: Handle) -> str | None: ...
 
 
 def run_state(poll: Poll, cancel_requested: bool = False) -> RunState:

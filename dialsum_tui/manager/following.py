@@ -1,6 +1,6 @@
-"""Provides what following a running stage needs: the stage being followed (its process, the ranks
-it started, its events so far, its stop), how new events become the run's progress and metrics,
-which pids belong to which run, and the tail of ``run.log``.
+"""Provides what following a running stage needs: the stage being followed (its backend handle,
+the ranks it started, its events so far, its stop), how new events become the run's progress and
+metrics, which pids belong to which run, and the tail of ``run.log``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dialsum_tui.manager import process
+from dialsum_tui.manager.backend import Backend, BackendUnavailable, Handle, Poll, Stopper
 from dialsum_tui.manager.models import Run
 from engine.artifacts import EventTail
 from engine.contract import Event
@@ -23,18 +24,30 @@ _EVENT_META = frozenset({"v", "ts", "event", "command"})
 
 @dataclass
 class ActiveStage:
-    """A stage process the worker follows (launched by it, or re-adopted after a restart)."""
+    """A stage the worker follows (launched by it, or re-adopted after a restart), on its backend."""
 
     run_id: int
     stage: str
-    ident: process.Identity
-    popen: Any | None  # subprocess.Popen when we are the parent; None when re-adopted
+    handle: Handle  # a local process (pid + start time, its Popen when ours) or a Slurm job id
+    backend: Backend
     tail: EventTail
     events: list[dict[str, Any]] = field(default_factory=list)
-    stop: process.GroupStop | None = None
+    stop: Stopper | None = None
     stop_reason: str | None = None  # "cancel" or the disk-guard message
     members: dict[int, process.Identity] = field(default_factory=dict)  # ranks in their own groups
     member_stops: dict[int, process.GroupStop] = field(default_factory=dict)
+    note: str | None = None  # the run's reason as the backend last set it ("Slurm: Priority …")
+    allocation: str | None = None  # what Slurm gave the job, once it runs
+
+    @property
+    def ident(self) -> process.Identity | None:
+        """The local stage process; None on Slurm, where no process of ours can be looked at."""
+        return getattr(self.handle, "ident", None)
+
+    @property
+    def popen(self) -> Any | None:
+        """The local stage's Popen when this worker started it (None when re-adopted, or on Slurm)."""
+        return getattr(self.handle, "popen", None)
 
     def read_new_events(self) -> list[dict[str, Any]]:
         """This stage's events appended since the last read (other stages' lines are skipped)."""
@@ -42,22 +55,26 @@ class ActiveStage:
         self.events.extend(new)
         return new
 
-    def exited(self) -> tuple[bool, int | None]:
-        """(whether the stage process is gone, its exit status when we are its parent, else None)."""
-        if self.popen is not None:
-            rc = self.popen.poll()
-            return rc is not None, rc
-        return not process.is_alive(self.ident.pid, self.ident.start_time), None
+    def poll(self) -> Poll:
+        """How the stage is doing (Running, Pending, Exited, Gone).
+
+        Raises:
+            BackendUnavailable: the backend cannot answer now; ask again next tick.
+        """
+        return self.backend.poll(self.handle)
 
     def begin_stop(self, reason: str, grace: tuple[float, float]) -> None:
-        """Start stopping the stage's group (SIGINT now, escalating on later :meth:`advance_stop` calls)."""
+        """Start stopping the stage (SIGINT now, escalating on later ``stop.advance()`` calls)."""
         self.stop_reason = reason
-        self.stop = process.GroupStop(self.ident, grace)
-        self.stop.advance()
+        self.stop = self.backend.stop(self.handle, grace)
+        try:
+            self.stop.advance()
+        except BackendUnavailable as err:  # the follow loop's next advance() tries again
+            log.warning("run %d: the stop waits for the backend: %s", self.run_id, err)
 
     def track_members(self) -> list[process.Identity]:
         """Learn the ranks of a launcher while it lives (they are in groups of their own); returns new ones."""
-        if not process.is_alive(self.ident.pid, self.ident.start_time):
+        if self.ident is None or not process.is_alive(self.ident.pid, self.ident.start_time):
             return []
         found = [m for m in process.group_leaders_below(self.ident.pid) if m.pid not in self.members]
         self.members.update({m.pid: m for m in found})

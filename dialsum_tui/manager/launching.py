@@ -1,6 +1,7 @@
 """Provides how a stage is launched: its command line (the engine, wrapped in ``accelerate launch``
-for a multi-rank train stage), the environment it needs, and the start itself through
-:mod:`dialsum_tui.manager.process` with a header line in ``run.log``.
+for a multi-rank train stage), the environment it needs, and the start itself through a
+:class:`~dialsum_tui.manager.backend.Backend` (local processes by default, or Slurm) with a header
+line in ``run.log``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from dialsum_tui.manager import process, sharing
+from dialsum_tui.manager import sharing
+from dialsum_tui.manager.backend import Backend, BackendUnavailable, Handle
+from dialsum_tui.manager.backend import LaunchError as BackendRefused
 from dialsum_tui.manager.disk import engine_disk_args
 from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.settings import ENV_VARS, SettingsError, env_settings
@@ -94,19 +97,23 @@ def stage_args(ws: Workspace, run: Run, stage: str, cfg: RunConfig) -> list[str]
             "--run-dir", str(files.root), "--json"]
 
 
-def stage_command(ws: Workspace, run: Run, stage: str, cfg: RunConfig) -> tuple[list[str], dict[str, str]]:
+def stage_command(ws: Workspace, run: Run, stage: str, cfg: RunConfig,
+                  gpu_count: int | None = None) -> tuple[list[str], dict[str, str]]:
     """The argv of one stage and the environment entries it needs on top of ours.
 
     A train stage on N ≥ 2 GPUs (``run.gpus``, e.g. ``"0,1"``) — or, on a CPU-only host, with
     ``$DIALSUM_CPU_PROCS`` ≥ 2 — runs under ``accelerate launch`` with N ranks. Inference and
-    evaluation stay single-process, on the run's first GPU.
+    evaluation stay single-process, on the run's first GPU. ``gpu_count`` (Slurm) replaces the
+    device list: that many ranks, and no ``CUDA_VISIBLE_DEVICES`` (Slurm sets it from ``--gres``).
 
     Raises:
         ConfigError: ``$DIALSUM_CPU_PROCS`` is not a number.
     """
     gpus = parse_gpus(run.gpus)
     env: dict[str, str] = {}
-    if gpus:
+    if gpu_count:
+        processes = gpu_count
+    elif gpus and gpu_count is None:
         env["CUDA_VISIBLE_DEVICES"] = run.gpus if stage == Stage.TRAIN else str(gpus[0])
         processes = len(gpus) if stage == Stage.TRAIN else 1
     else:
@@ -119,15 +126,20 @@ def stage_command(ws: Workspace, run: Run, stage: str, cfg: RunConfig) -> tuple[
     return argv + [str(a) for a in stage_args(ws, run, stage, cfg)], env
 
 
-def start_stage(ws: Workspace, run: Run, stage: str) -> tuple[process.Popen[bytes], process.Identity]:
-    """Start one stage of ``run`` in its own session, its output appended to the run's ``run.log``.
+def start_stage(ws: Workspace, run: Run, stage: str, backend: Backend, gpu_count: int | None = None) -> Handle:
+    """Start one stage of ``run`` through ``backend``, its output appended to the run's ``run.log``.
+
+    Args:
+        gpu_count: the stage's GPUs as a count (Slurm, ``--gres=gpu:N``); None: ``run.gpus`` are
+            local device indices.
 
     Returns:
-        The Popen (the worker reaps it) and the stage process's identity.
+        The stage's handle (a local process, or a Slurm job); ``handle.ref`` is what the store keeps.
 
     Raises:
-        LaunchError: the config snapshot, ``$DIALSUM_CPU_PROCS`` or the engine command is unusable;
-            its failure says what to fix.
+        LaunchError: the config snapshot, ``$DIALSUM_CPU_PROCS``, the engine command or the
+            backend's settings are unusable; its failure says what to fix.
+        BackendUnavailable: the backend did not answer (Slurm's controller); nothing was started.
     """
     try:
         cfg = run_config(run)
@@ -136,14 +148,19 @@ def start_stage(ws: Workspace, run: Run, stage: str) -> tuple[process.Popen[byte
     files = RunFiles(ws.run_dir(run.id))
     files.root.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
     try:
-        argv, extra_env = stage_command(ws, run, stage, cfg)
+        argv, extra_env = stage_command(ws, run, stage, cfg, gpu_count)
     except SettingsError as err:  # a DIALSUM_* variable: the message names it
         raise LaunchError(Failure(FailureKind.CONFIG, str(err), "fix or unset the variable named above")) from None
     env = dict(os.environ, PYTHONUNBUFFERED="1") | extra_env
     with open(os.open(files.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, sharing.file_mode()), "a", encoding="utf-8") as fh:
         fh.write(f"\n=== dialsum: {stage} started {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(argv)}\n")
+    gpus = gpu_count if gpu_count is not None else len(parse_gpus(run.gpus) or ())
     try:
-        return process.launch(argv, cwd=ws.root, log_path=files.log, env=env)
+        return backend.launch(run.id, stage, argv, env, cwd=ws.root, log_path=files.log, gpus=gpus)
+    except BackendUnavailable:
+        raise
+    except BackendRefused as err:  # sbatch refused the job: its message names the setting
+        raise LaunchError(Failure(FailureKind.CONFIG, str(err), "fix slurm.* in .dialsum/settings.yaml")) from None
     except OSError as err:
         raise LaunchError(Failure(FailureKind.CONFIG, f"cannot start {argv[0]}: {err}",
                                   f"check ${ENGINE_ENV} or the Python environment")) from None

@@ -94,6 +94,9 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)  # last eval: rouge1/2/L, final, tokenizer...
     cancel_requested: bool = False
     user: str | None = None  # the Unix user who queued it (None for runs queued before it was recorded)
+    backend: str = "local"  # who runs its stages: "local" (pid + start time above) or "slurm" (job_id)
+    job_id: str | None = None  # the current or last stage's Slurm job id
+    allocation: str | None = None  # what Slurm gave that job ("node: cpu=8,gres/gpu=2"), for the GPU panel
 
     @property
     def stages(self) -> tuple[Stage, ...]:

@@ -12,12 +12,13 @@ import os
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dialsum_tui.manager.notify import NotifySettings
+from dialsum_tui.manager.slurm_state import SlurmSettings, SlurmSettingsError, parse_settings
 
 
 class SettingsError(Exception):
@@ -64,6 +65,12 @@ class Settings(BaseModel):
         False, description="Accept configs whose paths.checkpoints/submissions lie outside quota_path (the disk guard "
         "and prune then do not see those files)."
     )
+    backend: Literal["local", "slurm"] = Field(
+        "local", description="Who runs a stage: 'local' (processes on this host) or 'slurm' (one sbatch job per stage)."
+    )
+    slurm: SlurmSettings = Field(
+        default_factory=SlurmSettings, description="Partition, account, time limit… for backend: slurm (docs/slurm.md)."
+    )
 
 
 
@@ -98,6 +105,11 @@ def load_settings(path: Path) -> Settings:
         return Settings()
     if not isinstance(tree, dict):
         raise SettingsError(f"{path}: expected a mapping such as 'quota_gb: 150'")
+    if "slurm" in tree:  # its own validator names each slurm.<key> and the options dialsum-tui owns
+        try:
+            tree = {**tree, "slurm": parse_settings(tree["slurm"], path)}
+        except SlurmSettingsError as err:
+            raise SettingsError(str(err)) from None
     try:
         return Settings.model_validate(tree)
     except ValidationError as err:

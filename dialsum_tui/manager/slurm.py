@@ -307,8 +307,9 @@ class SlurmBackend:
     def poll(self, handle: SlurmJob) -> Poll:
         return to_poll(state(handle.job_id), self.settings.warn_s)
 
-    def stop(self, handle: SlurmJob, grace_s: float) -> SlurmStop:
-        return SlurmStop(handle.job_id, grace_s)
+    def stop(self, handle: SlurmJob, grace_s: float | tuple[float, ...]) -> SlurmStop:
+        # The worker's grace is (after SIGINT, after SIGTERM); Slurm's KillWait does the second part.
+        return SlurmStop(handle.job_id, grace_s[0] if isinstance(grace_s, tuple) else grace_s)
 
     def adopt(self, handle: SlurmJob) -> Poll:
         # Slurm, not this process, holds the job: a fresh backend sees exactly what the old one did.

@@ -34,6 +34,14 @@ LOG_LINES = 5000  # the log lines a run snapshot keeps; older ones live on in th
 PENDING = (RunState.QUEUED, RunState.WAITING)
 
 
+def slurm_note(runs: Sequence[Run]) -> str:
+    """The GPU panel on Slurm: what the cluster allocated to each running job (NVML cannot see the
+    nodes), e.g. ``run 3 · job 1234 · gpu-07: cpu=8,mem=64G,gres/gpu=2``."""
+    lines = [f"run {r.id} · job {r.job_id or '-'} · " + (r.allocation or r.reason or "submitted")
+             for r in runs if r.state is RunState.RUNNING and r.backend == "slurm" and r.job_id]
+    return "Slurm allocates the GPUs" + ("".join(f"\n{line}" for line in lines) if lines else ": no job running")
+
+
 def run_progress(run: Run) -> Progress | None:
     """The store's progress of ``run`` as the engine's typed record (None before the first report)."""
     if not run.progress:
@@ -152,6 +160,10 @@ class SnapshotSource:
         self.manager = manager
         self.gpu_source = gpu_source
         self.gpu_note = gpu_source.describe()
+        try:  # on Slurm the GPU panel shows the jobs' allocations, not this host's devices
+            self.slurm = manager.workspace.settings().backend == "slurm"
+        except Exception:  # a broken settings file is reported by the worker and `check`
+            self.slurm = False
         self._last_board: tuple | None = None
         self._runs: Sequence[Run] = ()
         self._footprints: dict[tuple[int, str], int] = {}
@@ -164,15 +176,17 @@ class SnapshotSource:
         runs = tuple(self.manager.runs())
         self._runs = runs
         alive, pid = self.manager.worker_status()
-        key = (runs, self.manager.is_paused(), pid if alive else None, tuple(self.gpu_source.devices()),
-               self.manager.disk(), tuple(self.manager.attention()))
+        devices = () if self.slurm else tuple(self.gpu_source.devices())
+        key = (runs, self.manager.is_paused(), pid if alive else None, devices, self.manager.disk(),
+               tuple(self.manager.attention()))
         if key == self._last_board:
             return None
         self._last_board = key
         # Ownership needs a process lookup per run: only pay for it when a GPU lists processes.
         owners = self.manager.owners(list(runs)) if any(d.processes for d in key[3]) else {}
         projected = sum(self.footprint(run) for run in runs if run.state in PENDING)
-        return BoardSnapshot(runs=runs, paused=key[1], worker_pid=key[2], gpus=key[3], gpu_note=self.gpu_note,
+        note = slurm_note(runs) if self.slurm else self.gpu_note
+        return BoardSnapshot(runs=runs, paused=key[1], worker_pid=key[2], gpus=key[3], gpu_note=note,
                              disk=key[4], projected_bytes=projected, owners=owners, attention=key[5])
 
     def run(self, run_id: int | None) -> RunSnapshot | None:

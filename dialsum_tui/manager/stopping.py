@@ -1,6 +1,6 @@
 """Provides the two reasons the worker stops a running stage: the user cancelled its run, or the
 disk watch found the quota nearly used up while stages were writing (then the queue is paused too).
-Stops escalate SIGINT → SIGTERM → SIGKILL through :class:`dialsum_tui.manager.process.GroupStop`.
+Stops escalate SIGINT → SIGTERM → SIGKILL through the stage's backend (a process group, or scancel).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def handle_cancels(store: Store, runs: list[Run], active: dict[int, ActiveStage]
             record(store, run, run.stage or "",
                    Outcome(RunState.CANCELLED, run.exit_code, reason=f"cancelled before {run.stage} started"))
         elif stage.stop is None:
-            log.info("run %d: cancelling (SIGINT to group %d)", run.id, stage.ident.pid)
+            log.info("run %d: cancelling (SIGINT to %s)", run.id,
+                     f"group {stage.ident.pid}" if stage.ident else f"Slurm job {stage.handle.ref}")
             stage.begin_stop(CANCEL, grace)
 
 

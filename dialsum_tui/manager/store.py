@@ -71,6 +71,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 2: who queued each run (issue 17); older runs keep NULL, shown as "-"
         "ALTER TABLE runs ADD COLUMN user TEXT",
     ),
+    (  # 3: who runs the stage (issue 18): the backend, Slurm's job id, what Slurm allocated to it
+        "ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT 'local'",
+        "ALTER TABLE runs ADD COLUMN job_id TEXT",
+        "ALTER TABLE runs ADD COLUMN allocation TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -7,7 +7,7 @@ a stage (:mod:`~dialsum_tui.manager.launching`), following reads its events
 
 Run it as ``python -m dialsum_tui.manager.worker WORKSPACE``; the CLI and the TUI start it on demand
 (:meth:`dialsum_tui.manager.service.Manager.ensure_worker`). Stopping it leaves stages running: the
-next worker re-adopts them by pid and start time.
+next worker re-adopts them by pid and start time (local) or by job id (Slurm, :mod:`~dialsum_tui.manager.backends`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,15 @@ from pathlib import Path
 
 from dialsum_tui.manager import disk, oom, process, sharing
 from dialsum_tui.manager.admission import Blocked, Cancel, Launch, Wait, decide
+from dialsum_tui.manager.backend import BackendUnavailable, Exited, Gone, Pending, Running
+from dialsum_tui.manager.backends import (
+    SLURM,
+    gpu_count,
+    open_backends,
+    poll_note,
+    unanswered_note,
+    with_backend_reason,
+)
 from dialsum_tui.manager.disk import DiskUsage
 from dialsum_tui.manager.disk_meter import DiskMeter
 from dialsum_tui.manager.following import ActiveStage, absorb, run_owners, stage_events
@@ -28,6 +37,8 @@ from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.guards import GpuGuard, check_disk
 from dialsum_tui.manager.health import Health
 from dialsum_tui.manager.launching import LaunchError, parse_gpus, run_config, start_stage
+from dialsum_tui.manager.local_backend import NAME as LOCAL
+from dialsum_tui.manager.local_backend import LocalStage
 from dialsum_tui.manager.lock import WorkerLock
 from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
@@ -70,6 +81,8 @@ class Worker:
             self.settings = Settings()
         self.gpu = gpu_source if gpu_source is not None else open_gpu_source()
         self.guard = GpuGuard(self.gpu, self.settings)
+        self.backends = open_backends(self.settings)  # both: a run keeps the backend it started on
+        self.backend = self.backends[self.settings.backend]  # where new stages go
         self.lock = WorkerLock(workspace.lock_path)
         self.active: dict[int, ActiveStage] = {}
         self.seen_pids: dict[int, tuple[int, str]] = {}  # every stage pid this worker launched or adopted
@@ -120,13 +133,16 @@ class Worker:
         for run in self.store.list():
             if run.state is not RunState.RUNNING:
                 continue
+            if run.backend == SLURM and run.job_id is not None:
+                self._readopt_job(run)
+                continue
             if run.pid is None:
                 log.info("run %d: between stages (next %s); continuing", run.id, run.stage)
                 continue
             ident = process.Identity(run.pid, run.pid_start_time or 0.0)
             tail = EventTail(RunFiles(self.ws.run_dir(run.id)).events)
             events = stage_events(tail.read_new(), run.stage or "")
-            stage = ActiveStage(run.id, run.stage or run.stages[0], ident, None, tail, events)
+            stage = ActiveStage(run.id, run.stage or run.stages[0], LocalStage(ident), self.backends[LOCAL], tail, events)
             if process.is_alive(run.pid, run.pid_start_time):
                 log.info("run %d: re-adopted %s stage pid %d", run.id, stage.stage, run.pid)
                 self.active[run.id] = stage
@@ -135,6 +151,16 @@ class Worker:
             else:
                 log.info("run %d: %s stage pid %d is gone; judging from evidence", run.id, stage.stage, run.pid)
                 self._finish_stage(stage, None)
+
+    def _readopt_job(self, run: Run) -> None:
+        """Follow a run's Slurm job again by its id: Slurm, not the old worker, held it meanwhile.
+        Whatever it did meanwhile (pending, running, ended) is the next tick's poll."""
+        backend = self.backends[SLURM]
+        tail = EventTail(RunFiles(self.ws.run_dir(run.id)).events)
+        events = stage_events(tail.read_new(), run.stage or "")
+        self.active[run.id] = ActiveStage(run.id, run.stage or run.stages[0], backend.handle(str(run.job_id)),
+                                          backend, tail, events)
+        log.info("run %d: re-adopted %s stage, Slurm job %s", run.id, run.stage, run.job_id)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -167,17 +193,39 @@ class Worker:
         self._absorb(stage)
         for member in stage.track_members():
             self.seen_pids[member.pid] = self.seen_pids.get(stage.ident.pid, (stage.run_id, ""))
-        if stage.stop is not None:
-            stage.stop.advance()
-        gone, rc = stage.exited()
-        if not gone:
+        try:
+            if stage.stop is not None:
+                stage.stop.advance()
+            result = stage.poll()
+        except BackendUnavailable as err:  # never judged gone: the job is Slurm's, and Slurm is just slow
+            self._note(stage, unanswered_note(err))
+            return
+        if isinstance(result, Pending | Running):
+            self._note(stage, poll_note(result))
+            if isinstance(result, Running) and stage.ident is None and stage.allocation is None:
+                self._record_allocation(stage)
             return
         if stage.stop is not None and not stage.stop.advance():
             return  # the leader exited but its group (forked workers) is still being stopped
         if not stage.members_stopped(self.stop_grace):
             return  # the launcher is gone but ranks outlived it: they are being stopped
         self._absorb(stage)
-        self._finish_stage(stage, rc)
+        self._finish_stage(stage, result)
+
+    def _record_allocation(self, stage: ActiveStage) -> None:
+        """What Slurm gave a job that started (the GPU panel's line, where NVML cannot look)."""
+        try:
+            stage.allocation = stage.backend.allocation(stage.handle)
+        except BackendUnavailable:
+            return  # asked again next tick
+        if stage.allocation is not None:
+            self.store.update(stage.run_id, allocation=stage.allocation)
+
+    def _note(self, stage: ActiveStage, note: str | None) -> None:
+        """Show the backend's word on a stage in its run's reason (Slurm's pending reason), once per change."""
+        if note != stage.note:
+            stage.note = note
+            self.store.update(stage.run_id, reason=note)
 
     def _absorb(self, stage: ActiveStage) -> None:
         """Copy new events of the stage into the store (progress, metrics)."""
@@ -188,34 +236,41 @@ class Worker:
         progress, metrics = absorb(dict(run.progress), dict(run.metrics), new, stage.stage)
         self.store.update(stage.run_id, progress=progress, metrics=metrics)
 
-    def _finish_stage(self, stage: ActiveStage, rc: int | None) -> None:
-        """Record how a stage ended and move the run on (next stage, or a final state)."""
+    def _finish_stage(self, stage: ActiveStage, result: Exited | Gone | None) -> None:
+        """Record how a stage ended and move the run on (next stage, or a final state).
+
+        ``result`` is the backend's last poll (None: a local stage found gone at restart).
+        """
         self.active.pop(stage.run_id, None)
         run = self.store.get(stage.run_id)
         log_tail = read_tail(RunFiles(self.ws.run_dir(run.id)).log)
-        ended = Ended(stage.stage, stage.ident.pid, rc, stage.events, log_tail, stage.stop_reason,
-                      self._oom_evidence(stage, rc))
+        rc = result.code if isinstance(result, Exited) else None
+        pid = stage.ident.pid if stage.ident is not None else 0
+        ended = Ended(stage.stage, pid, rc, stage.events, log_tail, stage.stop_reason, self._oom_evidence(stage, rc))
         outcome = judge(run, ended,
                         artifacts_done=lambda: config_artifacts_done(self.ws, lambda: run_config(run), stage.stage,
                                                                      stage.events),
                         others_held=lambda: self._others_held(stage))
+        outcome = with_backend_reason(outcome, result, stage.stage)  # Slurm's TIMEOUT, OUT_OF_MEMORY…
         if outcome.state is not None:
             self._ended(record(self.store, run, stage.stage, outcome))
             return
         # Next stage: a fresh process, admitted only once the GPU is released by this one.
-        self.store.update(run.id, stage=outcome.next_stage, pid=None, pid_start_time=None,
+        self.store.update(run.id, stage=outcome.next_stage, pid=None, pid_start_time=None, job_id=None,
                           exit_code=outcome.exit_code, reason=outcome.reason)
         log.info("run %d: %s done, next %s", run.id, stage.stage, outcome.next_stage)
 
     def _oom_evidence(self, stage: ActiveStage, rc: int | None) -> str | None:
         """The OOM killer's trace for a stage that ended by SIGKILL (None for any other end)."""
         start = self.oom_marks.pop(stage.run_id, None)
-        if rc not in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        if rc not in (-signal.SIGKILL, 128 + signal.SIGKILL) or stage.ident is None:  # Slurm: its verdict says OOM
             return None
         return oom.evidence(start, stage.ident.pid, since_boot_s=process.seconds_since_boot(stage.ident.start_time))
 
     def _others_held(self, stage: ActiveStage) -> str | None:
         """Who else held GPU memory when the stage ended (tells an OOM caused by a leftover apart)."""
+        if stage.ident is None:
+            return None  # a Slurm job's GPUs are on another node, out of NVML's sight
         try:
             devices = self.gpu.devices()
         except Exception:
@@ -230,7 +285,7 @@ class Worker:
     def _admit(self, usage: DiskUsage | None, disk_problem: str | None) -> None:
         runs = self.store.list()
         guards = lambda run, stage: self._guards(run, stage, runs, usage, disk_problem)  # noqa: E731
-        for decision in decide(runs, self.active.keys(), self.store.paused(), guards):
+        for decision in decide(runs, self.active.keys(), self.store.paused(), guards, devices=self.backend.name != SLURM):
             if isinstance(decision, Wait):
                 self._wait(decision.run, decision.reason)
                 if decision.by_guard:
@@ -263,11 +318,13 @@ class Worker:
         if disk_problem is not None:  # fail safe: an unknown disk admits nothing
             return Blocked(None, disk_problem)
         gpus = parse_gpus(run.gpus)
-        try:
-            gpu = self.guard.check(gpus, run_owners(runs, self.seen_pids))
-        except Exception as err:  # NVML can fail at any call: hold the run, say why
-            return Blocked(gpus, f"GPU cannot be read ({type(err).__name__}: {err}); waiting for NVML")
-        if not gpu.ok:
+        gpu = None
+        if self.backend.name != SLURM:  # on Slurm the cluster admits GPUs; the shared disk is still ours
+            try:
+                gpu = self.guard.check(gpus, run_owners(runs, self.seen_pids))
+            except Exception as err:  # NVML can fail at any call: hold the run, say why
+                return Blocked(gpus, f"GPU cannot be read ({type(err).__name__}: {err}); waiting for NVML")
+        if gpu is not None and not gpu.ok:
             return Blocked(gpus, gpu.reason or "GPU not free")
         try:
             projected = disk.projected_footprint(run_config(run), stage, self.ws.root)
@@ -284,19 +341,29 @@ class Worker:
                 run = self.store.transition(run.id, RunState.RUNNING, stage=stage, reason=None)
             except IllegalTransition:
                 return  # cancelled between our read and now
+        backend = self.backend
+        count = gpu_count(run.gpus, stage, self.settings.slurm.gpus_per_stage) if backend.name == SLURM else None
         try:
-            popen, ident = start_stage(self.ws, run, stage)
+            handle = start_stage(self.ws, run, stage, backend, count)
         except LaunchError as err:
             self._fail_before_start(run, stage, err.failure)
+            return
+        except BackendUnavailable as err:  # nothing submitted: the run stays between stages, retried next tick
+            self.store.update(run.id, reason=f"could not submit {stage}: {unanswered_note(err)}")
+            return
+        tail = EventTail(RunFiles(self.ws.run_dir(run.id)).events)
+        # Skip earlier stages' events: this stage's verdict is what matters now.
+        tail.read_new()
+        self.active[run.id] = ActiveStage(run.id, stage, handle, backend, tail)
+        ident = self.active[run.id].ident
+        if ident is None:  # Slurm: the job id is the handle
+            self.store.update(run.id, backend=backend.name, job_id=handle.ref, allocation=None, stage=stage, reason=None)
+            log.info("run %d: submitted %s as Slurm job %s", run.id, stage, handle.ref)
             return
         self.store.update(run.id, pid=ident.pid, pid_start_time=ident.start_time, stage=stage, reason=None)
         self.guard.note_launch(parse_gpus(run.gpus))
         self.seen_pids[ident.pid] = (run.id, run.nickname)
         self.oom_marks[run.id] = oom.mark(ident.pid)
-        tail = EventTail(RunFiles(self.ws.run_dir(run.id)).events)
-        # Skip earlier stages' events: this stage's verdict is what matters now.
-        tail.read_new()
-        self.active[run.id] = ActiveStage(run.id, stage, ident, popen, tail)
         log.info("run %d: launched %s pid %d", run.id, stage, ident.pid)
 
     def _fail_before_start(self, run: Run, stage: str, failure: Failure) -> None:

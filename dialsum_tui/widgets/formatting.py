@@ -51,4 +51,6 @@ def run_note(run: Run) -> str:
     if run.state is RunState.FAILED and run.failure_kind:
         where = f" in {run.failed_stage}" if run.failed_stage else ""
         return f"{run.failure_kind}{where}: {run.failure_message or ''}".strip()
+    if run.job_id and run.state.is_active:  # on Slurm: the job to look up (scontrol, squeue)
+        return f"job {run.job_id}" + (f" · {run.reason}" if run.reason else "")
     return run.reason or ""

@@ -36,6 +36,8 @@ def render_progress(snapshot: RunSnapshot | None, width: int = 12) -> Text:
         details.append(f"ETA {duration(p.eta_s)}")
     if details:
         text.append("\n" + " · ".join(details), style="dim")
+    if run.backend != "local":  # where it runs: the Slurm job to look up
+        text.append(f"\non {run.backend}" + (f" · job {run.job_id}" if run.job_id else ""), style="dim")
     if run.failure_kind:
         # The verdict is what a user of a failed run needs first: what broke, and what to do.
         text.append(f"\n✖ {run.failure_kind} in {run.failed_stage or run.stage}: ", style="bold red")

@@ -178,7 +178,7 @@ def test_migrations_run_in_order_and_a_failed_step_changes_nothing(tmp_path: Pat
     shutil.copyfile(STATE_V1, db)
     real = len(store_module.MIGRATIONS)
     probe = ("ALTER TABLE runs ADD COLUMN probe TEXT", "UPDATE runs SET probe = 'kim'")
-    broken = ("ALTER TABLE runs ADD COLUMN job_id TEXT", "UPDATE runs SET no_such_column = 1")
+    broken = ("ALTER TABLE runs ADD COLUMN team TEXT", "UPDATE runs SET no_such_column = 1")
     monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, probe, broken))
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(store_module.MIGRATIONS))
     with pytest.raises(sqlite3.OperationalError, match="no_such_column"):
