@@ -126,7 +126,17 @@ class Manager:
         from dialsum_tui.manager.store import IllegalTransition
 
         stage = run.stage or "its stage"
-        if run.pid is None:
+        if run.backend == "slurm" and run.job_id:
+            from dialsum_tui.manager import slurm
+
+            grace = (tuple(env_settings().stop_grace or ()) + process.DEFAULT_GRACE_S)[0]
+            try:
+                final = slurm.cancel(run.job_id, grace_s=grace)
+            except slurm.SlurmError as err:  # the job may still run: keep the run as it is, say why
+                raise RuntimeError(f"run {run.id}: could not cancel Slurm job {run.job_id}: {err}") from None
+            reason = f"cancelled during {stage}: no worker was running, so Slurm job {run.job_id} was cancelled here " \
+                     f"(scancel; Slurm says {final.status})"
+        elif run.pid is None:
             reason = f"cancelled before {stage} started (no worker was running)"
         elif not process.group_running(process.Identity(run.pid, run.pid_start_time or 0.0)):
             reason = f"cancelled; its {stage} process {run.pid} was already gone (no worker was running)"

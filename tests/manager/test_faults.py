@@ -22,6 +22,7 @@ from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace
 from engine import artifacts
+from engine.artifacts import atomic_write_text
 from engine.contract import FailureKind, RunFiles
 
 from support import stop_workers_of, wait_until
@@ -71,7 +72,8 @@ def test_a_settings_typo_holds_the_queue_says_why_and_fixing_it_recovers_without
     cli("worker", "start")
     _, pid = mgr.worker_status()
     assert "quota_gbb" in cli("worker", "status", expect=1).stdout
-    workspace.settings_path.write_text(good + "quota_gb: 10\n", encoding="utf-8")  # fixed
+    # fixed, saved the way editors save (write aside, rename): a reader never sees a half-written file
+    atomic_write_text(workspace.settings_path, good + "quota_gb: 10\n")
     done = wait_until(lambda: (r := mgr.get(1)).state.is_final and r, what="the run after the fix")
     assert done.state is RunState.SUCCEEDED and mgr.worker_status() == (True, pid)  # the same worker
     assert disk.read_cached(workspace).limit_bytes == 10 * 10**9  # measured against the fixed quota

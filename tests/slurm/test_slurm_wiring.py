@@ -162,4 +162,7 @@ def test_ls_shows_the_backend_and_job_id_and_check_fails_without_slurm(workspace
     assert "backend: slurm — NOT usable" in check.stdout
     assert "`sbatch` not found on PATH: install the Slurm client" in check.stdout
     (workspace.settings_path).write_text("backend: local\n", encoding="utf-8")
-    assert _cli(workspace, "check", path=str(tmp_path / "no-slurm")).returncode == 0
+    local = _cli(workspace, "check", path=str(tmp_path / "no-slurm"))
+    # The backend is fine now; what still needs attention is the worker (down) and its disk measurement.
+    assert "backend: local" in local.stdout and "NOT usable" not in local.stdout
+    assert all("backend" not in line for line in local.stdout.splitlines() if line.startswith("needs attention"))

@@ -91,8 +91,12 @@ def test_a_held_job_shows_slurms_reason_and_a_cancel_removes_it(manager: Manager
     pending = drive(worker, manager, run.id, lambda r: bool(r.reason and r.reason.startswith("Slurm: JobHeldUser")))
 
     assert pending.state is RunState.RUNNING and pending.job_id is not None  # RUNNING → WAITING is not a transition
-    manager.cancel(run.id)
-    done = drive(worker, manager, run.id, final)
+    assert worker.lock.acquire()  # a worker is up (as `serve` would hold it): the cancel is the worker's to carry out
+    try:
+        manager.cancel(run.id)
+        done = drive(worker, manager, run.id, final)
+    finally:
+        worker.lock.release()
     assert done.state is RunState.CANCELLED and done.reason == "cancelled during train"
     assert slurm.state(pending.job_id).status == "CANCELLED"
 
@@ -104,8 +108,12 @@ def test_a_cancel_reaches_the_running_job_and_the_engine_stops_cleanly(
     worker = new_worker(workspace)
     running = drive(worker, manager, run.id, lambda r: bool(r.progress.get("step")))
 
-    manager.cancel(run.id)
-    done = drive(worker, manager, run.id, final)
+    assert worker.lock.acquire()  # a worker is up: the cancel is the worker's to carry out
+    try:
+        manager.cancel(run.id)
+        done = drive(worker, manager, run.id, final)
+    finally:
+        worker.lock.release()
 
     assert done.state is RunState.CANCELLED and done.reason == "cancelled during train"
     # The engine got the SIGINT (scancel --signal=INT) and wrote its own verdict before Slurm ended the job.
@@ -193,3 +201,14 @@ def test_a_tiny_bart_pipeline_through_the_real_engine_reaches_done(
     row = next(r for r in manager.results() if r.run_id == run.id)
     assert row.status == STATUS_DONE and row.model_complete and row.final is not None, row.evidence
     assert "sbatch" not in RunFiles(workspace.run_dir(run.id)).log.read_text()  # the log is the engine's own
+
+
+def test_a_cancel_with_no_worker_running_scancels_the_job_itself(manager: Manager, workspace: Workspace) -> None:
+    use_slurm(workspace, sbatch_options=["--hold"])
+    run = manager.add(str(write_config(workspace, "orphan")), action="train")
+    worker = new_worker(workspace)
+    pending = drive(worker, manager, run.id, lambda r: bool(r.job_id))
+    # The worker is gone (never held the lock here): `cancel` must not leave the job on the cluster.
+    done = manager.cancel(run.id)
+    assert done.state is RunState.CANCELLED and f"Slurm job {pending.job_id} was cancelled here" in done.reason
+    assert slurm.state(pending.job_id).status == "CANCELLED"
