@@ -1,5 +1,5 @@
 """Provides the results table (one row per model nickname, as in the team's hand-off: Model | ROUGE
-| 상태) derived from runs AND artifacts on disk, its output formats, and the Markdown hand-off.
+| 상태) derived from runs AND artifacts on disk and its output formats (the hand-off note is manager.handoff).
 
 A status is only as good as its evidence: ``✅ 완료`` needs a complete final_model, a valid
 submission and a metric; ``❓ 확인 필요`` is used only when evidence is missing, and says which.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,11 +27,8 @@ from engine.artifacts import (
 )
 from engine.config import ConfigError, resolve_path
 from engine.contract import SUBMISSION_SUFFIX, TEST_CSV, Event, FailureKind, RunFiles, Stage, load_snapshot
-from engine.units import format_bytes, format_gib
 
 if TYPE_CHECKING:
-    from dialsum_tui.manager.disk import DiskUsage
-    from dialsum_tui.manager.gpu import GpuDevice
     from dialsum_tui.manager.workspace import Workspace
 
 STATUS_DONE = "✅ 완료"
@@ -179,7 +175,7 @@ def _metric(workspace: Workspace, runs: list[Run]) -> dict[str, Any] | None:
     return None
 
 
-def _progress_text(run: Run) -> str:
+def progress_text(run: Run) -> str:
     p = run.progress or {}
     if p.get("step") is not None and p.get("total"):
         return f"{p.get('stage') or run.stage or ''} {p['step']}/{p['total']} steps".strip()
@@ -238,7 +234,7 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
     running = [r for r in runs if r.state is RunState.RUNNING]
     if running:
         r = running[-1]
-        return _set(row, STATUS_RUNNING, "running", r.id, f"run {r.id} {_progress_text(r)}")
+        return _set(row, STATUS_RUNNING, "running", r.id, f"run {r.id} {progress_text(r)}")
     if latest.state in (RunState.QUEUED, RunState.WAITING):
         why = f": {latest.reason}" if latest.state is RunState.WAITING and latest.reason else ""
         return _set(row, STATUS_WAITING, "waiting", latest.id, f"run {latest.id} {latest.state.value}{why}")
@@ -357,87 +353,3 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
         out += ["  ".join(_pad(c, w) for c, w in zip(cells, widths)).rstrip() for cells in body]
         return "\n".join(out) + "\n"
     raise ValueError(f"unknown results format {fmt!r}; use one of {', '.join(FORMATS)}")
-
-
-# --- hand-off ----------------------------------------------------------------------------------
-
-
-def _gpu_lines(gpu: list[GpuDevice], gpu_note: str, runs: list[Run]) -> list[str]:
-    owners = {r.pid: r for r in runs if r.pid}
-    lines = [f"- {gpu_note}"]
-    for d in gpu:
-        util = f", util {d.util_percent}%" if d.util_percent is not None else ""
-        temp = f", {d.temperature_c}°C" if d.temperature_c is not None else ""
-        lines.append(f"- GPU {d.index} {d.name}: {format_gib(d.used_bytes)} / {format_gib(d.total_bytes)} used{util}{temp}")
-        for p in d.processes:
-            run = owners.get(p.pid)
-            who = f"run {run.id}, {run.nickname}" if run else "not ours"
-            lines.append(f"  - pid {p.pid} ({who}) holds {format_gib(p.used_bytes)}")
-    return lines
-
-
-def _disk_lines(disk: DiskUsage | None) -> list[str]:
-    if disk is None:
-        return ["- not measured yet (the worker measures it in the background)"]
-    lines = [f"- {disk.summary()}"]
-    lines += [f"  - {label}: {format_bytes(n)}" for label, n in disk.consumers[:8]]
-    return lines
-
-
-def _next_actions(rows: list[ResultRow], disk: DiskUsage | None) -> list[str]:
-    actions = []
-    for r in rows:
-        if r.code == "trained_infer_failed":
-            actions.append(f"re-infer {r.nickname}: `dialsum-tui retry {r.run_id} --action infer`" + (f" ({r.hint})" if r.hint else ""))
-        elif r.code == "oom":
-            actions.append(f"retry {r.nickname} once the GPU is free: `dialsum-tui check`, then `dialsum-tui retry {r.run_id}`")
-        elif r.code == "failed":
-            actions.append(f"fix and retry {r.nickname}: {r.hint or 'see the log'}; `dialsum-tui retry {r.run_id}`")
-        elif r.code == "unknown":
-            retry = f"; `dialsum-tui retry {r.run_id}`" if r.run_id is not None else ""
-            actions.append(f"check {r.nickname}: {r.evidence}{retry}")
-    # One best per (tokenizer, scorer) (leaderboard.annotate_rows): numbers made differently are never ranked.
-    for best in (r for r in rows if r.code == "done" and r.final is not None and r.best):
-        actions.append(f"submit the best model {best.nickname} ({best.rouge_text}): `dialsum-tui submit {best.run_id}` "
-                       f"validates {submission_path(Path('submissions'), best.nickname)} and copies it")
-    if disk is not None and disk.used_bytes > disk.safe_bytes:
-        actions.append("disk above the safe level: `dialsum-tui prune --dry-run`, then `--yes`")
-    return actions or ["nothing pending"]
-
-
-def handoff_markdown(
-    workspace: Workspace,
-    runs: list[Run],
-    rows: list[ResultRow],
-    gpu: list[GpuDevice],
-    gpu_note: str,
-    disk: DiskUsage | None,
-) -> str:
-    """Write the session hand-off: results table, GPU and disk state, active runs, failures, next actions.
-
-    Args:
-        workspace: the workspace it describes.
-        runs: every run.
-        rows: from :func:`result_rows`.
-        gpu: a snapshot from the GPU source; gpu_note its ``describe()``.
-        disk: the cached measurement (None before the first one).
-    """
-    out = [f"# 인수인계 (hand-off) — {workspace.root}", "", f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by `dialsum-tui handoff`.", ""]
-    out += ["## Results", "", format_results(rows, "markdown")]
-    out += ["## GPU", "", *_gpu_lines(gpu, gpu_note, runs), ""]
-    out += ["## Disk", "", *_disk_lines(disk), ""]
-    active = [r for r in runs if r.state in (RunState.RUNNING, RunState.WAITING, RunState.QUEUED)]
-    out += ["## Running and waiting", ""]
-    for r in active:
-        eta = r.progress.get("eta_s") if r.progress else None
-        eta_text = f", ETA {eta / 60:.0f} min" if isinstance(eta, (int, float)) else ""
-        extra = f": {r.reason}" if r.state is not RunState.RUNNING and r.reason else ""
-        out.append(f"- run {r.id} {r.nickname} ({r.action.value}) {r.state.value}: {_progress_text(r)}{eta_text}{extra}")
-    out += ([] if active else ["- none"]) + [""]
-    failed = [r for r in rows if r.code in ("oom", "failed", "trained_infer_failed")]
-    out += ["## Failures", ""]
-    for row in failed:
-        out.append(f"- {row.nickname} (run {row.run_id}, {row.failure_kind}): {row.evidence}" + (f"\n  - hint: {row.hint}" if row.hint else ""))
-    out += ([] if failed else ["- none"]) + [""]
-    out += ["## Next actions", "", *[f"{i}. {a}" for i, a in enumerate(_next_actions(rows, disk), start=1)], ""]
-    return "\n".join(out)

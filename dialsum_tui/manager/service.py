@@ -175,7 +175,8 @@ class Manager:
 
     def handoff(self) -> str:
         """The Markdown hand-off note (results table, GPU, disk, active runs, failures, next steps)."""
-        from dialsum_tui.manager.results import handoff_markdown, result_rows
+        from dialsum_tui.manager.handoff import handoff_markdown
+        from dialsum_tui.manager.results import result_rows
 
         runs = self.runs()
         source = self.gpu_source()

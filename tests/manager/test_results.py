@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dialsum_tui.manager.gpu import ScriptedGpuSource
+from dialsum_tui.manager.handoff import handoff_markdown
 from dialsum_tui.manager.results import (
     STATUS_CANCELLED,
     STATUS_DONE,
@@ -19,7 +20,6 @@ from dialsum_tui.manager.results import (
     STATUS_WAITING,
     check_submission,
     format_results,
-    handoff_markdown,
     result_rows,
 )
 from dialsum_tui.manager.store import Store
