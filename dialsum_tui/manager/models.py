@@ -93,6 +93,9 @@ class Run:
     progress: dict[str, Any] = field(default_factory=dict)  # step, total, epoch, eta_s, tokens_per_s
     metrics: dict[str, Any] = field(default_factory=dict)  # last eval: rouge1/2/L, final, tokenizer...
     cancel_requested: bool = False
+    source_run: int | None = None  # an infer/evaluate-only run: the run whose model/predictions it reads
+    model_key: str | None = None  # artifact key of the final_model it loads (None: its own, manager.identity)
+    predictions_key: str | None = None  # artifact key of the dev predictions it scores (None: its own)
 
     @property
     def stages(self) -> tuple[Stage, ...]:

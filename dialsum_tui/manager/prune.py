@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dialsum_tui.manager.identity import model_key, run_key
 from dialsum_tui.manager.models import Run, RunState
 from engine.artifacts import final_model_dir, is_complete_model, safe_name
 from engine.config import ConfigError
@@ -78,11 +79,13 @@ def prune_plan(workspace: Workspace, runs: list[Run]) -> list[PruneItem]:
         runs: every run; active ones protect their nickname's checkpoints and their model's cache.
     """
     items: list[PruneItem] = []
-    active_nicks = {safe_name(r.nickname) for r in runs if r.state in _ACTIVE}
+    # A run's directory is checkpoints/<slug>-r<id> (manager.identity); an active run also protects the
+    # model it loads and its nickname's old-layout directory.
+    active_keys = {k for r in runs if r.state in _ACTIVE for k in (run_key(r), model_key(r), safe_name(r.nickname))}
     root = workspace.checkpoints_dir
     nick_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()) if root.is_dir() else []
     for nick_dir in nick_dirs:
-        if nick_dir.name in active_nicks or not is_complete_model(final_model_dir(root, nick_dir.name)):
+        if nick_dir.name in active_keys or not is_complete_model(final_model_dir(root, nick_dir.name)):
             continue  # a run still writes here, or the checkpoints are the only copy of the training
         ckpts = [p for p in nick_dir.rglob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and not p.is_symlink() and FINAL_MODEL_DIR not in p.parts]
         best = _best_checkpoint(ckpts)

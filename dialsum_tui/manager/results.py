@@ -15,18 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dialsum_tui.manager.identity import model_key, predictions_key, run_key, run_paths
+from dialsum_tui.manager.layout import DiskModel, disk_models
 from dialsum_tui.manager.leaderboard import annotate_rows, rouge_with_lb
 from dialsum_tui.manager.models import Run, RunState
-from engine.artifacts import (
-    final_model_dir,
-    is_complete_model,
-    read_events,
-    safe_name,
-    submission_nickname,
-    submission_path,
-)
+from engine.artifacts import is_complete_model, read_events, safe_name
 from engine.config import ConfigError, resolve_path
-from engine.contract import SUBMISSION_SUFFIX, TEST_CSV, Event, FailureKind, RunFiles, Stage, load_snapshot
+from engine.contract import FINAL_MODEL_DIR, TEST_CSV, Event, FailureKind, RunFiles, Stage, load_snapshot
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.workspace import Workspace
@@ -199,28 +194,20 @@ def result_rows(workspace: Workspace, runs: list[Run]) -> list[ResultRow]:
     for run in sorted(runs, key=lambda r: r.id):
         by_nick.setdefault(run.nickname, []).append(run)
     rows = [_row_from_runs(workspace, nick, group) for nick, group in by_nick.items()]
-    known = {safe_name(n) for n in by_nick}
-    for nick in _disk_nicknames(workspace):
-        if nick not in known:
-            rows.append(_row_from_disk(workspace, nick))
+    known = {safe_name(n) for n in by_nick} | {k for r in runs for k in (run_key(r), model_key(r), predictions_key(r))}
+    for found in disk_models(workspace):
+        if found.name not in known:
+            rows.append(_row_from_disk(workspace, found))
     return annotate_rows(workspace, runs, rows)  # ★ best by dev ROUGE, public-leaderboard score
-
-
-def _disk_nicknames(workspace: Workspace) -> list[str]:
-    nicks: set[str] = set()
-    if workspace.checkpoints_dir.is_dir():
-        nicks |= {p.name for p in workspace.checkpoints_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    if workspace.submissions_dir.is_dir():
-        nicks |= {submission_nickname(p) or p.name for p in workspace.submissions_dir.glob(f"*{SUBMISSION_SUFFIX}")}
-    return sorted(nicks)
 
 
 def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRow:
     latest = runs[-1]
     paths = _paths(workspace, latest)
-    model_dir = final_model_dir(paths.checkpoints, nick)
-    complete = is_complete_model(model_dir)
-    sub_rows, sub_detail = check_submission(submission_path(paths.submissions, nick), paths.data / TEST_CSV)
+    # The latest run's own files (<slug>-r<id>), or its source run's for an infer/evaluate-only run.
+    where = run_paths(latest, paths.checkpoints, paths.submissions)
+    complete = is_complete_model(where.final_model)
+    sub_rows, sub_detail = check_submission(where.submission, paths.data / TEST_CSV)
     metric = _metric(workspace, runs)
     row = ResultRow(
         nickname=nick, status=STATUS_UNKNOWN, final=None, tokenizer=None, rouge1=None, rouge2=None, rougeL=None,
@@ -239,7 +226,10 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
         why = f": {latest.reason}" if latest.state is RunState.WAITING and latest.reason else ""
         return _set(row, STATUS_WAITING, "waiting", latest.id, f"run {latest.id} {latest.state.value}{why}")
     if latest.state is RunState.CANCELLED:
-        if complete and sub_rows is not None and row.final is not None:
+        earlier = _earlier_done(workspace, runs[:-1])
+        if earlier is not None and row.final is not None:
+            complete, sub_detail = True, earlier
+            model_text = "final_model complete"
             # A cancelled retry leaves the earlier complete model untouched (final_model is swapped
             # atomically): the model is still done, and the row says a later attempt was cancelled.
             return _set(row, STATUS_DONE, "done", latest.id,
@@ -273,10 +263,23 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
     return _set(row, STATUS_UNKNOWN, "unknown", latest.id, f"{head}; " + "; ".join(missing))
 
 
-def _row_from_disk(workspace: Workspace, nick: str) -> ResultRow:
-    model_dir = final_model_dir(workspace.checkpoints_dir, nick)
+def _earlier_done(workspace: Workspace, runs: list[Run]) -> str | None:
+    """The submission detail of the newest earlier run whose model and submission are complete."""
+    for run in reversed(runs):
+        paths = _paths(workspace, run)
+        where = run_paths(run, paths.checkpoints, paths.submissions)
+        rows, detail = check_submission(where.submission, paths.data / TEST_CSV)
+        if rows is not None and is_complete_model(where.final_model):
+            return f"{detail} (run {run.id})"
+    return None
+
+
+def _row_from_disk(workspace: Workspace, found: DiskModel) -> ResultRow:
+    model_dir = found.directory / FINAL_MODEL_DIR
     complete = is_complete_model(model_dir)
-    sub_rows, sub_detail = check_submission(submission_path(workspace.submissions_dir, nick), workspace.data_dir / TEST_CSV)
+    sub_rows, sub_detail = (None, "no submission")
+    if found.submission is not None:
+        sub_rows, sub_detail = check_submission(found.submission, workspace.data_dir / TEST_CSV)
     facts = ["no run in the store"]
     if complete:
         facts.append("final_model complete")
@@ -284,16 +287,20 @@ def _row_from_disk(workspace: Workspace, nick: str) -> ResultRow:
         facts.append(f"{model_dir.relative_to(workspace.root)} has no completeness marker")
     else:
         facts.append("no final_model")
-    ckpt = _checkpoint_progress(workspace.checkpoints_dir / nick)
+    ckpt = _checkpoint_progress(found.directory)
     if ckpt:
         facts.append(ckpt)
     facts.append(sub_detail)
-    facts.append("no ROUGE recorded")
-    return ResultRow(
-        nickname=nick, status=STATUS_UNKNOWN, final=None, tokenizer=None, rouge1=None, rouge2=None, rougeL=None,
-        run_id=None, evidence="; ".join(facts), hint=None, code="unknown", model_complete=complete,
+    metric = found.metric
+    facts.append(f"ROUGE from {metric['file']}" if metric else "no ROUGE recorded")
+    row = ResultRow(
+        nickname=found.name, status=STATUS_UNKNOWN, final=None, tokenizer=None, rouge1=None, rouge2=None,
+        rougeL=None, run_id=None, evidence="; ".join(facts), hint=None, code="unknown", model_complete=complete,
         submission_rows=sub_rows,
     )
+    if metric:
+        row.final, row.tokenizer = _float(metric.get("final")), metric.get("tokenizer")
+    return row
 
 
 def _set(row: ResultRow, status: str, code: str, run_id: int | None, evidence: str) -> ResultRow:

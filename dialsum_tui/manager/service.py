@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialsum_tui.manager import process
+from dialsum_tui.manager import identity, process
 from dialsum_tui.manager.following import run_owners
 from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.lock import read_lock_holder
@@ -72,14 +72,19 @@ class Manager:
         if not path.is_absolute():
             path = (Path.cwd() / path).resolve()
         cfg = load_config(path)
+        identity.check_nickname(cfg.model.nickname)
         if after is not None:
             self.store.get(after)
-        return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after)
+        checkpoints = self.workspace.resolve(cfg.paths.checkpoints)
+        source = identity.latest_source(self.runs(), cfg.model.nickname, checkpoints)
+        keys = identity.source_keys(action_, cfg.model.nickname, source, checkpoints)
+        return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after, keys)
 
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
-               gpus: str | None, after: int | None) -> Run:
+               gpus: str | None, after: int | None, keys: dict[str, Any] | None = None) -> Run:
         run = self.store.add(nickname=nickname, config_path=config_path, config_yaml=config_yaml,
-                             action=action, gpus=gpus, after=after)
+                             action=action, gpus=gpus, after=after,
+                             first_id=identity.next_free_id(self.workspace.runs_dir), **(keys or {}))
         run_dir = self.workspace.run_dir(run.id)
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)
@@ -97,7 +102,9 @@ class Manager:
             action_ = Action(action) if action else old.action
         except ValueError:
             raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
-        return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None)
+        # An infer/evaluate-only retry reads the model/predictions of the run it came from, never a namesake's.
+        keys = identity.source_keys(action_, old.nickname, old, self.workspace.checkpoints_dir)
+        return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None, keys)
 
     def pause(self) -> None:
         self.store.set_paused(True)

@@ -169,7 +169,7 @@ class Worker:
         ended = Ended(stage.stage, stage.ident.pid, rc, stage.events, log_tail, stage.stop_reason)
         outcome = judge(run, ended,
                         artifacts_done=lambda: config_artifacts_done(self.ws, lambda: run_config(run), stage.stage,
-                                                                     stage.events),
+                                                                     stage.events, run),
                         others_held=lambda: self._others_held(stage))
         if outcome.state is not None:
             record(self.store, run, stage.stage, outcome)

@@ -178,6 +178,7 @@ def test_migrations_run_in_order_and_a_failed_step_changes_nothing(tmp_path: Pat
     shutil.copyfile(STATE_V1, db)
     v2 = ("ALTER TABLE runs ADD COLUMN user TEXT", "UPDATE runs SET user = 'kim'")
     broken = ("ALTER TABLE runs ADD COLUMN job_id TEXT", "UPDATE runs SET no_such_column = 1")
+    shipped = len(store_module.MIGRATIONS)
     monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, v2, broken))
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(store_module.MIGRATIONS))
     with pytest.raises(sqlite3.OperationalError, match="no_such_column"):
@@ -186,10 +187,10 @@ def test_migrations_run_in_order_and_a_failed_step_changes_nothing(tmp_path: Pat
     conn = sqlite3.connect(db)
     assert "user" not in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS[:2],))
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS[:shipped + 1],))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", shipped + 1)
     store = Store(db)
-    assert store.schema_version() == 2
+    assert store.schema_version() == shipped + 1
     with store._lock:
         users = {row[0] for row in store._conn.execute("SELECT user FROM runs")}
     assert users == {"kim"}
