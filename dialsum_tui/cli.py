@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from dialsum_tui import cli_insights
 from dialsum_tui.manager.models import Action, Run
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.store import IllegalTransition, RunNotFound
-from dialsum_tui.manager.workspace import WorkspaceError, find_workspace, init_workspace
+from dialsum_tui.manager.workspace import Workspace, WorkspaceError, find_workspace, init_workspace
 from engine import units
 from engine.artifacts import atomic_write_text
 from engine.config import ConfigError
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("handoff", help="write the Markdown hand-off note")
     p.add_argument("--out", help="file to write (atomically); default stdout")
 
+    sub.add_parser("repair", help="keep a broken state.db as state.db.broken-<time> and rebuild it from runs/")
+
     p = sub.add_parser("worker", help="start, stop or inspect the detached worker")
     p.add_argument("op", choices=["start", "stop", "status"])
 
@@ -129,9 +132,29 @@ def cmd_init(args: argparse.Namespace) -> int:
         ws = init_demo_workspace(args.dir)
     else:
         ws = init_workspace(args.dir)
-    Manager.open(ws)  # creates the state database now, not on first add
+    manager = Manager.open(ws)  # creates the state database now (or rebuilds it from runs/), not on first add
+    _say_rebuilt(manager)
+    from dialsum_tui.manager.layout import disk_models
+
+    found = [m.directory.relative_to(ws.root) for m in disk_models(ws) if m.directory.exists()]
+    if found:
+        print(f"found {len(found)} model folder(s) on disk: {', '.join(map(str, found[:8]))}"
+              f"{' …' if len(found) > 8 else ''}; `dialsum-tui results` shows one row each")
     print(f"workspace ready: {ws.root}")
     return 0
+
+
+def _say_rebuilt(manager: Manager) -> None:
+    if manager.rebuilt is not None:  # never silent: the user must know the queue came back from disk
+        print(f"dialsum-tui: {manager.rebuilt.note} (see {manager.workspace.worker_log})", file=sys.stderr)
+
+
+def _say_store_problem(manager: Manager) -> None:
+    from dialsum_tui.manager.rebuild import worker_store_problem
+
+    problem = worker_store_problem(manager.workspace)
+    if problem:
+        print(f"worker: {problem}", file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -160,6 +183,7 @@ def cmd_ls(manager: Manager, args: argparse.Namespace) -> int:
         print(json.dumps([_run_dict(r) for r in runs], ensure_ascii=False, indent=2))
     else:
         print(_ls_table(runs) if runs else "no runs yet; queue one with `dialsum-tui add CONFIG`")
+        _say_store_problem(manager)
         if manager.is_paused():
             print("queue paused: `dialsum-tui resume` to continue")
     return 0
@@ -257,6 +281,7 @@ def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
     w = data["worker"]
     print(f"worker: running (pid {w['pid']})" if w["running"] else "worker: not running (`dialsum-tui worker start`)")
     print(f"queue: {'paused' if data['paused'] else 'running'}")
+    _say_store_problem(manager)
     return 0
 
 
@@ -325,9 +350,25 @@ def _open_tui(workspace: str | None) -> int:
     return int(importlib.import_module("dialsum_tui.app").run_app(ws) or 0)
 
 
+def _without_store(ws: Workspace, args: argparse.Namespace) -> int:
+    """``repair`` and ``worker stop``: they need the lock file and the run directories, not the store."""
+    from dialsum_tui.manager.rebuild import repair, stop_worker
+
+    if args.command == "worker":
+        if stop_worker(ws):
+            print("worker stopped; running stages keep running and are re-adopted when a worker starts again")
+        else:
+            print("no worker was running")
+        return 0
+    done = repair(ws)
+    print(done.note if done.backup or done.runs else f"{ws.db_path} opens and passes SQLite's quick_check; nothing to repair")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = build_parser().parse_args(argv)
+    ws: Workspace | None = None
     try:
         if args.command is None:
             return _open_tui(args.workspace)
@@ -335,8 +376,18 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_init(args)
         if args.command == "demo":
             return cmd_demo(args)
-        manager = Manager.open(find_workspace(args.workspace))
+        ws = find_workspace(args.workspace)
+        if args.command == "repair" or (args.command == "worker" and args.op == "stop"):
+            return _without_store(ws, args)  # must work when the store does not
+        manager = Manager.open(ws)
+        _say_rebuilt(manager)
         return COMMANDS[args.command](manager, args)
+    except sqlite3.Error as err:  # found after opening (a malformed page): same advice as at open
+        from dialsum_tui.manager.rebuild import broken_message
+
+        db = ws.db_path if ws is not None else Path(".dialsum/state.db")
+        print(f"dialsum-tui: {broken_message(db, err)}", file=sys.stderr)
+        return 2
     except (ConfigError, WorkspaceError, RunNotFound, IllegalTransition, ValueError) as err:
         print(f"dialsum-tui: {err}", file=sys.stderr)
         return 2

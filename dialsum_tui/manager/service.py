@@ -18,6 +18,7 @@ from dialsum_tui.manager.following import run_owners
 from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.lock import read_lock_holder
 from dialsum_tui.manager.models import Action, Run, RunState
+from dialsum_tui.manager.rebuild import Rebuilt, mark_cancelled, open_store, write_queue_record
 from dialsum_tui.manager.store import Store
 from dialsum_tui.manager.workspace import Workspace
 from engine import artifacts
@@ -40,11 +41,17 @@ class Manager:
     workspace: Workspace
     store: Store
     _gpu: GpuSource | None = field(default=None, repr=False)
+    rebuilt: Rebuilt | None = None  # set when open() found state.db missing and rebuilt it from runs/
 
     @classmethod
     def open(cls, workspace: Workspace) -> Manager:
-        """Open the workspace's store (created on first use)."""
-        return cls(workspace, Store(workspace.db_path))
+        """Open the workspace's store: created on first use, rebuilt from runs/ when it was lost.
+
+        Raises:
+            StoreBroken: the database is not usable; the message names ``dialsum-tui repair``.
+        """
+        store, rebuilt = open_store(workspace)
+        return cls(workspace, store, rebuilt=rebuilt)
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -89,11 +96,15 @@ class Manager:
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)
         artifacts.atomic_write_text(RunFiles(run_dir).config, config_yaml, mode=0o600)
+        write_queue_record(self.workspace, run)  # so a lost store can be rebuilt with the run's intent
         return run
 
     def cancel(self, run_id: int) -> Run:
         """Cancel a pending run now, or ask the worker to stop a running one (SIGINT first)."""
-        return self.store.request_cancel(run_id)
+        run = self.store.request_cancel(run_id)
+        if run.state is RunState.CANCELLED and run.started_at is None:
+            mark_cancelled(self.workspace, run)  # a rebuilt store must not queue it again
+        return run
 
     def retry(self, run_id: int, action: str | None = None) -> Run:
         """Queue a new run with the same config snapshot (e.g. ``action="infer"`` re-infers without retraining)."""
@@ -154,16 +165,9 @@ class Manager:
         Returns:
             True if a worker was running and stopped.
         """
-        held, ident = read_lock_holder(self.workspace.lock_path)
-        if not held or ident is None:
-            return False
-        process.signal_pid(ident, 15)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not read_lock_holder(self.workspace.lock_path)[0]:
-                return True
-            time.sleep(0.05)
-        return False
+        from dialsum_tui.manager.rebuild import stop_worker
+
+        return stop_worker(self.workspace, timeout_s)
 
     # --- files --------------------------------------------------------------------------------
 

@@ -259,6 +259,18 @@ class Store:
             self._set(conn, cur.lastrowid, extra)
             return self._get(conn, cur.lastrowid)
 
+    def restore(self, run: Run) -> Run:
+        """Insert a run as it was (its id, state and fields): rebuilding a lost store from run directories.
+
+        Raises:
+            sqlite3.IntegrityError: the id is taken.
+        """
+        values = {name: _to_row(getattr(run, name), name) for name in _COLUMNS}
+        with self._write() as conn:
+            conn.execute(f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
+                         tuple(values.values()))
+            return self._get(conn, run.id)
+
     def _set(self, conn: sqlite3.Connection, run_id: int, values: dict[str, Any]) -> None:
         unknown = set(values) - _UPDATABLE - {"state"}
         if unknown:

@@ -28,9 +28,10 @@ from dialsum_tui.manager.launching import LaunchError, parse_gpus, run_config, s
 from dialsum_tui.manager.lock import WorkerLock
 from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
+from dialsum_tui.manager.rebuild import StoreWatch, open_store
 from dialsum_tui.manager.settings import SettingsError, env_settings
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
-from dialsum_tui.manager.store import IllegalTransition, Store
+from dialsum_tui.manager.store import IllegalTransition
 from dialsum_tui.manager.verdict import Ended, Outcome, config_artifacts_done, judge, record
 from dialsum_tui.manager.workspace import Workspace
 from engine.artifacts import EventTail
@@ -56,7 +57,8 @@ class Worker:
         stop_grace: tuple[float, float] = process.DEFAULT_GRACE_S,
     ):
         self.ws = workspace
-        self.store = Store(workspace.db_path)
+        self.store, _rebuilt = open_store(workspace)  # a lost state.db is rebuilt from runs/, never recreated empty
+        self.store_watch = StoreWatch(workspace)
         self.poll_s = poll_s
         self.stop_grace = stop_grace
         self.settings = workspace.settings()
@@ -134,7 +136,8 @@ class Worker:
         handle_cancels(self.store, self.store.list(), self.active, self.stop_grace)
         if self.active:
             watch_disk(self.store, disk.read_cached(self.ws), self.active, self.stop_grace)
-        self._admit()
+        if self.store_watch.ok():  # a removed or replaced state.db: follow what runs, admit nothing
+            self._admit()
 
     def _follow(self, stage: ActiveStage) -> None:
         self._absorb(stage)
