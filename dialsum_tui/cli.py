@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="create a workspace (or adopt an existing directory)")
     p.add_argument("dir", nargs="?", default=".")
     p.add_argument("--demo", action="store_true", help="also add the demo data, tiny models and configs")
+    p.add_argument("--quota-path", metavar="DIR",
+                   help="the tree the server's disk quota counts (du -sx), e.g. the competition root; default: the "
+                        "workspace. Stored as quota_path in .dialsum/settings.yaml")
 
     p = sub.add_parser("demo", help="build the demo workspace if needed, queue its runs, start the worker, open the TUI")
     p.add_argument("dir", nargs="?", default="demo-workspace", help="demo workspace (default ./demo-workspace)")
@@ -75,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--dry-run", action="store_true", help="only list (the default)")
     group.add_argument("--yes", action="store_true", help="delete the listed items")
+    p.add_argument("--include-shared-cache", action="store_true",
+                   help="also offer models in HF caches outside the workspace (other workspaces may need them)")
 
     p = sub.add_parser("handoff", help="write the Markdown hand-off note")
     p.add_argument("--out", help="file to write (atomically); default stdout")
@@ -132,6 +137,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         ws = init_demo_workspace(args.dir)
     else:
         ws = init_workspace(args.dir)
+    from dialsum_tui.manager.quota_path import choose_quota_path
+
+    print(choose_quota_path(ws, args.quota_path))
     manager = Manager.open(ws)  # creates the state database now (or rebuilds it from runs/), not on first add
     _say_rebuilt(manager)
     from dialsum_tui.manager.layout import disk_models
@@ -294,8 +302,13 @@ def cmd_results(manager: Manager, args: argparse.Namespace) -> int:
 
 def cmd_prune(manager: Manager, args: argparse.Namespace) -> int:
     from dialsum_tui.manager.disk import human
+    from dialsum_tui.manager.prune import shared_caches
 
-    items = manager.prune_plan()
+    items = manager.prune_plan(include_shared=args.include_shared_cache)
+    if not args.include_shared_cache:
+        for cache in shared_caches(manager.workspace):  # say what was left alone, and why
+            print(f"not touched: {cache} is a shared HF cache (outside this workspace; other workspaces or "
+                  "users may need its models); `--include-shared-cache` lists them too")
     if not items:
         print("nothing to prune")
         return 0

@@ -242,10 +242,10 @@ class Manager:
             done.append(pid)
         return done
 
-    def prune_plan(self) -> list[PruneItem]:
+    def prune_plan(self, include_shared: bool = False) -> list[PruneItem]:
         from dialsum_tui.manager.prune import prune_plan
 
-        return prune_plan(self.workspace, self.runs())
+        return prune_plan(self.workspace, self.runs(), include_shared)
 
     def prune(self, items: list[PruneItem]) -> int:
         from dialsum_tui.manager.prune import prune
