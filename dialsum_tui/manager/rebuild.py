@@ -49,6 +49,7 @@ class Rebuilt:
     runs: list[Run] = field(default_factory=list)
     backup: Path | None = None
     paused: bool = False
+    adopted: bool = False  # runs/ had directories an existing store did not know
 
     @property
     def note(self) -> str:
@@ -59,7 +60,9 @@ class Rebuilt:
         ids = f"ids {self.runs[0].id}-{self.runs[-1].id}" if self.runs else "no runs"
         kept = f"; the broken file was kept as {self.backup}" if self.backup else ""
         paused = "; the queue is paused until you check it and run `dialsum-tui resume`" if self.paused else ""
-        return f"state.db rebuilt from runs/: {len(self.runs)} run(s) restored ({ids}: {counts}){kept}{paused}"
+        what = ("state.db did not know some run directories (replaced by an older copy?)" if self.adopted
+                else "state.db rebuilt from runs/")
+        return f"{what}: {len(self.runs)} run(s) restored ({ids}: {counts}){kept}{paused}"
 
 
 # --- the database file ------------------------------------------------------------------------
@@ -351,14 +354,40 @@ def rebuild(ws: Workspace, backup: Path | None = None) -> Rebuilt:
 def open_store(ws: Workspace) -> tuple[Store, Rebuilt | None]:
     """Open the workspace's store; rebuild it first when it is missing but runs/ has history.
 
+    A store that exists but does not know some ``runs/<id>`` (replaced by an old copy, say) gets
+    those runs restored into it, so a run directory is never orphaned nor its id handed out again.
+
     Raises:
         StoreBroken: the file is not a database, malformed or read-only; names ``dialsum-tui repair``.
     """
     rebuilt = rebuild(ws) if not ws.db_path.exists() and run_ids(ws) else None
     try:
-        return Store(ws.db_path), rebuilt if rebuilt and rebuilt.runs else None
+        store = Store(ws.db_path)
+        if rebuilt is None or not rebuilt.runs:
+            rebuilt = adopt_unknown(ws, store)
     except sqlite3.Error as err:
         raise StoreBroken(broken_message(ws.db_path, err)) from None
+    return store, rebuilt if rebuilt and rebuilt.runs else None
+
+
+def adopt_unknown(ws: Workspace, store: Store) -> Rebuilt | None:
+    """Restore the run directories the store has no row for; None when it knows them all."""
+    known = {run.id for run in store.list()}
+    missing = [rid for rid in run_ids(ws) if rid not in known]
+    if not missing:
+        return None
+    done = Rebuilt(adopted=True)
+    for run_id in missing:
+        try:
+            done.runs.append(store.restore(restore_run(ws, run_id)))
+        except sqlite3.IntegrityError:
+            continue  # another process restored it a moment ago
+    if any(r.state is RunState.QUEUED for r in done.runs):
+        store.set_paused(True)
+        done.paused = True
+    if done.runs:
+        _note(ws, done.note)
+    return done
 
 
 def healthy(path: Path) -> bool:

@@ -192,3 +192,20 @@ def test_restored_run_states_follow_their_events(workspace: Workspace, make_conf
     assert reopened.rebuilt is not None and reopened.rebuilt.paused and reopened.is_paused()
     states = {r.id: r.state for r in reopened.runs()}
     assert states == {never.id: RunState.QUEUED, cancelled.id: RunState.CANCELLED}
+
+
+def test_a_store_replaced_by_an_older_copy_gets_the_unknown_runs_back(workspace: Workspace, make_config,
+                                                                     cli: Cli) -> None:
+    cli("add", str(make_config("코바트")))
+    wait_until(lambda: _runs(cli)[1]["state"] == "succeeded", timeout=60)
+    cli("worker", "stop")
+    older = workspace.root / "older.db"
+    Store(older).close()  # an empty store of the same schema stands in for yesterday's copy
+    older.replace(workspace.db_path)
+    for path in _db_files(workspace):
+        if path != workspace.db_path:
+            path.unlink()
+    listed = cli("ls", "--json")
+    assert "did not know some run directories" in listed.stderr
+    assert [(r["id"], r["state"]) for r in json.loads(listed.stdout)] == [(1, "succeeded")]
+    assert "queued run 2:" in cli("add", str(make_config("라마"))).stdout
