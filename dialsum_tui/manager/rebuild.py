@@ -139,10 +139,12 @@ def broken_message(path: Path, err: BaseException) -> str:
 
 
 def run_ids(ws: Workspace) -> list[int]:
+    """Ids of the run directories that hold a run (a config snapshot or events); empty ones are skipped."""
     try:
-        return sorted(int(p.name) for p in ws.runs_dir.iterdir() if p.name.isdigit() and p.is_dir())
+        dirs = [p for p in ws.runs_dir.iterdir() if p.name.isdigit() and p.is_dir()]
     except OSError:
         return []
+    return sorted(int(p.name) for p in dirs if RunFiles(p).config.exists() or RunFiles(p).events.exists())
 
 
 def write_queue_record(ws: Workspace, run: Run) -> None:
