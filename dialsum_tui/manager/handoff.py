@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.results import ResultRow, format_results, progress_text
+from dialsum_tui.manager.identity import predictions_key
 from engine.artifacts import submission_path
 from engine.units import format_bytes, format_gib
 
@@ -42,7 +43,8 @@ def _disk_lines(disk: DiskUsage | None) -> list[str]:
     return lines
 
 
-def _next_actions(rows: list[ResultRow], disk: DiskUsage | None) -> list[str]:
+def _next_actions(rows: list[ResultRow], disk: DiskUsage | None, runs: list[Run]) -> list[str]:
+    by_id = {run.id: run for run in runs}
     actions = []
     for r in rows:
         if r.code == "trained_infer_failed":
@@ -57,10 +59,16 @@ def _next_actions(rows: list[ResultRow], disk: DiskUsage | None) -> list[str]:
     # One best per (tokenizer, scorer) (leaderboard.annotate_rows): numbers made differently are never ranked.
     for best in (r for r in rows if r.code == "done" and r.final is not None and r.best):
         actions.append(f"submit the best model {best.nickname} ({best.rouge_text}): `dialsum-tui submit {best.run_id}` "
-                       f"validates {submission_path(Path('submissions'), best.nickname)} and copies it")
+                       f"validates {_submission_name(best, by_id)} and copies it")
     if disk is not None and disk.used_bytes > disk.safe_bytes:
         actions.append("disk above the safe level: `dialsum-tui prune --dry-run`, then `--yes`")
     return actions or ["nothing pending"]
+
+
+def _submission_name(row: ResultRow, runs: dict[int, Run]) -> Path:
+    """The submission file of the row's run (``submissions/<slug>-r<id>_submission.csv``)."""
+    run = runs.get(row.run_id) if row.run_id is not None else None
+    return submission_path(Path("submissions"), predictions_key(run) if run else row.nickname)
 
 
 def handoff_markdown(
@@ -97,5 +105,5 @@ def handoff_markdown(
     for row in failed:
         out.append(f"- {row.nickname} (run {row.run_id}, {row.failure_kind}): {row.evidence}" + (f"\n  - hint: {row.hint}" if row.hint else ""))
     out += ([] if failed else ["- none"]) + [""]
-    out += ["## Next actions", "", *[f"{i}. {a}" for i, a in enumerate(_next_actions(rows, disk), start=1)], ""]
+    out += ["## Next actions", "", *[f"{i}. {a}" for i, a in enumerate(_next_actions(rows, disk, runs), start=1)], ""]
     return "\n".join(out)
