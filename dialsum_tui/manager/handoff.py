@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dialsum_tui.manager.identity import predictions_key
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.results import ResultRow, format_results, progress_text
-from dialsum_tui.manager.identity import predictions_key
 from engine.artifacts import submission_path
 from engine.units import format_bytes, format_gib
 
