@@ -158,7 +158,7 @@ def _say_rebuilt(manager: Manager) -> None:
 
 
 def _say_store_problem(manager: Manager) -> None:
-    from dialsum_tui.manager.rebuild import worker_store_problem
+    from dialsum_tui.manager.store_health import worker_store_problem
 
     problem = worker_store_problem(manager.workspace)
     if problem:
@@ -365,7 +365,8 @@ def _open_tui(workspace: str | None) -> int:
 
 def _without_store(ws: Workspace, args: argparse.Namespace) -> int:
     """``repair`` and ``worker stop``: they need the lock file and the run directories, not the store."""
-    from dialsum_tui.manager.rebuild import repair, stop_worker
+    from dialsum_tui.manager.rebuild import repair
+    from dialsum_tui.manager.store_health import stop_worker
 
     if args.command == "worker":
         if stop_worker(ws):
@@ -396,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         _say_rebuilt(manager)
         return COMMANDS[args.command](manager, args)
     except sqlite3.Error as err:  # found after opening (a malformed page): same advice as at open
-        from dialsum_tui.manager.rebuild import broken_message
+        from dialsum_tui.manager.store_health import broken_message
 
         db = ws.db_path if ws is not None else Path(".dialsum/state.db")
         print(f"dialsum-tui: {broken_message(db, err)}", file=sys.stderr)

@@ -165,7 +165,7 @@ class Manager:
         Returns:
             True if a worker was running and stopped.
         """
-        from dialsum_tui.manager.rebuild import stop_worker
+        from dialsum_tui.manager.store_health import stop_worker
 
         return stop_worker(self.workspace, timeout_s)
 

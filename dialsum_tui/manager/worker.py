@@ -28,10 +28,11 @@ from dialsum_tui.manager.launching import LaunchError, parse_gpus, run_config, s
 from dialsum_tui.manager.lock import WorkerLock
 from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
-from dialsum_tui.manager.rebuild import StoreWatch, open_store
+from dialsum_tui.manager.rebuild import open_store
 from dialsum_tui.manager.settings import SettingsError, env_settings
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
 from dialsum_tui.manager.store import IllegalTransition
+from dialsum_tui.manager.store_health import StoreWatch
 from dialsum_tui.manager.verdict import Ended, Outcome, config_artifacts_done, judge, record
 from dialsum_tui.manager.workspace import Workspace
 from engine.artifacts import EventTail

@@ -14,9 +14,9 @@ import pytest
 
 from dialsum_tui.manager.identity import run_key
 from dialsum_tui.manager.models import RunState
-from dialsum_tui.manager.rebuild import STORE_PROBLEM_FILE
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.store import Store
+from dialsum_tui.manager.store_health import STORE_PROBLEM_FILE
 from dialsum_tui.manager.workspace import Workspace
 from engine.artifacts import final_model_dir, is_complete_model
 
