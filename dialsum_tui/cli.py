@@ -170,6 +170,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     ws = init_demo_workspace(args.dir)
     manager = Manager.open(ws)
+    _say_rebuilt(manager)
     queue_demo_runs(manager)
     _start_worker(manager)
     if args.no_tui:
