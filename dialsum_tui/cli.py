@@ -13,6 +13,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from dialsum_tui.manager import slurm
 from dialsum_tui.manager.models import Action, Run
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.store import IllegalTransition, RunNotFound
-from dialsum_tui.manager.workspace import WorkspaceError, find_workspace, init_workspace
+from dialsum_tui.manager.workspace import Workspace, WorkspaceError, find_workspace, init_workspace
 from engine import units
 from engine.artifacts import atomic_write_text
 from engine.config import ConfigError
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     share.add_argument("--share-group", metavar="NAME",
                        help="share the queue with Unix group NAME (group-writable, setgid dirs, nothing for others)")
     share.add_argument("--private", action="store_true", help="undo --share-group: the workspace is yours alone again")
+    p.add_argument("--quota-path", metavar="DIR",
+                   help="the tree the server's disk quota counts (du -sx), e.g. the competition root; default: the "
+                        "workspace. Stored as quota_path in .dialsum/settings.yaml")
 
     p = sub.add_parser("demo", help="build the demo workspace if needed, queue its runs, start the worker, open the TUI")
     p.add_argument("dir", nargs="?", default="demo-workspace", help="demo workspace (default ./demo-workspace)")
@@ -89,10 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--dry-run", action="store_true", help="only list (the default)")
     group.add_argument("--yes", action="store_true", help="delete the listed items")
+    p.add_argument("--include-shared-cache", action="store_true",
+                   help="also offer models in HF caches outside the workspace (other workspaces may need them)")
 
     p = sub.add_parser("handoff", help="write the Markdown hand-off note")
     p.add_argument("--out", help="file to write (atomically); default stdout")
     p.add_argument("--mkdir", action="store_true", help="create --out's directory if it does not exist")
+
+    sub.add_parser("repair", help="keep a broken state.db as state.db.broken-<time> and rebuild it from runs/")
 
     p = sub.add_parser("worker", help="start, stop or inspect the detached worker")
     p.add_argument("op", choices=["start", "stop", "status"])
@@ -166,9 +174,32 @@ def cmd_init(args: argparse.Namespace) -> int:
         from dialsum_tui.manager.sharing import set_share_group
 
         print(set_share_group(ws, args.share_group))  # before the database exists, so it is made shared
-    Manager.open(ws)  # creates the state database now, not on first add
+    from dialsum_tui.manager.quota_path import choose_quota_path
+
+    print(choose_quota_path(ws, args.quota_path))
+    manager = Manager.open(ws)  # creates the state database now (or rebuilds it from runs/), not on first add
+    _say_rebuilt(manager)
+    from dialsum_tui.manager.layout import disk_models
+
+    found = [m.directory.relative_to(ws.root) for m in disk_models(ws) if m.directory.exists()]
+    if found:
+        print(f"found {len(found)} model folder(s) on disk: {', '.join(map(str, found[:8]))}"
+              f"{' …' if len(found) > 8 else ''}; `dialsum-tui results` shows one row each")
     print(f"workspace ready: {ws.root}")
     return 0
+
+
+def _say_rebuilt(manager: Manager) -> None:
+    if manager.rebuilt is not None:  # never silent: the user must know the queue came back from disk
+        print(f"dialsum-tui: {manager.rebuilt.note} (see {manager.workspace.worker_log})", file=sys.stderr)
+
+
+def _say_store_problem(manager: Manager) -> None:
+    from dialsum_tui.manager.store_health import worker_store_problem
+
+    problem = worker_store_problem(manager.workspace)
+    if problem:
+        print(f"worker: {problem}", file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -176,6 +207,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     ws = init_demo_workspace(args.dir)
     manager = Manager.open(ws)
+    _say_rebuilt(manager)
     queue_demo_runs(manager)
     _start_worker(manager)
     if args.no_tui:
@@ -197,6 +229,7 @@ def cmd_ls(manager: Manager, args: argparse.Namespace) -> int:
         print(json.dumps([_run_dict(r) for r in runs], ensure_ascii=False, indent=2))
     else:
         print(_ls_table(runs) if runs else "no runs yet; queue one with `dialsum-tui add CONFIG`")
+        _say_store_problem(manager)
         if manager.is_paused():
             print("queue paused: `dialsum-tui resume` to continue")
     return 0
@@ -319,6 +352,7 @@ def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
     print(f"queue: {'paused' if data['paused'] else 'running'}")
     for line in data["attention"]:
         print(f"needs attention: {line}")
+    _say_store_problem(manager)
     return 1 if data["attention"] or failed else 0
 
 
@@ -331,8 +365,13 @@ def cmd_results(manager: Manager, args: argparse.Namespace) -> int:
 
 def cmd_prune(manager: Manager, args: argparse.Namespace) -> int:
     from dialsum_tui.manager.disk import human
+    from dialsum_tui.manager.prune import shared_caches
 
-    items = manager.prune_plan()
+    items = manager.prune_plan(include_shared=args.include_shared_cache)
+    if not args.include_shared_cache:
+        for cache in shared_caches(manager.workspace):  # say what was left alone, and why
+            print(f"not touched: {cache} is a shared HF cache (outside this workspace; other workspaces or "
+                  "users may need its models); `--include-shared-cache` lists them too")
     if not items:
         print("nothing to prune")
         return 0
@@ -408,9 +447,26 @@ def _open_tui(workspace: str | None) -> int:
     return int(importlib.import_module("dialsum_tui.app").run_app(ws) or 0)
 
 
+def _without_store(ws: Workspace, args: argparse.Namespace) -> int:
+    """``repair`` and ``worker stop``: they need the lock file and the run directories, not the store."""
+    from dialsum_tui.manager.rebuild import repair
+    from dialsum_tui.manager.store_health import stop_worker
+
+    if args.command == "worker":
+        if stop_worker(ws):
+            print("worker stopped; running stages keep running and are re-adopted when a worker starts again")
+        else:
+            print("no worker was running")
+        return 0
+    done = repair(ws)
+    print(done.note if done.backup or done.runs else f"{ws.db_path} opens and passes SQLite's quick_check; nothing to repair")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = build_parser().parse_args(argv)
+    ws: Workspace | None = None
     try:
         if args.command is None:
             return _open_tui(args.workspace)
@@ -418,8 +474,18 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_init(args)
         if args.command == "demo":
             return cmd_demo(args)
-        manager = Manager.open(find_workspace(args.workspace))
+        ws = find_workspace(args.workspace)
+        if args.command == "repair" or (args.command == "worker" and args.op == "stop"):
+            return _without_store(ws, args)  # must work when the store does not
+        manager = Manager.open(ws)
+        _say_rebuilt(manager)
         return COMMANDS[args.command](manager, args)
+    except sqlite3.Error as err:  # found after opening (a malformed page): same advice as at open
+        from dialsum_tui.manager.store_health import broken_message
+
+        db = ws.db_path if ws is not None else Path(".dialsum/state.db")
+        print(f"dialsum-tui: {broken_message(db, err)}", file=sys.stderr)
+        return 2
     except (ConfigError, WorkspaceError, RunNotFound, IllegalTransition, ValueError) as err:
         print(f"dialsum-tui: {err}", file=sys.stderr)
         return 2

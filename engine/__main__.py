@@ -49,12 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-steps", type=int, default=0, help="causal only: short LM pre-training on the corpus")
     p.add_argument("--seed", type=int, default=0)
 
-    for name, help_ in ((Stage.TRAIN, "fine-tune a model; writes checkpoints/<nickname>/final_model"),
-                        (Stage.INFER, "generate summaries; writes submissions/<nickname>_submission.csv")):
+    for name, help_ in ((Stage.TRAIN, "fine-tune a model; writes checkpoints/<key>/final_model"),
+                        (Stage.INFER, "generate summaries; writes submissions/<key>_submission.csv")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", required=True, help="YAML run config")
         p.add_argument("--run-dir", required=True, help="run directory for config.yaml, run.log, events.jsonl")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key by dotted path")
+        # The manager names every run's files <slug>-r<id> (engine.artifacts.artifact_key), so two runs
+        # never share a checkpoint or a submission; a standalone run uses the cleaned nickname.
+        p.add_argument("--artifact-key", metavar="KEY",
+                       help="name of this run's checkpoints/<KEY>/ and submissions/<KEY>_*.csv (default: the nickname)")
         if name is Stage.TRAIN:
             # The workspace's disk quota, handed over by the manager (dialsum_tui/manager/disk.py:
             # engine_disk_args); without --disk-stop-bytes the in-run guard is off (a standalone run).
@@ -64,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name is Stage.INFER:
             p.add_argument("--split", choices=["test", "dev", "both"], default="both",
                            help="test writes the submission; dev writes predictions for scoring (default both)")
-            p.add_argument("--checkpoint", help="model directory (default checkpoints/<nickname>/final_model)")
+            p.add_argument("--model-key", metavar="KEY",
+                           help="load checkpoints/<KEY>/final_model (the run that trained it; default --artifact-key)")
+            p.add_argument("--checkpoint", help="model directory (default checkpoints/<model-key>/final_model)")
 
     p = sub.add_parser(Stage.EVALUATE, help="Korean ROUGE of predictions against references")
     p.add_argument("--predictions", required=True, help="CSV with fname,summary")

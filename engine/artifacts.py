@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,35 +37,89 @@ from engine.contract import (  # noqa: F401
 
 ENGINE_VERSION = "0.1.0"
 
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# Unicode letters and digits stay (the team names runs in Korean: '코바트' must not become 'run'),
+# and so do . _ -; anything else (separators, spaces, control characters) becomes '_'.
+_UNSAFE = re.compile(r"[^\w.-]+")
+NICKNAME_MAX_CHARS = 64  # keeps <slug>-r<id>_dev_predictions.csv far below NAME_MAX (255 bytes; Hangul is 3)
+# The run-keyed artifact names: <slug>-r<id> (e.g. 코바트-r12). A slug never ends in "-r<digits>"
+# on its own only by accident; the key is built, never parsed, except by the layout reader below.
+RUN_KEY = re.compile(r"^(?P<slug>.+)-r(?P<id>[0-9]+)$")
 
 
 def safe_name(name: str) -> str:
-    """Return ``name`` reduced to a single safe path component (no separators, no ``..``)."""
-    cleaned = _SAFE_NAME.sub("_", name).strip("._")
+    """Return ``name`` as a single safe path component: NFC, Unicode letters/digits and ``._-`` kept.
+
+    An ASCII nickname maps to what the first releases wrote (``[A-Za-z0-9._-]``), so their
+    ``checkpoints/<nickname>/`` layout is still found.
+    """
+    cleaned = _UNSAFE.sub("_", unicodedata.normalize("NFC", name)).strip("._")
     return cleaned or "run"
+
+
+def legacy_name(name: str) -> str:
+    """The directory name the first releases gave a nickname (ASCII only: Hangul became ``_``/``run``).
+
+    Only for finding files written before run keys (store migration 2, the old layout reader).
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
+
+
+def nickname_problem(nickname: str) -> str | None:
+    """Why ``nickname`` cannot name a run's files, or None when it can.
+
+    Refused: empty once cleaned, longer than :data:`NICKNAME_MAX_CHARS`, a path separator, or a
+    control character. Anything else (Hangul, spaces, punctuation) is fine: :func:`safe_name` keeps
+    letters and digits and the run id keeps two runs apart.
+    """
+    if not nickname.strip():
+        return "model.nickname is empty; give the run a name such as 코바트-lr3e-5"
+    if len(nickname) > NICKNAME_MAX_CHARS:
+        return (f"model.nickname is {len(nickname)} characters; use at most {NICKNAME_MAX_CHARS} "
+                "(it names the checkpoint and submission files)")
+    if "/" in nickname or "\\" in nickname:
+        return f"model.nickname {nickname!r} contains a path separator; use '-' or '_' instead"
+    if any(unicodedata.category(ch) == "Cc" for ch in nickname):
+        return f"model.nickname {nickname!r} contains a control character (tab, newline...); remove it"
+    if safe_name(nickname) == "run" and not re.search(r"\w", nickname):
+        return f"model.nickname {nickname!r} has no letter or digit; include at least one"
+    return None
+
+
+def artifact_key(nickname: str, run_id: int | None) -> str:
+    """The name a run's artifacts go under: ``<slug>-r<id>`` (``<slug>`` alone for a standalone engine run).
+
+    Keyed by run, never by the nickname alone: two runs of one nickname, or two nicknames with the
+    same slug, never share a checkpoint directory or a submission file.
+    """
+    slug = safe_name(nickname)
+    return slug if run_id is None else f"{slug}-r{int(run_id)}"
+
+
+def stage_key(explicit: str | None, nickname: str) -> str:
+    """A stage's artifact key: ``--artifact-key`` from the manager, else the cleaned nickname (standalone)."""
+    return safe_name(explicit or nickname)
 
 
 # --- workspace layout ---------------------------------------------------------------------
 
 
-def final_model_dir(checkpoints: Path, nickname: str) -> Path:
-    """``<checkpoints>/<nickname>/final_model``: the complete model a train stage leaves."""
-    return Path(checkpoints) / safe_name(nickname) / FINAL_MODEL_DIR
+def final_model_dir(checkpoints: Path, key: str) -> Path:
+    """``<checkpoints>/<key>/final_model``: the complete model a train stage leaves (key: :func:`artifact_key`)."""
+    return Path(checkpoints) / safe_name(key) / FINAL_MODEL_DIR
 
 
-def submission_path(submissions: Path, nickname: str) -> Path:
-    """``<submissions>/<nickname>_submission.csv``: the test predictions (the competition's upload)."""
-    return Path(submissions) / f"{safe_name(nickname)}{SUBMISSION_SUFFIX}"
+def submission_path(submissions: Path, key: str) -> Path:
+    """``<submissions>/<key>_submission.csv``: the test predictions (the competition's upload)."""
+    return Path(submissions) / f"{safe_name(key)}{SUBMISSION_SUFFIX}"
 
 
-def dev_predictions_path(submissions: Path, nickname: str) -> Path:
-    """``<submissions>/<nickname>_dev_predictions.csv``: the dev predictions that evaluate scores."""
-    return Path(submissions) / f"{safe_name(nickname)}{DEV_PREDICTIONS_SUFFIX}"
+def dev_predictions_path(submissions: Path, key: str) -> Path:
+    """``<submissions>/<key>_dev_predictions.csv``: the dev predictions that evaluate scores."""
+    return Path(submissions) / f"{safe_name(key)}{DEV_PREDICTIONS_SUFFIX}"
 
 
 def submission_nickname(path: Path) -> str | None:
-    """The nickname a submission file belongs to (None when ``path`` is not one)."""
+    """The artifact key (or old-layout nickname) a submission file belongs to (None when ``path`` is not one)."""
     name = Path(path).name
     return name.removesuffix(SUBMISSION_SUFFIX) if name.endswith(SUBMISSION_SUFFIX) else None
 

@@ -56,7 +56,8 @@ Dtype = Literal["float32", "bfloat16", "float16"]
 class ModelConfig(_Section):
     name_or_path: str = Field(description="Hub id (e.g. digit82/kobart-summarization) or a local directory.")
     nickname: str = Field(
-        description="Name used in checkpoints/<nickname>/final_model and submissions/<nickname>_submission.csv."
+        description="Names the run's files: checkpoints/<nickname>-r<run id>/final_model and submissions/<nickname>-r<run id>_submission.csv "
+        "(the manager adds the run id; a standalone engine run uses the nickname alone). At most 64 characters, no / or control characters."
     )
     kind: Literal["seq2seq", "causal"] = Field(description="seq2seq (BART/T5, Seq2SeqTrainer) or causal (SFTTrainer).")
     dtype: Dtype = Field("float32", description="dtype the base weights are loaded in.")
@@ -160,8 +161,8 @@ class GenerationConfig(_Section):
 
 
 class PathsConfig(_Section):
-    checkpoints: str = Field("checkpoints", description="checkpoints/<nickname>/final_model lives here.")
-    submissions: str = Field("submissions", description="<nickname>_submission.csv lives here.")
+    checkpoints: str = Field("checkpoints", description="checkpoints/<key>/final_model lives here (key: nickname-r<run id>).")
+    submissions: str = Field("submissions", description="<key>_submission.csv lives here (key: nickname-r<run id>).")
 
 
 # Keys that left the run config, and where they went. The disk quota is a property of the

@@ -15,6 +15,8 @@ from engine.artifacts import (
     atomic_write_text,
     dev_predictions_path,
     final_model_dir,
+    safe_name,
+    stage_key,
     submission_path,
 )
 from engine.config import GenerationConfig, RunConfig, load_config, resolve_path
@@ -156,7 +158,7 @@ def predictions_csv(fnames: list[str], summaries: list[str]) -> str:
     return buffer.getvalue()
 
 
-def predict_split(split: str, cfg: RunConfig, loaded, events: EventWriter) -> tuple[Path, int, int]:
+def predict_split(split: str, cfg: RunConfig, loaded, events: EventWriter, key: str | None = None) -> tuple[Path, int, int]:
     """Generate for one split and write its CSV atomically.
 
     Returns:
@@ -182,7 +184,8 @@ def predict_split(split: str, cfg: RunConfig, loaded, events: EventWriter) -> tu
                     count=empty)
     events.emit(Event.PHASE, name=Phase.WRITE, split=split)
     submissions = resolve_path(cfg.paths.submissions)
-    path = (submission_path if split == "test" else dev_predictions_path)(submissions, cfg.model.nickname)
+    key = key or safe_name(cfg.model.nickname)
+    path = (submission_path if split == "test" else dev_predictions_path)(submissions, key)
     atomic_write_text(path, predictions_csv([s.fname for s in samples], summaries))
     events.emit(Event.ARTIFACT, kind=ArtifactKind.SUBMISSION if split == "test" else ArtifactKind.DEV_PREDICTIONS, path=str(path),
                 bytes=path.stat().st_size)
@@ -195,7 +198,10 @@ def infer(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
 
     cfg = load_config(args.config, args.set)
     device = resolve_device(cfg, str(args.config))
-    directory = Path(args.checkpoint) if args.checkpoint else final_model_dir(resolve_path(cfg.paths.checkpoints), cfg.model.nickname)
+    key = stage_key(getattr(args, "artifact_key", None), cfg.model.nickname)
+    # An infer-only run loads the model of the run that trained it (--model-key) and writes its own files.
+    model_key = getattr(args, "model_key", None) or key
+    directory = Path(args.checkpoint) if args.checkpoint else final_model_dir(resolve_path(cfg.paths.checkpoints), model_key)
     events.emit(Event.STARTED, nickname=cfg.model.nickname, model=str(directory), config_hash=cfg.hash(), device=device,
                 dtype=cfg.model.dtype, split=args.split)
     events.emit(Event.PHASE, name=Phase.LOAD_MODEL)
@@ -203,7 +209,7 @@ def infer(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
     metrics: dict[str, Any] = {"dtype": loaded.dtype}
     splits = ["dev", "test"] if args.split == "both" else [args.split]
     for split in splits:
-        path, rows, empty = predict_split(split, cfg, loaded, events)
+        path, rows, empty = predict_split(split, cfg, loaded, events, key)
         metrics[f"{split}_rows"] = rows
         metrics[f"{split}_empty"] = empty
         metrics[f"{split}_path"] = str(path)

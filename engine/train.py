@@ -16,6 +16,7 @@ from engine.artifacts import (
     atomic_write_text,
     final_model_dir,
     is_main_process,
+    stage_key,
     world_size,
     write_final_model_meta,
 )
@@ -103,8 +104,8 @@ def build_callbacks(cfg: RunConfig, loaded, dev: list, events: EventWriter, guar
     return callbacks
 
 
-def save_final_model(cfg: RunConfig, loaded, model, metrics: dict[str, Any], events: EventWriter) -> Path:
-    """Write ``checkpoints/<nickname>/final_model`` atomically; the metadata marker goes in last.
+def save_final_model(cfg: RunConfig, loaded, model, metrics: dict[str, Any], events: EventWriter, key: str) -> Path:
+    """Write ``checkpoints/<key>/final_model`` atomically; the metadata marker goes in last.
 
     A LoRA run saves the adapter (loaded on its recorded base at inference) unless
     ``lora.merge_on_save``, which saves merged full weights in ``model.dtype``.
@@ -112,7 +113,7 @@ def save_final_model(cfg: RunConfig, loaded, model, metrics: dict[str, Any], eve
     from engine.runtime import torch_dtype
 
     events.emit(Event.PHASE, name=Phase.SAVE)
-    target = final_model_dir(resolve_path(cfg.paths.checkpoints), cfg.model.nickname)
+    target = final_model_dir(resolve_path(cfg.paths.checkpoints), key)
     merged = cfg.lora.enabled and cfg.lora.merge_on_save and not cfg.quantization.load_in_4bit
     if cfg.lora.enabled and cfg.lora.merge_on_save and not merged:
         events.emit(Event.WARNING, message="lora.merge_on_save ignored: a 4-bit base cannot be merged losslessly; saving the adapter")
@@ -122,6 +123,7 @@ def save_final_model(cfg: RunConfig, loaded, model, metrics: dict[str, Any], eve
         loaded.tokenizer.save_pretrained(tmp)
         write_final_model_meta(tmp, {
             "nickname": cfg.model.nickname,
+            "artifact_key": key,
             "kind": cfg.model.kind,
             "base_model": loaded.base_model,
             "dtype": cfg.model.dtype,
@@ -173,7 +175,8 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
     rng = random.Random(cfg.train.seed)
     train_ds = recipe.build_dataset(train_samples, cfg, loaded.tokenizer, rng, "train", events)
     eval_ds = recipe.build_dataset(dev, cfg, loaded.tokenizer, None, "dev", events) if dev else None
-    output_dir = resolve_path(cfg.paths.checkpoints) / loaded_nickname_dir(cfg) / TRAINER_DIR
+    key = stage_key(getattr(args, "artifact_key", None), cfg.model.nickname)
+    output_dir = resolve_path(cfg.paths.checkpoints) / key / TRAINER_DIR
     guard = disk_guard(args, output_dir)
     trainer = recipe.build_trainer(cfg, loaded, train_ds, eval_ds, output_dir, device,
                                    build_callbacks(cfg, loaded, dev, events, guard))
@@ -184,15 +187,8 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
         raise DiskQuotaReached(guard.tripped)
     metrics = final_metrics(trainer)
     if is_main_process():  # DDP keeps the weights identical on every rank: one copy is the model
-        save_final_model(cfg, loaded, trainer.model, metrics, events)
+        save_final_model(cfg, loaded, trainer.model, metrics, events, key)
     return metrics
-
-
-def loaded_nickname_dir(cfg: RunConfig) -> str:
-    """The nickname as a single safe path component (``checkpoints/<nickname>/``)."""
-    from engine.artifacts import safe_name
-
-    return safe_name(cfg.model.nickname)
 
 
 def main(args: argparse.Namespace) -> int:

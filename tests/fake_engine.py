@@ -7,6 +7,7 @@ Behaviour is set through the environment the worker passes on:
       silent (exit 1, no event, no signature) or crash (a traceback with no known signature).
   FAKE_CHILD=1: spawn a child in the same process group (like a DataLoader worker) that outlives us.
   FAKE_IGNORE_SIGINT=1: ignore SIGINT, so only SIGTERM/SIGKILL stop it.
+  FAKE_NEED_MODEL=1: infer fails unless the model it loads (--model-key, else --artifact-key) is complete.
   FAKE_PID_FILE: append "<pid> <stage>" to this file at start (tests find the stage process).
 """
 
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--disk-root")  # the workspace's quota, handed over by the manager (unused here)
     parser.add_argument("--disk-stop-bytes", type=int)
+    parser.add_argument("--artifact-key")  # <slug>-r<id>: this run's checkpoint dir and submission files
+    parser.add_argument("--model-key")  # infer: the run whose final_model is loaded
     return parser
 
 
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
     nickname = cfg.get("model", {}).get("nickname", "unknown")
     paths = cfg.get("paths", {})
+    key = artifacts.stage_key(args.artifact_key, nickname)
     events = artifacts.EventWriter(files.events, command=args.command)
 
     if pid_file := os.environ.get("FAKE_PID_FILE"):
@@ -112,15 +116,19 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(events, fail)
 
     if args.command == Stage.TRAIN:
-        final = artifacts.final_model_dir(Path(paths.get("checkpoints", "checkpoints")), nickname)
+        final = artifacts.final_model_dir(Path(paths.get("checkpoints", "checkpoints")), key)
         with artifacts.atomic_directory(final) as tmp:
             (tmp / "model.safetensors").write_bytes(b"\0" * 1024)
-            artifacts.write_final_model_meta(tmp, {"nickname": nickname})
+            artifacts.write_final_model_meta(tmp, {"nickname": nickname, "artifact_key": key})
         events.emit(Event.ARTIFACT, kind=ArtifactKind.FINAL_MODEL, path=str(final), bytes=1024)
     elif args.command == Stage.INFER:
+        model = artifacts.final_model_dir(Path(paths.get("checkpoints", "checkpoints")), args.model_key or key)
+        if not artifacts.is_complete_model(model) and os.environ.get("FAKE_NEED_MODEL") == "1":
+            print(f"OSError: {model} is not a complete model", flush=True)
+            return _fail(events, "crash")
         subs = Path(paths.get("submissions", "submissions"))
         fnames = _test_fnames(Path(cfg.get("data", {}).get("dir", "data")))
-        for path in (artifacts.submission_path(subs, nickname), artifacts.dev_predictions_path(subs, nickname)):
+        for path in (artifacts.submission_path(subs, key), artifacts.dev_predictions_path(subs, key)):
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "w", encoding="utf-8", newline="") as fh:
                 writer = csv.writer(fh)

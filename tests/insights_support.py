@@ -12,9 +12,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from dialsum_tui.manager.identity import run_key
 from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.service import Manager
-from engine.artifacts import EventWriter, dev_predictions_path, submission_path
+from engine.artifacts import EventWriter, artifact_key, dev_predictions_path, submission_path
 from engine.contract import DEV_CSV, TEST_CSV, RunFiles
 from engine.evaluate import score_files
 
@@ -37,8 +38,8 @@ def _finish(manager: Manager, nick: str, sections: dict, tag: str, losses: list[
             eval_tokenizer: str = "mecab") -> int:
     ws = manager.workspace
     run = manager.add(str(write_config(ws, nick, **sections)))
-    predictions = dev_predictions_path(ws.submissions_dir, nick)
-    submission = submission_path(ws.submissions_dir, nick)
+    predictions = dev_predictions_path(ws.submissions_dir, run_key(run))  # files are keyed by run
+    submission = submission_path(ws.submissions_dir, run_key(run))
     shutil.copyfile(FIXTURES / f"predictions_{tag}.csv", predictions)
     shutil.copyfile(FIXTURES / f"submission_{tag}.csv", submission)
     scores = score_files(predictions, ws.data_dir / DEV_CSV, tokenizer=eval_tokenizer).to_dict()
@@ -74,5 +75,5 @@ def make_insight_runs(manager: Manager) -> InsightRuns:
     b = _finish(manager, NICK_B, {"generation": {"num_beams": 1, "no_repeat_ngram_size": 3},
                                   "train": {"device": "cpu", "learning_rate": 1e-4}},
                 "b", [2.8, 2.0, 1.4, 1.0, 0.8, 0.7], [28.0, 35.0, 41.0])
-    return InsightRuns(a, b, ws.data_dir / DEV_CSV, dev_predictions_path(ws.submissions_dir, NICK_A),
-                       dev_predictions_path(ws.submissions_dir, NICK_B))
+    return InsightRuns(a, b, ws.data_dir / DEV_CSV, dev_predictions_path(ws.submissions_dir, artifact_key(NICK_A, a)),
+                       dev_predictions_path(ws.submissions_dir, artifact_key(NICK_B, b)))

@@ -16,6 +16,7 @@ from dialsum_tui.manager import sharing
 from dialsum_tui.manager.backend import Backend, BackendUnavailable, Handle
 from dialsum_tui.manager.backend import LaunchError as BackendRefused
 from dialsum_tui.manager.disk import engine_disk_args
+from dialsum_tui.manager.identity import model_key, predictions_key, run_key
 from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.settings import ENV_VARS, SettingsError, env_settings
 from dialsum_tui.manager.workspace import Workspace
@@ -86,12 +87,15 @@ def run_config(run: Run) -> RunConfig:
 def stage_args(ws: Workspace, run: Run, stage: str, cfg: RunConfig) -> list[str]:
     """Engine arguments for one stage; paths only, so no config value ever becomes a command string."""
     files = RunFiles(ws.run_dir(run.id))
+    # Files are keyed by run (<slug>-r<id>); an infer/evaluate-only run reads its source run's.
+    key = ["--artifact-key", run_key(run)]
     if stage == Stage.TRAIN:
         # The quota is the workspace's (settings.yaml): the engine's guard stops at the manager's byte count.
-        return [Stage.TRAIN, "--config", str(files.config), "--run-dir", str(files.root), *engine_disk_args(ws)]
+        return [Stage.TRAIN, "--config", str(files.config), "--run-dir", str(files.root), *key, *engine_disk_args(ws)]
     if stage == Stage.INFER:
-        return [Stage.INFER, "--config", str(files.config), "--run-dir", str(files.root), "--split", "both"]
-    predictions = dev_predictions_path(ws.resolve(cfg.paths.submissions), cfg.model.nickname)
+        return [Stage.INFER, "--config", str(files.config), "--run-dir", str(files.root), *key,
+                "--model-key", model_key(run), "--split", "both"]
+    predictions = dev_predictions_path(ws.resolve(cfg.paths.submissions), predictions_key(run))
     references = ws.resolve(cfg.data.dir) / DEV_CSV
     return [Stage.EVALUATE, "--predictions", str(predictions), "--references", str(references),
             "--run-dir", str(files.root), "--json"]

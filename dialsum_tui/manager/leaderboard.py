@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager.compare import DevMetric, InsightsError, dev_metric, run_events
+from dialsum_tui.manager.identity import predictions_key
 from engine.artifacts import atomic_write_text, safe_name, submission_path
 from engine.config import ConfigError
 from engine.contract import TEST_CSV, Artifact, ArtifactKind, Stage, load_snapshot
@@ -169,7 +170,7 @@ def submission_file(workspace: Workspace, run: Run) -> Path:
     if written:
         return workspace.resolve(written[-1])
     cfg = _config(run)
-    return submission_path(workspace.resolve(cfg.paths.submissions), cfg.model.nickname)
+    return submission_path(workspace.resolve(cfg.paths.submissions), predictions_key(run))
 
 
 def _read_csv(path: Path, what: str) -> list[list[str]]:

@@ -97,6 +97,9 @@ class Run:
     backend: str = "local"  # who runs its stages: "local" (pid + start time above) or "slurm" (job_id)
     job_id: str | None = None  # the current or last stage's Slurm job id
     allocation: str | None = None  # what Slurm gave that job ("node: cpu=8,gres/gpu=2"), for the GPU panel
+    source_run: int | None = None  # an infer/evaluate-only run: the run whose model/predictions it reads
+    model_key: str | None = None  # artifact key of the final_model it loads (None: its own, manager.identity)
+    predictions_key: str | None = None  # artifact key of the dev predictions it scores (None: its own)
 
     @property
     def stages(self) -> tuple[Stage, ...]:

@@ -312,6 +312,22 @@ def run_to_completion(
         raise
 
 
+def find_stage(run_dir: Path) -> Identity | None:
+    """The live stage process (a session leader) started with ``--run-dir run_dir``, if any.
+
+    Used when the store is rebuilt from run directories: the events of a train or infer stage do not
+    carry its pid, but its command line names its run directory.
+    """
+    want = str(run_dir)
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        cmdline = proc.info.get("cmdline") or []
+        pairs = zip(cmdline, cmdline[1:])
+        if any(a == "--run-dir" and b == want for a, b in pairs) and process_group(proc.info["pid"]) == proc.info["pid"]:
+            if pid_state(proc.info["pid"]) == ALIVE:
+                return Identity(proc.info["pid"], proc.info["create_time"])
+    return None
+
+
 # --- who holds the GPU memory: /proc inspection --------------------------------------------------
 
 

@@ -4,6 +4,11 @@ deletion itself, which never touches anything outside the workspace or the confi
 What can go: intermediate ``checkpoint-*`` directories of nicknames whose final_model is complete
 and that have no active run (the best checkpoint is kept), and HF hub/xet cache entries
 (``models--org--name``) of models no queued, waiting or running run needs.
+
+Only what this workspace owns: its ``checkpoints/`` and HF caches inside the workspace. A cache
+outside it (``~/.cache/huggingface``) is shared with other workspaces and users, whose runs this
+store cannot see, so its models are offered only with ``include_shared=True``
+(``prune --include-shared-cache``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dialsum_tui.manager.identity import model_key, run_key
 from dialsum_tui.manager.models import Run, RunState
 from engine.artifacts import final_model_dir, is_complete_model, safe_name
 from engine.config import ConfigError
@@ -70,19 +76,39 @@ def _best_checkpoint(checkpoints: list[Path]) -> str | None:
     return None
 
 
-def prune_plan(workspace: Workspace, runs: list[Run]) -> list[PruneItem]:
+def cache_dirs(workspace: Workspace) -> list[tuple[Path, bool]]:
+    """The configured HF caches that exist, each with whether it is shared (outside the workspace)."""
+    found = []
+    for raw in workspace.settings().hf_cache_dirs:
+        cache = Path(raw).expanduser()
+        cache = cache if cache.is_absolute() else workspace.root / cache
+        if cache.is_dir():
+            found.append((cache, not _inside(cache, workspace.root)))
+    return found
+
+
+def shared_caches(workspace: Workspace) -> list[Path]:
+    """HF caches outside the workspace: prune leaves them alone unless told (``--include-shared-cache``)."""
+    return [cache for cache, shared in cache_dirs(workspace) if shared]
+
+
+def prune_plan(workspace: Workspace, runs: list[Run], include_shared: bool = False) -> list[PruneItem]:
     """List what can be deleted, biggest first, each with its size and why it is safe.
 
     Args:
         workspace: its checkpoints and settings (hf_cache_dirs).
-        runs: every run; active ones protect their nickname's checkpoints and their model's cache.
+        runs: every run; active ones protect their checkpoints and their model's cache.
+        include_shared: also offer models of HF caches outside the workspace (other workspaces' runs
+            are invisible here, so they may still need them).
     """
     items: list[PruneItem] = []
-    active_nicks = {safe_name(r.nickname) for r in runs if r.state in _ACTIVE}
+    # A run's directory is checkpoints/<slug>-r<id> (manager.identity); an active run also protects the
+    # model it loads and its nickname's old-layout directory.
+    active_keys = {k for r in runs if r.state in _ACTIVE for k in (run_key(r), model_key(r), safe_name(r.nickname))}
     root = workspace.checkpoints_dir
     nick_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()) if root.is_dir() else []
     for nick_dir in nick_dirs:
-        if nick_dir.name in active_nicks or not is_complete_model(final_model_dir(root, nick_dir.name)):
+        if nick_dir.name in active_keys or not is_complete_model(final_model_dir(root, nick_dir.name)):
             continue  # a run still writes here, or the checkpoints are the only copy of the training
         ckpts = [p for p in nick_dir.rglob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and not p.is_symlink() and FINAL_MODEL_DIR not in p.parts]
         best = _best_checkpoint(ckpts)
@@ -92,16 +118,17 @@ def prune_plan(workspace: Workspace, runs: list[Run]) -> list[PruneItem]:
             why = f"intermediate checkpoint of {nick_dir.name} (final_model complete; best {best or 'not recorded'} kept)"
             items.append(PruneItem(ckpt, tree_size(ckpt), why, root))
     needed = {f"{_HF_CACHE_PREFIX}{hub.replace('/', '--')}" for r in runs if r.state in _ACTIVE and (hub := _hub_id(r))}
-    for raw in workspace.settings().hf_cache_dirs:
-        cache = Path(raw).expanduser()
-        cache = cache if cache.is_absolute() else workspace.root / cache
-        if not cache.is_dir():
+    for cache, shared in cache_dirs(workspace):
+        if shared and not include_shared:
             continue
         for entry in sorted(cache.glob(f"{_HF_CACHE_PREFIX}*")):
             if entry.name in needed or not entry.is_dir() or not _inside(entry, cache):
                 continue
             model = entry.name.removeprefix(_HF_CACHE_PREFIX).replace("--", "/")
-            items.append(PruneItem(entry, tree_size(entry), f"HF cache of {model}: no queued or running run needs it", cache))
+            why = f"HF cache of {model}: no queued or running run of this workspace needs it"
+            if shared:
+                why += " (SHARED cache: other workspaces or users may still use it)"
+            items.append(PruneItem(entry, tree_size(entry), why, cache))
     return sorted(items, key=lambda i: -i.bytes)
 
 

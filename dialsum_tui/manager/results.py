@@ -1,5 +1,5 @@
 """Provides the results table (one row per model nickname, as in the team's hand-off: Model | ROUGE
-| 상태) derived from runs AND artifacts on disk, its output formats, and the Markdown hand-off.
+| 상태) derived from runs AND artifacts on disk and its output formats (the hand-off note is manager.handoff).
 
 A status is only as good as its evidence: ``✅ 완료`` needs a complete final_model, a valid
 submission and a metric; ``❓ 확인 필요`` is used only when evidence is missing, and says which.
@@ -10,30 +10,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialsum_tui.manager.gpu import resolve_holder
+from dialsum_tui.manager.identity import model_key, predictions_key, run_key, run_paths
+from dialsum_tui.manager.layout import DiskModel, disk_models
 from dialsum_tui.manager.leaderboard import annotate_rows, rouge_with_lb
 from dialsum_tui.manager.models import Run, RunState
-from engine.artifacts import (
-    final_model_dir,
-    is_complete_model,
-    read_events,
-    safe_name,
-    submission_nickname,
-    submission_path,
-)
+from engine.artifacts import is_complete_model, read_events, safe_name
 from engine.config import ConfigError, resolve_path
-from engine.contract import SUBMISSION_SUFFIX, TEST_CSV, Event, FailureKind, RunFiles, Stage, load_snapshot
-from engine.units import format_bytes, format_gib, format_rouge
+from engine.contract import FINAL_MODEL_DIR, TEST_CSV, Event, FailureKind, RunFiles, Stage, load_snapshot
+from engine.units import format_rouge
 
 if TYPE_CHECKING:
-    from dialsum_tui.manager.disk import DiskUsage
-    from dialsum_tui.manager.gpu import GpuDevice
     from dialsum_tui.manager.workspace import Workspace
 
 STATUS_DONE = "✅ 완료"
@@ -181,7 +172,7 @@ def _metric(workspace: Workspace, runs: list[Run]) -> dict[str, Any] | None:
     return None
 
 
-def _progress_text(run: Run) -> str:
+def progress_text(run: Run) -> str:
     p = run.progress or {}
     if p.get("step") is not None and p.get("total"):
         return f"{p.get('stage') or run.stage or ''} {p['step']}/{p['total']} steps".strip()
@@ -205,28 +196,20 @@ def result_rows(workspace: Workspace, runs: list[Run]) -> list[ResultRow]:
     for run in sorted(runs, key=lambda r: r.id):
         by_nick.setdefault(run.nickname, []).append(run)
     rows = [_row_from_runs(workspace, nick, group) for nick, group in by_nick.items()]
-    known = {safe_name(n) for n in by_nick}
-    for nick in _disk_nicknames(workspace):
-        if nick not in known:
-            rows.append(_row_from_disk(workspace, nick))
+    known = {safe_name(n) for n in by_nick} | {k for r in runs for k in (run_key(r), model_key(r), predictions_key(r))}
+    for found in disk_models(workspace):
+        if found.name not in known:
+            rows.append(_row_from_disk(workspace, found))
     return annotate_rows(workspace, runs, rows)  # ★ best by dev ROUGE, public-leaderboard score
-
-
-def _disk_nicknames(workspace: Workspace) -> list[str]:
-    nicks: set[str] = set()
-    if workspace.checkpoints_dir.is_dir():
-        nicks |= {p.name for p in workspace.checkpoints_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    if workspace.submissions_dir.is_dir():
-        nicks |= {submission_nickname(p) or p.name for p in workspace.submissions_dir.glob(f"*{SUBMISSION_SUFFIX}")}
-    return sorted(nicks)
 
 
 def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRow:
     latest = runs[-1]
     paths = _paths(workspace, latest)
-    model_dir = final_model_dir(paths.checkpoints, nick)
-    complete = is_complete_model(model_dir)
-    sub_rows, sub_detail = check_submission(submission_path(paths.submissions, nick), paths.data / TEST_CSV)
+    # The latest run's own files (<slug>-r<id>), or its source run's for an infer/evaluate-only run.
+    where = run_paths(latest, paths.checkpoints, paths.submissions)
+    complete = is_complete_model(where.final_model)
+    sub_rows, sub_detail = check_submission(where.submission, paths.data / TEST_CSV)
     metric = _metric(workspace, runs)
     row = ResultRow(
         nickname=nick, status=STATUS_UNKNOWN, final=None, tokenizer=None, rouge1=None, rouge2=None, rougeL=None,
@@ -240,12 +223,15 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
     running = [r for r in runs if r.state is RunState.RUNNING]
     if running:
         r = running[-1]
-        return _set(row, STATUS_RUNNING, "running", r.id, f"run {r.id} {_progress_text(r)}")
+        return _set(row, STATUS_RUNNING, "running", r.id, f"run {r.id} {progress_text(r)}")
     if latest.state in (RunState.QUEUED, RunState.WAITING):
         why = f": {latest.reason}" if latest.state is RunState.WAITING and latest.reason else ""
         return _set(row, STATUS_WAITING, "waiting", latest.id, f"run {latest.id} {latest.state.value}{why}")
     if latest.state is RunState.CANCELLED:
-        if complete and sub_rows is not None and row.final is not None:
+        earlier = _earlier_done(workspace, runs[:-1])
+        if earlier is not None and row.final is not None:
+            complete, sub_detail = True, earlier
+            model_text = "final_model complete"
             # A cancelled retry leaves the earlier complete model untouched (final_model is swapped
             # atomically): the model is still done, and the row says a later attempt was cancelled.
             return _set(row, STATUS_DONE, "done", latest.id,
@@ -279,10 +265,23 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
     return _set(row, STATUS_UNKNOWN, "unknown", latest.id, f"{head}; " + "; ".join(missing))
 
 
-def _row_from_disk(workspace: Workspace, nick: str) -> ResultRow:
-    model_dir = final_model_dir(workspace.checkpoints_dir, nick)
+def _earlier_done(workspace: Workspace, runs: list[Run]) -> str | None:
+    """The submission detail of the newest earlier run whose model and submission are complete."""
+    for run in reversed(runs):
+        paths = _paths(workspace, run)
+        where = run_paths(run, paths.checkpoints, paths.submissions)
+        rows, detail = check_submission(where.submission, paths.data / TEST_CSV)
+        if rows is not None and is_complete_model(where.final_model):
+            return f"{detail} (run {run.id})"
+    return None
+
+
+def _row_from_disk(workspace: Workspace, found: DiskModel) -> ResultRow:
+    model_dir = found.directory / FINAL_MODEL_DIR
     complete = is_complete_model(model_dir)
-    sub_rows, sub_detail = check_submission(submission_path(workspace.submissions_dir, nick), workspace.data_dir / TEST_CSV)
+    sub_rows, sub_detail = (None, "no submission")
+    if found.submission is not None:
+        sub_rows, sub_detail = check_submission(found.submission, workspace.data_dir / TEST_CSV)
     facts = ["no run in the store"]
     if complete:
         facts.append("final_model complete")
@@ -290,16 +289,20 @@ def _row_from_disk(workspace: Workspace, nick: str) -> ResultRow:
         facts.append(f"{model_dir.relative_to(workspace.root)} has no completeness marker")
     else:
         facts.append("no final_model")
-    ckpt = _checkpoint_progress(workspace.checkpoints_dir / nick)
+    ckpt = _checkpoint_progress(found.directory)
     if ckpt:
         facts.append(ckpt)
     facts.append(sub_detail)
-    facts.append("no ROUGE recorded")
-    return ResultRow(
-        nickname=nick, status=STATUS_UNKNOWN, final=None, tokenizer=None, rouge1=None, rouge2=None, rougeL=None,
-        run_id=None, evidence="; ".join(facts), hint=None, code="unknown", model_complete=complete,
+    metric = found.metric
+    facts.append(f"ROUGE from {metric['file']}" if metric else "no ROUGE recorded")
+    row = ResultRow(
+        nickname=found.name, status=STATUS_UNKNOWN, final=None, tokenizer=None, rouge1=None, rouge2=None,
+        rougeL=None, run_id=None, evidence="; ".join(facts), hint=None, code="unknown", model_complete=complete,
         submission_rows=sub_rows,
     )
+    if metric:
+        row.final, row.tokenizer = _float(metric.get("final")), metric.get("tokenizer")
+    return row
 
 
 def _set(row: ResultRow, status: str, code: str, run_id: int | None, evidence: str) -> ResultRow:
@@ -359,94 +362,3 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
         out += ["  ".join(_pad(c, w) for c, w in zip(cells, widths)).rstrip() for cells in body]
         return "\n".join(out) + "\n"
     raise ValueError(f"unknown results format {fmt!r}; use one of {', '.join(FORMATS)}")
-
-
-# --- hand-off ----------------------------------------------------------------------------------
-
-
-def _gpu_lines(gpu: list[GpuDevice], gpu_note: str, runs: list[Run]) -> list[str]:
-    owners = {r.pid: r for r in runs if r.pid}
-    lines = [f"- {gpu_note}"]
-    for d in gpu:
-        util = f", util {d.util_percent}%" if d.util_percent is not None else ""
-        temp = f", {d.temperature_c}°C" if d.temperature_c is not None else ""
-        lines.append(f"- GPU {d.index} {d.name}: {format_gib(d.used_bytes)} / {format_gib(d.total_bytes)} used{util}{temp}")
-        for p in d.processes:
-            run = owners.get(p.pid)
-            if run:
-                lines.append(f"  - pid {p.pid} (run {run.id}, {run.nickname}) holds {format_gib(p.used_bytes)}")
-                continue
-            # Not ours: name the user (and container) so the reader knows whom to ask.
-            holder = resolve_holder(p, {})
-            named = "; ".join(x for x in ("not ours", holder.user and f"user {holder.user}", holder.container) if x)
-            ask = f" — ask {holder.user}" if holder.user else " — owner not visible here"
-            lines.append(f"  - GPU {d.index}: {format_gib(p.used_bytes)} held by pid {p.pid} ({named}){ask}")
-    return lines
-
-
-def _disk_lines(disk: DiskUsage | None) -> list[str]:
-    if disk is None:
-        return ["- not measured yet (the worker measures it in the background)"]
-    lines = [f"- {disk.summary()}"]
-    lines += [f"  - {label}: {format_bytes(n)}" for label, n in disk.consumers[:8]]
-    return lines
-
-
-def _next_actions(rows: list[ResultRow], disk: DiskUsage | None) -> list[str]:
-    actions = []
-    for r in rows:
-        if r.code == "trained_infer_failed":
-            actions.append(f"re-infer {r.nickname}: `dialsum-tui retry {r.run_id} --action infer`" + (f" ({r.hint})" if r.hint else ""))
-        elif r.code == "oom":
-            actions.append(f"retry {r.nickname} once the GPU is free: `dialsum-tui check`, then `dialsum-tui retry {r.run_id}`")
-        elif r.code == "failed":
-            actions.append(f"fix and retry {r.nickname}: {r.hint or 'see the log'}; `dialsum-tui retry {r.run_id}`")
-        elif r.code == "unknown":
-            retry = f"; `dialsum-tui retry {r.run_id}`" if r.run_id is not None else ""
-            actions.append(f"check {r.nickname}: {r.evidence}{retry}")
-    # One best per (tokenizer, scorer) (leaderboard.annotate_rows): numbers made differently are never ranked.
-    for best in (r for r in rows if r.code == "done" and r.final is not None and r.best):
-        actions.append(f"submit the best model {best.nickname} ({best.rouge_text}): `dialsum-tui submit {best.run_id}` "
-                       f"validates {submission_path(Path('submissions'), best.nickname)} and copies it")
-    if disk is not None and disk.used_bytes > disk.safe_bytes:
-        actions.append("disk above the safe level: `dialsum-tui prune --dry-run`, then `--yes`")
-    return actions or ["nothing pending"]
-
-
-def handoff_markdown(
-    workspace: Workspace,
-    runs: list[Run],
-    rows: list[ResultRow],
-    gpu: list[GpuDevice],
-    gpu_note: str,
-    disk: DiskUsage | None,
-) -> str:
-    """Write the session hand-off: results table, GPU and disk state, active runs, failures, next actions.
-
-    Args:
-        workspace: the workspace it describes.
-        runs: every run.
-        rows: from :func:`result_rows`.
-        gpu: a snapshot from the GPU source; gpu_note its ``describe()``.
-        disk: the cached measurement (None before the first one).
-    """
-    out = [f"# 인수인계 (hand-off) — {workspace.root}", "", f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by `dialsum-tui handoff`.", ""]
-    out += ["## Results", "", format_results(rows, "markdown")]
-    out += ["## GPU", "", *_gpu_lines(gpu, gpu_note, runs), ""]
-    out += ["## Disk", "", *_disk_lines(disk), ""]
-    active = [r for r in runs if r.state in (RunState.RUNNING, RunState.WAITING, RunState.QUEUED)]
-    out += ["## Running and waiting", ""]
-    for r in active:
-        eta = r.progress.get("eta_s") if r.progress else None
-        eta_text = f", ETA {eta / 60:.0f} min" if isinstance(eta, (int, float)) else ""
-        extra = f": {r.reason}" if r.state is not RunState.RUNNING and r.reason else ""
-        by = f", queued by {r.user}" if r.user else ""
-        out.append(f"- run {r.id} {r.nickname} ({r.action.value}{by}) {r.state.value}: {_progress_text(r)}{eta_text}{extra}")
-    out += ([] if active else ["- none"]) + [""]
-    failed = [r for r in rows if r.code in ("oom", "failed", "trained_infer_failed")]
-    out += ["## Failures", ""]
-    for row in failed:
-        out.append(f"- {row.nickname} (run {row.run_id}, {row.failure_kind}): {row.evidence}" + (f"\n  - hint: {row.hint}" if row.hint else ""))
-    out += ([] if failed else ["- none"]) + [""]
-    out += ["## Next actions", "", *[f"{i}. {a}" for i, a in enumerate(_next_actions(rows, disk), start=1)], ""]
-    return "\n".join(out)

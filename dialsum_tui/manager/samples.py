@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager.compare import InsightsError, dev_metric, run_events, run_label
+from dialsum_tui.manager.identity import predictions_key
 from engine import evaluate, metrics
 from engine.artifacts import dev_predictions_path
 from engine.config import ConfigError
@@ -172,7 +173,7 @@ def predictions_file(workspace: Workspace, run: Run) -> Path:
     if written:
         return workspace.resolve(written[-1])
     cfg = _snapshot(run)
-    return dev_predictions_path(workspace.resolve(cfg.paths.submissions), cfg.model.nickname)
+    return dev_predictions_path(workspace.resolve(cfg.paths.submissions), predictions_key(run))
 
 
 def _read_predictions(workspace: Workspace, run: Run) -> tuple[Path, dict[str, str]]:

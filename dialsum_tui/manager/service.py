@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialsum_tui.manager import process, sharing
+from dialsum_tui.manager import identity, process, sharing
 from dialsum_tui.manager.following import run_owners
 from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.lock import read_lock_holder
 from dialsum_tui.manager.models import Action, Run, RunState
+from dialsum_tui.manager.rebuild import Rebuilt, mark_cancelled, open_store, write_queue_record
 from dialsum_tui.manager.store import Store
 from dialsum_tui.manager.workspace import Workspace
 from engine import artifacts
@@ -40,12 +41,19 @@ class Manager:
     workspace: Workspace
     store: Store
     _gpu: GpuSource | None = field(default=None, repr=False)
+    rebuilt: Rebuilt | None = None  # set when open() found state.db missing and rebuilt it from runs/
 
     @classmethod
     def open(cls, workspace: Workspace) -> Manager:
-        """Open the workspace's store (created on first use), private or shared as its settings say."""
+        """Open the workspace's store: created on first use, rebuilt from runs/ when it was lost;
+        private or shared as its settings say.
+
+        Raises:
+            StoreBroken: the database is not usable; the message names ``dialsum-tui repair``.
+        """
         sharing.enter(workspace)  # umask and file modes of this process: before anything is created
-        return cls(workspace, Store(workspace.db_path))
+        store, rebuilt = open_store(workspace)
+        return cls(workspace, store, rebuilt=rebuilt)
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -77,20 +85,26 @@ class Manager:
         if not path.is_absolute():
             path = (Path.cwd() / path).resolve()
         cfg = load_config(path)
+        identity.check_nickname(cfg.model.nickname)
         if after is not None:
             self.store.get(after)
         if check:
             self._preflight(str(path), cfg, action_, gpus)
-        return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after)
+        checkpoints = self.workspace.resolve(cfg.paths.checkpoints)
+        source = identity.latest_source(self.runs(), cfg.model.nickname, checkpoints)
+        keys = identity.source_keys(action_, cfg.model.nickname, source, checkpoints)
+        return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after, keys)
 
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
-               gpus: str | None, after: int | None) -> Run:
+               gpus: str | None, after: int | None, keys: dict[str, Any] | None = None) -> Run:
         run = self.store.add(nickname=nickname, config_path=config_path, config_yaml=config_yaml,
-                             action=action, gpus=gpus, after=after, user=process.current_user())
+                             action=action, gpus=gpus, after=after, user=process.current_user(),
+                             first_id=identity.next_free_id(self.workspace.runs_dir), **(keys or {}))
         run_dir = self.workspace.run_dir(run.id)
         run_dir.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
         os.chmod(run_dir, sharing.dir_mode())
         artifacts.atomic_write_text(RunFiles(run_dir).config, config_yaml, mode=sharing.file_mode())
+        write_queue_record(self.workspace, run)  # so a lost store can be rebuilt with the run's intent
         return run
 
     def _preflight(self, source: str, cfg: Any, action: Action, gpus: str | None) -> None:
@@ -117,6 +131,8 @@ class Manager:
         run = self.store.request_cancel(run_id)
         if run.state is RunState.RUNNING and not self.worker_status()[0]:
             run = self._cancel_without_worker(run)
+        if run.state is RunState.CANCELLED and run.started_at is None:
+            mark_cancelled(self.workspace, run)  # a rebuilt store must not queue it again
         return run
 
     def _cancel_without_worker(self, run: Run) -> Run:
@@ -161,7 +177,9 @@ class Manager:
         except ValueError:
             raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
         self._preflight(f"run {run_id}", load_snapshot(old.config_yaml, f"run {run_id} config snapshot"), action_, old.gpus)
-        return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None)
+        # An infer/evaluate-only retry reads the model/predictions of the run it came from, never a namesake's.
+        keys = identity.source_keys(action_, old.nickname, old, self.workspace.checkpoints_dir)
+        return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None, keys)
 
     def pause(self) -> None:
         self.store.set_paused(True)
@@ -213,16 +231,9 @@ class Manager:
         Returns:
             True if a worker was running and stopped.
         """
-        held, ident = read_lock_holder(self.workspace.lock_path)
-        if not held or ident is None:
-            return False
-        process.signal_pid(ident, 15)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not read_lock_holder(self.workspace.lock_path)[0]:
-                return True
-            time.sleep(0.05)
-        return False
+        from dialsum_tui.manager.store_health import stop_worker
+
+        return stop_worker(self.workspace, timeout_s)
 
     # --- files --------------------------------------------------------------------------------
 
@@ -241,7 +252,8 @@ class Manager:
 
     def handoff(self) -> str:
         """The Markdown hand-off note (results table, GPU, disk, active runs, failures, next steps)."""
-        from dialsum_tui.manager.results import handoff_markdown, result_rows
+        from dialsum_tui.manager.handoff import handoff_markdown
+        from dialsum_tui.manager.results import result_rows
 
         runs = self.runs()
         source = self.gpu_source()
@@ -319,10 +331,10 @@ class Manager:
             done.append(pid)
         return done
 
-    def prune_plan(self) -> list[PruneItem]:
+    def prune_plan(self, include_shared: bool = False) -> list[PruneItem]:
         from dialsum_tui.manager.prune import prune_plan
 
-        return prune_plan(self.workspace, self.runs())
+        return prune_plan(self.workspace, self.runs(), include_shared)
 
     def prune(self, items: list[PruneItem]) -> int:
         from dialsum_tui.manager.prune import prune

@@ -30,6 +30,7 @@ from dialsum_tui.manager.models import (
     RunState,
     can_transition,
 )
+from engine.artifacts import legacy_name
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -75,6 +76,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT 'local'",
         "ALTER TABLE runs ADD COLUMN job_id TEXT",
         "ALTER TABLE runs ADD COLUMN allocation TEXT",
+    ),
+    (  # 4: run-keyed artifacts: which run an infer/evaluate-only run reads (manager.identity)
+        "ALTER TABLE runs ADD COLUMN source_run INTEGER",
+        "ALTER TABLE runs ADD COLUMN model_key TEXT",
+        "ALTER TABLE runs ADD COLUMN predictions_key TEXT",
+        # Runs that started before run keys wrote checkpoints/<nickname>/ (ASCII-cleaned nickname):
+        # point them there so their models and submissions are still found. legacy_key() is
+        # engine.artifacts.legacy_name, registered on the connection (Store._migrate).
+        "UPDATE runs SET model_key = legacy_key(nickname), predictions_key = legacy_key(nickname)"
+        " WHERE state NOT IN ('queued', 'waiting')",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -155,6 +166,7 @@ class Store:
         Raises:
             StoreTooNew: the file's version is newer than this code knows; nothing is changed.
         """
+        self._conn.create_function("legacy_key", 1, legacy_name, deterministic=True)
         with self._write() as conn:  # re-read inside the lock: another process may have migrated
             version = self.schema_version()
             if version > SCHEMA_VERSION:
@@ -225,8 +237,16 @@ class Store:
         gpus: str | None = None,
         after: int | None = None,
         user: str | None = None,
+        first_id: int = 1,
+        **extra: Any,
     ) -> Run:
         """Append a queued run at the end of the queue and return it (``user``: who queued it).
+
+        Args:
+            first_id: the smallest id it may get; the workspace passes one above its highest
+                ``runs/<id>`` so an id is never reused while its run directory exists (SQLite's
+                AUTOINCREMENT counter is lost with the database file).
+            extra: more updatable fields (source_run, model_key, predictions_key).
 
         Raises:
             ValueError: for an unknown action.
@@ -237,13 +257,29 @@ class Store:
             if after is not None:
                 self._get(conn, after)
             last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM runs").fetchone()[0]
+            top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()
+            next_id = max(int(first_id), int(top) + 1, (int(seq[0]) + 1) if seq else 1)
             cur = conn.execute(
-                "INSERT INTO runs (nickname, config_path, config_yaml, action, state, gpus, after, position, created_at,"
-                " user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (nickname, config_path, config_yaml, action.value, RunState.QUEUED.value, gpus, after, last + 1,
+                "INSERT INTO runs (id, nickname, config_path, config_yaml, action, state, gpus, after, position,"
+                " created_at, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (next_id, nickname, config_path, config_yaml, action.value, RunState.QUEUED.value, gpus, after, last + 1,
                  time.time(), user),
             )
+            self._set(conn, cur.lastrowid, extra)
             return self._get(conn, cur.lastrowid)
+
+    def restore(self, run: Run) -> Run:
+        """Insert a run as it was (its id, state and fields): rebuilding a lost store from run directories.
+
+        Raises:
+            sqlite3.IntegrityError: the id is taken.
+        """
+        values = {name: _to_row(getattr(run, name), name) for name in _COLUMNS}
+        with self._write() as conn:
+            conn.execute(f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
+                         tuple(values.values()))
+            return self._get(conn, run.id)
 
     def _set(self, conn: sqlite3.Connection, run_id: int, values: dict[str, Any]) -> None:
         unknown = set(values) - _UPDATABLE - {"state"}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dialsum_tui.manager.classify import classify
+from dialsum_tui.manager.identity import run_key
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.store import IllegalTransition, Store
 from dialsum_tui.manager.workspace import Workspace
@@ -64,25 +65,30 @@ def root_failure(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e.get("event") != Event.FAILED] + [cause]
 
 
-def stage_artifacts_done(ws: Workspace, cfg: RunConfig, stage: str, events: list[dict[str, Any]]) -> bool:
-    """Whether a stage's outputs are complete on disk (evidence when its process vanished silently)."""
+def stage_artifacts_done(ws: Workspace, cfg: RunConfig, stage: str, events: list[dict[str, Any]],
+                         run: Run | None = None) -> bool:
+    """Whether a stage's outputs are complete on disk (evidence when its process vanished silently).
+
+    The outputs are the run's own (``<slug>-r<id>``, :mod:`dialsum_tui.manager.identity`); without
+    a run, the old nickname layout.
+    """
+    key = run_key(run) if run is not None else cfg.model.nickname
     if stage == Stage.TRAIN:
-        return is_complete_model(final_model_dir(ws.resolve(cfg.paths.checkpoints), cfg.model.nickname))
+        return is_complete_model(final_model_dir(ws.resolve(cfg.paths.checkpoints), key))
     if stage == Stage.INFER:
         subs = ws.resolve(cfg.paths.submissions)
-        return all(p.is_file() for p in (submission_path(subs, cfg.model.nickname),
-                                         dev_predictions_path(subs, cfg.model.nickname)))
+        return all(p.is_file() for p in (submission_path(subs, key), dev_predictions_path(subs, key)))
     return any(e.get("event") == Event.EVAL and e.get("command") == Stage.EVALUATE for e in events)
 
 
 def config_artifacts_done(ws: Workspace, load: Callable[[], RunConfig], stage: str,
-                          events: list[dict[str, Any]]) -> bool:
+                          events: list[dict[str, Any]], run: Run | None = None) -> bool:
     """:func:`stage_artifacts_done` for a run whose snapshot may not load (then: not done)."""
     try:
         cfg = load()
     except ConfigError:
         return False
-    return stage_artifacts_done(ws, cfg, stage, events)
+    return stage_artifacts_done(ws, cfg, stage, events, run)
 
 
 def judge(run: Run, ended: Ended, artifacts_done: Callable[[], bool],

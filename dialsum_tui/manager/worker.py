@@ -44,9 +44,11 @@ from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.notify import BlockedWatch, notify_blocked, notify_run_ended
 from dialsum_tui.manager.preflight import DataChecks, describe, preflight
+from dialsum_tui.manager.rebuild import open_store
 from dialsum_tui.manager.settings import Settings, SettingsError, env_settings
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
-from dialsum_tui.manager.store import IllegalTransition, Store
+from dialsum_tui.manager.store import IllegalTransition
+from dialsum_tui.manager.store_health import StoreWatch
 from dialsum_tui.manager.verdict import Ended, Outcome, config_artifacts_done, judge, record
 from dialsum_tui.manager.workspace import Workspace, WorkspaceError
 from engine.artifacts import EventTail
@@ -72,7 +74,8 @@ class Worker:
         stop_grace: tuple[float, float] = process.DEFAULT_GRACE_S,
     ):
         self.ws = workspace
-        self.store = Store(workspace.db_path)
+        self.store, _rebuilt = open_store(workspace)  # a lost state.db is rebuilt from runs/, never recreated empty
+        self.store_watch = StoreWatch(workspace)
         self.poll_s = poll_s
         self.stop_grace = stop_grace
         try:
@@ -172,7 +175,8 @@ class Worker:
         usage, disk_problem = self._disk_reading()
         if self.active:
             watch_disk(self.store, usage, self.active, self.stop_grace)
-        self._admit(usage, disk_problem)
+        if self.store_watch.ok():  # a removed or replaced state.db: follow what runs, admit nothing
+            self._admit(usage, disk_problem)
         for run, waited in self.blocked.due(self.store.list()):
             notify_blocked(self.settings.notify, run, self.ws.root, waited)
 
@@ -249,7 +253,7 @@ class Worker:
         ended = Ended(stage.stage, pid, rc, stage.events, log_tail, stage.stop_reason, self._oom_evidence(stage, rc))
         outcome = judge(run, ended,
                         artifacts_done=lambda: config_artifacts_done(self.ws, lambda: run_config(run), stage.stage,
-                                                                     stage.events),
+                                                                     stage.events, run),
                         others_held=lambda: self._others_held(stage))
         outcome = with_backend_reason(outcome, result, stage.stage)  # Slurm's TIMEOUT, OUT_OF_MEMORY…
         if outcome.state is not None:

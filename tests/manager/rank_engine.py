@@ -44,6 +44,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--disk-root")  # the manager hands every train stage its disk limit
     parser.add_argument("--disk-stop-bytes", type=int)
+    parser.add_argument("--artifact-key")  # every stage's files are keyed by run (<slug>-r<id>)
+    parser.add_argument("--model-key")
     args = parser.parse_args(argv)
     return run_command(args.command, args, body)
 

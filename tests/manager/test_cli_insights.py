@@ -56,7 +56,7 @@ def test_submit_and_lb(cli, tmp_path) -> None:
     run, made, ws = cli
     out = run("submit", str(made.a), "--to", str(tmp_path)).stdout
     assert "valid (3 rows, test order, no empty summary)" in out
-    assert len(list(tmp_path.glob(f"koBART-_run{made.a}_*.csv"))) == 1
+    assert len(list(tmp_path.glob(f"koBART-요약_run{made.a}_*.csv"))) == 1
     assert "LB 47.52" not in run("results").stdout
     assert "dev 74.69 (mecab/competition)" in run("lb", str(made.a), "47.52").stdout
     assert "74.69 (mecab) ★ · LB 47.52" in run("results").stdout

@@ -18,7 +18,7 @@ from dialsum_tui.manager.leaderboard import (
 from dialsum_tui.manager.results import format_results, result_rows
 from dialsum_tui.manager.samples import flag_prediction, load_samples
 from dialsum_tui.manager.service import Manager
-from engine.artifacts import atomic_directory, final_model_dir, write_final_model_meta
+from engine.artifacts import artifact_key, atomic_directory, final_model_dir, write_final_model_meta
 from engine.contract import TEST_CSV
 from engine.evaluate import read_predictions, read_references
 from engine.item_scores import mean_scores, score_items
@@ -120,7 +120,7 @@ def test_submit_copies_a_valid_submission_with_model_run_and_date(runs, tmp_path
     manager, made = runs
     done = submit(manager.workspace, manager.get(made.a))
     assert done.rows == 3 and done.target.parent == manager.workspace.submissions_dir
-    assert done.target.name.startswith(f"koBART-_run{made.a}_") and not done.target.name.endswith("_submission.csv")
+    assert done.target.name.startswith(f"koBART-요약_run{made.a}_") and not done.target.name.endswith("_submission.csv")
     assert done.target.read_text(encoding="utf-8") == (FIXTURES / "submission_a.csv").read_text(encoding="utf-8")
     recorded = json.loads((manager.workspace.run_dir(made.a) / LEADERBOARD_FILE).read_text(encoding="utf-8"))
     assert recorded["submissions"][0]["target"] == str(done.target)
@@ -159,7 +159,7 @@ def test_leaderboard_score_is_kept_next_to_the_run_and_shown_beside_dev_rouge(ru
     markdown = format_results(result_rows(manager.workspace, manager.runs()), "markdown")
     row = next(line for line in markdown.splitlines() if NICK_A in line)
     assert "74.69 (mecab) ★ · LB 47.52" in row
-    with atomic_directory(final_model_dir(manager.workspace.checkpoints_dir, NICK_A)) as tmp:
+    with atomic_directory(final_model_dir(manager.workspace.checkpoints_dir, artifact_key(NICK_A, made.a))) as tmp:
         write_final_model_meta(tmp, {"nickname": NICK_A})  # now A is ✅ 완료: the hand-off says how to submit it
     handoff = manager.handoff()
     assert "LB 47.52" in handoff and f"`dialsum-tui submit {made.a}`" in handoff

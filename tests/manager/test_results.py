@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from dialsum_tui.manager.gpu import ScriptedGpuSource
+from dialsum_tui.manager.handoff import handoff_markdown
+from dialsum_tui.manager.identity import model_key, predictions_key, run_key
 from dialsum_tui.manager.results import (
     STATUS_CANCELLED,
     STATUS_DONE,
@@ -19,7 +21,6 @@ from dialsum_tui.manager.results import (
     STATUS_WAITING,
     check_submission,
     format_results,
-    handoff_markdown,
     result_rows,
 )
 from dialsum_tui.manager.store import Store
@@ -43,15 +44,16 @@ def _yaml(nick: str, hub: str, kind: str) -> str:
     return config_from_dict({"model": {"name_or_path": hub, "nickname": nick, "kind": kind}}).to_yaml()
 
 
-def _complete_model(ws, nick):
-    d = final_model_dir(ws.checkpoints_dir, nick)
+def _complete_model(ws, run):
+    nick = run.nickname
+    d = final_model_dir(ws.checkpoints_dir, model_key(run))
     d.mkdir(parents=True)
     (d / "adapter_model.safetensors").write_bytes(b"\0" * 64)
     write_final_model_meta(d, {"nickname": nick})
 
 
-def _submission(ws, nick, fnames):
-    with open(submission_path(ws.submissions_dir, nick), "w", newline="", encoding="utf-8") as fh:
+def _submission(ws, run, fnames):
+    with open(submission_path(ws.submissions_dir, predictions_key(run)), "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["fname", "summary"])
         w.writerows([f, "#Person1#이 호텔을 예약한다."] for f in fnames)
@@ -74,29 +76,29 @@ def handoff_ws(tmp_path):
         ev.emit("eval", **SCORES, final=round(sum(SCORES.values()) / 3 * 100, 4), tokenizer="mecab", split="dev")
         ev.emit("finished", seconds=3.0)
     store.transition(kobart.id, "succeeded", exit_code=0)
-    _complete_model(ws, KOBART)
-    _submission(ws, KOBART, TEST_FNAMES)
+    _complete_model(ws, kobart)
+    _submission(ws, kobart, TEST_FNAMES)
 
     bf16 = store.add(nickname=LLAMA_BF16, config_path="configs/llama.yaml", config_yaml=_yaml(LLAMA_BF16, "Bllossom/llama-3.2-Korean-Bllossom-3B", "causal"), action="pipeline")
     store.transition(bf16.id, "running", stage="infer")
     store.transition(bf16.id, "failed", exit_code=1, failure_kind="dtype", failed_stage="infer",
                      failure_message="RuntimeError: expected scalar type BFloat16 but found Float",
                      failure_hint="keep model.dtype, quantization.compute_dtype and train.precision consistent")
-    _complete_model(ws, LLAMA_BF16)
+    _complete_model(ws, bf16)
 
     fp16 = store.add(nickname=LLAMA_FP16, config_path="configs/llama.yaml", config_yaml=_yaml(LLAMA_FP16, "Bllossom/llama-3.2-Korean-Bllossom-3B", "causal"), action="pipeline")
     store.transition(fp16.id, "running", stage="train")
     store.transition(fp16.id, "failed", exit_code=1, failure_kind="oom", failed_stage="train",
                      failure_message="torch.OutOfMemoryError: CUDA out of memory", failure_hint="lower batch size")
-    (ws.checkpoints_dir / LLAMA_FP16).mkdir()
+    (ws.checkpoints_dir / run_key(fp16)).mkdir()
 
     qwen = store.add(nickname=QWEN, config_path="configs/qwen.yaml", config_yaml=_yaml(QWEN, "Qwen/Qwen3-4B-Instruct-2507", "causal"), action="pipeline")
     store.transition(qwen.id, "running", stage="train", progress={"step": 758, "total": 780, "stage": "train"})
     store.transition(qwen.id, "interrupted")
-    ckpt = ws.checkpoints_dir / QWEN / "trainer" / "checkpoint-758"
+    ckpt = ws.checkpoints_dir / run_key(qwen) / "trainer" / "checkpoint-758"
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 758, "max_steps": 780}))
-    (final_model_dir(ws.checkpoints_dir, QWEN)).mkdir()  # exists, but without the completeness marker
+    (final_model_dir(ws.checkpoints_dir, run_key(qwen))).mkdir()  # exists, but without the completeness marker
     yield ws, store
     store.close()
 

@@ -15,6 +15,7 @@ from dialsum_tui.manager.gpu import (
     NoGpuSource,
     ScriptedGpuSource,
 )
+from dialsum_tui.manager.identity import run_key
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.worker import Worker
@@ -60,7 +61,7 @@ def test_pipeline_runs_three_stage_processes_and_records_metrics(workspace: Work
     assert len({e["pid"] for e in starts}) == 3  # each stage its own process
     evaluation = [e for e in events if e["event"] == "eval"][-1]
     assert done.metrics["final"] == evaluation["final"] and done.metrics["tokenizer"] == "mecab"
-    assert artifacts.is_complete_model(artifacts.final_model_dir(workspace.checkpoints_dir, "koBART-summarization"))
+    assert artifacts.is_complete_model(artifacts.final_model_dir(workspace.checkpoints_dir, run_key(done)))
     assert oct(workspace.run_dir(run.id).stat().st_mode & 0o777) == oct(0o700)
 
 
@@ -72,7 +73,7 @@ def test_infer_failure_after_training_is_classified(workspace: Workspace, make_c
     assert done.state is RunState.FAILED
     assert (done.failure_kind, done.failed_stage) == ("dtype", "infer")
     assert "BFloat16" in done.failure_message and done.failure_hint
-    assert artifacts.is_complete_model(artifacts.final_model_dir(workspace.checkpoints_dir, "Llama-3.2-Korean-3B-bf16"))
+    assert artifacts.is_complete_model(artifacts.final_model_dir(workspace.checkpoints_dir, run_key(done)))
 
 
 def test_killed_without_a_word_or_oom_evidence_is_killed(workspace: Workspace, make_config, manager: Manager,
