@@ -118,15 +118,20 @@ def check_data(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], checks: D
     return [p for name in needed if (p := checks.problem(data_dir, name)) is not None]
 
 
-def check_prerequisites(ws: Workspace, cfg: RunConfig, stage: str) -> list[Problem]:
-    """What a stage reads that an earlier stage writes: a complete final_model, the dev predictions."""
+def check_prerequisites(ws: Workspace, cfg: RunConfig, stage: str, keys: tuple[str, str] | None = None) -> list[Problem]:
+    """What a stage reads that an earlier stage writes: a complete final_model, the dev predictions.
+
+    ``keys`` are the artifact keys the run loads its model from and scores the predictions of
+    (``manager.identity.model_key``/``predictions_key``); None: the nickname's own (a standalone layout).
+    """
+    model_key, predictions_key = keys or (cfg.model.nickname, cfg.model.nickname)
     if stage == Stage.INFER:
-        model = final_model_dir(ws.resolve(cfg.paths.checkpoints), cfg.model.nickname)
+        model = final_model_dir(ws.resolve(cfg.paths.checkpoints), model_key)
         if not is_complete_model(model):
             return [Problem(str(model), "no complete final_model to infer from (train it first: "
                                         "`dialsum-tui add CONFIG --action train`, or `retry ID` of its train run)")]
     if stage == Stage.EVALUATE:
-        predictions = dev_predictions_path(ws.resolve(cfg.paths.submissions), cfg.model.nickname)
+        predictions = dev_predictions_path(ws.resolve(cfg.paths.submissions), predictions_key)
         if not predictions.is_file():
             return [Problem(str(predictions), "no dev predictions to evaluate (run infer first: `--action infer`)")]
     return []
@@ -163,7 +168,8 @@ def check_gpus(gpus: list[int] | None, source: GpuSource) -> list[Problem]:
 
 
 def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list[int] | None,
-              gpu_source: GpuSource, checks: DataChecks | None = None) -> list[Problem]:
+              gpu_source: GpuSource, checks: DataChecks | None = None,
+              keys: tuple[str, str] | None = None) -> list[Problem]:
     """Everything that would fail ``stages`` of a run later, as problems (empty: go).
 
     Args:
@@ -173,6 +179,7 @@ def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list
         gpus: the run's device indices (None: any, or CPU).
         gpu_source: the host's GPUs (tests script it).
         checks: remembered CSV verdicts (the worker keeps one); a fresh one otherwise.
+        keys: the (model, predictions) artifact keys the run reads (see :func:`check_prerequisites`).
 
     Raises:
         dialsum_tui.manager.settings.SettingsError: settings.yaml does not validate.
@@ -185,7 +192,7 @@ def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list
         problems += check_model(ws, cfg.model.name_or_path)
     problems += check_data(ws, cfg, stages, checks or DataChecks())
     if stages:
-        problems += check_prerequisites(ws, cfg, stages[0])
+        problems += check_prerequisites(ws, cfg, stages[0], keys)
     problems += check_outputs(ws, cfg, quota_root(ws), settings.allow_outside_quota)
     problems += check_gpus(gpus, gpu_source)
     return problems

@@ -88,11 +88,11 @@ class Manager:
         identity.check_nickname(cfg.model.nickname)
         if after is not None:
             self.store.get(after)
-        if check:
-            self._preflight(str(path), cfg, action_, gpus)
         checkpoints = self.workspace.resolve(cfg.paths.checkpoints)
         source = identity.latest_source(self.runs(), cfg.model.nickname, checkpoints)
         keys = identity.source_keys(action_, cfg.model.nickname, source, checkpoints)
+        if check:
+            self._preflight(str(path), cfg, action_, gpus, keys)
         return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after, keys)
 
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
@@ -107,7 +107,8 @@ class Manager:
         write_queue_record(self.workspace, run)  # so a lost store can be rebuilt with the run's intent
         return run
 
-    def _preflight(self, source: str, cfg: Any, action: Action, gpus: str | None) -> None:
+    def _preflight(self, source: str, cfg: Any, action: Action, gpus: str | None,
+                   keys: dict[str, Any] | None = None) -> None:
         """Refuse a run that would fail later for a reason known now (data, model path, GPUs, ...).
 
         Raises:
@@ -116,7 +117,10 @@ class Manager:
         from dialsum_tui.manager.launching import parse_gpus
         from dialsum_tui.manager.preflight import describe, preflight
 
-        problems = preflight(self.workspace, cfg, action.stages, parse_gpus(gpus), self.gpu_source())
+        # What an infer/evaluate-only run reads: its source's model and predictions (identity.source_keys).
+        fallback = cfg.model.nickname
+        reads = ((keys or {}).get("model_key") or fallback, (keys or {}).get("predictions_key") or fallback)
+        problems = preflight(self.workspace, cfg, action.stages, parse_gpus(gpus), self.gpu_source(), keys=reads)
         if problems:
             raise ConfigError(f"{source}: not queued; {len(problems)} problem(s) would fail it later:\n"
                               f"{describe(problems)}")
@@ -176,9 +180,10 @@ class Manager:
             action_ = Action(action) if action else old.action
         except ValueError:
             raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
-        self._preflight(f"run {run_id}", load_snapshot(old.config_yaml, f"run {run_id} config snapshot"), action_, old.gpus)
         # An infer/evaluate-only retry reads the model/predictions of the run it came from, never a namesake's.
         keys = identity.source_keys(action_, old.nickname, old, self.workspace.checkpoints_dir)
+        self._preflight(f"run {run_id}", load_snapshot(old.config_yaml, f"run {run_id} config snapshot"), action_,
+                        old.gpus, keys)
         return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None, keys)
 
     def pause(self) -> None:

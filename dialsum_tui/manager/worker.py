@@ -36,6 +36,7 @@ from dialsum_tui.manager.following import ActiveStage, absorb, run_owners, stage
 from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.guards import GpuGuard, check_disk
 from dialsum_tui.manager.health import Health
+from dialsum_tui.manager.identity import model_key, predictions_key
 from dialsum_tui.manager.launching import LaunchError, parse_gpus, run_config, start_stage
 from dialsum_tui.manager.local_backend import NAME as LOCAL
 from dialsum_tui.manager.local_backend import LocalStage
@@ -387,7 +388,8 @@ class Worker:
             return False  # start_stage reports an unreadable snapshot
         stages = run.stages[run.stages.index(stage):] if stage in run.stages else (stage,)
         try:
-            problems = preflight(self.ws, cfg, stages, parse_gpus(run.gpus), self.gpu, self.data_checks)
+            problems = preflight(self.ws, cfg, stages, parse_gpus(run.gpus), self.gpu, self.data_checks,
+                                 keys=(model_key(run), predictions_key(run)))
         except WorkspaceError:
             return True  # settings.yaml broke since the guards ran: the disk guard holds the run next tick
         if not problems:
