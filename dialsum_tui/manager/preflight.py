@@ -194,5 +194,6 @@ def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list
     if stages:
         problems += check_prerequisites(ws, cfg, stages[0], keys)
     problems += check_outputs(ws, cfg, quota_root(ws), settings.allow_outside_quota)
-    problems += check_gpus(gpus, gpu_source)
+    if settings.backend != "slurm":  # on Slurm the devices are the cluster's (a count), not this host's
+        problems += check_gpus(gpus, gpu_source)
     return problems

@@ -173,7 +173,9 @@ def test_restart_finishes_a_stage_that_ended_while_no_worker_watched(workspace: 
     with artifacts.EventWriter(workspace.run_dir(run.id) / artifacts.EVENTS_FILE, command="train") as ev:
         ev.emit("started", pid=dead)
         ev.emit("finished", seconds=1.0)
-    model = artifacts.final_model_dir(workspace.checkpoints_dir, "m")  # what the finished train left
+    from dialsum_tui.manager.identity import run_key
+
+    model = artifacts.final_model_dir(workspace.checkpoints_dir, run_key(run))  # what the finished train left
     model.mkdir(parents=True)
     artifacts.write_final_model_meta(model, {})
     worker = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource())

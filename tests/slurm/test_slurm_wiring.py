@@ -69,6 +69,7 @@ def test_on_slurm_gpus_are_a_count(gpus: str | None, stage: str, default: int, c
 
 
 def test_a_multi_gpu_train_stage_on_slurm_runs_accelerate_without_device_indices(workspace: Workspace) -> None:
+    workspace.settings_path.write_text("backend: slurm\n", encoding="utf-8")  # "2" is a count, not this host's GPU 2
     manager = Manager.open(workspace)
     run = manager.add(str(write_config(workspace, "ranks")), gpus="2")
 
