@@ -14,6 +14,7 @@ from pathlib import Path
 from dialsum_tui.manager import process
 from dialsum_tui.manager.disk import engine_disk_args
 from dialsum_tui.manager.models import Run
+from dialsum_tui.manager.retry import resume_args
 from dialsum_tui.manager.settings import ENV_VARS, SettingsError, env_settings
 from dialsum_tui.manager.workspace import Workspace
 from engine.artifacts import dev_predictions_path
@@ -85,7 +86,8 @@ def stage_args(ws: Workspace, run: Run, stage: str, cfg: RunConfig) -> list[str]
     files = RunFiles(ws.run_dir(run.id))
     if stage == Stage.TRAIN:
         # The quota is the workspace's (settings.yaml): the engine's guard stops at the manager's byte count.
-        return [Stage.TRAIN, "--config", str(files.config), "--run-dir", str(files.root), *engine_disk_args(ws)]
+        return [Stage.TRAIN, "--config", str(files.config), "--run-dir", str(files.root), *engine_disk_args(ws),
+                *resume_args(files.root)]
     if stage == Stage.INFER:
         return [Stage.INFER, "--config", str(files.config), "--run-dir", str(files.root), "--split", "both"]
     predictions = dev_predictions_path(ws.resolve(cfg.paths.submissions), cfg.model.nickname)

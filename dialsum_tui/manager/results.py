@@ -68,6 +68,7 @@ class ResultRow:
     progress: dict[str, Any] = field(default_factory=dict)
     best: bool = False  # best dev ROUGE among rows scored the same way (manager.leaderboard)
     lb_score: float | None = None  # latest public-leaderboard score recorded with `dialsum-tui lb`
+    resume: str | None = None  # "step 758/780": the stopped training `retry ID --resume` continues
 
     @property
     def rouge_text(self) -> str:
@@ -202,12 +203,26 @@ def result_rows(workspace: Workspace, runs: list[Run]) -> list[ResultRow]:
     by_nick: dict[str, list[Run]] = {}
     for run in sorted(runs, key=lambda r: r.id):
         by_nick.setdefault(run.nickname, []).append(run)
-    rows = [_row_from_runs(workspace, nick, group) for nick, group in by_nick.items()]
+    rows = [_with_resume(workspace, _row_from_runs(workspace, nick, group), group[-1]) for nick, group in by_nick.items()]
     known = {safe_name(n) for n in by_nick}
     for nick in _disk_nicknames(workspace):
         if nick not in known:
             rows.append(_row_from_disk(workspace, nick))
     return annotate_rows(workspace, runs, rows)  # ★ best by dev ROUGE, public-leaderboard score
+
+
+def _with_resume(workspace: Workspace, row: ResultRow, latest: Run) -> ResultRow:
+    """Say where a resumed run came from, and where a stopped one can resume (manager.retry)."""
+    from dialsum_tui.manager.retry import resumable, resumed_note
+
+    note = resumed_note(workspace.run_dir(latest.id))
+    if note:
+        row.evidence = f"{row.evidence}; run {latest.id} {note}"
+    point = resumable(workspace, latest)
+    if point is not None:
+        row.resume = point.where
+        row.evidence = f"{row.evidence}; resumable from {point.where}"
+    return row
 
 
 def _disk_nicknames(workspace: Workspace) -> list[str]:
@@ -387,7 +402,10 @@ def _disk_lines(disk: DiskUsage | None) -> list[str]:
 def _next_actions(rows: list[ResultRow], disk: DiskUsage | None) -> list[str]:
     actions = []
     for r in rows:
-        if r.code == "trained_infer_failed":
+        if r.resume:
+            actions.append(f"resume {r.nickname} from {r.resume}: `dialsum-tui retry {r.run_id} --resume`"
+                           + (f" ({r.hint})" if r.hint and r.code in ("oom", "failed") else ""))
+        elif r.code == "trained_infer_failed":
             actions.append(f"re-infer {r.nickname}: `dialsum-tui retry {r.run_id} --action infer`" + (f" ({r.hint})" if r.hint else ""))
         elif r.code == "oom":
             actions.append(f"retry {r.nickname} once the GPU is free: `dialsum-tui check`, then `dialsum-tui retry {r.run_id}`")

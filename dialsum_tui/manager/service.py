@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.gpu import GpuProcess
     from dialsum_tui.manager.prune import PruneItem
     from dialsum_tui.manager.results import ResultRow
+    from dialsum_tui.manager.retry import RetryPlan
 
 WORKER_START_TIMEOUT_S = 10.0
 
@@ -77,9 +78,9 @@ class Manager:
         return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after)
 
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
-               gpus: str | None, after: int | None) -> Run:
+               gpus: str | None, after: int | None, prepare=None) -> Run:
         run = self.store.add(nickname=nickname, config_path=config_path, config_yaml=config_yaml,
-                             action=action, gpus=gpus, after=after)
+                             action=action, gpus=gpus, after=after, prepare=prepare)
         run_dir = self.workspace.run_dir(run.id)
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)
@@ -90,14 +91,36 @@ class Manager:
         """Cancel a pending run now, or ask the worker to stop a running one (SIGINT first)."""
         return self.store.request_cancel(run_id)
 
-    def retry(self, run_id: int, action: str | None = None) -> Run:
-        """Queue a new run with the same config snapshot (e.g. ``action="infer"`` re-infers without retraining)."""
+    def retry(self, run_id: int, action: str | None = None, plan: RetryPlan | None = None) -> Run:
+        """Queue a new run with the same config snapshot (e.g. ``action="infer"`` re-infers without retraining),
+        or the one of ``plan`` (:meth:`plan_retry`: changed keys, resume), recorded in ``runs/<new>/retry.json``."""
         old = self.store.get(run_id)
         try:
             action_ = Action(action) if action else old.action
         except ValueError:
             raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
-        return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None)
+        if plan is None:
+            return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None)
+        from dialsum_tui.manager.retry import write_record
+
+        return self._queue(plan.config_path, plan.nickname, plan.config_yaml, action_, old.gpus, None,
+                           prepare=lambda new_id: write_record(self.workspace.run_dir(new_id), plan))
+
+    def plan_retry(self, run_id: int, resume: bool = False, overrides: list[str] | None = None,
+                   config_file: str | None = None, action: str | None = None) -> RetryPlan:
+        """Work out a retry with changes or a resume, without queueing it (:func:`manager.retry.plan_retry`).
+
+        Raises:
+            ConfigError: invalid config or --set; ``RetryRefused`` (a ConfigError) when it cannot resume.
+        """
+        from dialsum_tui.manager.retry import plan_retry
+
+        try:
+            action_ = Action(action) if action else None
+        except ValueError:
+            raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
+        return plan_retry(self.workspace, self.store.get(run_id), resume=resume, overrides=overrides,
+                          config_file=config_file, action=action_)
 
     def pause(self) -> None:
         self.store.set_paused(True)

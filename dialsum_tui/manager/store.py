@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -215,8 +215,12 @@ class Store:
         action: str | Action,
         gpus: str | None = None,
         after: int | None = None,
+        prepare: Callable[[int], None] | None = None,
     ) -> Run:
         """Append a queued run at the end of the queue and return it.
+
+        ``prepare(run_id)`` runs inside the transaction, before the run is visible to the worker: a
+        file the launch depends on (a retry's ``retry.json``) is in place before it can start.
 
         Raises:
             ValueError: for an unknown action.
@@ -232,6 +236,8 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (nickname, config_path, config_yaml, action.value, RunState.QUEUED.value, gpus, after, last + 1, time.time()),
             )
+            if prepare is not None:
+                prepare(int(cur.lastrowid))
             return self._get(conn, cur.lastrowid)
 
     def _set(self, conn: sqlite3.Connection, run_id: int, values: dict[str, Any]) -> None:
