@@ -187,8 +187,8 @@ class DiskGuardCallback(TrainerCallback):
     ``tripped`` then holds the message for the ``failed`` event.
 
     With ``save_on_stop`` the guard keeps room for one checkpoint (the last one's size, or an
-    estimate from the trainable weights): it stops while a checkpoint still fits and lets the
-    Trainer save it, so a run stopped by the quota can be resumed. A stop checkpoint that no longer
+    estimate from the trainable weights): it stops once one more checkpoint would fit but a second
+    would not, and lets the Trainer save that one, so a run stopped by the quota can be resumed. A stop checkpoint that no longer
     fits (the tree grew from elsewhere) is not written.
     """
 
@@ -222,7 +222,9 @@ class DiskGuardCallback(TrainerCallback):
             if any_rank(disk_full(self.usage() + checkpoint, self.stop_bytes), args):
                 control.should_save = False
         elif control.should_save or state.global_step % self.every == 0:
-            upcoming = checkpoint if control.should_save else 0
+            # With save_on_stop the next checkpoint (scheduled, or the one a stop would write) must
+            # leave room for one more: the stop therefore comes while a checkpoint still fits.
+            upcoming = checkpoint if control.should_save or self.save_on_stop else 0
             if self.check(control, upcoming=upcoming, reserve=checkpoint if self.save_on_stop else 0, args=args):
                 # Stopped while a checkpoint still fits (the reserve): save it, so the run can resume.
                 fits = not any_rank(disk_full(self.usage() + checkpoint, self.stop_bytes), args)
