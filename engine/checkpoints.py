@@ -22,6 +22,8 @@ from typing import Any
 from engine.artifacts import atomic_write_text
 from engine.contract import CHECKPOINT_META, CHECKPOINT_PREFIX
 
+_RESTORED = "the checkpoint's optimizer and scheduler state bring the old value back, so the new one would not take effect"
+
 # Config keys a resume must keep, and why: the checkpoint's tensors (weights, adapter, optimizer
 # moments) were made for them. The tokenizer comes with model.name_or_path, so it is covered there.
 RESUME_KEYS: dict[str, str] = {
@@ -36,6 +38,12 @@ RESUME_KEYS: dict[str, str] = {
     "quantization.double_quant": "the adapter was trained on this 4-bit base",
     "quantization.compute_dtype": "the adapter was trained with these 4-bit matmuls",
     "train.optim": "the checkpoint's optimizer state belongs to this optimizer",
+    # Not impossible, but silently without effect: the Trainer restores the optimizer's param groups
+    # and the scheduler's base rates from the checkpoint (seen: lr stayed on the old schedule).
+    "train.learning_rate": _RESTORED,
+    "train.lr_scheduler": _RESTORED,
+    "train.warmup_ratio": _RESTORED,
+    "train.weight_decay": _RESTORED,
 }
 
 

@@ -226,12 +226,12 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
 
 
 def saved_note(output_dir: Path, step: int) -> str:
-    """", checkpoint-N saved" when a complete checkpoint of ``step`` exists (to resume from), else ""."""
+    """"; checkpoint-N saved, resumable" when a complete checkpoint of ``step`` exists (to resume from), else ""."""
     from engine.checkpoints import checkpoint_problem
     from engine.contract import CHECKPOINT_PREFIX
 
     ckpt = output_dir / f"{CHECKPOINT_PREFIX}{step}"
-    return f", {ckpt.name} saved (resumable)" if checkpoint_problem(ckpt) is None else ", no checkpoint saved at the stop"
+    return f"; {ckpt.name} saved, resumable" if checkpoint_problem(ckpt) is None else "; no checkpoint saved at the stop"
 
 
 def loaded_nickname_dir(cfg: RunConfig) -> str:

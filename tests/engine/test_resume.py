@@ -150,7 +150,7 @@ def test_sigint_saves_a_checkpoint_at_the_stop(tmp_path: Path, synth_data_dir: P
     assert proc.returncode == ExitCode.INTERRUPTED, stderr[-2000:]
     events = read_event_lines(run_dir / "events.jsonl")
     saved = [e for e in events if e["event"] == "artifact" and e["kind"] == "checkpoint"]
-    assert len(saved) == 1 and events[-1]["kind"] == "interrupted" and "saved (resumable)" in events[-1]["message"]
+    assert len(saved) == 1 and events[-1]["kind"] == "interrupted" and "saved, resumable" in events[-1]["message"]
     meta = read_checkpoint_meta(saved[0]["path"])
     assert meta is not None and meta["total"] == 5000 and meta["step"] == max(losses(events))
     assert meta["run_dir"] == str(run_dir.resolve())

@@ -22,7 +22,7 @@ from dialsum_tui.manager.results import result_rows
 from dialsum_tui.manager.retry import protected_checkpoints, read_record, resumable
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace
-from engine.artifacts import read_events
+from engine.artifacts import atomic_directory, final_model_dir, read_events, write_final_model_meta
 from engine.contract import CHECKPOINT_META, ExitCode, RunFiles
 
 from support import wait_until
@@ -87,7 +87,10 @@ def test_cancel_saves_a_checkpoint_and_resume_continues_from_it(workspace: Works
     assert point is not None and point.step == max(train_steps(workspace, 1)) and point.step % 5 != 0
     # prune never deletes it, even once another run of the nickname has a complete final_model.
     assert point.path.resolve() in protected_checkpoints(workspace, mgr.runs())
-    assert all(item.path.resolve() != point.path.resolve() for item in prune_plan(workspace, mgr.runs()))
+    with atomic_directory(final_model_dir(workspace.checkpoints_dir, "kobart")) as tmp:
+        write_final_model_meta(tmp, {"nickname": "kobart"})
+    planned = {item.path.resolve() for item in prune_plan(workspace, mgr.runs())}
+    assert point.path.resolve() not in planned and (point.path.parent / "checkpoint-5").resolve() in planned
 
     cli("retry", "1", "--resume")
     wait_until(lambda: mgr.get(2).state is RunState.SUCCEEDED, what="the resumed run")
@@ -130,6 +133,8 @@ def test_resume_refused_when_the_checkpoint_cannot_take_the_change(workspace: Wo
     done = cli("retry", "1", "--resume", "--set", "lora.r=32", check=False)
     assert done.returncode == ExitCode.BAD_INPUT
     assert "lora.r: 16 → 32" in done.stderr and "shapes depend on the rank" in done.stderr
+    done = cli("retry", "1", "--resume", "--set", "train.learning_rate=0.0001", check=False)
+    assert done.returncode == ExitCode.BAD_INPUT and "would not take effect" in done.stderr
     assert len(mgr.runs()) == 1  # nothing queued
     # A checkpoint whose marker is gone (killed while saving) is never resumed.
     point = resumable(workspace, mgr.get(1))
