@@ -42,9 +42,14 @@ class EventsCallback(TrainerCallback):
     def __init__(self, events: EventWriter):
         self.events = events
         self.start = 0.0
+        self.start_step = 0
+        self.start_tokens = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.monotonic()
+        # A resumed run begins at the checkpoint's step and token count: rates count from there.
+        self.start_step = state.global_step
+        self.start_tokens = getattr(state, "num_input_tokens_seen", 0) or 0
         self.events.emit(Event.PHASE, name=Phase.TRAIN)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -54,7 +59,8 @@ class EventsCallback(TrainerCallback):
         self.events.emit(Event.TRAIN_LOG, step=state.global_step, epoch=_round(state.epoch), loss=logs["loss"],
             lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
         )
-        self.events.emit(Event.PROGRESS, **progress_fields(args, state, time.monotonic() - self.start))
+        self.events.emit(Event.PROGRESS, **progress_fields(args, state, time.monotonic() - self.start,
+                                                           self.start_step, self.start_tokens))
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
@@ -66,12 +72,16 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def progress_fields(args, state, elapsed: float) -> dict[str, Any]:
-    """Step, total, epoch, ETA and throughput from the Trainer state (top-level so it is unit-testable)."""
+def progress_fields(args, state, elapsed: float, start_step: int = 0, start_tokens: int = 0) -> dict[str, Any]:
+    """Step, total, epoch, ETA and throughput from the Trainer state (top-level so it is unit-testable).
+
+    ``start_step``/``start_tokens``: where this process began (a resume), so rates count its own work.
+    """
     step, total = state.global_step, state.max_steps
-    samples = step * args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
-    rate = step / elapsed if elapsed > 0 else 0.0
-    tokens = getattr(state, "num_input_tokens_seen", 0) or 0
+    done = step - start_step
+    samples = done * args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+    rate = done / elapsed if elapsed > 0 else 0.0
+    tokens = (getattr(state, "num_input_tokens_seen", 0) or 0) - start_tokens
     return {
         "step": step,
         "total": total,
