@@ -113,7 +113,7 @@ def checkpoint_problem(directory: Path | str) -> str | None:
     """Why ``directory`` is not a complete checkpoint (None when it is one)."""
     directory = Path(directory)
     if not directory.is_dir():
-        return f"{directory} does not exist"
+        return "it no longer exists (rotated away by train.save_total_limit, or pruned)"
     try:
         meta = json.loads((directory / CHECKPOINT_META).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -186,5 +186,6 @@ def find_resumable(paths: list[Path]) -> tuple[Resumable | None, list[str]]:
         problem = checkpoint_problem(path)
         if problem is None:
             return Resumable(path, json.loads((path / CHECKPOINT_META).read_text(encoding="utf-8"))), skipped
-        skipped.append(f"skipped checkpoint {path}: {problem}; it is never loaded")
+        never = "; a half-written checkpoint is never loaded" if path.exists() else ""
+        skipped.append(f"skipped checkpoint {path}: {problem}{never}")
     return None, skipped
