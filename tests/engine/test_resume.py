@@ -78,6 +78,7 @@ def killed(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Path, tiny_
             "trainer": ws / "checkpoints" / "tiny-bart" / "trainer"}
 
 
+@pytest.mark.slow  # ~45 s on a shared CPU: 30 more steps and the final save
 def test_killed_run_resumes_in_a_new_run_and_finishes(killed: dict) -> None:
     ws, trainer = killed["ws"], killed["trainer"]
     before = losses(killed["events"])
