@@ -219,6 +219,41 @@ class DialsumApp(App[int]):
     def action_reevaluate(self) -> None:
         self._retry("evaluate", "re-evaluate")
 
+    def action_resume_run(self) -> None:
+        self._open_retry(resume=True)
+
+    def action_retry_changed(self) -> None:
+        self._open_retry(resume=False)
+
+    def _open_retry(self, resume: bool) -> None:
+        from dialsum_tui.screens.retry import RetryScreen
+
+        run = self._selected("resume" if resume else "retry")
+        if run is None or self._not_ready("retry"):
+            return
+
+        def queue(choice: tuple[list[str], bool] | None) -> None:
+            if choice:
+                overrides, resume_ = choice
+                self._intent("retry", lambda: _queue_retry(self.manager, run, overrides, resume_))
+
+        screen = RetryScreen(run, resume)
+        self.push_screen(screen, queue)
+        self._plan_retry(screen, run, [], resume)
+
+    def on_retry_screen_changed(self, message) -> None:  # RetryScreen.Changed: the key was edited
+        self._plan_retry(message.screen, message.run, message.overrides, message.resume)
+
+    @work(thread=True, group="intents", exit_on_error=False)
+    def _plan_retry(self, screen, run: Run, overrides: list[str], resume: bool) -> None:
+        try:
+            plan = self.manager.plan_retry(run.id, resume=resume, overrides=overrides)
+        except Exception as exc:  # ConfigError / RetryRefused name the key and the fix
+            self.call_from_thread(screen.show_plan, [], str(exc), None)
+        else:
+            lines = plan.diff_lines() + [f"note: {n}" for n in plan.notes]
+            self.call_from_thread(screen.show_plan, lines, None, plan.resume.where if plan.resume else None)
+
     def action_cancel_run(self) -> None:
         from dialsum_tui.screens.confirm import ConfirmScreen
 
@@ -410,6 +445,13 @@ def quit_message(unfinished: int, reopen: str = "dialsum-tui") -> str:
     if unfinished:
         return f"dialsum-tui closed; {unfinished} unfinished run(s) keep going in the worker. Reopen with `{reopen}`."
     return f"dialsum-tui closed; the worker keeps watching the queue. Reopen with `{reopen}`."
+
+
+def _queue_retry(manager: Manager, run: Run, overrides: list[str], resume: bool) -> str:
+    """Queue the retry the dialog showed (planned again: the store may have moved on meanwhile)."""
+    plan = manager.plan_retry(run.id, resume=resume, overrides=overrides)
+    new = manager.retry(run.id, plan=plan)
+    return f"queued run {new.id} ({run.nickname})" + (f", resuming from {plan.resume.where}" if plan.resume else "")
 
 
 def _write_text(path: Path, text: str) -> None:

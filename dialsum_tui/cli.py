@@ -72,9 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help="cancel a queued run, or stop a running one cleanly (SIGINT first)")
     p.add_argument("id", type=int)
 
-    p = sub.add_parser("retry", help="queue a new run with the same config snapshot")
+    p = sub.add_parser("retry", help="queue a new run with the same config snapshot (or changed, or resumed)")
     p.add_argument("id", type=int)
     p.add_argument("--action", choices=ACTIONS, help="e.g. infer: re-infer without retraining")
+    p.add_argument("--resume", action="store_true", help="continue training from run ID's last complete checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a config key of the snapshot (repeatable), validated like add")
+    p.add_argument("--config", metavar="FILE", help="take this (fixed) config file instead of the old snapshot")
 
     sub.add_parser("pause", help="start nothing new (running stages continue)")
     sub.add_parser("resume", help="let the queue start runs again (starts the worker)")
@@ -246,8 +250,14 @@ def cmd_cancel(manager: Manager, args: argparse.Namespace) -> int:
 
 
 def cmd_retry(manager: Manager, args: argparse.Namespace) -> int:
-    run = manager.retry(args.id, args.action)
-    print(f"queued run {run.id}: {run.nickname} ({run.action.value}), retry of run {args.id}")
+    plan = None
+    if args.resume or args.set or args.config:
+        plan = manager.plan_retry(args.id, resume=args.resume, overrides=args.set, config_file=args.config,
+                                  action=args.action)
+        print("\n".join(plan.diff_lines() + [f"note: {n}" for n in plan.notes]))
+    run = manager.retry(args.id, args.action, plan=plan)
+    how = f", resuming from {plan.resume.where}" if plan is not None and plan.resume is not None else ""
+    print(f"queued run {run.id}: {run.nickname} ({run.action.value}), retry of run {args.id}{how}")
     _start_worker(manager)
     return 0
 

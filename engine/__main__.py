@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--disk-root", metavar="PATH", help="tree measured like du against the quota (default: cwd)")
             p.add_argument("--disk-stop-bytes", type=int, metavar="N",
                            help="stop training cleanly before the tree reaches N bytes (quota less margin)")
+            p.add_argument("--resume-from", metavar="CHECKPOINT_DIR",
+                           help="continue from this checkpoint (or the newest complete checkpoint-* in this "
+                                "directory): weights/adapter, optimizer, scheduler, RNG, data order, global step")
         if name is Stage.INFER:
             p.add_argument("--split", choices=["test", "dev", "both"], default="both",
                            help="test writes the submission; dev writes predictions for scoring (default both)")

@@ -42,9 +42,14 @@ class EventsCallback(TrainerCallback):
     def __init__(self, events: EventWriter):
         self.events = events
         self.start = 0.0
+        self.start_step = 0
+        self.start_tokens = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.monotonic()
+        # A resumed run begins at the checkpoint's step and token count: rates count from there.
+        self.start_step = state.global_step
+        self.start_tokens = getattr(state, "num_input_tokens_seen", 0) or 0
         self.events.emit(Event.PHASE, name=Phase.TRAIN)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -54,7 +59,8 @@ class EventsCallback(TrainerCallback):
         self.events.emit(Event.TRAIN_LOG, step=state.global_step, epoch=_round(state.epoch), loss=logs["loss"],
             lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
         )
-        self.events.emit(Event.PROGRESS, **progress_fields(args, state, time.monotonic() - self.start))
+        self.events.emit(Event.PROGRESS, **progress_fields(args, state, time.monotonic() - self.start,
+                                                           self.start_step, self.start_tokens))
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
@@ -66,12 +72,16 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def progress_fields(args, state, elapsed: float) -> dict[str, Any]:
-    """Step, total, epoch, ETA and throughput from the Trainer state (top-level so it is unit-testable)."""
+def progress_fields(args, state, elapsed: float, start_step: int = 0, start_tokens: int = 0) -> dict[str, Any]:
+    """Step, total, epoch, ETA and throughput from the Trainer state (top-level so it is unit-testable).
+
+    ``start_step``/``start_tokens``: where this process began (a resume), so rates count its own work.
+    """
     step, total = state.global_step, state.max_steps
-    samples = step * args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
-    rate = step / elapsed if elapsed > 0 else 0.0
-    tokens = getattr(state, "num_input_tokens_seen", 0) or 0
+    done = step - start_step
+    samples = done * args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+    rate = done / elapsed if elapsed > 0 else 0.0
+    tokens = (getattr(state, "num_input_tokens_seen", 0) or 0) - start_tokens
     return {
         "step": step,
         "total": total,
@@ -131,14 +141,45 @@ class GenerationEvalCallback(TrainerCallback):
         )
 
 
+class CheckpointMarkerCallback(TrainerCallback):
+    """Writes the completeness marker into each checkpoint once the Trainer has finished it.
+
+    ``on_save`` runs after the Trainer wrote weights, optimizer, scheduler, RNG and trainer state
+    (and rotated old checkpoints), so the marker is the last file: a checkpoint without it was cut
+    short and is never resumed (:mod:`engine.checkpoints`). Put it before :class:`EventsCallback`,
+    so the ``artifact`` event announces a checkpoint that is already marked.
+    """
+
+    def __init__(self, config_hash: str, resume_fingerprint: dict[str, Any], run_dir: str | None = None):
+        self.config_hash = config_hash
+        self.fingerprint = resume_fingerprint
+        self.run_dir = run_dir
+
+    def on_save(self, args, state, control, **kwargs):
+        from engine.checkpoints import write_checkpoint_meta
+
+        path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
+        if state.is_world_process_zero and path.is_dir():
+            write_checkpoint_meta(path, step=state.global_step, total=state.max_steps, config_hash=self.config_hash,
+                                  resume_fingerprint=self.fingerprint, run_dir=self.run_dir)
+
+
 class StopOnSignalCallback(TrainerCallback):
-    """Ends training at the next step boundary after SIGINT/SIGTERM (see :mod:`engine.runtime`)."""
+    """Ends training at the next step boundary after SIGINT/SIGTERM/SIGHUP (see :mod:`engine.runtime`).
+
+    With ``save_on_stop`` (``train.save_on_stop``) the Trainer saves a checkpoint at that step, so
+    the stop can be resumed; the disk guard, placed after this callback, may still cancel the save
+    when it would not fit under the quota.
+    """
+
+    def __init__(self, save_on_stop: bool = False):
+        self.save_on_stop = save_on_stop
 
     def on_step_end(self, args, state, control, **kwargs):
         if any_rank(stop_requested() is not None, args):
             stop_from_other_rank()  # every rank reports interrupted, not only the one signalled
             control.should_training_stop = True
-            control.should_save = False
+            control.should_save = self.save_on_stop or control.should_save
             control.should_evaluate = False
         return control
 
@@ -154,13 +195,21 @@ class DiskGuardCallback(TrainerCallback):
     trainer's output directory (what this run writes) is re-measured every ``every`` steps and
     before each checkpoint save. A save that would reach the limit is cancelled and training stops;
     ``tripped`` then holds the message for the ``failed`` event.
+
+    With ``save_on_stop`` the guard keeps room for one checkpoint (the last one's size, or an
+    estimate from the trainable weights): it stops once one more checkpoint would fit but a second
+    would not, and lets the Trainer save that one, so a run stopped by the quota can be resumed. A stop checkpoint that no longer
+    fits (the tree grew from elsewhere) is not written.
     """
 
-    def __init__(self, quota_path: Path, stop_bytes: int, watch_dir: Path, every: int = 20):
+    def __init__(self, quota_path: Path, stop_bytes: int, watch_dir: Path, every: int = 20,
+                 save_on_stop: bool = False):
         self.quota_path = quota_path
         self.stop_bytes = stop_bytes
         self.watch_dir = watch_dir
         self.every = every
+        self.save_on_stop = save_on_stop
+        self.saved_at_stop = False
         self.baseline = 0
         self.watch_start = 0
         self.save_estimate = 0
@@ -173,13 +222,25 @@ class DiskGuardCallback(TrainerCallback):
             # A checkpoint holds the trainable weights plus two Adam moments (~3x their size).
             self.save_estimate = 3 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
         self.check(control, upcoming=0, args=args)
+        control.should_save = False  # nothing trained yet: nothing to save at this stop
 
     def on_step_end(self, args, state, control, **kwargs):
         # should_save and global_step are the same on every rank, so all ranks vote at the same step.
-        if control.should_save:
-            self.check(control, upcoming=self.last_checkpoint_bytes() or self.save_estimate, args=args)
-        elif state.global_step % self.every == 0:
-            self.check(control, upcoming=0, args=args)
+        checkpoint = self.last_checkpoint_bytes() or self.save_estimate
+        if stop_requested() is not None and control.should_save:
+            # A signal asked for a stop checkpoint (StopOnSignalCallback ran first): write it only when it fits.
+            if any_rank(disk_full(self.usage() + checkpoint, self.stop_bytes), args):
+                control.should_save = False
+        elif control.should_save or state.global_step % self.every == 0:
+            # With save_on_stop the next checkpoint (scheduled, or the one a stop would write) must
+            # leave room for one more: the stop therefore comes while a checkpoint still fits.
+            upcoming = checkpoint if control.should_save or self.save_on_stop else 0
+            if self.check(control, upcoming=upcoming, reserve=checkpoint if self.save_on_stop else 0, args=args):
+                # Stopped while a checkpoint still fits (the reserve): save it, so the run can resume.
+                fits = not any_rank(disk_full(self.usage() + checkpoint, self.stop_bytes), args)
+                control.should_save = self.saved_at_stop = self.save_on_stop and fits
+                if self.saved_at_stop:
+                    self.tripped = f"{self.tripped}; {CHECKPOINT_PREFIX}{state.global_step} saved at the stop, so it can resume"
         return control
 
     def last_checkpoint_bytes(self) -> int:
@@ -190,24 +251,27 @@ class DiskGuardCallback(TrainerCallback):
         grown = (tree_size(self.watch_dir) if self.watch_dir.exists() else 0) - self.watch_start
         return self.baseline + grown
 
-    def check(self, control, upcoming: int = 0, args=None) -> bool:
-        """Measure, and stop training if the tree (plus ``upcoming`` bytes) reached the limit; True if it did."""
+    def check(self, control, upcoming: int = 0, args=None, reserve: int = 0) -> bool:
+        """Measure, and stop training if the tree (plus ``upcoming`` bytes and the ``reserve`` kept for a
+        stop checkpoint) reached the limit; True if it did."""
         used = self.usage()
-        over = disk_full(used + upcoming, self.stop_bytes)
+        over = disk_full(used + upcoming + reserve, self.stop_bytes)
         if args is not None and any_rank(over, args) and not over:
             self.tripped = "disk quota guard: another rank found the quota reached; training stopped"
             control.should_training_stop = True
             control.should_save = False
+            return True
         if over:
             self.tripped = (
                 f"disk quota guard: {self.quota_path} uses {format_bytes(used)}"
                 + (f" and the next checkpoint needs ~{format_bytes(upcoming)}" if upcoming else "")
+                + (f" (~{format_bytes(reserve)} kept for a checkpoint at the stop)" if reserve else "")
                 + f"; the limit is {format_bytes(self.stop_bytes)} ({self.stop_bytes} bytes: quota_gb - margin_gb "
                 "in the workspace's .dialsum/settings.yaml). Training stopped before writing more"
             )
             control.should_training_stop = True
             control.should_save = False
-        return control.should_training_stop
+        return over
 
 
 class TorchProfilerCallback(TrainerCallback):

@@ -141,6 +141,13 @@ class TrainConfig(_Section):
     save_strategy: Literal["no", "steps", "epoch"] = "epoch"
     save_steps: int | None = Field(None, ge=1)
     save_total_limit: int | None = Field(2, ge=1, description="Intermediate checkpoints kept (final_model is separate).")
+    save_on_stop: bool = Field(
+        True,
+        description=(
+            "Save a checkpoint when training is stopped (cancel, SIGTERM/SIGHUP, the disk guard) if it fits under "
+            "the quota, so `dialsum-tui retry ID --resume` continues from there. The disk guard keeps room for it."
+        ),
+    )
     early_stopping_patience: int | None = Field(None, ge=1)
     report_to: list[Literal["none", "wandb", "tensorboard"]] = Field(default_factory=lambda: ["none"])
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")

@@ -121,7 +121,8 @@ HINTS: dict[FailureKind, str] = {
     "(`python -m engine check-data DIR` lists every problem) and retry",
     FailureKind.CONFIG: "the config or the model path is wrong: fix the key named above (or download the model) "
     "and retry",
-    FailureKind.INTERRUPTED: "stopped on request: `dialsum-tui retry ID` runs it again",
+    FailureKind.INTERRUPTED: "stopped on request: `dialsum-tui retry ID --resume` continues from its last complete "
+    "checkpoint (`retry ID` starts over)",
     FailureKind.KILLED: "killed by SIGKILL (no sign of the OOM killer): someone or something killed it; "
     "`dialsum-tui retry ID` runs it again",
     # Assigned only with evidence (the cgroup's oom_kill counter rose, or the kernel log names the pid).
@@ -162,6 +163,9 @@ class Started(EventRecord):
     references: str | None = None
     tokenizer: str | None = None
     scorer: str | None = None
+    resumed_from: str | None = None  # train --resume-from: the complete checkpoint it continues from
+    resumed_step: int | None = None  # ... and that checkpoint's global step (of resumed_total)
+    resumed_total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +273,7 @@ def parse_event(raw: dict[str, Any]) -> EventRecord | None:
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "run.log"
 EVENTS_FILE = "events.jsonl"
+RETRY_FILE = "retry.json"  # a retry's origin: the run it retries, the config diff, the resume checkpoint
 
 # The competition's data files, inside ``data.dir``.
 TRAIN_CSV = "train.csv"
@@ -284,6 +289,8 @@ FINAL_MODEL_META = "dialsum_model.json"
 # Inside ``paths.checkpoints``/<nickname>/: the Trainer's output dir and its rotating checkpoints.
 TRAINER_DIR = "trainer"
 CHECKPOINT_PREFIX = "checkpoint-"
+# Written last inside a Trainer checkpoint (engine.checkpoints): only a checkpoint with it is resumed.
+CHECKPOINT_META = "dialsum_checkpoint.json"
 
 # Inside ``paths.submissions``: <nickname> + suffix (engine.artifacts builds the paths).
 SUBMISSION_SUFFIX = "_submission.csv"
@@ -307,6 +314,10 @@ class RunFiles:
     @property
     def events(self) -> Path:
         return self.root / EVENTS_FILE
+
+    @property
+    def retry(self) -> Path:
+        return self.root / RETRY_FILE
 
 
 def load_snapshot(text: str, source: str | Path = CONFIG_FILE) -> RunConfig:

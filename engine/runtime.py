@@ -45,11 +45,16 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
 
 
 def install_signal_handlers() -> None:
-    """Turn SIGINT/SIGTERM into a flag polled at step boundaries (see :func:`stop_requested`)."""
+    """Turn SIGINT/SIGTERM/SIGHUP into a flag polled at step boundaries (see :func:`stop_requested`).
+
+    SIGHUP is a closed terminal or a dropped SSH session of a stage started by hand: a clean stop
+    (with a checkpoint to resume, ``train.save_on_stop``) instead of a lost run.
+    """
     global _stop_signal
     _stop_signal = None
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
 
 
 def stop_requested() -> str | None:

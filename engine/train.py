@@ -20,7 +20,7 @@ from engine.artifacts import (
     world_size,
     write_final_model_meta,
 )
-from engine.config import RunConfig, load_config, profile_settings, resolve_path
+from engine.config import ConfigError, RunConfig, load_config, profile_settings, resolve_path
 from engine.contract import TRAINER_DIR, ArtifactKind, Event, Phase, Stage
 from engine.du import tree_size
 from engine.runtime import (
@@ -59,7 +59,32 @@ def recipe_for(kind: str):
     return sft
 
 
-def disk_guard(args: argparse.Namespace, output_dir: Path):
+def resume_checkpoint(args: argparse.Namespace, cfg: RunConfig):
+    """The complete checkpoint ``--resume-from`` names (None without the flag), and notes on skipped ones.
+
+    A half-written checkpoint (no marker, or a file of the wrong size) is skipped for the newest
+    complete one before it, never loaded.
+
+    Raises:
+        ConfigError: no complete checkpoint there, or the config changed a key the checkpoint depends on.
+    """
+    from engine.checkpoints import candidates, find_resumable, resume_blockers
+
+    raw = getattr(args, "resume_from", None)
+    if not raw:
+        return None, []
+    found, skipped = find_resumable(candidates(resolve_path(raw)))
+    if found is None:
+        why = "; ".join(skipped) or "no checkpoint-* directory there"
+        raise ConfigError(f"--resume-from {raw}: no complete checkpoint ({why}); train without --resume-from to start over")
+    blockers = resume_blockers(found.meta.get("fingerprint") or {}, cfg.model_dump())
+    if blockers:
+        raise ConfigError(f"--resume-from {found.path}: this config cannot continue that checkpoint: "
+                          + "; ".join(blockers) + ". Set those keys back, or train without --resume-from")
+    return found, skipped
+
+
+def disk_guard(args: argparse.Namespace, output_dir: Path, save_on_stop: bool = False):
     """The disk-quota callback, or None when no limit was handed over (a standalone run).
 
     The quota belongs to the workspace, not to the run config: the manager passes
@@ -70,22 +95,28 @@ def disk_guard(args: argparse.Namespace, output_dir: Path):
     stop_bytes = getattr(args, "disk_stop_bytes", None)
     if stop_bytes is None:
         return None
-    return DiskGuardCallback(resolve_path(getattr(args, "disk_root", None) or "."), stop_bytes, output_dir)
+    return DiskGuardCallback(resolve_path(getattr(args, "disk_root", None) or "."), stop_bytes, output_dir,
+                             save_on_stop=save_on_stop)
 
 
-def build_callbacks(cfg: RunConfig, loaded, dev: list, events: EventWriter, guard) -> list:
+def build_callbacks(cfg: RunConfig, loaded, dev: list, events: EventWriter, guard, run_dir: Path | None = None) -> list:
     """Events, signal stop, disk guard, ROUGE eval and (if configured) early stopping — in that order,
     so the ROUGE score is in the metrics before early stopping reads them."""
     from transformers import EarlyStoppingCallback
 
     from engine.callbacks import (
+        CheckpointMarkerCallback,
         EventsCallback,
         GenerationEvalCallback,
         StopOnSignalCallback,
     )
+    from engine.checkpoints import fingerprint
     from engine.prompts import model_inputs
 
-    callbacks: list = [EventsCallback(events), StopOnSignalCallback()]
+    # The marker first: the checkpoint artifact event then names a checkpoint already marked complete.
+    callbacks: list = [CheckpointMarkerCallback(cfg.hash(), fingerprint(cfg.model_dump()), str(run_dir.resolve()) if run_dir else None),
+                       EventsCallback(events),
+                       StopOnSignalCallback(cfg.train.save_on_stop)]
     profile = profile_settings()
     if profile.out_dir is not None:
         from engine.callbacks import TorchProfilerCallback
@@ -164,9 +195,13 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
         atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
     device = resolve_device(cfg, str(args.config))
     bind_local_device(device)
+    resume, skipped = resume_checkpoint(args, cfg)
+    resumed = {"resumed_from": str(resume.path), "resumed_step": resume.step, "resumed_total": resume.total} if resume else {}
     events.emit(Event.STARTED, nickname=cfg.model.nickname, model=cfg.model.name_or_path, config_hash=cfg.hash(),
                 device=device, dtype=cfg.model.dtype, kind=cfg.model.kind, lora=cfg.lora.enabled,
-                world_size=world_size())
+                world_size=world_size(), **resumed)
+    for note in skipped:
+        events.emit(Event.WARNING, message=note)
     set_seed(cfg.train.seed)
     train_samples, dev = load_samples(cfg, events)
     events.emit(Event.PHASE, name=Phase.LOAD_MODEL)
@@ -177,18 +212,29 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
     eval_ds = recipe.build_dataset(dev, cfg, loaded.tokenizer, None, "dev", events) if dev else None
     key = stage_key(getattr(args, "artifact_key", None), cfg.model.nickname)
     output_dir = resolve_path(cfg.paths.checkpoints) / key / TRAINER_DIR
-    guard = disk_guard(args, output_dir)
+    guard = disk_guard(args, output_dir, cfg.train.save_on_stop)
     trainer = recipe.build_trainer(cfg, loaded, train_ds, eval_ds, output_dir, device,
-                                   build_callbacks(cfg, loaded, dev, events, guard))
-    trainer.train()
+                                   build_callbacks(cfg, loaded, dev, events, guard, run_dir))
+    # The Trainer's own resume: weights or adapter, optimizer, scheduler, RNG, data position, global step.
+    trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
     if stop_requested():
-        raise Interrupted(f"received {stop_requested()} at step {trainer.state.global_step}")
+        raise Interrupted(f"received {stop_requested()} at step {trainer.state.global_step}/{trainer.state.max_steps}"
+                          + saved_note(output_dir, trainer.state.global_step))
     if guard is not None and guard.tripped:
         raise DiskQuotaReached(guard.tripped)
     metrics = final_metrics(trainer)
     if is_main_process():  # DDP keeps the weights identical on every rank: one copy is the model
         save_final_model(cfg, loaded, trainer.model, metrics, events, key)
     return metrics
+
+
+def saved_note(output_dir: Path, step: int) -> str:
+    """"; checkpoint-N saved, resumable" when a complete checkpoint of ``step`` exists (to resume from), else ""."""
+    from engine.checkpoints import checkpoint_problem
+    from engine.contract import CHECKPOINT_PREFIX
+
+    ckpt = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    return f"; {ckpt.name} saved, resumable" if checkpoint_problem(ckpt) is None else "; no checkpoint saved at the stop"
 
 
 def main(args: argparse.Namespace) -> int:

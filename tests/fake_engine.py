@@ -9,6 +9,8 @@ Behaviour is set through the environment the worker passes on:
   FAKE_IGNORE_SIGINT=1: ignore SIGINT, so only SIGTERM/SIGKILL stop it.
   FAKE_NEED_MODEL=1: infer fails unless the model it loads (--model-key, else --artifact-key) is complete.
   FAKE_PID_FILE: append "<pid> <stage>" to this file at start (tests find the stage process).
+  FAKE_SAVE_STEPS=N: train writes a marked checkpoint every N steps (and one at a SIGINT stop), as
+      the real engine does (engine.checkpoints); --resume-from continues from its step.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from engine import artifacts
-from engine.contract import ArtifactKind, Event, ExitCode, FailureKind, RunFiles, Stage
+from engine.contract import CHECKPOINT_PREFIX, ArtifactKind, Event, ExitCode, FailureKind, RunFiles, Stage
 from engine.failures import match_text
 
 # FAKE_FAIL kinds that print a known signature (hostoom, silent and crash are handled apart).
@@ -56,7 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--disk-stop-bytes", type=int)
     parser.add_argument("--artifact-key")  # <slug>-r<id>: this run's checkpoint dir and submission files
     parser.add_argument("--model-key")  # infer: the run whose final_model is loaded
+    parser.add_argument("--resume-from")
     return parser
+
+
+def _save_checkpoint(events: artifacts.EventWriter, trainer_dir: Path, step: int, total: int, tree: dict,
+                     run_dir: Path) -> None:
+    """A checkpoint-<step> directory with the real engine's completeness marker, announced as an artifact."""
+    from engine.checkpoints import fingerprint, write_checkpoint_meta
+
+    ckpt = trainer_dir / f"{CHECKPOINT_PREFIX}{step}"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (ckpt / "optimizer.pt").write_bytes(b"\0" * 512)
+    write_checkpoint_meta(ckpt, step=step, total=total, config_hash="0", resume_fingerprint=fingerprint(tree),
+                          run_dir=str(run_dir.resolve()))
+    events.emit(Event.ARTIFACT, kind=ArtifactKind.CHECKPOINT, path=str(ckpt.resolve()), bytes=512)
 
 
 def _failure_for(nickname: str, stage: str) -> str | None:
@@ -89,8 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         with open(pid_file, "a", encoding="utf-8") as fh:
             fh.write(f"{os.getpid()} {args.command}\n")
 
+    save_steps = int(os.environ.get("FAKE_SAVE_STEPS", "0"))
+    trainer_dir = Path(paths.get("checkpoints", "checkpoints")) / nickname / "trainer" / files.root.name
+    state = {"step": 0}
+
     def on_sigint(_sig: int, _frame: object) -> None:
         print("received SIGINT: stopping cleanly", flush=True)
+        if args.command == Stage.TRAIN and save_steps and state["step"]:  # train.save_on_stop
+            _save_checkpoint(events, trainer_dir, state["step"], steps, cfg, files.root)
         events.emit(Event.FAILED, kind=FailureKind.INTERRUPTED, message="interrupted by user (SIGINT)",
                     hint=FailureKind.INTERRUPTED.hint)
         sys.exit(ExitCode.INTERRUPTED)
@@ -100,18 +122,32 @@ def main(argv: list[str] | None = None) -> int:
     else:
         signal.signal(signal.SIGINT, on_sigint)
 
-    events.emit(Event.STARTED, nickname=nickname, model="fake", config_hash="0", device="cpu", dtype="float32", pid=os.getpid())
+    steps = int(os.environ.get("FAKE_STEPS", "5"))
+    first = 1
+    resumed = {}
+    if args.resume_from:
+        from engine.checkpoints import read_checkpoint_meta
+
+        meta = read_checkpoint_meta(args.resume_from) or {}
+        first = int(meta.get("step", 0)) + 1
+        resumed = {"resumed_from": args.resume_from, "resumed_step": first - 1, "resumed_total": meta.get("total")}
+    events.emit(Event.STARTED, nickname=nickname, model="fake", config_hash="0", device="cpu", dtype="float32",
+                pid=os.getpid(), **resumed)
     print(f"[{args.command}] {nickname} started pid={os.getpid()}", flush=True)
     if os.environ.get("FAKE_CHILD") == "1":
         # Same process group (no new session): stands in for a forked DataLoader worker.
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 
-    steps = int(os.environ.get("FAKE_STEPS", "5"))
     step_s = float(os.environ.get("FAKE_STEP_S", "0.1"))
     fail = _failure_for(nickname, args.command)
-    for step in range(1, steps + 1):
+    for step in range(first, steps + 1):
         time.sleep(step_s)
+        state["step"] = step
         events.emit(Event.PROGRESS, step=step, total=steps, epoch=step / steps, eta_s=(steps - step) * step_s)
+        if args.command == Stage.TRAIN and save_steps:
+            events.emit(Event.TRAIN_LOG, step=step, loss=round(10.0 / step, 4))
+            if step % save_steps == 0:
+                _save_checkpoint(events, trainer_dir, step, steps, cfg, files.root)
         if fail and step == max(1, steps // 2):
             return _fail(events, fail)
 

@@ -54,7 +54,10 @@ def _next_actions(rows: list[ResultRow], disk: DiskUsage | None, runs: list[Run]
     by_id = {run.id: run for run in runs}
     actions = []
     for r in rows:
-        if r.code == "trained_infer_failed":
+        if r.resume:
+            actions.append(f"resume {r.nickname} from {r.resume}: `dialsum-tui retry {r.run_id} --resume`"
+                           + (f" ({r.hint})" if r.hint and r.code in ("oom", "failed") else ""))
+        elif r.code == "trained_infer_failed":
             actions.append(f"re-infer {r.nickname}: `dialsum-tui retry {r.run_id} --action infer`" + (f" ({r.hint})" if r.hint else ""))
         elif r.code == "oom":
             actions.append(f"retry {r.nickname} once the GPU is free: `dialsum-tui check`, then `dialsum-tui retry {r.run_id}`")

@@ -18,6 +18,7 @@ from dialsum_tui.manager.backend import LaunchError as BackendRefused
 from dialsum_tui.manager.disk import engine_disk_args
 from dialsum_tui.manager.identity import model_key, predictions_key, run_key
 from dialsum_tui.manager.models import Run
+from dialsum_tui.manager.retry import resume_args
 from dialsum_tui.manager.settings import ENV_VARS, SettingsError, env_settings
 from dialsum_tui.manager.workspace import Workspace
 from engine.artifacts import dev_predictions_path
@@ -91,7 +92,8 @@ def stage_args(ws: Workspace, run: Run, stage: str, cfg: RunConfig) -> list[str]
     key = ["--artifact-key", run_key(run)]
     if stage == Stage.TRAIN:
         # The quota is the workspace's (settings.yaml): the engine's guard stops at the manager's byte count.
-        return [Stage.TRAIN, "--config", str(files.config), "--run-dir", str(files.root), *key, *engine_disk_args(ws)]
+        return [Stage.TRAIN, "--config", str(files.config), "--run-dir", str(files.root), *key, *engine_disk_args(ws),
+                *resume_args(files.root)]
     if stage == Stage.INFER:
         return [Stage.INFER, "--config", str(files.config), "--run-dir", str(files.root), *key,
                 "--model-key", model_key(run), "--split", "both"]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from dialsum_tui.manager.identity import model_key, run_key
 from dialsum_tui.manager.models import Run, RunState
+from dialsum_tui.manager.retry import protected_checkpoints
 from engine.artifacts import final_model_dir, is_complete_model, safe_name
 from engine.config import ConfigError
 from engine.contract import CHECKPOINT_PREFIX, FINAL_MODEL_DIR, load_snapshot
@@ -105,6 +106,7 @@ def prune_plan(workspace: Workspace, runs: list[Run], include_shared: bool = Fal
     # A run's directory is checkpoints/<slug>-r<id> (manager.identity); an active run also protects the
     # model it loads and its nickname's old-layout directory.
     active_keys = {k for r in runs if r.state in _ACTIVE for k in (run_key(r), model_key(r), safe_name(r.nickname))}
+    keep = protected_checkpoints(workspace, runs)  # what a stopped run would resume from
     root = workspace.checkpoints_dir
     nick_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()) if root.is_dir() else []
     for nick_dir in nick_dirs:
@@ -113,7 +115,7 @@ def prune_plan(workspace: Workspace, runs: list[Run], include_shared: bool = Fal
         ckpts = [p for p in nick_dir.rglob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and not p.is_symlink() and FINAL_MODEL_DIR not in p.parts]
         best = _best_checkpoint(ckpts)
         for ckpt in ckpts:
-            if ckpt.name == best or not _inside(ckpt, root):
+            if ckpt.name == best or not _inside(ckpt, root) or ckpt.resolve() in keep:
                 continue
             why = f"intermediate checkpoint of {nick_dir.name} (final_model complete; best {best or 'not recorded'} kept)"
             items.append(PruneItem(ckpt, tree_size(ckpt), why, root))

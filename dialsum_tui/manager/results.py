@@ -61,6 +61,7 @@ class ResultRow:
     best: bool = False  # best dev ROUGE among rows scored the same way (manager.leaderboard)
     lb_score: float | None = None  # latest public-leaderboard score recorded with `dialsum-tui lb`
     user: str | None = None  # who queued the row's latest run (None: queued before users were recorded)
+    resume: str | None = None  # "step 758/780": the stopped training `retry ID --resume` continues
 
     @property
     def rouge_text(self) -> str:
@@ -195,12 +196,26 @@ def result_rows(workspace: Workspace, runs: list[Run]) -> list[ResultRow]:
     by_nick: dict[str, list[Run]] = {}
     for run in sorted(runs, key=lambda r: r.id):
         by_nick.setdefault(run.nickname, []).append(run)
-    rows = [_row_from_runs(workspace, nick, group) for nick, group in by_nick.items()]
+    rows = [_with_resume(workspace, _row_from_runs(workspace, nick, group), group[-1]) for nick, group in by_nick.items()]
     known = {safe_name(n) for n in by_nick} | {k for r in runs for k in (run_key(r), model_key(r), predictions_key(r))}
     for found in disk_models(workspace):
         if found.name not in known:
             rows.append(_row_from_disk(workspace, found))
     return annotate_rows(workspace, runs, rows)  # ★ best by dev ROUGE, public-leaderboard score
+
+
+def _with_resume(workspace: Workspace, row: ResultRow, latest: Run) -> ResultRow:
+    """Say where a resumed run came from, and where a stopped one can resume (manager.retry)."""
+    from dialsum_tui.manager.retry import resumable, resumed_note
+
+    note = resumed_note(workspace.run_dir(latest.id))
+    if note:
+        row.evidence = f"{row.evidence}; run {latest.id} {note}"
+    point = resumable(workspace, latest)
+    if point is not None:
+        row.resume = point.where
+        row.evidence = f"{row.evidence}; resumable from {point.where}"
+    return row
 
 
 def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRow:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.gpu import GpuProcess
     from dialsum_tui.manager.prune import PruneItem
     from dialsum_tui.manager.results import ResultRow
+    from dialsum_tui.manager.retry import RetryPlan
 
 WORKER_START_TIMEOUT_S = 10.0
 
@@ -96,10 +97,10 @@ class Manager:
         return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after, keys)
 
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
-               gpus: str | None, after: int | None, keys: dict[str, Any] | None = None) -> Run:
+               gpus: str | None, after: int | None, keys: dict[str, Any] | None = None, prepare=None) -> Run:
         run = self.store.add(nickname=nickname, config_path=config_path, config_yaml=config_yaml,
                              action=action, gpus=gpus, after=after, user=process.current_user(),
-                             first_id=identity.next_free_id(self.workspace.runs_dir), **(keys or {}))
+                             first_id=identity.next_free_id(self.workspace.runs_dir), prepare=prepare, **(keys or {}))
         run_dir = self.workspace.run_dir(run.id)
         run_dir.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
         os.chmod(run_dir, sharing.dir_mode())
@@ -173,8 +174,9 @@ class Manager:
         except IllegalTransition:
             return self.store.get(run.id)  # a worker started meanwhile and recorded its end
 
-    def retry(self, run_id: int, action: str | None = None) -> Run:
-        """Queue a new run with the same config snapshot (e.g. ``action="infer"`` re-infers without retraining)."""
+    def retry(self, run_id: int, action: str | None = None, plan: RetryPlan | None = None) -> Run:
+        """Queue a new run with the same config snapshot (e.g. ``action="infer"`` re-infers without retraining),
+        or the one of ``plan`` (:meth:`plan_retry`: changed keys, resume), recorded in ``runs/<new>/retry.json``."""
         old = self.store.get(run_id)
         try:
             action_ = Action(action) if action else old.action
@@ -182,9 +184,30 @@ class Manager:
             raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
         # An infer/evaluate-only retry reads the model/predictions of the run it came from, never a namesake's.
         keys = identity.source_keys(action_, old.nickname, old, self.workspace.checkpoints_dir)
-        self._preflight(f"run {run_id}", load_snapshot(old.config_yaml, f"run {run_id} config snapshot"), action_,
+        config_yaml = plan.config_yaml if plan is not None else old.config_yaml
+        self._preflight(f"run {run_id}", load_snapshot(config_yaml, f"run {run_id} config snapshot"), action_,
                         old.gpus, keys)
-        return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None, keys)
+        if plan is None:
+            return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None, keys)
+        from dialsum_tui.manager.retry import write_record
+
+        return self._queue(plan.config_path, plan.nickname, plan.config_yaml, action_, old.gpus, None, keys,
+                           prepare=lambda new_id: write_record(self.workspace.run_dir(new_id), plan))
+    def plan_retry(self, run_id: int, resume: bool = False, overrides: list[str] | None = None,
+                   config_file: str | None = None, action: str | None = None) -> RetryPlan:
+        """Work out a retry with changes or a resume, without queueing it (:func:`manager.retry.plan_retry`).
+
+        Raises:
+            ConfigError: invalid config or --set; ``RetryRefused`` (a ConfigError) when it cannot resume.
+        """
+        from dialsum_tui.manager.retry import plan_retry
+
+        try:
+            action_ = Action(action) if action else None
+        except ValueError:
+            raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
+        return plan_retry(self.workspace, self.store.get(run_id), resume=resume, overrides=overrides,
+                          config_file=config_file, action=action_)
 
     def pause(self) -> None:
         self.store.set_paused(True)

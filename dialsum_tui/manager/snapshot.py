@@ -19,6 +19,7 @@ from dialsum_tui.manager.disk import DiskUsage
 from dialsum_tui.manager.gpu import GpuDevice, GpuSource
 from dialsum_tui.manager.logs import DEFAULT_WINDOW, LogTail
 from dialsum_tui.manager.models import Run, RunState
+from dialsum_tui.manager.retry import ResumePoint
 from engine.artifacts import EventTail
 from engine.contract import Eval, Event, Progress, RunFiles, TrainLog, load_snapshot, parse_event
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from dialsum_tui.manager.service import Manager
 
-__all__ = ["BoardSnapshot", "DiskUsage", "Eval", "GpuDevice", "Progress", "RunSnapshot", "SnapshotSource",
+__all__ = ["BoardSnapshot", "DiskUsage", "Eval", "GpuDevice", "Progress", "ResumePoint", "RunSnapshot", "SnapshotSource",
            "run_progress", "LOG_LINES"]
 
 LOG_LINES = 5000  # the log lines a run snapshot keeps; older ones live on in the file
@@ -93,6 +94,8 @@ class RunSnapshot:
     log_total: int = 0
     log_generation: int = 0
     footprint: int = 0  # bytes the run is projected to add to the disk; 0 when it cannot tell
+    resume: ResumePoint | None = None  # a stopped training's last complete checkpoint (`retry --resume`)
+    resumed: str | None = None  # "resumed from step 758 of run 12" for a run that resumed
 
     @property
     def run_id(self) -> int:
@@ -146,11 +149,11 @@ class RunReader:
         self._live = chunk.live
         return True
 
-    def snapshot(self, run: Run, footprint: int) -> RunSnapshot:
+    def snapshot(self, run: Run, footprint: int, resume: tuple[ResumePoint | None, str | None] = (None, None)) -> RunSnapshot:
         lines, loss, evals = self._series
         return RunSnapshot(run=run, progress=run_progress(run), loss=loss, evals=evals, log_lines=lines,
                            log_live=self._live, log_total=self._total, log_generation=self._generation,
-                           footprint=footprint)
+                           footprint=footprint, resume=resume[0], resumed=resume[1])
 
 
 class SnapshotSource:
@@ -170,6 +173,7 @@ class SnapshotSource:
         self._reader: RunReader | None = None
         self._reader_id: int | None = None
         self._last_run: RunSnapshot | None = None
+        self._resume: dict[tuple[int, str], tuple[ResumePoint | None, str | None]] = {}
 
     def board(self) -> BoardSnapshot | None:
         """The board now, or None when it equals the one returned last."""
@@ -203,8 +207,17 @@ class SnapshotSource:
         last = self._last_run
         if last is not None and not changed and last.run == run:
             return None
-        self._last_run = self._reader.snapshot(run, self.footprint(run))
+        self._last_run = self._reader.snapshot(run, self.footprint(run), self.resume_facts(run))
         return self._last_run
+
+    def resume_facts(self, run: Run) -> tuple[ResumePoint | None, str | None]:
+        """Where a stopped run can resume, and where a resumed one came from; read once per run and state."""
+        key = (run.id, run.state.value)
+        if key not in self._resume:
+            from dialsum_tui.manager.retry import resumable, resumed_note
+
+            self._resume[key] = (resumable(self.manager.workspace, run), resumed_note(self.manager.workspace.run_dir(run.id)))
+        return self._resume[key]
 
     def footprint(self, run: Run) -> int:
         """Bytes ``run`` is projected to add to the disk, computed once per run and action."""

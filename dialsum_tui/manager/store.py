@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -238,6 +238,7 @@ class Store:
         after: int | None = None,
         user: str | None = None,
         first_id: int = 1,
+        prepare: Callable[[int], None] | None = None,
         **extra: Any,
     ) -> Run:
         """Append a queued run at the end of the queue and return it (``user``: who queued it).
@@ -247,6 +248,9 @@ class Store:
                 ``runs/<id>`` so an id is never reused while its run directory exists (SQLite's
                 AUTOINCREMENT counter is lost with the database file).
             extra: more updatable fields (source_run, model_key, predictions_key).
+
+        ``prepare(run_id)`` runs inside the transaction, before the run is visible to the worker: a
+        file the launch depends on (a retry's ``retry.json``) is in place before it can start.
 
         Raises:
             ValueError: for an unknown action.
@@ -267,6 +271,8 @@ class Store:
                  time.time(), user),
             )
             self._set(conn, cur.lastrowid, extra)
+            if prepare is not None:
+                prepare(int(cur.lastrowid))
             return self._get(conn, cur.lastrowid)
 
     def restore(self, run: Run) -> Run:

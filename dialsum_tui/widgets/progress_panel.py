@@ -46,6 +46,10 @@ def render_progress(snapshot: RunSnapshot | None, width: int = 12) -> Text:
             text.append(f"\n→ {run.failure_hint}", style="yellow")
     elif run.state.is_active and run.reason:
         text.append(f"\n⏸ {run.reason}", style="yellow")
+    if snapshot.resume is not None:  # a stopped training with a complete checkpoint
+        text.append(f"\nR resumes from {snapshot.resume.where}", style="bold green")
+    if snapshot.resumed:
+        text.append(f"\n↻ {snapshot.resumed}", style="cyan")
     if run.state in (RunState.QUEUED, RunState.WAITING) and snapshot.footprint:
         text.append(f"\nwill add ~{format_bytes(snapshot.footprint)} to the disk", style="dim")
     return text
