@@ -106,8 +106,10 @@ async def test_live_run_cancel_retrain_and_reinfer_by_keyboard(workspace, manage
         monkeypatch.setenv("FAKE_STEPS", "2")
         await pilot.press("t")
         await wait_for(pilot, lambda: len(manager.runs()) == 2, what="the retrain run")
-        # Re-infer needs a complete final_model (the preflight refuses it otherwise): one trained earlier.
-        model = artifacts.final_model_dir(workspace.checkpoints_dir, "koBART-summarization")
+        # Re-infer needs a complete final_model (the preflight refuses it otherwise): the selected run's own.
+        from dialsum_tui.manager.identity import run_key
+
+        model = artifacts.final_model_dir(workspace.checkpoints_dir, run_key(run))
         model.mkdir(parents=True, exist_ok=True)
         artifacts.write_final_model_meta(model, {})
         await pilot.press("i")
