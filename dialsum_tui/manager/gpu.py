@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from dialsum_tui.manager.process import (
+from dialsum_tui.manager.procfs import (
     ALIVE,
     GONE,
     ns_pid_map,

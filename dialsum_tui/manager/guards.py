@@ -9,15 +9,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dialsum_tui.manager.gpu import (
-    ALIVE,
-    GpuDevice,
-    GpuProcess,
-    GpuSource,
-    Holder,
-    ns_pid_map,
-    resolve_holder,
-)
+from dialsum_tui.manager.gpu import GpuDevice, GpuProcess, GpuSource, Holder, resolve_holder
+from dialsum_tui.manager.procfs import ALIVE, ns_pid_map
 from engine.units import MIB, format_bytes, format_gib, format_used_of
 
 if TYPE_CHECKING:

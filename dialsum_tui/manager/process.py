@@ -1,6 +1,7 @@
-"""Provides the only code that starts or signals processes, and every pid/procfs look-up: stage
-launch in its own session, process identity (pid + start time), group stop with SIGINT → SIGTERM →
-SIGKILL escalation, the ranks a launcher started, and the /proc scans that find GPU holders.
+"""Provides the only code that starts or signals processes: stage launch in its own session, process
+identity (pid + start time), group stop with SIGINT → SIGTERM → SIGKILL escalation, the ranks a
+launcher started, short commands (Slurm's client, notify hooks). Read-only /proc look-ups (who holds
+a GPU, whose process it is) are in :mod:`dialsum_tui.manager.procfs`.
 
 Every signal goes through :func:`_verified_group`, which refuses a pid whose start time differs from
 the one recorded at launch: after a reboot or a long pause that pid may belong to someone else.
@@ -9,24 +10,20 @@ the one recorded at launch: after a reboot or a long pause that pid may belong t
 from __future__ import annotations
 
 import os
-import pwd
-import re
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
+from dialsum_tui.manager.procfs import ALIVE, pid_state, process_group
+
 Popen = subprocess.Popen  # the handle of a child we started (launchers reap it through this)
 
-# Process states seen by :func:`pid_state`.
-ALIVE = "alive"
-ZOMBIE = "zombie"
-GONE = "gone"
 
 # psutil derives create_time from boot time + clock ticks: equal for the same process, but allow
 # for float rounding when the value went through SQLite and JSON.
@@ -326,134 +323,6 @@ def find_stage(run_dir: Path) -> Identity | None:
             if pid_state(proc.info["pid"]) == ALIVE:
                 return Identity(proc.info["pid"], proc.info["create_time"])
     return None
-
-
-# --- who holds the GPU memory: /proc inspection --------------------------------------------------
-
-
-def pid_state(pid: int) -> str:
-    """Return ALIVE, ZOMBIE or GONE for a pid in our pid namespace."""
-    try:
-        status = psutil.Process(pid).status()
-    except (psutil.NoSuchProcess, ValueError):
-        return GONE
-    except psutil.AccessDenied:
-        return ALIVE
-    return ZOMBIE if status == psutil.STATUS_ZOMBIE else ALIVE
-
-
-def current_user() -> str:
-    """Return the name of the Unix user running this process (the uid's passwd entry, else the uid)."""
-    uid = os.getuid()
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:  # a container user with no passwd entry: the uid still says who
-        return str(uid)
-
-
-def process_identity(pid: int) -> tuple[str, str]:
-    """Return (name, user) of a visible process, ("", "") when it is not visible here."""
-    try:
-        proc = psutil.Process(pid)
-        name = proc.name()
-    except (psutil.Error, ValueError):
-        return "", ""
-    try:
-        user = proc.username()
-    except (psutil.Error, KeyError):
-        user = ""
-    return name, user
-
-
-# A cgroup path of a container names its runtime and id: docker-<64 hex>.scope, /docker/<hex>,
-# cri-containerd-<hex>, /kubepods/.../<hex>, libpod-<hex>. Twelve characters are what `docker ps` shows.
-_RUNTIMES = ("docker", "containerd", "libpod", "crio", "kubepods", "lxc")
-_HEX_ID = re.compile(r"[0-9a-f]{12,64}")
-
-
-def process_container(pid: int, proc_root: Path = Path("/proc")) -> str:
-    """Return a short label of the container ``pid`` runs in, "" when none is visible.
-
-    The runtime's id comes from ``/proc/<pid>/cgroup``; failing that, an ``NSpid`` line with
-    several levels means the process lives in a nested pid namespace ("pid 12 inside").
-    """
-    try:
-        cgroup = (proc_root / str(pid) / "cgroup").read_text()
-    except OSError:
-        return ""
-    for line in cgroup.splitlines():
-        ids = _HEX_ID.findall(line) if any(name in line for name in _RUNTIMES) else []
-        if ids:
-            return f"container {max(ids, key=len)[:12]}"
-    try:
-        status = (proc_root / str(pid) / "status").read_text()
-    except OSError:
-        return ""
-    for line in status.splitlines():
-        if line.startswith("NSpid:"):
-            levels = line.split()[1:]
-            return f"container (pid {levels[-1]} inside)" if len(levels) > 1 else ""
-    return ""
-
-
-def process_group(pid: int) -> int | None:
-    """Return the process-group id of ``pid`` (our runs lead their own group), None if gone."""
-    try:
-        return os.getpgid(pid)
-    except (ProcessLookupError, PermissionError):
-        return None
-
-
-def ns_pid_map(proc_root: Path = Path("/proc")) -> dict[int, int]:
-    """Map pids of nested pid namespaces to our local pids, from ``/proc/<pid>/status`` NSpid.
-
-    NVML reports pids of the namespace the driver sees. Where that namespace is visible to us
-    (our /proc shows NSpid with several levels), this maps any level's pid to the local one.
-    From inside a container the host level is not visible; the guard then says so.
-    """
-    mapping: dict[int, int] = {}
-    for entry in _numeric_dirs(proc_root):
-        try:
-            text = (entry / "status").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            if line.startswith("NSpid:"):
-                levels = [int(x) for x in line.split()[1:]]
-                for ns_pid in levels[1:]:
-                    mapping.setdefault(ns_pid, levels[0])
-                break
-    return mapping
-
-
-def nvidia_device_holders(proc_root: Path = Path("/proc")) -> dict[int, set[str]]:
-    """Return local pids that have a ``/dev/nvidia*`` file open, with the device paths.
-
-    This finds the real holder when NVML lists a dead or zombie pid: a forked-not-exec'd child
-    (DataLoader worker) keeps the CUDA context alive after its parent died. Processes we may not
-    inspect are skipped silently (another user's fds are private).
-    """
-    holders: dict[int, set[str]] = {}
-    for entry in _numeric_dirs(proc_root):
-        try:
-            fds = list((entry / "fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("/dev/nvidia"):
-                holders.setdefault(int(entry.name), set()).add(target)
-    return holders
-
-
-def _numeric_dirs(proc_root: Path) -> Iterable[Path]:
-    try:
-        return [p for p in proc_root.iterdir() if p.name.isdigit()]
-    except OSError:
-        return []
 
 
 # What run_command's callers catch and read, so they need not import subprocess themselves.

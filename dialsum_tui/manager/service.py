@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialsum_tui.manager import identity, process, sharing
+from dialsum_tui.manager import identity, process, procfs, sharing
 from dialsum_tui.manager.following import run_owners
 from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.lock import read_lock_holder
@@ -99,7 +99,7 @@ class Manager:
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
                gpus: str | None, after: int | None, keys: dict[str, Any] | None = None, prepare=None) -> Run:
         run = self.store.add(nickname=nickname, config_path=config_path, config_yaml=config_yaml,
-                             action=action, gpus=gpus, after=after, user=process.current_user(),
+                             action=action, gpus=gpus, after=after, user=procfs.current_user(),
                              first_id=identity.next_free_id(self.workspace.runs_dir), prepare=prepare, **(keys or {}))
         run_dir = self.workspace.run_dir(run.id)
         run_dir.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)

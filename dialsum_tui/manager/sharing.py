@@ -18,7 +18,7 @@ import os
 import stat
 from pathlib import Path
 
-from dialsum_tui.manager.process import current_user
+from dialsum_tui.manager.procfs import current_user
 from dialsum_tui.manager.workspace import Workspace, WorkspaceError
 
 PRIVATE_UMASK = 0o077

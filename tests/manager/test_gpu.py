@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager import process
+from dialsum_tui.manager import procfs
 from dialsum_tui.manager.gpu import (
     GpuProcess,
     NoGpuSource,
@@ -19,7 +19,7 @@ from dialsum_tui.manager.gpu import (
     open_gpu_source,
     resolve_holder,
 )
-from dialsum_tui.manager.process import ALIVE, GONE, ZOMBIE, nvidia_device_holders, pid_state
+from dialsum_tui.manager.procfs import ALIVE, GONE, ZOMBIE, nvidia_device_holders, pid_state
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gpu"
 UNUSED_PID = 4194399  # above the largest pid_max Linux allows: never a live process
@@ -118,13 +118,13 @@ def test_ns_pid_map_maps_nested_levels(tmp_path):
     (tmp_path / "900" / "status").write_text("Name:\tpython\nNSpid:\t900\t12\n")
     (tmp_path / "901").mkdir()
     (tmp_path / "901" / "status").write_text("Name:\tbash\nNSpid:\t901\n")
-    assert process.ns_pid_map(tmp_path) == {12: 900}
+    assert procfs.ns_pid_map(tmp_path) == {12: 900}
 
 
 def test_a_foreign_holder_is_named_by_user_with_whom_to_ask():
     # This test's own process stands in for "another team's job": alive, visible, not one of our runs.
     holder = resolve_holder(GpuProcess(os.getpid(), 0, 14 * 1024**3, "python3"), {}, ns_map={})
-    user = process.current_user()
+    user = procfs.current_user()
     assert holder.run is None and holder.user == user
     assert holder.describe().endswith(f"holds 14.0 GiB on GPU 0 — ask {user}")
     assert f"user {user}" in holder.describe()
@@ -145,7 +145,7 @@ def test_container_from_cgroup_or_nested_pid_namespace(tmp_path):
     (nested / "cgroup").write_text("0::/user.slice\n")
     (nested / "status").write_text("Name:\tpython\nNSpid:\t11\t7\n")
     (plain / "cgroup").write_text("0::/user.slice/user-1000.slice/session-3.scope\n")
-    assert process.process_container(10, tmp_path) == "container 3f2a9c1b7d0e"
-    assert process.process_container(11, tmp_path) == "container (pid 7 inside)"
-    assert process.process_container(12, tmp_path) == ""
-    assert process.process_container(13, tmp_path) == ""  # gone
+    assert procfs.process_container(10, tmp_path) == "container 3f2a9c1b7d0e"
+    assert procfs.process_container(11, tmp_path) == "container (pid 7 inside)"
+    assert procfs.process_container(12, tmp_path) == ""
+    assert procfs.process_container(13, tmp_path) == ""  # gone

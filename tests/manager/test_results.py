@@ -202,7 +202,7 @@ def test_handoff_markdown(handoff_ws):
 
 
 def test_who_queued_a_run_shows_in_results_and_handoff(handoff_ws):
-    from dialsum_tui.manager.process import current_user
+    from dialsum_tui.manager.procfs import current_user
     from dialsum_tui.manager.service import Manager
 
     ws, store = handoff_ws

@@ -8,7 +8,7 @@ from textual.widgets import Input, OptionList, Static
 
 from dialsum_tui.app import make_app
 from dialsum_tui.manager.models import RunState
-from dialsum_tui.manager.process import current_user
+from dialsum_tui.manager.procfs import current_user
 from dialsum_tui.screens.add_run import parse_after, parse_gpus
 from dialsum_tui.screens.main import FOOTER_KEYS, MainScreen
 from dialsum_tui.widgets.queue_table import QueueTable, layout_columns
