@@ -23,104 +23,14 @@ from rich.cells import cell_len
 
 from dialsum_tui import cli_insights
 from dialsum_tui import serve as serve_mod
-from dialsum_tui.manager import slurm
-from dialsum_tui.manager.models import Action, Run
+from dialsum_tui.cli_check import cmd_check, say_store_problem
+from dialsum_tui.cli_parser import build_parser
+from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.store import IllegalTransition, RunNotFound
 from dialsum_tui.manager.workspace import Workspace, WorkspaceError, find_workspace, init_workspace
-from engine import units
 from engine.artifacts import atomic_write_text
 from engine.config import ConfigError
-
-ACTIONS = [a.value for a in Action]
-# What `--help` prints: plain text, not the module docstring (its reST markup showed up verbatim).
-DESCRIPTION = ("Queue, inspect and steer fine-tuning runs in a dialsum-tui workspace. "
-               "With no command, open the TUI (and start the worker if none runs).")
-EPILOG = ("Exit codes: 0 ok, 1 an operation failed, 2 bad input (the message says what to change). "
-          "`dialsum-tui COMMAND --help` describes each command.")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dialsum-tui", description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("--workspace", "-w", help="workspace root (default: $DIALSUM_WORKSPACE, or cwd upwards)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("init", help="create a workspace (or adopt an existing directory)")
-    p.add_argument("dir", nargs="?", default=".")
-    p.add_argument("--demo", action="store_true", help="also add the demo data, tiny models and configs")
-    share = p.add_mutually_exclusive_group()
-    share.add_argument("--share-group", metavar="NAME",
-                       help="share the queue with Unix group NAME (group-writable, setgid dirs, nothing for others)")
-    share.add_argument("--private", action="store_true", help="undo --share-group: the workspace is yours alone again")
-    p.add_argument("--quota-path", metavar="DIR",
-                   help="the tree the server's disk quota counts (du -sx), e.g. the competition root; default: the "
-                        "workspace. Stored as quota_path in .dialsum/settings.yaml")
-
-    p = sub.add_parser("demo", help="build the demo workspace if needed, queue its runs, start the worker, open the TUI")
-    p.add_argument("dir", nargs="?", default="demo-workspace", help="demo workspace (default ./demo-workspace)")
-    p.add_argument("--no-tui", action="store_true", help="stop after queueing and starting the worker (scripts, tests)")
-
-    p = sub.add_parser("add", help="queue a config (validated now) and start the worker")
-    p.add_argument("config")
-    p.add_argument("--action", choices=ACTIONS, default="pipeline", help="pipeline = train → infer → evaluate")
-    p.add_argument("--gpu", help="device indices for CUDA_VISIBLE_DEVICES, e.g. 0 or 0,1 (backend: slurm: a count, e.g. 2)")
-    p.add_argument("--after", type=int, metavar="ID", help="start only after run ID succeeded")
-
-    p = sub.add_parser("ls", help="list runs")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("cancel", help="cancel a queued run, or stop a running one cleanly (SIGINT first)")
-    p.add_argument("id", type=int)
-
-    p = sub.add_parser("retry", help="queue a new run with the same config snapshot (or changed, or resumed)")
-    p.add_argument("id", type=int)
-    p.add_argument("--action", choices=ACTIONS, help="e.g. infer: re-infer without retraining")
-    p.add_argument("--resume", action="store_true", help="continue training from run ID's last complete checkpoint")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="change a config key of the snapshot (repeatable), validated like add")
-    p.add_argument("--config", metavar="FILE", help="take this (fixed) config file instead of the old snapshot")
-
-    sub.add_parser("pause", help="start nothing new (running stages continue)")
-    sub.add_parser("resume", help="let the queue start runs again (starts the worker)")
-
-    p = sub.add_parser("logs", help="print a run's log")
-    p.add_argument("id", type=int)
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run is final")
-
-    p = sub.add_parser("check", help="backend (Slurm: do sbatch/squeue/sacct answer), GPU, leftovers, disk, worker, queue")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("results", help="one row per model: ROUGE and 상태")
-    p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
-
-    p = sub.add_parser("prune", help="list (or delete) what can go: old checkpoints, unused HF caches")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--dry-run", action="store_true", help="only list (the default)")
-    group.add_argument("--yes", action="store_true", help="delete the listed items")
-    p.add_argument("--include-shared-cache", action="store_true",
-                   help="also offer models in HF caches outside the workspace (other workspaces may need them)")
-
-    p = sub.add_parser("handoff", help="write the Markdown hand-off note")
-    p.add_argument("--out", help="file to write (atomically); default stdout")
-    p.add_argument("--mkdir", action="store_true", help="create --out's directory if it does not exist")
-
-    sub.add_parser("repair", help="keep a broken state.db as state.db.broken-<time> and rebuild it from runs/")
-
-    p = sub.add_parser("worker", help="start, stop or inspect the detached worker")
-    p.add_argument("op", choices=["start", "stop", "status"])
-
-    p = sub.add_parser("serve", help="serve the TUI to a browser tab (textual-serve; one app process per tab)",
-                       description=serve_mod.DESCRIPTION)
-    p.add_argument("--port", type=int, default=serve_mod.DEFAULT_PORT, help=f"default {serve_mod.DEFAULT_PORT}")
-    p.add_argument("--host", default=serve_mod.DEFAULT_HOST,
-                   help=f"address to bind (default {serve_mod.DEFAULT_HOST}; others need {serve_mod.PUBLIC_FLAG})")
-    p.add_argument(serve_mod.PUBLIC_FLAG, dest="allow_public", action="store_true",
-                   help="allow a non-loopback --host: anyone reaching the port can cancel runs")
-    p.add_argument("--public-url", help="URL browsers use to reach the server, when it differs (a proxy)")
-
-    cli_insights.add_parsers(sub)  # compare, samples, submit, lb
-    return parser
-
 
 # --- output helpers ---------------------------------------------------------------------------
 
@@ -198,14 +108,6 @@ def _say_rebuilt(manager: Manager) -> None:
         print(f"dialsum-tui: {manager.rebuilt.note} (see {manager.workspace.worker_log})", file=sys.stderr)
 
 
-def _say_store_problem(manager: Manager) -> None:
-    from dialsum_tui.manager.store_health import worker_store_problem
-
-    problem = worker_store_problem(manager.workspace)
-    if problem:
-        print(f"worker: {problem}", file=sys.stderr)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from dialsum_tui.manager.demo import init_demo_workspace, queue_demo_runs
 
@@ -233,7 +135,7 @@ def cmd_ls(manager: Manager, args: argparse.Namespace) -> int:
         print(json.dumps([_run_dict(r) for r in runs], ensure_ascii=False, indent=2))
     else:
         print(_ls_table(runs) if runs else "no runs yet; queue one with `dialsum-tui add CONFIG`")
-        _say_store_problem(manager)
+        say_store_problem(manager)
         if manager.is_paused():
             print("queue paused: `dialsum-tui resume` to continue")
     return 0
@@ -298,72 +200,6 @@ def cmd_logs(manager: Manager, args: argparse.Namespace) -> int:
                 print(f"run {args.id} has no log yet ({path})", file=sys.stderr)
             return 0
         time.sleep(0.3)
-
-
-def _check_data(manager: Manager) -> dict[str, Any]:
-    source = manager.gpu_source()
-    try:
-        devices = source.devices()
-    except Exception as err:  # report, do not crash the check
-        devices, error = [], str(err)
-    else:
-        error = None
-    attention = manager.attention()
-    try:
-        leftovers = manager.leftovers() if devices else []
-    except WorkspaceError:  # settings.yaml is wrong: attention names it; the rest still reports
-        leftovers = []
-    usage = manager.disk()
-    running, pid = manager.worker_status()
-    return {
-        "attention": attention,
-        "gpu": {"source": source.describe(), "error": error, "devices": [dataclasses.asdict(d) for d in devices]},
-        "leftovers": [{"pid": p.pid, "gpu": p.gpu_index, "used_bytes": p.used_bytes, "run": rid, "nickname": nick}
-                      for p, rid, nick in leftovers],
-        "disk": {**dataclasses.asdict(usage), "age_s": round(time.time() - usage.measured_at, 1)} if usage else None,
-        "worker": {"running": running, "pid": pid},
-        "paused": manager.is_paused(),
-        "backend": _backend_check(manager),
-    }
-
-
-def _backend_check(manager: Manager) -> dict[str, Any]:
-    """Who runs the stages; on Slurm, whether sbatch/squeue/sacct answer and accept the settings."""
-    try:
-        settings = manager.workspace.settings()
-    except WorkspaceError as err:  # attention already names the broken key; the backend is unknown meanwhile
-        return {"name": "unknown", "ok": False, "detail": f"settings.yaml is invalid: {err}"}
-    if settings.backend != "slurm":
-        return {"name": settings.backend, "ok": True, "detail": "stages run as processes on this host"}
-    ok, detail = slurm.available(settings.slurm)
-    return {"name": settings.backend, "ok": ok, "detail": detail}
-
-
-def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
-    data = _check_data(manager)
-    backend = data["backend"]
-    failed = 0 if backend["ok"] else 1  # a Slurm workspace whose cluster does not answer cannot run anything
-    if args.json:
-        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-        return 1 if data["attention"] or failed else 0
-    print(f"backend: {backend['name']}" + ("" if backend["ok"] else " — NOT usable, fix this first:"))
-    print("\n".join(f"  {line}" for line in backend["detail"].splitlines()))
-    print(f"GPU: {data['gpu']['source']}" + (f" (query failed: {data['gpu']['error']})" if data["gpu"]["error"] else ""))
-    for d in data["gpu"]["devices"]:
-        print(f"  GPU {d['index']} {d['name']}: {units.format_gib(d['used_bytes'])} of {units.format_gib(d['total_bytes'])}, "
-              f"{len(d['processes'])} process(es)")
-    for item in data["leftovers"]:
-        print(f"  leftover: pid {item['pid']} (run {item['run']}, {item['nickname']}) holds "
-              f"{units.format_gib(item['used_bytes'])} on GPU {item['gpu']}")
-    usage = manager.disk()
-    print(f"disk: {usage.summary()}" if usage else "disk: not measured yet (the worker measures in the background)")
-    w = data["worker"]
-    print(f"worker: running (pid {w['pid']})" if w["running"] else "worker: not running (`dialsum-tui worker start`)")
-    print(f"queue: {'paused' if data['paused'] else 'running'}")
-    for line in data["attention"]:
-        print(f"needs attention: {line}")
-    _say_store_problem(manager)
-    return 1 if data["attention"] or failed else 0
 
 
 def cmd_results(manager: Manager, args: argparse.Namespace) -> int:
