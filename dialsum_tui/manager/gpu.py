@@ -225,6 +225,17 @@ def _pid(value: int | str, pids: dict[str, int]) -> int:
     return int(value)
 
 
+def foreign_holders(source: GpuSource, ours: set[int]) -> str | None:
+    """``"pid 4711 held 14.2 GiB on GPU 0; …"`` for every process not in ``ours`` (None: none, or NVML failed)."""
+    try:
+        devices = source.devices()
+    except Exception:  # NVML can fail at any call; this is evidence for a verdict, not a guard
+        return None
+    others = [f"pid {p.pid} held {format_gib(p.used_bytes)} on GPU {p.gpu_index}"
+              for d in devices for p in d.processes if p.pid not in ours]
+    return "; ".join(others) or None
+
+
 def open_gpu_source() -> GpuSource:
     """Return the GPU source for this machine.
 

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dialsum_tui.manager.gpu import GpuSource
+from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.workspace import Workspace
 from engine.artifacts import dev_predictions_path, final_model_dir, is_complete_model
-from engine.config import RunConfig
-from engine.contract import DATA_FILES, DEV_CSV, TEST_CSV, TRAIN_CSV, FailureKind, Stage
+from engine.config import ConfigError, RunConfig
+from engine.contract import DATA_FILES, DEV_CSV, TEST_CSV, TRAIN_CSV, FailureKind, Stage, load_snapshot
 from engine.data import DataError, load_split
+from engine.failures import Failure
 
 # A hub repo id: "org/name" (HF's rules: letters, digits, '-', '_', '.'; no leading '-' or '.').
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -197,3 +199,25 @@ def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list
     if settings.backend != "slurm":  # on Slurm the devices are the cluster's (a count), not this host's
         problems += check_gpus(gpus, gpu_source)
     return problems
+
+
+def refusal(ws: Workspace, run: Run, stage: str, gpu_source: GpuSource, checks: DataChecks) -> Failure | None:
+    """The preflight again when a stage is admitted (files change while a run waits): the failure to
+    record before the stage starts, or None to go (an unreadable snapshot is start_stage's to report).
+
+    Raises:
+        WorkspaceError: settings.yaml broke meanwhile (the disk guard then holds the run).
+    """
+    from dialsum_tui.manager.identity import model_key, predictions_key
+
+    try:
+        cfg = load_snapshot(run.config_yaml, f"run {run.id} config snapshot")
+    except ConfigError:
+        return None
+    stages = run.stages[run.stages.index(stage):] if stage in run.stages else (stage,)
+    gpus = [int(x) for x in run.gpus.split(",") if x.strip()] if run.gpus else None
+    problems = preflight(ws, cfg, stages, gpus, gpu_source, checks, keys=(model_key(run), predictions_key(run)))
+    if not problems:
+        return None
+    kind = problems[0].kind
+    return Failure(kind, f"preflight before {stage}:\n{describe(problems)}", kind.hint)

@@ -33,10 +33,9 @@ from dialsum_tui.manager.backends import (
 from dialsum_tui.manager.disk import DiskUsage
 from dialsum_tui.manager.disk_meter import DiskMeter
 from dialsum_tui.manager.following import ActiveStage, absorb, run_owners, stage_events
-from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
+from dialsum_tui.manager.gpu import GpuSource, foreign_holders, open_gpu_source
 from dialsum_tui.manager.guards import GpuGuard, check_disk
 from dialsum_tui.manager.health import Health
-from dialsum_tui.manager.identity import model_key, predictions_key
 from dialsum_tui.manager.launching import LaunchError, parse_gpus, run_config, start_stage
 from dialsum_tui.manager.local_backend import NAME as LOCAL
 from dialsum_tui.manager.local_backend import LocalStage
@@ -44,7 +43,7 @@ from dialsum_tui.manager.lock import WorkerLock
 from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.notify import BlockedWatch, notify_blocked, notify_run_ended
-from dialsum_tui.manager.preflight import DataChecks, describe, preflight
+from dialsum_tui.manager.preflight import DataChecks, refusal
 from dialsum_tui.manager.rebuild import open_store
 from dialsum_tui.manager.settings import Settings, SettingsError, env_settings
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
@@ -56,7 +55,6 @@ from engine.artifacts import EventTail
 from engine.config import ConfigError
 from engine.contract import RunFiles
 from engine.failures import Failure
-from engine.units import format_gib
 
 log = logging.getLogger("dialsum.worker")
 
@@ -276,14 +274,8 @@ class Worker:
         """Who else held GPU memory when the stage ended (tells an OOM caused by a leftover apart)."""
         if stage.ident is None:
             return None  # a Slurm job's GPUs are on another node, out of NVML's sight
-        try:
-            devices = self.gpu.devices()
-        except Exception:
-            return None
         ours = {pid for pid, (rid, _n) in self.seen_pids.items() if rid == stage.run_id} | {stage.ident.pid}
-        others = [f"pid {p.pid} held {format_gib(p.used_bytes)} on GPU {p.gpu_index}"
-                  for d in devices for p in d.processes if p.pid not in ours]
-        return "; ".join(others) or None
+        return foreign_holders(self.gpu, ours)
 
     # --- admission ----------------------------------------------------------------------------
 
@@ -381,26 +373,18 @@ class Worker:
 
     def _refused(self, run: Run, stage: str) -> bool:
         """Preflight again at admission (files change while a run waits): a problem fails the run
-        before its stage starts, naming what to change; True when it did."""
+        before its stage starts, naming what to change; True when it did (or must wait)."""
         try:
-            cfg = run_config(run)
-        except ConfigError:
-            return False  # start_stage reports an unreadable snapshot
-        stages = run.stages[run.stages.index(stage):] if stage in run.stages else (stage,)
-        try:
-            problems = preflight(self.ws, cfg, stages, parse_gpus(run.gpus), self.gpu, self.data_checks,
-                                 keys=(model_key(run), predictions_key(run)))
+            failure = refusal(self.ws, run, stage, self.gpu, self.data_checks)
         except WorkspaceError:
             return True  # settings.yaml broke since the guards ran: the disk guard holds the run next tick
-        if not problems:
+        if failure is None:
             return False
-        kind = problems[0].kind
-        message = f"preflight before {stage}:\n{describe(problems)}"
         if run.state is RunState.QUEUED:  # queued → failed is not a transition; waiting → failed is
             self._wait(run, "preflight found problems")
             run = self.store.get(run.id)
-        log.info("run %d: refused before %s: %s", run.id, stage, "; ".join(map(str, problems)))
-        self._fail_before_start(run, stage, Failure(kind, message, kind.hint))
+        log.info("run %d: refused before %s: %s", run.id, stage, failure.message.replace("\n", "; "))
+        self._fail_before_start(run, stage, failure)
         return True
 
 
