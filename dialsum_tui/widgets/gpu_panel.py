@@ -36,10 +36,7 @@ def render_gpus(gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple
     for n, gpu in enumerate(gpus):
         if n:
             text.append("\n")
-        fraction = gpu.used_bytes / gpu.total_bytes if gpu.total_bytes else 0.0
-        style = "red" if fraction > 0.9 else "yellow" if fraction > 0.6 else "green"
-        text.append(f"GPU{gpu.index} ", style="bold")
-        text.append(bar(fraction, BAR_WIDTH), style=style)
+        _memory_bar(text, gpu)
         text.append(f" {gpu.used_bytes / GIB:.1f}/{format_gib(gpu.total_bytes)}")
         util = f"{gpu.util_percent}%" if gpu.util_percent is not None else "-"
         temp = f"{gpu.temperature_c}°C" if gpu.temperature_c is not None else "-"
@@ -53,6 +50,14 @@ def render_gpus(gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple
             text.append(who, style="bold cyan" if owner else "yellow")
             text.append(f" · pid {proc.pid}", style="dim")
     return text
+
+
+def _memory_bar(text: Text, gpu: GpuDevice) -> None:
+    """``GPU0 ██░░░░░░``: the name and the used share, green → yellow (60 %) → red (90 %)."""
+    fraction = gpu.used_bytes / gpu.total_bytes if gpu.total_bytes else 0.0
+    style = "red" if fraction > 0.9 else "yellow" if fraction > 0.6 else "green"
+    text.append(f"GPU{gpu.index} ", style="bold")
+    text.append(bar(fraction, BAR_WIDTH), style=style)
 
 
 def _holders(gpu: GpuDevice, owners: Mapping[int, tuple[int, str]]) -> Text:
@@ -75,10 +80,7 @@ def _compact(gpus: Sequence[GpuDevice], owners: Mapping[int, tuple[int, str]]) -
     for n, gpu in enumerate(gpus):
         if n:
             text.append("\n")
-        fraction = gpu.used_bytes / gpu.total_bytes if gpu.total_bytes else 0.0
-        style = "red" if fraction > 0.9 else "yellow" if fraction > 0.6 else "green"
-        text.append(f"GPU{gpu.index} ", style="bold")
-        text.append(bar(fraction, BAR_WIDTH), style=style)
+        _memory_bar(text, gpu)
         text.append(f" {gpu.used_bytes / GIB:4.1f}/{gpu.total_bytes / GIB:.0f}G")
         text.append(f" {gpu.util_percent:>3}%" if gpu.util_percent is not None else "   -", style="dim")
         text.append_text(_holders(gpu, owners))
