@@ -135,6 +135,17 @@ class DiskMeter:
 
     # --- the thread ---------------------------------------------------------------------------
 
+    def admission_reading(self) -> tuple[Settings | None, DiskUsage | None, str | None]:
+        """Settings as read now (None when broken), and the disk as admission may trust it now with
+        why not when it may not (fail safe). With no measuring thread (a worker driven by ``tick()``,
+        or before ``serve`` starts it) it measures here."""
+        settings = self.settings()
+        usage, problem = self.reading()
+        if problem is not None and settings is not None and not self.running:
+            self.measure_once()
+            usage, problem = self.reading()
+        return settings, usage, problem
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,3 +137,10 @@ def evidence(start: OomMark | None, pid: int, log_text: str | None = None,
             return f"the cgroup's oom_kill counter rose from {start.oom_kills} to {now} ({start.events_path})"
     line = kernel_names(pid, log_text, since_boot_s)
     return f"kernel log: {line[:300]}" if line else None
+
+
+def sigkill_evidence(start: OomMark | None, stage: process.Identity, exit_code: int | None) -> str | None:
+    """:func:`evidence` for a stage that ended by SIGKILL; None for any other end (nothing to explain)."""
+    if exit_code not in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        return None
+    return evidence(start, stage.pid, since_boot_s=process.seconds_since_boot(stage.start_time))

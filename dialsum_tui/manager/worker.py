@@ -181,15 +181,9 @@ class Worker:
 
     def _disk_reading(self) -> tuple[DiskUsage | None, str | None]:
         """The disk as admission may trust it now, and why not when it may not (fail safe)."""
-        settings = self.meter.settings()
-        if settings is not None:
-            self.guard.settings = settings  # edits of settings.yaml count without a restart
-            self.settings = settings
-        usage, problem = self.meter.reading()
-        if problem is not None and settings is not None and not self.meter.running:
-            # No disk thread (tick() driven directly, or before serve starts it): measure here.
-            self.meter.measure_once()
-            usage, problem = self.meter.reading()
+        settings, usage, problem = self.meter.admission_reading()
+        if settings is not None:  # edits of settings.yaml count without a restart
+            self.guard.settings = self.settings = settings
         return usage, problem
 
     def _follow(self, stage: ActiveStage) -> None:
@@ -264,11 +258,9 @@ class Worker:
         log.info("run %d: %s done, next %s", run.id, stage.stage, outcome.next_stage)
 
     def _oom_evidence(self, stage: ActiveStage, rc: int | None) -> str | None:
-        """The OOM killer's trace for a stage that ended by SIGKILL (None for any other end)."""
+        """The OOM killer's trace for a local stage that ended by SIGKILL (Slurm's verdict says OOM itself)."""
         start = self.oom_marks.pop(stage.run_id, None)
-        if rc not in (-signal.SIGKILL, 128 + signal.SIGKILL) or stage.ident is None:  # Slurm: its verdict says OOM
-            return None
-        return oom.evidence(start, stage.ident.pid, since_boot_s=process.seconds_since_boot(stage.ident.start_time))
+        return oom.sigkill_evidence(start, stage.ident, rc) if stage.ident is not None else None
 
     def _others_held(self, stage: ActiveStage) -> str | None:
         """Who else held GPU memory when the stage ended (tells an OOM caused by a leftover apart)."""
