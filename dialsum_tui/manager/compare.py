@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from engine.artifacts import read_events
 from engine.config import ConfigError
-from engine.contract import Eval, RunFiles, Stage, TrainLog, load_snapshot, parse_event
+from engine.contract import Artifact, ArtifactKind, Eval, RunFiles, Stage, TrainLog, load_snapshot, parse_event
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dialsum_tui.manager.models import Run
     from dialsum_tui.manager.workspace import Workspace
 
@@ -95,6 +97,21 @@ def run_events(workspace: Workspace, run: Run) -> list[Any]:
     """The typed records of a run's ``events.jsonl`` (unknown event names skipped)."""
     raw = read_events(RunFiles(workspace.run_dir(run.id)).events)
     return [record for record in map(parse_event, raw) if record is not None]
+
+
+def run_snapshot(run: Run) -> Any:
+    """The run's config snapshot; a broken one is an :class:`InsightsError` (exit 2, names the run)."""
+    try:
+        return load_snapshot(run.config_yaml, source=f"run {run.id} config snapshot")
+    except ConfigError as err:
+        raise InsightsError(str(err)) from None
+
+
+def written_artifact(workspace: Workspace, run: Run, kind: ArtifactKind, suffix: str = "") -> Path | None:
+    """The last file of ``kind`` the run's events say it wrote (ending in ``suffix``), or None."""
+    written = [e.path for e in run_events(workspace, run)
+               if isinstance(e, Artifact) and e.kind == kind and e.path and e.path.endswith(suffix)]
+    return workspace.resolve(written[-1]) if written else None
 
 
 def dev_metric(workspace: Workspace, run: Run, events: list[Any] | None = None) -> DevMetric | None:

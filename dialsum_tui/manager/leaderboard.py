@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialsum_tui.manager.compare import DevMetric, InsightsError, dev_metric, run_events
+from dialsum_tui.manager.compare import DevMetric, InsightsError, dev_metric, run_snapshot, written_artifact
 from dialsum_tui.manager.identity import predictions_key
 from engine.artifacts import atomic_write_text, safe_name, submission_path
-from engine.config import ConfigError
-from engine.contract import TEST_CSV, Artifact, ArtifactKind, Stage, load_snapshot
+from engine.contract import TEST_CSV, ArtifactKind, Stage
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.models import Run
@@ -155,21 +154,12 @@ def _write(workspace: Workspace, run_id: int, body: dict[str, Any]) -> None:
 # --- submit -----------------------------------------------------------------------------------
 
 
-def _config(run: Run) -> Any:
-    try:
-        return load_snapshot(run.config_yaml, source=f"run {run.id} config snapshot")
-    except ConfigError as err:
-        raise InsightsError(str(err)) from None
-
-
 def submission_file(workspace: Workspace, run: Run) -> Path:
     """The run's test submission: its ``submission`` artifact, else its config's path."""
-    written = [e.path for e in run_events(workspace, run)
-               if isinstance(e, Artifact) and e.kind == ArtifactKind.SUBMISSION and e.path
-               and e.path.endswith("_submission.csv")]
-    if written:
-        return workspace.resolve(written[-1])
-    cfg = _config(run)
+    written = written_artifact(workspace, run, ArtifactKind.SUBMISSION, "_submission.csv")
+    if written is not None:
+        return written
+    cfg = run_snapshot(run)
     return submission_path(workspace.resolve(cfg.paths.submissions), predictions_key(run))
 
 
@@ -235,7 +225,7 @@ def submit(workspace: Workspace, run: Run, to: str | Path | None = None) -> Subm
     Raises:
         InsightsError: invalid submission, missing test.csv, or the target already exists.
     """
-    cfg = _config(run)
+    cfg = run_snapshot(run)
     source = submission_file(workspace, run)
     if not source.is_file():
         raise InsightsError(f"run {run.id} ({run.nickname}) has no submission ({source} is missing); "

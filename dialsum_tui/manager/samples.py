@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialsum_tui.manager.compare import InsightsError, dev_metric, run_events, run_label
+from dialsum_tui.manager.compare import InsightsError, dev_metric, run_label, run_snapshot, written_artifact
 from dialsum_tui.manager.identity import predictions_key
 from engine import evaluate, metrics
 from engine.artifacts import dev_predictions_path
-from engine.config import ConfigError
-from engine.contract import DEV_CSV, Artifact, ArtifactKind, load_snapshot
+from engine.contract import DEV_CSV, ArtifactKind
 from engine.data import DataError, load_split
 from engine.item_scores import ItemScore, score_items
 
@@ -159,20 +158,12 @@ def flag_prediction(prediction: str, dialogue: str, references: list[str]) -> di
 # --- loading -----------------------------------------------------------------------------------
 
 
-def _snapshot(run: Run) -> Any:
-    try:
-        return load_snapshot(run.config_yaml, source=f"run {run.id} config snapshot")
-    except ConfigError as err:
-        raise InsightsError(str(err)) from None
-
-
 def predictions_file(workspace: Workspace, run: Run) -> Path:
     """Where the run's dev predictions are: its ``dev_predictions`` artifact, else its config's path."""
-    written = [e.path for e in run_events(workspace, run)
-               if isinstance(e, Artifact) and e.kind == ArtifactKind.DEV_PREDICTIONS and e.path]
-    if written:
-        return workspace.resolve(written[-1])
-    cfg = _snapshot(run)
+    written = written_artifact(workspace, run, ArtifactKind.DEV_PREDICTIONS)
+    if written is not None:
+        return written
+    cfg = run_snapshot(run)
     return dev_predictions_path(workspace.resolve(cfg.paths.submissions), predictions_key(run))
 
 
@@ -206,7 +197,7 @@ def load_samples(workspace: Workspace, run: Run, vs: Run | None = None) -> Sampl
     """
     if vs is not None and vs.id == run.id:
         raise InsightsError(f"--vs {vs.id} is the run itself; pass another run id")
-    cfg = _snapshot(run)
+    cfg = run_snapshot(run)
     dev_csv = workspace.resolve(cfg.data.dir) / DEV_CSV
     try:
         references = evaluate.read_references(dev_csv)
