@@ -42,6 +42,19 @@ def wait_until(cond: Callable[[], object], timeout: float = 30.0, what: str = ""
         time.sleep(every)
 
 
+CLI = [sys.executable, "-m", "dialsum_tui"]
+
+
+def run_cli(ws: Workspace, *args: str, expect: int | None = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``dialsum-tui --workspace WS ARGS`` in the workspace, as a user would; ``expect`` is the exit
+    status to assert (None: any)."""
+    done = subprocess.run([*CLI, "--workspace", str(ws.root), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ws.root)
+    if expect is not None:
+        assert done.returncode == expect, (done.stdout, done.stderr)
+    return done
+
+
 def engine_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``python -m engine ARGS`` in a subprocess (the way the manager runs it) and return the result."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 
 import psutil
@@ -17,9 +16,7 @@ from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.workspace import Workspace
 
-from support import wait_until
-
-CLI = [sys.executable, "-m", "dialsum_tui"]
+from support import CLI, run_cli, wait_until
 
 
 @pytest.fixture
@@ -27,11 +24,7 @@ def cli(workspace: Workspace) -> Iterator[Callable[..., subprocess.CompletedProc
     """Run ``dialsum-tui --workspace WS ARGS``; stops the worker afterwards."""
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*CLI, "--workspace", str(workspace.root), *args], capture_output=True, text=True,
-                              timeout=60, cwd=workspace.root)
-        if check:
-            assert done.returncode == 0, done.stderr
-        return done
+        return run_cli(workspace, *args, expect=0 if check else None)
 
     yield run
     Manager.open(workspace).stop_worker()

@@ -25,9 +25,8 @@ from engine import artifacts
 from engine.artifacts import atomic_write_text
 from engine.contract import FailureKind, RunFiles
 
-from support import stop_workers_of, wait_until
+from support import CLI, run_cli, stop_workers_of, wait_until
 
-CLI = [sys.executable, "-m", "dialsum_tui"]
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -36,11 +35,7 @@ def cli(workspace: Workspace) -> Iterator[Cli]:
     """Run ``dialsum-tui --workspace WS ARGS`` (exit status checked only when asked); stops workers after."""
 
     def run(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*CLI, "--workspace", str(workspace.root), *args], capture_output=True, text=True,
-                              timeout=90, cwd=workspace.root)
-        if expect is not None:
-            assert done.returncode == expect, (done.stdout, done.stderr)
-        return done
+        return run_cli(workspace, *args, expect=expect, timeout=90)
 
     yield run
     stop_workers_of(workspace.root)

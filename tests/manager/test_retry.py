@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,9 +24,8 @@ from dialsum_tui.manager.workspace import Workspace
 from engine.artifacts import atomic_directory, final_model_dir, read_events, write_final_model_meta
 from engine.contract import CHECKPOINT_META, ExitCode, RunFiles
 
-from support import wait_until
+from support import run_cli, wait_until
 
-CLI = [sys.executable, "-m", "dialsum_tui"]
 STEPS = 40
 
 
@@ -38,11 +36,7 @@ def cli(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calla
     monkeypatch.setenv("FAKE_STEP_S", "0.1")
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*CLI, "--workspace", str(workspace.root), *args], capture_output=True, text=True,
-                              timeout=60, cwd=workspace.root)
-        if check:
-            assert done.returncode == 0, done.stderr
-        return done
+        return run_cli(workspace, *args, expect=0 if check else None)
 
     yield run
     Manager.open(workspace).stop_worker()
