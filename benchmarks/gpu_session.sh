@@ -9,7 +9,7 @@
 #   bash benchmarks/gpu_session.sh mg4 product4              # on a 4-GPU machine
 #   bash benchmarks/gpu_session.sh infer kobart train        # on one GPU
 #
-# Wheels: ../.whl/*/*.whl (the lead's tree carries them; see /work/.library/device/README.md).
+# Wheels: .whl/*/*.whl in the checkout (or ../.whl beside a copy of it; see /work/.library/device/README.md).
 set -u
 OUT=${OUT:-/tmp/out}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,13 +18,13 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # keep NVLink multicast off
 if [ ! -f /tmp/site/.installed ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    "$HERE"/../.whl/*/*.whl || exit 3
+    $(ls "$HERE"/.whl/*/*.whl 2>/dev/null || ls "$HERE"/../.whl/*/*.whl) || exit 3
   touch /tmp/site/.installed
 fi
 export PYTHONPATH=/tmp/site
 LOGS=/tmp/logs
 mkdir -p "$LOGS" "$OUT"
-pack() { tar czf "$OUT/logs.tgz" -C / tmp/logs $(cd / && ls -d tmp/bench/runs/*/run.log tmp/prod*/ws/.dialsum/worker.log tmp/prod*/ws/runs/*/run.log 2>/dev/null) 2>/dev/null; }
+pack() { tar czf "$OUT/logs.tgz" -C / tmp/logs $(cd / && ls -d tmp/bench/resume-bench/*/*/run.log tmp/bench/runs/*/run.log tmp/prod*/ws/.dialsum/worker.log tmp/prod*/ws/runs/*/run.log 2>/dev/null) 2>/dev/null; }
 trap pack EXIT
 # Leftover stage processes of a job that ran out of time (ours: this machine runs nothing else).
 reap() { nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9 2>/dev/null; sleep 2; }
@@ -64,6 +64,7 @@ for name in "$@"; do
         --batch-sizes 128,256 --out "$OUT/infer_llama3b.json" ;;
     kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
         --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
+    resume) setup llama3b; job resume 520 python3 benchmarks/resume.py --root /tmp/bench --steps 60 --stop-at 40 ;;
     train) setup llama3b; job train 330 python3 benchmarks/train_throughput.py --root /tmp/bench --only llama3b --pick "llama3b:5" --out "$OUT/train.json" ;;
     *) echo "unknown job $name" ;;
   esac
