@@ -55,8 +55,10 @@ for name in "$@"; do
     product2) job product2 260 python3 benchmarks/product_multi_gpu.py --root /tmp/prod2 --gpus 2 --out "$OUT" ;;
     qlora2) setup llama3b; job qlora2 180 python3 benchmarks/multi_gpu.py --root /tmp/bench --qlora --batch 8 --ckpt --scenarios 1,ddp2 \
         --match-samples --steps 16 --skip 4 --out "$OUT/qlora2.json" ;;
-    qwen2) setup qwen3-4b; job qwen2 200 python3 benchmarks/multi_gpu.py --root /tmp/bench --shape qwen3-4b --batch 8 --scenarios 1,ddp2 \
-        --match-samples --steps 40 --skip 4 --out "$OUT/qwen2.json" ;;
+    qwen2) setup qwen3-4b; job qwen2 420 python3 benchmarks/multi_gpu.py --root /tmp/bench --shape qwen3-4b --batch 8 --scenarios 1,ddp2 \
+        --match-samples --steps 60 --skip 6 --out "$OUT/qwen2.json" ;;
+    qwen2acc) setup qwen3-4b; job qwen2acc 300 python3 benchmarks/multi_gpu.py --root /tmp/bench --shape qwen3-4b --batch 8 --grad-accum 4 \
+        --scenarios 1,ddp2 --match-samples --steps 16 --skip 2 --tag=-acc4 --out "$OUT/qwen2acc.json" ;;
     mg4) setup llama3b; job mg4 240 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios 1,ddp2,ddp4 --match-samples --steps 40 \
         --skip 4 --out "$OUT/mg4.json" ;;
     product4) job product4 160 python3 benchmarks/product_multi_gpu.py --root /tmp/prod4 --gpus 4 --phases side,cancel --out "$OUT" ;;
