@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from dialsum_tui.manager.workspace import Workspace, WorkspaceError, load_settings
+from engine.artifacts import atomic_write_text
 
 KEY = "quota_path"
 
@@ -40,8 +41,7 @@ def choose_quota_path(ws: Workspace, chosen: str | None) -> str:
     if tree.get(KEY) != value:
         tree[KEY] = value
         text = yaml.safe_dump(tree, allow_unicode=True, sort_keys=False)
-        ws.settings_path.write_text(text, encoding="utf-8")
-        ws.settings_path.chmod(0o600)
+        atomic_write_text(ws.settings_path, text, mode=0o600)  # the worker re-reads it every pass
     shown = ws.root if value == "." else Path(value)
     return (f"disk quota counts {shown} ({KEY} in {ws.settings_path}; `dialsum-tui init {ws.root} --quota-path DIR` "
             "to change)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -87,6 +88,27 @@ def _format_error(err: ValidationError, source: Path | str) -> str:
     return "\n".join(lines)
 
 
+SETTLE_S = 0.3  # an editor's save ends well within this; a file changed more recently may be half-written
+SETTLE_TRIES = 10
+
+
+def read_settled(path: Path) -> str:
+    """The file's text once it has not changed for ``SETTLE_S``.
+
+    Editors save settings.yaml by truncating and rewriting it in place, and the worker re-reads it
+    every pass: a read in between would see a short file that is still valid YAML and silently
+    fall back to defaults (a 150 GB quota where the user wrote 100). Waiting until the last write
+    is ``SETTLE_S`` old costs nothing for a file nobody is saving. Bounded, for a file that never
+    stops changing.
+    """
+    for _ in range(SETTLE_TRIES):
+        age = time.time() - path.stat().st_mtime
+        if age >= SETTLE_S:
+            break
+        time.sleep(SETTLE_S - age)
+    return path.read_text(encoding="utf-8")
+
+
 def load_settings(path: Path) -> Settings:
     """Read and validate a settings file; a missing or empty file means all defaults.
 
@@ -94,7 +116,7 @@ def load_settings(path: Path) -> Settings:
         SettingsError: naming the file and the key when the YAML or a value is wrong.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_settled(path)
     except FileNotFoundError:
         return Settings()
     try:

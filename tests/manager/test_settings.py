@@ -107,3 +107,27 @@ def test_a_bad_workspace_variable_is_a_workspace_error(tmp_path: Path, monkeypat
     monkeypatch.setenv("DIALSUM_WORKSPACE", str(tmp_path / "nowhere"))
     with pytest.raises(WorkspaceError, match=r"\$DIALSUM_WORKSPACE .*nowhere: not a dialsum workspace"):
         find_workspace()
+
+
+def test_a_settings_file_caught_mid_save_is_read_once_the_save_ends(tmp_path: Path) -> None:
+    """An editor truncates and rewrites settings.yaml in place; the worker re-reads it every pass.
+    The half-written file ('quota_gb: 1') is valid YAML, so a read in between must wait for the end."""
+    import threading
+
+    path = tmp_path / "settings.yaml"
+    path.write_text("quota_gb: 1", encoding="utf-8")  # the save has begun: the first digits are out
+    finished = threading.Event()
+
+    def finish_the_save() -> None:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write("00\nmargin_gb: 7\n")
+        finished.set()
+
+    writer = threading.Timer(0.05, finish_the_save)
+    writer.start()
+    try:
+        settings = load_settings(path)
+    finally:
+        writer.join()
+    assert finished.is_set()
+    assert (settings.quota_gb, settings.margin_gb) == (100, 7)
