@@ -17,6 +17,9 @@ same machine; the worker and the sampler start their own sessions and outlive th
     python benchmarks/pipeline.py --root /tmp/pipe --wait --max-wait 540 --out pipeline.json   # again
     python benchmarks/pipeline.py --root /tmp/cpu --cpu --only kobart --epochs 1 --train-rows 48  # CPU
 
+Data: `engine synth --profile competition` at the competition's size (12,457 / 499 / 499); models: the
+random-init real shapes of benchmarks/common.py (built by its CLI, so no CUDA context stays here). The
+whole machine is the benchmark's: run nothing else on the GPU meanwhile (the guard would wait for it).
 tests/benchmarks/test_pipeline_bench.py runs the same code path on the CPU with a tiny model.
 """
 
@@ -44,7 +47,7 @@ from engine.artifacts import read_events  # noqa: E402
 from engine.contract import PIPELINE, Event, Phase, RunFiles, Stage  # noqa: E402
 from engine.units import GIB  # noqa: E402
 
-from common import NvmlPeak, bench_env, make_data, make_model  # noqa: E402
+from common import NvmlPeak, bench_env, make_data, sh  # noqa: E402
 
 CLI = [sys.executable, "-m", "dialsum_tui"]
 SHIPPED = {"kobart": "configs/kobart.yaml", "llama3b": "configs/llama-3.2-korean-3b-h100.yaml"}
@@ -55,6 +58,16 @@ CPU_KEYS = {"model.dtype": "float32", "train.device": "cpu", "train.precision": 
 # The phase that marks a stage's first useful work: what comes before it is imports and loading.
 WORK_PHASE = {Stage.TRAIN: Phase.TRAIN, Stage.INFER: Phase.GENERATE, Stage.EVALUATE: Phase.SCORE}
 GOAL_S = {"llama3b": 15 * 60}  # issue 16: the 3B pipeline under 15 minutes end to end on one H100
+DEFINITIONS = {
+    "wall_s": "the worker's launch of the stage process -> the worker seeing it exit (worker.log)",
+    "gap_before_s": "the previous stage's exit -> this stage's launch, as the worker saw them (admission, guards)",
+    "import_s": "launch -> the stage's `started` event (interpreter, torch and transformers imports)",
+    "load_s": "`started` -> the first work phase (train: `train`, infer: `generate`, evaluate: `score`): data, model",
+    "work_s": "first work phase -> `finished` event; exit_s: `finished` -> the worker seeing the exit",
+    "idle_share": "1 - mean NVML utilisation over the window (utilisation = share of time a kernel ran), GPU 0",
+    "in_training_eval": "sum of the train stage's `eval` events' `seconds` (loss pass + generation + scoring)",
+    "end_to_end_s": "train launch -> the run's end; queued_to_end_s: `add` -> the run's end",
+}
 LOG_LINE = re.compile(r"^(\S+ \S+) INFO run (\d+): (?:launched (\w+) pid \d+|(\w+) done, next \w+)$")
 
 
@@ -86,18 +99,21 @@ def sample_forever(out: Path, max_s: float) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sampler = UtilSampler(out)
     if not sampler.handles:
-        out.write_text("no GPU\n", encoding="utf-8")
+        out.write_text("# device: no GPU (NVML found none)\n", encoding="utf-8")
         return 0
+    name = sampler.nvml.nvmlDeviceGetName(sampler.handles[0])
+    out.write_text(f"# device: {name.decode() if isinstance(name, bytes) else name}\n", encoding="utf-8")
     with sampler:
         stop.wait(max_s)
     return 0
 
 
-def read_samples(path: Path) -> list[tuple[float, int, int]]:
-    if not path.exists():
-        return []
-    rows = [line.split() for line in path.read_text(encoding="utf-8").splitlines()]
-    return [(float(t), int(u), int(m)) for t, u, m in (r for r in rows if len(r) == 3)]
+def read_samples(path: Path) -> tuple[str, list[tuple[float, int, int]]]:
+    """The sampled device's name and its (time, util %, used bytes) samples."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    device = next((line.partition("# device: ")[2] for line in lines if line.startswith("# device: ")), "unknown")
+    rows = [line.split() for line in lines if not line.startswith("#")]
+    return device, [(float(t), int(u), int(m)) for t, u, m in (r for r in rows if len(r) == 3)]
 
 
 def gpu_window(samples: list[tuple[float, int, int]], start: float, end: float) -> dict:
@@ -153,7 +169,10 @@ def model_for(root: Path, shape: str, data: Path, args: argparse.Namespace) -> P
     if args.model:
         return args.model.resolve()
     if not args.cpu:
-        return make_model(root, shape, data)
+        # In a process of its own: a CUDA context left in this one would hold the GPU for the whole
+        # wait, and the worker's guard would rightly refuse to start any stage beside it.
+        sh([sys.executable, Path(__file__).resolve().parent / "common.py", "--root", root, "--shapes", shape], cwd=ROOT)
+        return root / "models" / shape
     out = root / "models" / f"tiny-{shape}"
     if not (out / "config.json").exists():
         subprocess.run([sys.executable, "-m", "engine", "tiny-model", "--arch", TINY_ARCH[shape], "--data", str(data),
@@ -266,8 +285,9 @@ def stage_rows(run: dict, events: list[dict], times: dict, samples: list) -> lis
 def report(root: Path, state: dict, runs: dict[int, dict]) -> dict:
     ws = Path(state["workspace"])
     times = worker_times(ws)
-    samples = read_samples(Path(state["samples"]))
-    out = {"workspace": str(ws), "setup_s": state["setup_s"], "gpu_sampled": bool(samples),
+    device, samples = read_samples(Path(state["samples"]))
+    out = {"workspace": str(ws), "device": device, "setup_s": state["setup_s"], "gpu_sampled": bool(samples),
+           "definitions": DEFINITIONS,
            "worker_restarted": state.get("worker_restarted", False), "runs": {}}
     for shape, meta in state["runs"].items():
         run = runs[meta["id"]]
@@ -291,6 +311,7 @@ def fmt(value) -> str:
 
 
 def print_report(rep: dict) -> None:
+    print(f"device: {rep['device']}; setup (data, models, workspace) {rep['setup_s']} s")
     for shape, r in rep["runs"].items():
         print(f"\n{shape}: run {r['run']} {r['state']}" + (f" ({r['failure']})" if r["failure"] else "")
               + f"; overridden: {', '.join(r['overridden'])}")
