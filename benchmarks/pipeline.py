@@ -64,7 +64,8 @@ DEFINITIONS = {
     "import_s": "launch -> the stage's `started` event (interpreter, torch and transformers imports)",
     "load_s": "`started` -> the first work phase (train: `train`, infer: `generate`, evaluate: `score`): data, model",
     "work_s": "first work phase -> `finished` event; exit_s: `finished` -> the worker seeing the exit",
-    "idle_share": "1 - mean NVML utilisation over the window (utilisation = share of time a kernel ran), GPU 0",
+    "idle_share": "1 - mean NVML utilisation over the window (utilisation = share of time a kernel ran), GPU 0; "
+                  "gpu: the stage's wall window, gpu_work: its first work phase -> `finished`",
     "in_training_eval": "sum of the train stage's `eval` events' `seconds` (loss pass + generation + scoring)",
     "end_to_end_s": "train launch -> the run's end; queued_to_end_s: `add` -> the run's end",
 }
@@ -258,20 +259,21 @@ def span(a: float | None, b: float | None) -> float | None:
 
 def stage_rows(run: dict, events: list[dict], times: dict, samples: list) -> list[dict]:
     rows, previous_exit = [], None
-    for stage in PIPELINE:
-        t = times.get((run["id"], stage.value), {})
-        launched = t.get("launched")
-        if launched is None:
-            continue
-        # The last stage's exit is the run's end (the worker records it instead of logging "done").
-        exited = t.get("exited") or (run["finished_at"] if stage == PIPELINE[-1] else None)
+    launched_stages = [s for s in PIPELINE if "launched" in times.get((run["id"], s.value), {})]
+    for stage in launched_stages:
+        t = times[(run["id"], stage.value)]
+        launched = t["launched"]
+        # A run's last stage (evaluate, or the one that failed) ends with the run: the worker records
+        # the run's end instead of logging "done".
+        exited = t.get("exited") or (run["finished_at"] if stage == launched_stages[-1] else None)
         started, work = first(events, stage, Event.STARTED), first(events, stage, Event.PHASE, WORK_PHASE[stage])
         finished = first(events, stage, Event.FINISHED)
         evals = [e["seconds"] for e in events if e.get("command") == stage and e["event"] == Event.EVAL and e.get("seconds")]
         row = {"stage": stage.value, "wall_s": span(launched, exited), "gap_before_s": span(previous_exit, launched),
                "import_s": span(launched, started), "load_s": span(started, work), "to_first_work_s": span(launched, work),
                "work_s": span(work, finished), "exit_s": span(finished, exited),
-               "gpu": gpu_window(samples, launched, exited or time.time())}
+               "gpu": gpu_window(samples, launched, exited or time.time()),
+               "gpu_work": gpu_window(samples, work, finished) if work and finished else None}
         if stage == Stage.TRAIN:
             total = round(sum(evals), 2)
             wall = row["wall_s"]
@@ -282,7 +284,7 @@ def stage_rows(run: dict, events: list[dict], times: dict, samples: list) -> lis
     return rows
 
 
-def report(root: Path, state: dict, runs: dict[int, dict]) -> dict:
+def report(state: dict, runs: dict[int, dict]) -> dict:
     ws = Path(state["workspace"])
     times = worker_times(ws)
     device, samples = read_samples(Path(state["samples"]))
@@ -386,7 +388,7 @@ def main() -> int:
         parser.error(f"{state_file}: nothing started under --root {root}; run with --start first")
     state = json.loads(state_file.read_text(encoding="utf-8"))
     runs = wait(state, deadline)
-    rep = report(root, state, runs)
+    rep = report(state, runs)
     done = all(RunState(r["state"]).is_final for r in rep["runs"].values())
     rep["complete"] = done
     if done:  # nothing left to run or measure: leave no process of ours behind
