@@ -8,6 +8,9 @@
 #   bash benchmarks/gpu_session.sh qlora2 qwen2
 #   bash benchmarks/gpu_session.sh mg4 product4              # on a 4-GPU machine
 #   bash benchmarks/gpu_session.sh infer kobart train        # on one GPU
+#   bash benchmarks/gpu_session.sh pipeline                  # one GPU, alone; then, same warm machine:
+#   bash benchmarks/gpu_session.sh pipeline-wait             # (again until it reports complete)
+#   bash benchmarks/gpu_session.sh pipeline-kobart           # (pipeline-kobart-wait if it did not finish)
 #
 # Wheels: .whl/*/*.whl in the checkout (or ../.whl beside a copy of it; see /work/.library/device/README.md).
 set -u
@@ -24,7 +27,7 @@ fi
 export PYTHONPATH=/tmp/site
 LOGS=/tmp/logs
 mkdir -p "$LOGS" "$OUT"
-pack() { tar czf "$OUT/logs.tgz" -C / tmp/logs $(cd / && ls -d tmp/bench/resume-bench/*/*/run.log tmp/bench/runs/*/run.log tmp/prod*/ws/.dialsum/worker.log tmp/prod*/ws/runs/*/run.log 2>/dev/null) 2>/dev/null; }
+pack() { tar czf "$OUT/logs.tgz" -C / tmp/logs $(cd / && ls -d tmp/bench/resume-bench/*/*/run.log tmp/bench/runs/*/run.log tmp/prod*/ws/.dialsum/worker.log tmp/prod*/ws/runs/*/run.log tmp/pipe*/ws/.dialsum/worker.log tmp/pipe*/ws/runs/*/run.log tmp/pipe*/sampler.log 2>/dev/null) 2>/dev/null; }
 trap pack EXIT
 # Leftover stage processes of a job that ran out of time (ours: this machine runs nothing else).
 reap() { nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9 2>/dev/null; sleep 2; }
@@ -41,6 +44,21 @@ job() {  # job NAME SECONDS CMD...
   echo "=== $name exit $rc in $((SECONDS - t0))s"
   tail -n 14 "$LOGS/$name.log"
   reap
+}
+
+# The pipeline jobs leave a detached worker (own session) running stages across device calls: no
+# reap after them, and the limit is above --max-wait so pipeline.py returns and reports by itself.
+pjob() {  # pjob NAME SECONDS CMD...
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  echo "=== $name (limit ${limit}s, no reap) $(date -u +%H:%M:%S)"
+  timeout -k 10 "$limit" "$@" > "$LOGS/$name.log" 2>&1
+  echo "=== $name exit $? in $((SECONDS - t0))s (3: not finished yet, run the -wait job)"
+  tail -n 30 "$LOGS/$name.log"
+}
+pipe() {  # pipe NAME ROOT ARGS... : benchmarks/pipeline.py, its report in $OUT/NAME.json
+  local name=$1 root=$2; shift 2
+  pjob "$name" 560 python3 benchmarks/pipeline.py --root "$root" --out "$OUT/${name%-wait}.json" "$@"
 }
 
 setup() {  # SHAPES
@@ -68,6 +86,11 @@ for name in "$@"; do
         --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
     resume) setup llama3b; job resume 520 python3 benchmarks/resume.py --root /tmp/bench --steps 60 --stop-at 40 ;;
     train) setup llama3b; job train 330 python3 benchmarks/train_throughput.py --root /tmp/bench --only llama3b --pick "llama3b:5" --out "$OUT/train.json" ;;
+    # The whole competition pipeline through the product (issue 16 item 3); the 3B one takes ~15 min.
+    pipeline) pipe pipeline /tmp/pipe --only llama3b --start --wait --max-wait 450 ;;
+    pipeline-wait) pipe pipeline-wait /tmp/pipe --wait --max-wait 540 ;;
+    pipeline-kobart) pipe pipeline-kobart /tmp/pipe-kobart --only kobart --start --wait --max-wait 450 ;;
+    pipeline-kobart-wait) pipe pipeline-kobart-wait /tmp/pipe-kobart --wait --max-wait 540 ;;
     *) echo "unknown job $name" ;;
   esac
 done

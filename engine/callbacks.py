@@ -119,6 +119,7 @@ class GenerationEvalCallback(TrainerCallback):
         from engine.metrics import score
 
         metrics = metrics if metrics is not None else {}
+        start = time.monotonic()
         was_training = model.training
         model.eval()
         # The training model runs under autocast only (see engine.modeling.keep_activation_dtype).
@@ -135,9 +136,12 @@ class GenerationEvalCallback(TrainerCallback):
             model.train(was_training)
         scores = score(predictions, [[ref] for ref in self.references], tokenizer="mecab")
         metrics["eval_rouge_final"] = scores.final
+        # Training is paused for the Trainer's loss pass (its own ``eval_runtime``) and for our
+        # generation and scoring: ``seconds`` is both, so the cost of evaluating is visible per eval.
+        paused = time.monotonic() - start + float(metrics.get("eval_runtime") or 0.0)
         self.events.emit(Event.EVAL, step=state.global_step, epoch=_round(state.epoch), rouge1=scores.rouge1, rouge2=scores.rouge2,
             rougeL=scores.rougeL, final=scores.final, sum=scores.sum, loss=metrics.get("eval_loss"),
-            tokenizer=scores.tokenizer, scorer=scores.scorer, n=scores.n, split="dev",
+            tokenizer=scores.tokenizer, scorer=scores.scorer, n=scores.n, split="dev", seconds=round(paused, 2),
         )
 
 

@@ -208,6 +208,9 @@ class Eval(EventRecord):
     scorer: str | None = None
     n: int | None = None
     split: str | None = None
+    # In-training evaluation only: wall seconds training was paused for it (the Trainer's loss
+    # pass plus generation and scoring), so its share of the train stage can be reported.
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)
