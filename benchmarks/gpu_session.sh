@@ -8,6 +8,7 @@
 #   bash benchmarks/gpu_session.sh qlora2 qwen2
 #   bash benchmarks/gpu_session.sh mg4 product4              # on a 4-GPU machine
 #   bash benchmarks/gpu_session.sh infer kobart train        # on one GPU
+#   bash benchmarks/gpu_session.sh levers levers24           # on one GPU (~8 + ~4 min; split across calls)
 #
 # Wheels: ../.whl/*/*.whl (the lead's tree carries them; see /work/.library/device/README.md).
 set -u
@@ -65,6 +66,12 @@ for name in "$@"; do
     kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
         --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
     train) setup llama3b; job train 330 python3 benchmarks/train_throughput.py --root /tmp/bench --only llama3b --pick "llama3b:5" --out "$OUT/train.json" ;;
+    # Issue 16 training levers: eager vs fused LoRA vs per-layer compile (64-token buckets) vs both, 50 steps
+    # each with the same data order; recompiles and graph breaks land in each run.log (logs.tgz).
+    levers) setup llama3b; job levers 480 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
+        --root /tmp/bench --variants eager,fused,compile,compile+fused --steps 50 --out "$OUT/levers.json" ;;
+    levers24) setup llama3b; job levers24 240 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
+        --root /tmp/bench --variants 24gb,24gb+levers --steps 50 --out "$OUT/levers24.json" ;;
     *) echo "unknown job $name" ;;
   esac
 done
