@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import mfu, parameters  # noqa: E402
 from train_throughput import CAUSAL_BASE, lever, merged, run_train, steady_state  # noqa: E402
 
-BUCKET = 64  # padded lengths up to 1,224 tokens: 20 buckets; the average sample pays ~32 pad tokens
+# Padded lengths up to 1,224 tokens: 20 buckets. A batch pays ~32 pad tokens per sample on average
+# over its longest (~6% of the 3B step's ~490 non-pad tokens per sample); --bucket 16 pays ~8.
+BUCKET = 64
 FUSED = {"train": {"fused_lora": True}}
 COMPILED = {"train": {"compile": True, "pad_to_multiple_of": BUCKET}}
 # name -> (config delta over its reference, the reference whose losses it must match). The 24 GB
@@ -39,14 +41,18 @@ VARIANTS: dict[str, tuple[dict, str]] = {
 SHAPES_24GB = {"24gb", "24gb+levers"}
 
 
-def variant_tree(name: str, base: dict, steps: int, batch: int) -> dict:
-    """The full config of one variant: the shipped H100 shape, or the 24 GB card's (bs/2, checkpointing)."""
+def variant_tree(name: str, base: dict, steps: int, batch: int, bucket: int = BUCKET) -> dict:
+    """The full config of one variant: the shipped H100 shape, or the 24 GB card's (bs/2, checkpointing);
+    a variant that pads to buckets uses ``bucket``."""
     delta, _ = VARIANTS[name]
     if name in SHAPES_24GB:
         shape = lever(max(batch // 2, 1), True, True, base["train"]["use_liger_kernel"], 0.0, steps)
     else:
         shape = lever(batch, False, True, base["train"]["use_liger_kernel"], 0.0, steps)
-    return merged(base, shape, delta, {"model": {"nickname": name.replace("+", "-")}})
+    tree = merged(base, shape, delta, {"model": {"nickname": name.replace("+", "-")}})
+    if tree["train"].get("pad_to_multiple_of"):
+        tree["train"]["pad_to_multiple_of"] = bucket
+    return tree
 
 
 def step_losses(events: list[dict]) -> dict[int, float]:
@@ -117,6 +123,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=50, help="optimizer steps per run (losses compared over all)")
     parser.add_argument("--skip", type=int, default=5, help="warm-up steps left out of the throughput window")
     parser.add_argument("--batch", type=int, default=16, help="per-device batch of the H100 shape (24gb: half)")
+    parser.add_argument("--bucket", type=int, default=BUCKET,
+                        help="pad_to_multiple_of of the bucketed variants (smaller: less padding, maybe more recompiles)")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--model", help="CPU run: a (tiny) causal model directory")
     parser.add_argument("--data", help="CPU run: a data directory with train.csv/dev.csv")
@@ -136,11 +144,12 @@ def main() -> int:
     if args.device == "cpu":
         base, params = cpu_base(str(Path(args.model).resolve()), str(Path(args.data).resolve())), None
     else:
-        base = merged(CAUSAL_BASE, {"model": {"name_or_path": f"models/{args.shape}"}})
+        # The shipped H100 config's kernels: Liger (under compile only its fused linear-CE, see engine/recipes).
+        base = merged(CAUSAL_BASE, {"model": {"name_or_path": f"models/{args.shape}"}, "train": {"use_liger_kernel": True}})
         params = parameters(root / "models" / args.shape)
     results = []
     for name in names:
-        result = measure(root, name, variant_tree(name, base, args.steps, args.batch), args.skip, params)
+        result = measure(root, name, variant_tree(name, base, args.steps, args.batch, args.bucket), args.skip, params)
         results.append(result)
         print(json.dumps({k: v for k, v in result.items() if k != "losses"}, ensure_ascii=False), flush=True)
     compare(results)

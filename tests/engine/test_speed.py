@@ -114,3 +114,17 @@ def test_bucket_count_covers_the_longest_sample() -> None:
     assert bucket_count(1224, 64) == 20
     assert bucket_count(1024, 64) == 16
     assert bucket_count(7, 1) == 7
+
+
+def test_under_compile_liger_keeps_only_the_fused_loss(tmp_path) -> None:
+    from engine.config import config_from_dict
+    from engine.recipes import LIGER_OUTSIDE_LAYERS, training_arguments
+
+    tree = {"model": {"name_or_path": "m", "nickname": "n", "kind": "causal"}, "lora": {"enabled": True, "dropout": 0.0},
+            "train": {"use_liger_kernel": True, "fused_lora": True}}
+    eager = training_arguments(config_from_dict(tree), tmp_path, "cuda", with_eval=False)
+    assert eager["use_liger_kernel"] and eager["liger_kernel_config"] is None  # all of Liger, as shipped
+    tree["train"].update(compile=True, pad_to_multiple_of=64)
+    compiled = training_arguments(config_from_dict(tree), tmp_path, "cuda", with_eval=False)
+    assert compiled["liger_kernel_config"] == LIGER_OUTSIDE_LAYERS
+    assert [k for k, on in LIGER_OUTSIDE_LAYERS.items() if on] == ["fused_linear_cross_entropy"]
