@@ -11,6 +11,7 @@
 #   bash benchmarks/gpu_session.sh pipeline                  # one GPU, alone; then, same warm machine:
 #   bash benchmarks/gpu_session.sh pipeline-wait             # (again until it reports complete)
 #   bash benchmarks/gpu_session.sh pipeline-kobart           # (pipeline-kobart-wait if it did not finish)
+#   bash benchmarks/gpu_session.sh levers levers24           # on one GPU (~8 + ~4 min; split across calls)
 #
 # Wheels: .whl/*/*.whl in the checkout (or ../.whl beside a copy of it; see /work/.library/device/README.md).
 set -u
@@ -91,6 +92,12 @@ for name in "$@"; do
     pipeline-wait) pipe pipeline-wait /tmp/pipe --wait --max-wait 540 ;;
     pipeline-kobart) pipe pipeline-kobart /tmp/pipe-kobart --only kobart --start --wait --max-wait 450 ;;
     pipeline-kobart-wait) pipe pipeline-kobart-wait /tmp/pipe-kobart --wait --max-wait 540 ;;
+    # Issue 16 training levers: eager vs fused LoRA vs per-layer compile (64-token buckets) vs both, 50 steps
+    # each with the same data order; recompiles and graph breaks land in each run.log (logs.tgz).
+    levers) setup llama3b; job levers 480 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
+        --root /tmp/bench --variants eager,fused,compile,compile+fused --steps 50 --out "$OUT/levers.json" ;;
+    levers24) setup llama3b; job levers24 240 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
+        --root /tmp/bench --variants 24gb,24gb+levers --steps 50 --out "$OUT/levers24.json" ;;
     *) echo "unknown job $name" ;;
   esac
 done

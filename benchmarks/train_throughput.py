@@ -104,9 +104,9 @@ def steady_state(events: list[dict], skip: int, last: int) -> dict:
     return {"tokens_per_s": (k1 - k0) / (t1 - t0), "s_per_step": (t1 - t0) / (s1 - s0), "steps": s1 - s0}
 
 
-def run_variant(root: Path, name: str, tree: dict, index: int, profile: bool = False) -> dict:
-    slug = f"bench{index:02d}"
-    tree = merged(tree, {"model": {"nickname": slug}})
+def run_train(root: Path, slug: str, tree: dict, env: dict[str, str] | None = None) -> tuple[int, list[dict], float, float]:
+    """Run ``python -m engine train`` on ``tree`` in ``root/runs/<slug>``; return (exit status, its events,
+    wall seconds, NVML peak GiB above the idle baseline)."""
     config = root / "configs" / f"{slug}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
@@ -114,22 +114,29 @@ def run_variant(root: Path, name: str, tree: dict, index: int, profile: bool = F
     events_path = run_dir / "events.jsonl"
     events_path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    with NvmlPeak() as peak, open(run_dir / "run.log", "w") as log:
+        code = subprocess.run([sys.executable, "-m", "engine", "train", "--config", str(config), "--run-dir", str(run_dir)],
+                              cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env or bench_env()).returncode
+    events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()] if events_path.exists() else []
+    return code, events, time.time() - t, peak.peak_gib
+
+
+def run_variant(root: Path, name: str, tree: dict, index: int, profile: bool = False) -> dict:
+    slug = f"bench{index:02d}"
+    tree = merged(tree, {"model": {"nickname": slug}})
+    run_dir = root / "runs" / slug
     env = bench_env()
     measured_steps = tree["train"]["max_steps"]
     if profile:  # three extra steps after the measured ones, so profiling never slows what is measured
         env["DIALSUM_TORCH_PROFILE"] = str(run_dir / "profile")
         env["DIALSUM_TORCH_PROFILE_START"] = str(measured_steps)
         tree = merged(tree, {"train": {"max_steps": measured_steps + 3}})
-        config.write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
-    t = time.time()
-    with NvmlPeak() as peak, open(run_dir / "run.log", "w") as log:
-        code = subprocess.run([sys.executable, "-m", "engine", "train", "--config", str(config), "--run-dir", str(run_dir)],
-                              cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-    events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
+    code, events, wall, peak_gib = run_train(root, slug, tree, env)
     failed = next((e for e in events if e["event"] == "failed"), None)
     batch = tree["train"]["batch_size"] * tree["train"].get("grad_accum", 1)
     skip = 2 if tree["train"].get("grad_accum", 1) > 1 else 3
-    result = {"name": name, "exit": code, "wall_s": round(time.time() - t, 1), "peak_gib": peak.peak_gib,
+    result = {"name": name, "exit": code, "wall_s": round(wall, 1), "peak_gib": peak_gib,
               "samples_per_step": batch, **steady_state(events, skip, measured_steps)}
     if failed:
         result["failed"] = f"{failed['kind']}: {failed['message'][:160]}"

@@ -134,6 +134,26 @@ class TrainConfig(_Section):
             "RoPE and SwiGLU kernels; needs the 'gpu' extra (liger-kernel)."
         ),
     )
+    compile: bool = Field(
+        False,
+        description=(
+            "GPU speed: torch.compile each decoder layer (one graph shared by all layers, symbolic lengths). Pays "
+            "~1 min of compilation at the first step; needs train.pad_to_multiple_of so lengths fall in few buckets."
+        ),
+    )
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = Field(
+        "inductor", description="torch.compile backend: inductor generates fused kernels; the others only check tracing (CPU tests)."
+    )
+    pad_to_multiple_of: int | None = Field(
+        None, ge=1, description="Pad every batch's length up to a multiple of this (64: few compiled shapes; the loss ignores pads)."
+    )
+    fused_lora: bool = Field(
+        False,
+        description=(
+            "Run each LoRA linear as base GEMM + x@A + one addmm that adds (x@A)@B*scale into the base output: fewer "
+            "kernels and no activation-sized scale/add. Needs lora.dropout: 0."
+        ),
+    )
     seed: int = 42
     logging_steps: int = Field(10, ge=1)
     eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
@@ -243,6 +263,18 @@ def static_problems(cfg: RunConfig) -> list[str]:
         problems.append("train.eval_steps: required when train.eval_strategy is 'steps'")
     if cfg.train.save_strategy == "steps" and not cfg.train.save_steps:
         problems.append("train.save_steps: required when train.save_strategy is 'steps'")
+    if cfg.train.fused_lora and not cfg.lora.enabled:
+        problems.append("train.fused_lora: fuses LoRA layers and there are none; set lora.enabled: true or fused_lora: false")
+    if cfg.train.fused_lora and cfg.lora.dropout > 0:
+        problems.append(
+            f"train.fused_lora: needs lora.dropout: 0 (got {cfg.lora.dropout}); a dropped-out input is a separate "
+            "activation that the fused GEMM cannot skip. Set lora.dropout: 0 or fused_lora: false"
+        )
+    if cfg.train.compile and not cfg.train.pad_to_multiple_of:
+        problems.append(
+            "train.compile: set train.pad_to_multiple_of (64 is a good start) so batch lengths fall in a few buckets "
+            "and the compiled layers see few shapes"
+        )
     if cfg.train.early_stopping_patience and cfg.train.eval_strategy == "no":
         problems.append("train.early_stopping_patience: needs train.eval_strategy steps or epoch")
     return problems

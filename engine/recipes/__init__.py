@@ -10,6 +10,14 @@ from typing import Any
 from engine.config import RunConfig
 from engine.contract import Event
 
+# Under train.compile Liger keeps only its fused linear + cross-entropy (the LM head and loss stay
+# eager: they never materialise the 128k-vocabulary logits). Inside the compiled decoder layers
+# inductor generates RMSNorm, RoPE and SiLU*mul itself and fuses them with their neighbours
+# (residual adds, LoRA adds), which Liger's separately launched Triton kernels would prevent; a
+# Python-side Triton launcher inside the layer could also break the graph.
+LIGER_OUTSIDE_LAYERS = {"fused_linear_cross_entropy": True, "cross_entropy": False, "rope": False, "rms_norm": False,
+                        "swiglu": False}
+
 
 def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval: bool) -> dict[str, Any]:
     """Keyword arguments for ``TrainingArguments`` (and its Seq2Seq/SFT subclasses) from ``cfg.train``.
@@ -54,6 +62,7 @@ def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval:
         # Progress reports real (non-pad) tokens per second: padding is work, not throughput.
         "include_num_input_tokens_seen": "non_padding",
         "use_liger_kernel": t.use_liger_kernel,
+        "liger_kernel_config": LIGER_OUTSIDE_LAYERS if t.use_liger_kernel and t.compile else None,
         "disable_tqdm": True,  # run.log is a file: progress bars would fill it with carriage returns
         "remove_unused_columns": False,
     }

@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.recipes import report_truncations, training_arguments
+from engine.recipes.speed import apply_speed_levers
 
 
 def preprocess_seq2seq(sources: list[str], summaries: list[str], tokenizer, max_source: int,
@@ -56,8 +57,11 @@ def build_trainer(cfg: RunConfig, loaded, train_ds, eval_ds, output_dir, device:
     )
 
     args = Seq2SeqTrainingArguments(**training_arguments(cfg, output_dir, device, with_eval=eval_ds is not None))
-    collator = DataCollatorForSeq2Seq(loaded.tokenizer, model=loaded.model, label_pad_token_id=-100)
-    return Seq2SeqTrainer(
+    collator = DataCollatorForSeq2Seq(loaded.tokenizer, model=loaded.model, label_pad_token_id=-100,
+                                      pad_to_multiple_of=cfg.train.pad_to_multiple_of)
+    trainer = Seq2SeqTrainer(
         model=loaded.model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
         processing_class=loaded.tokenizer, callbacks=callbacks,
     )
+    apply_speed_levers(cfg, trainer.model)
+    return trainer

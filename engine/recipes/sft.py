@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.recipes import report_truncations, training_arguments
+from engine.recipes.speed import apply_speed_levers
 
 
 def tokenize_prompt_completion(prompt: str, completion: str, tokenizer, max_source: int,
@@ -64,8 +65,12 @@ def build_trainer(cfg: RunConfig, loaded, train_ds, eval_ds, output_dir, device:
         max_length=cfg.prompt.max_source_length + cfg.prompt.max_target_length,
         completion_only_loss=True,
         packing=False,
+        # Padding is on the right and labels of pads are -100: the loss and positions are unchanged.
+        pad_to_multiple_of=cfg.train.pad_to_multiple_of,
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=loaded.model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=loaded.tokenizer, callbacks=callbacks,
     )
+    apply_speed_levers(cfg, trainer.model)
+    return trainer

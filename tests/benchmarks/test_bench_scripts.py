@@ -1,7 +1,7 @@
 """The GPU benchmark scripts of issues 15 and 16 run their code paths on the CPU on tiny shapes, so
 they cannot rot between device sessions: inference_speed.py --fast (eager vs static-cache passes,
-outputs compared), product_multi_gpu.py's headless TUI capture and its reading of the worker's
-launch log."""
+outputs compared), train_levers.py (eager vs the speed levers, per-step losses compared),
+product_multi_gpu.py's headless TUI capture and its reading of the worker's launch log."""
 
 from __future__ import annotations
 
@@ -41,6 +41,27 @@ def test_inference_speed_fast_mode_compares_static_with_eager(tmp_path: Path, sy
     assert n == 24 and all(r["test_set_s"] > 0 for r in rows)
     # On the CPU the engine falls back to the dynamic cache: the passes must agree exactly.
     assert [r.get("identical_to_eager") for r in rows[1:]] == [f"{n}/{n}"] * 2
+
+
+@pytest.mark.slow
+def test_train_levers_matches_eager_losses_step_by_step(tmp_path: Path, synth_data_dir: Path,
+                                                       tiny_llama_dir: Path) -> None:
+    out = tmp_path / "levers.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "train_levers.py"), "--device", "cpu", "--root", str(tmp_path),
+         "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--variants", "fused,compile+fused",
+         "--steps", "3", "--skip", "1", "--batch", "4", "--out", str(out)],
+        capture_output=True, text=True, env=bench_env(), timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = {r["variant"]: r for r in json.loads(out.read_text())}
+    assert list(rows) == ["eager", "fused", "compile+fused"]  # the reference ran first, unasked
+    assert all(r["exit"] == 0 and r["tokens_per_s"] > 0 and len(r["losses"]) == 3 for r in rows.values())
+    for name in ("fused", "compile+fused"):  # float32 on the CPU: the same computation, reordered at most
+        assert rows[name]["loss_steps_compared"] == 3 and rows[name]["loss_max_rel_diff"] < 1e-4, rows[name]
+    assert "compile_s" in rows["compile+fused"] and "loss max rel diff" in proc.stdout
+    run_log = (tmp_path / "runs" / "levers-compile-fused" / "run.log").read_text()
+    assert "speed levers: fused_lora_modules" in run_log and "compiled_layers" in run_log
 
 
 def test_product_capture_renders_the_gpu_panel_headless(tmp_path: Path) -> None:

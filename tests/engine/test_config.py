@@ -57,6 +57,10 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         ({"quantization": {"load_in_4bit": True, "compute_dtype": "float16"}, "lora": {"enabled": True},
           "model": {**MINIMAL["model"], "dtype": "bfloat16"}}, "quantization.compute_dtype"),
         ({"train": {"eval_strategy": "steps"}}, "train.eval_steps"),
+        # The speed levers say which key makes them valid.
+        ({"train": {"fused_lora": True}, "lora": {"enabled": True, "dropout": 0.05}}, "lora.dropout: 0"),
+        ({"train": {"fused_lora": True}}, "lora.enabled: true"),
+        ({"train": {"compile": True}}, "train.pad_to_multiple_of"),
     ],
 )
 def test_impossible_combinations_are_refused(sections: dict, key: str) -> None:
