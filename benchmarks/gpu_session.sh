@@ -8,6 +8,7 @@
 #   bash benchmarks/gpu_session.sh qlora2 qwen2
 #   bash benchmarks/gpu_session.sh mg4 product4              # on a 4-GPU machine
 #   bash benchmarks/gpu_session.sh infer kobart train        # on one GPU
+#   bash benchmarks/gpu_session.sh infer-gqa                 # on one GPU: GQA decode attention vs stock SDPA (issue 16)
 #
 # Wheels: ../.whl/*/*.whl (the lead's tree carries them; see /work/.library/device/README.md).
 set -u
@@ -62,6 +63,9 @@ for name in "$@"; do
     product4) job product4 160 python3 benchmarks/product_multi_gpu.py --root /tmp/prod4 --gpus 4 --phases side,cancel --out "$OUT" ;;
     infer) setup llama3b; job infer 330 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
         --batch-sizes 128,256 --out "$OUT/infer_llama3b.json" ;;
+    infer-gqa) setup llama3b; job infer-gqa 420 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
+        --fast-variants eager-sdpa,static-gqa,static-sdpa --fast-beams 1,4 --batch-sizes 256 --beam-batch-sizes 64 \
+        --beam-limit 128 --out "$OUT/infer_gqa.json" ;;
     kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
         --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
     train) setup llama3b; job train 330 python3 benchmarks/train_throughput.py --root /tmp/bench --only llama3b --pick "llama3b:5" --out "$OUT/train.json" ;;

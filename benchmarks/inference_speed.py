@@ -82,11 +82,13 @@ def fast(args, model, tok, sources, kind, gen, record, rows, max_src) -> int:
     from engine.inference import generate_summaries
 
     variants = [FAST_VARIANTS[v] + (v,) for v in args.fast_variants.split(",")]
-    if args.limit:
-        sources = sources[: args.limit]  # file order: a fair sample of lengths; extrapolated to the whole set
-    suffix = f" (first {len(sources)}, extrapolated)" if args.limit else ""
+    everything = sources
     attention = model.config._attn_implementation
     for num_beams in [int(b) for b in args.fast_beams.split(",")]:
+        limit = args.beam_limit if num_beams > 1 and args.beam_limit else args.limit
+        # File order: a fair sample of lengths; the figures are extrapolated to the whole set.
+        sources = everything[:limit] if limit else everything
+        suffix = f" (first {len(sources)}, extrapolated)" if limit else ""
         sizes = [int(b) for b in (args.batch_sizes if num_beams == 1 else args.beam_batch_sizes).split(",")]
         for bs in sizes:
             reference: list[str] | None = None
@@ -113,7 +115,7 @@ def fast(args, model, tok, sources, kind, gen, record, rows, max_src) -> int:
             model._previous_max_cache_length = -1  # the next batch size starts from its own longest batch
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
-    print(f"\n{args.shape}: {len(sources)} dialogues, {args.new_tokens} new tokens each; reference: the first variant")
+    print(f"\n{args.shape}: {len(everything)} dialogues, {args.new_tokens} new tokens each; reference: the first variant")
     print(f"{'variant':72} {'test set s':>10} {'peak GiB':>8} identical")
     for r in rows:
         print(f"{r['variant'][:72]:72} {r['test_set_s']:>10} {r['peak_gib'] or '-':>8} {r.get('identical_to_reference', '')}")
@@ -138,11 +140,15 @@ def main() -> int:
                         help="with --fast: cache-attention pairs, the first is the reference the others' outputs are "
                              f"compared with; any of {', '.join(FAST_VARIANTS)} (gqa: engine/attention.py)")
     parser.add_argument("--limit", type=int, help="with --fast: only the first N test dialogues (file order), extrapolated")
+    parser.add_argument("--beam-limit", type=int, help="with --fast: beam searches run on the first N only (overrides --limit)")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for the plumbing check (tiny models)")
     parser.add_argument("--model", type=Path, help="model directory (default ROOT/models/SHAPE)")
     parser.add_argument("--data", type=Path, help="data directory (default ROOT/data)")
     parser.add_argument("--out")
     args = parser.parse_args()
+    unknown = sorted(set(args.fast_variants.split(",")) - set(FAST_VARIANTS))
+    if unknown:
+        parser.error(f"--fast-variants: unknown {', '.join(unknown)}; use a comma-separated list of {', '.join(FAST_VARIANTS)}")
 
     from engine.config import GenerationConfig
     from engine.inference import generate_summaries

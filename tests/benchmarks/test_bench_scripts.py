@@ -31,18 +31,24 @@ def test_inference_speed_fast_mode_compares_variants_with_the_reference(tmp_path
     proc = subprocess.run(
         [sys.executable, str(BENCH / "inference_speed.py"), "--fast", "--device", "cpu", "--root", str(tmp_path),
          "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--batch-sizes", "8", "--new-tokens", "4",
-         "--fast-variants", "eager-sdpa,static-gqa,eager-gqa", "--limit", "20", "--out", str(out)],
+         "--fast-variants", "eager-sdpa,static-gqa,eager-gqa", "--limit", "20", "--fast-beams", "1,4",
+         "--beam-batch-sizes", "4", "--beam-limit", "8", "--out", str(out)],
         capture_output=True, text=True, env=bench_env(), timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = json.loads(out.read_text())
-    assert [r["variant"].split(" bs")[0] for r in rows] == ["eager-sdpa", "static-gqa", "static-gqa", "eager-gqa"]
-    assert all(r["dialogues"] == 20 and "(first 20, extrapolated)" in r["variant"] for r in rows)
-    # 20 of the 24 synthetic test dialogues, extrapolated to all 24.
-    assert all(r["test_set_s"] > 0 and abs(r["test_set_s"] - r["seconds"] * 24 / 20) <= 0.1 for r in rows)
+    assert [r["variant"].split(",")[0] for r in rows] == (
+        ["eager-sdpa bs 8", "static-gqa bs 8", "static-gqa bs 8", "eager-gqa bs 8"]
+        + ["eager-sdpa bs 4", "static-gqa bs 4", "static-gqa bs 4", "eager-gqa bs 4"])
+    assert all("beams 1" in r["variant"] for r in rows[:4]) and all("beams 4" in r["variant"] for r in rows[4:])
+    greedy, beams = rows[:4], rows[4:]
+    assert all(r["dialogues"] == 20 and "(first 20, extrapolated)" in r["variant"] for r in greedy)
+    assert all(r["dialogues"] == 8 and "(first 8, extrapolated)" in r["variant"] for r in beams)
+    # A prefix of the 24 synthetic test dialogues, extrapolated to all 24.
+    assert all(r["test_set_s"] > 0 and abs(r["test_set_s"] - r["seconds"] * 24 / r["dialogues"]) <= 0.1 for r in rows)
     # On the CPU the engine falls back to the dynamic cache and the GQA attention gives stock SDPA's
-    # results: every pass agrees exactly with the reference.
-    assert [r.get("identical_to_reference") for r in rows] == [None] + ["20/20"] * 3
+    # results: every pass agrees exactly with the reference of its beam count.
+    assert [r.get("identical_to_reference") for r in rows] == [None] + ["20/20"] * 3 + [None] + ["8/8"] * 3
 
 
 def test_product_capture_renders_the_gpu_panel_headless(tmp_path: Path) -> None:
