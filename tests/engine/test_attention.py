@@ -14,6 +14,8 @@ import transformers.integrations.sdpa_attention as stock
 from engine.attention import GQA_ATTENTION, gqa_decode_attention, register_gqa_attention, use_attention
 from engine.config import ConfigError, GenerationConfig, load_config
 
+from support import write_run_config
+
 SOURCES = ["#Person1#: 네.", "#Person1#: 안녕하세요, 예약하려고 전화했어요.\n#Person2#: 네, 가능합니다. 몇 분이세요?",
            "#Person1#: 좋아요.", "#Person1#: 내일 봐요.\n#Person2#: 네.", "#Person1#: 회의는 세 시에 시작합니다."]
 
@@ -140,3 +142,29 @@ def test_an_unknown_attention_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert "generation.attention" in str(err.value) and str(path) in str(err.value)
+
+
+def test_infer_reports_the_attention_it_put_the_model_on(tmp_path: Path, synth_data_dir: Path, tiny_llama_dir: Path,
+                                                          monkeypatch) -> None:
+    """The ``infer`` command body on a causal final_model, with the choice a CUDA machine makes."""
+    import argparse
+    import shutil
+
+    import engine.inference as inference
+    from engine.artifacts import EventWriter, write_final_model_meta
+
+    final = tmp_path / "final_model"
+    shutil.copytree(tiny_llama_dir, final)
+    write_final_model_meta(final, {"kind": "causal", "dtype": "float32"})
+    ws = tmp_path / "ws"
+    config = write_run_config(ws, {
+        "model": {"name_or_path": str(tiny_llama_dir), "nickname": "gqa", "kind": "causal"},
+        "data": {"dir": str(synth_data_dir)},
+        "generation": {"num_beams": 1, "max_new_tokens": 4, "batch_size": 8},
+    })
+    monkeypatch.chdir(ws)
+    monkeypatch.setattr(inference, "attention_for", lambda gen, kind, device_type: gen.attention)
+    args = argparse.Namespace(config=config, set=[], checkpoint=str(final), split="test", artifact_key=None, model_key=None)
+    metrics = inference.infer(args, EventWriter(None))
+    assert metrics["attention"] == GQA_ATTENTION
+    assert metrics["test_rows"] == 24 and Path(metrics["test_path"]).is_file()
