@@ -12,6 +12,7 @@
 #   bash benchmarks/gpu_session.sh pipeline-wait             # (again until it reports complete)
 #   bash benchmarks/gpu_session.sh pipeline-kobart           # (pipeline-kobart-wait if it did not finish)
 #   bash benchmarks/gpu_session.sh levers levers24           # on one GPU (~8 + ~4 min; split across calls)
+#   bash benchmarks/gpu_session.sh infer-gqa                 # on one GPU: GQA decode attention vs stock SDPA (issue 16)
 #
 # Wheels: .whl/*/*.whl in the checkout (or ../.whl beside a copy of it; see /work/.library/device/README.md).
 set -u
@@ -83,6 +84,9 @@ for name in "$@"; do
     product4) job product4 160 python3 benchmarks/product_multi_gpu.py --root /tmp/prod4 --gpus 4 --phases side,cancel --out "$OUT" ;;
     infer) setup llama3b; job infer 330 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
         --batch-sizes 128,256 --out "$OUT/infer_llama3b.json" ;;
+    infer-gqa) setup llama3b; job infer-gqa 420 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
+        --fast-variants eager-sdpa,static-gqa,static-sdpa --fast-beams 1,4 --batch-sizes 256 --beam-batch-sizes 64 \
+        --beam-limit 128 --out "$OUT/infer_gqa.json" ;;
     kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
         --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
     resume) setup llama3b; job resume 520 python3 benchmarks/resume.py --root /tmp/bench --steps 60 --stop-at 40 ;;

@@ -4,6 +4,8 @@ team's batch-of-4-in-file-order setting, on the 499-dialogue test set, greedy an
 
     python benchmarks/common.py --root /tmp/bench
     python benchmarks/inference_speed.py --root /tmp/bench --shape llama3b
+    python benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast --batch-sizes 256 \
+        --fast-variants eager-sdpa,static-gqa,static-sdpa     # issue 16: GQA decode attention vs stock SDPA
 
 Random-init weights almost never emit EOS, so every dialogue generates exactly ``--new-tokens``
 tokens: the work per variant is identical and known. Slow baselines run on a prefix of the set and
@@ -52,38 +54,71 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t, out
 
 
+FAST_VARIANTS = {"eager-sdpa": (None, "sdpa"), "eager-gqa": (None, "gqa"), "static-sdpa": ("static", "sdpa"),
+                 "static-gqa": ("static", "gqa")}
+
+
+def fresh_compilation(model) -> None:
+    """Forget the compiled decoding step, so the next static pass compiles for the attention now set
+    (its 1st-pass time then includes its own compilation) and the old CUDA graphs' memory is freed."""
+    import gc
+
+    import torch
+
+    if hasattr(model, "_compiled_call"):
+        del model._compiled_call
+    torch._dynamo.reset()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def fast(args, model, tok, sources, kind, gen, record, rows, max_src) -> int:
-    """Eager (dynamic cache) vs static cache + compiled decoding at each batch size, beams as given;
-    the first static pass includes compilation, the second is what a warm process pays. Outputs of
-    every static pass are compared with the eager pass of the same batch size."""
+    """Each of ``--fast-variants`` (cache × attention) at each batch size, beams as given. A static
+    variant runs twice: the first pass includes compilation, the second is what a warm process
+    pays. Every pass's outputs are compared with the first variant's at the same batch size and
+    beams (the reference; by default the eager path with transformers' SDPA)."""
+    from engine.attention import use_attention
     from engine.inference import generate_summaries
 
-    beams = [int(b) for b in args.fast_beams.split(",")]
-    for num_beams in beams:
+    variants = [FAST_VARIANTS[v] + (v,) for v in args.fast_variants.split(",")]
+    everything = sources
+    attention = model.config._attn_implementation
+    for num_beams in [int(b) for b in args.fast_beams.split(",")]:
+        limit = args.beam_limit if num_beams > 1 and args.beam_limit else args.limit
+        # File order: a fair sample of lengths; the figures are extrapolated to the whole set.
+        sources = everything[:limit] if limit else everything
+        suffix = f" (first {len(sources)}, extrapolated)" if limit else ""
         sizes = [int(b) for b in (args.batch_sizes if num_beams == 1 else args.beam_batch_sizes).split(",")]
         for bs in sizes:
-            with NvmlPeak() as peak:
-                seconds, eager = timed(lambda: generate_summaries(model, tok, sources, kind, gen(num_beams), max_src, bs))
-            record(f"eager (dynamic cache) bs {bs}, beams {num_beams}", seconds, len(sources), peak)
-            for attempt in ("1st pass, compiles", "2nd pass"):
-                try:
-                    with NvmlPeak() as peak:
-                        seconds, static = timed(lambda: generate_summaries(
-                            model, tok, sources, kind, gen(num_beams, cache_implementation="static"), max_src, bs))
-                except Exception as err:  # OOM or a compile failure: recorded, the next variant runs
-                    print(json.dumps({"variant": f"static bs {bs} beams {num_beams}", "error": repr(err)[:400]}), flush=True)
-                    break
-                same = sum(a == b for a, b in zip(eager, static, strict=True))
-                record(f"static cache + compiled decoding bs {bs}, beams {num_beams}, {attempt}", seconds, len(sources), peak)
-                rows[-1]["identical_to_eager"] = f"{same}/{len(sources)}"
-                print(json.dumps({"identical_to_eager": rows[-1]["identical_to_eager"]}), flush=True)
+            reference: list[str] | None = None
+            for cache, choice, label in variants:
+                if use_attention(model, choice) != attention:
+                    attention = model.config._attn_implementation
+                    fresh_compilation(model)
+                config = gen(num_beams, cache_implementation=cache)
+                for attempt in ("1st pass, compiles", "2nd pass") if cache else ("",):
+                    try:
+                        with NvmlPeak() as peak:
+                            seconds, out = timed(lambda: generate_summaries(model, tok, sources, kind, config, max_src, bs))
+                    except Exception as err:  # OOM or a compile failure: recorded, the next variant runs
+                        print(json.dumps({"variant": f"{label} bs {bs} beams {num_beams}", "error": repr(err)[:400]}), flush=True)
+                        break
+                    name = f"{label} bs {bs}, beams {num_beams}" + (f", {attempt}" if attempt else "") + suffix
+                    record(name, seconds, len(sources), peak)
+                    if reference is None:
+                        reference = out
+                    else:
+                        same = sum(a == b for a, b in zip(reference, out, strict=True))
+                        rows[-1]["identical_to_reference"] = f"{same}/{len(sources)}"
+                        print(json.dumps({"identical_to_reference": rows[-1]["identical_to_reference"]}), flush=True)
             model._previous_max_cache_length = -1  # the next batch size starts from its own longest batch
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
-    print(f"\n{args.shape}: {len(sources)} dialogues, {args.new_tokens} new tokens each")
+    print(f"\n{args.shape}: {len(everything)} dialogues, {args.new_tokens} new tokens each; reference: the first variant")
     print(f"{'variant':72} {'test set s':>10} {'peak GiB':>8} identical")
     for r in rows:
-        print(f"{r['variant'][:72]:72} {r['test_set_s']:>10} {r['peak_gib'] or '-':>8} {r.get('identical_to_eager', '')}")
+        print(f"{r['variant'][:72]:72} {r['test_set_s']:>10} {r['peak_gib'] or '-':>8} {r.get('identical_to_reference', '')}")
     return 0
 
 
@@ -101,11 +136,19 @@ def main() -> int:
                         help="only the engine's eager batch vs static cache + compiled decoding (issue 16): "
                              "--batch-sizes are tried with both, outputs compared with the eager ones")
     parser.add_argument("--fast-beams", default="1", help="with --fast: beam counts to try, e.g. 1,4")
+    parser.add_argument("--fast-variants", default="eager-sdpa,static-sdpa",
+                        help="with --fast: cache-attention pairs, the first is the reference the others' outputs are "
+                             f"compared with; any of {', '.join(FAST_VARIANTS)} (gqa: engine/attention.py)")
+    parser.add_argument("--limit", type=int, help="with --fast: only the first N test dialogues (file order), extrapolated")
+    parser.add_argument("--beam-limit", type=int, help="with --fast: beam searches run on the first N only (overrides --limit)")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for the plumbing check (tiny models)")
     parser.add_argument("--model", type=Path, help="model directory (default ROOT/models/SHAPE)")
     parser.add_argument("--data", type=Path, help="data directory (default ROOT/data)")
     parser.add_argument("--out")
     args = parser.parse_args()
+    unknown = sorted(set(args.fast_variants.split(",")) - set(FAST_VARIANTS))
+    if unknown:
+        parser.error(f"--fast-variants: unknown {', '.join(unknown)}; use a comma-separated list of {', '.join(FAST_VARIANTS)}")
 
     from engine.config import GenerationConfig
     from engine.inference import generate_summaries

@@ -185,6 +185,12 @@ class GenerationConfig(_Section):
     cache_implementation: Literal["dynamic", "static"] | None = Field(
         None, description="KV cache; 'static' lets transformers compile the decoding step (GPU; first batch pays compilation)."
     )
+    attention: Literal["gqa", "sdpa"] = Field(
+        "gqa",
+        description="Decode attention of causal models in `infer` on CUDA: 'gqa' reads each KV head once per token "
+                    "(engine/attention.py), 'sdpa' is transformers' own path (repeats KV heads when compiled). "
+                    "Same outputs; training and in-training evaluation are not affected.",
+    )
 
 
 class PathsConfig(_Section):

@@ -65,6 +65,19 @@ def infer_generation(gen: GenerationConfig, kind: str) -> GenerationConfig:
     return gen
 
 
+def attention_for(gen: GenerationConfig, kind: str, device_type: str) -> str | None:
+    """The decode attention the ``infer`` command puts a model on (``generation.attention``), or None
+    to leave it as loaded.
+
+    Only causal models on CUDA: their grouped KV heads are what transformers' compiled SDPA path
+    repeats (engine/attention.py says why it costs); seq2seq models (KoBART) have no grouped heads,
+    and on the CPU transformers already folds the heads for one query token.
+    """
+    if kind != "causal" or device_type != "cuda":
+        return None
+    return gen.attention
+
+
 def fill_batch(texts: list[str], size: int) -> list[str]:
     """``texts`` padded to ``size`` rows by repeating its last text (outputs of the copies are dropped).
 
@@ -207,6 +220,11 @@ def infer(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
     events.emit(Event.PHASE, name=Phase.LOAD_MODEL)
     loaded = load_for_inference(directory, device)
     metrics: dict[str, Any] = {"dtype": loaded.dtype}
+    choice = attention_for(cfg.generation, loaded.kind, device)
+    if choice:
+        from engine.attention import use_attention
+
+        metrics["attention"] = use_attention(loaded.model, choice)
     splits = ["dev", "test"] if args.split == "both" else [args.split]
     for split in splits:
         path, rows, empty = predict_split(split, cfg, loaded, events, key)

@@ -1,5 +1,5 @@
 """The GPU benchmark scripts of issues 15 and 16 run their code paths on the CPU on tiny shapes, so
-they cannot rot between device sessions: inference_speed.py --fast (eager vs static-cache passes,
+they cannot rot between device sessions: inference_speed.py --fast (cache × attention variants,
 outputs compared), train_levers.py (eager vs the speed levers, per-step losses compared),
 product_multi_gpu.py's headless TUI capture and its reading of the worker's launch log."""
 
@@ -25,22 +25,30 @@ def bench_env() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_inference_speed_fast_mode_compares_static_with_eager(tmp_path: Path, synth_data_dir: Path,
-                                                            tiny_llama_dir: Path) -> None:
+def test_inference_speed_fast_mode_compares_variants_with_the_reference(tmp_path: Path, synth_data_dir: Path,
+                                                                     tiny_llama_dir: Path) -> None:
     out = tmp_path / "rows.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH / "inference_speed.py"), "--fast", "--device", "cpu", "--root", str(tmp_path),
          "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--batch-sizes", "8", "--new-tokens", "4",
-         "--out", str(out)],
+         "--fast-variants", "eager-sdpa,static-gqa,eager-gqa", "--limit", "20", "--fast-beams", "1,4",
+         "--beam-batch-sizes", "4", "--beam-limit", "8", "--out", str(out)],
         capture_output=True, text=True, env=bench_env(), timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = json.loads(out.read_text())
-    assert [r["variant"].split(" bs")[0] for r in rows] == ["eager (dynamic cache)"] + ["static cache + compiled decoding"] * 2
-    n = rows[0]["dialogues"]
-    assert n == 24 and all(r["test_set_s"] > 0 for r in rows)
-    # On the CPU the engine falls back to the dynamic cache: the passes must agree exactly.
-    assert [r.get("identical_to_eager") for r in rows[1:]] == [f"{n}/{n}"] * 2
+    assert [r["variant"].split(",")[0] for r in rows] == (
+        ["eager-sdpa bs 8", "static-gqa bs 8", "static-gqa bs 8", "eager-gqa bs 8"]
+        + ["eager-sdpa bs 4", "static-gqa bs 4", "static-gqa bs 4", "eager-gqa bs 4"])
+    assert all("beams 1" in r["variant"] for r in rows[:4]) and all("beams 4" in r["variant"] for r in rows[4:])
+    greedy, beams = rows[:4], rows[4:]
+    assert all(r["dialogues"] == 20 and "(first 20, extrapolated)" in r["variant"] for r in greedy)
+    assert all(r["dialogues"] == 8 and "(first 8, extrapolated)" in r["variant"] for r in beams)
+    # A prefix of the 24 synthetic test dialogues, extrapolated to all 24.
+    assert all(r["test_set_s"] > 0 and abs(r["test_set_s"] - r["seconds"] * 24 / r["dialogues"]) <= 0.1 for r in rows)
+    # On the CPU the engine falls back to the dynamic cache and the GQA attention gives stock SDPA's
+    # results: every pass agrees exactly with the reference of its beam count.
+    assert [r.get("identical_to_reference") for r in rows] == [None] + ["20/20"] * 3 + [None] + ["8/8"] * 3
 
 
 @pytest.mark.slow
