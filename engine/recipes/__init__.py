@@ -10,13 +10,13 @@ from typing import Any
 from engine.config import RunConfig
 from engine.contract import Event
 
-# Under train.compile Liger keeps only its fused linear + cross-entropy (the LM head and loss stay
-# eager: they never materialise the 128k-vocabulary logits). Inside the compiled decoder layers
-# inductor generates RMSNorm, RoPE and SiLU*mul itself and fuses them with their neighbours
-# (residual adds, LoRA adds), which Liger's separately launched Triton kernels would prevent; a
-# Python-side Triton launcher inside the layer could also break the graph.
-LIGER_OUTSIDE_LAYERS = {"fused_linear_cross_entropy": True, "cross_entropy": False, "rope": False, "rms_norm": False,
-                        "swiglu": False}
+# Under train.compile Liger's kernels inside the decoder layers are switched off: inductor generates
+# RMSNorm, RoPE and SiLU*mul itself and fuses them with their neighbours (residual adds, LoRA adds),
+# which Liger's separately launched Triton kernels would prevent; a Python-side Triton launcher inside
+# the layer could also break the graph. The LM head and loss stay fused and eager either way: TRL's
+# SFTTrainer patches its own chunked LM head and refuses Liger's fused_linear_cross_entropy (measured
+# on the H100: naming it raised ValueError), so the key is left to TRL.
+LIGER_OUTSIDE_LAYERS = {"cross_entropy": False, "rope": False, "rms_norm": False, "swiglu": False}
 
 
 def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval: bool) -> dict[str, Any]:
