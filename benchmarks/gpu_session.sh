@@ -100,6 +100,8 @@ for name in "$@"; do
     # each with the same data order; recompiles and graph breaks land in each run.log (logs.tgz).
     levers) setup llama3b; job levers 480 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
         --root /tmp/bench --variants eager,fused,compile,compile+fused --steps 50 --out "$OUT/levers.json" ;;
+    levers2) setup llama3b; job levers2 260 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
+        --root /tmp/bench --variants eager,compile+fused --steps 50 --out "$OUT/levers2.json" ;;
     levers24) setup llama3b; job levers24 240 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
         --root /tmp/bench --variants 24gb,24gb+levers --steps 50 --out "$OUT/levers24.json" ;;
     *) echo "unknown job $name" ;;
