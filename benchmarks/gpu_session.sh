@@ -94,7 +94,7 @@ for name in "$@"; do
     # The whole competition pipeline through the product (issue 16 item 3); the 3B one takes ~15 min.
     pipeline) pipe pipeline /tmp/pipe --only llama3b --start --wait --max-wait 450 ;;
     pipeline-wait) pipe pipeline-wait /tmp/pipe --wait --max-wait 540 ;;
-    pipeline-kobart) pipe pipeline-kobart /tmp/pipe-kobart --only kobart --start --wait --max-wait 450 ;;
+    pipeline-kobart) pipe pipeline-kobart /tmp/pipe-kobart --only kobart --start --wait --max-wait ${PIPE_MAX_WAIT:-450} ;;
     pipeline-kobart-wait) pipe pipeline-kobart-wait /tmp/pipe-kobart --wait --max-wait 540 ;;
     # Issue 16 training levers: eager vs fused LoRA vs per-layer compile (64-token buckets) vs both, 50 steps
     # each with the same data order; recompiles and graph breaks land in each run.log (logs.tgz).
