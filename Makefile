@@ -34,8 +34,11 @@ browser:
 	  || echo "WARNING: could not install chromium: the browser test will skip"; \
 	else echo "no chromium: the browser test will skip (Debian/Ubuntu: sudo apt-get install chromium)"; fi
 
+# Two workers, one test file each at a time (module fixtures such as trained tiny models stay in one
+# process): the suite is mostly subprocesses waiting on each other, so CI's 2 cores halve its time.
+TEST_WORKERS ?= 2
 test: install browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check engine dialsum_tui benchmarks tests
