@@ -13,6 +13,7 @@ them knows is :class:`Gone`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import shutil
@@ -86,8 +87,9 @@ def batch_script(argv: Sequence[str], srun: bool, gpus: int) -> str:
 def sbatch_argv(script: Path, *, cwd: Path, log_path: Path, job_name: str, gpus: int, settings: SlurmSettings,
                 dependency: str | None = None, srun: bool = False) -> list[str]:
     """The ``sbatch`` command line for one stage (no shell: every value is its own argument)."""
-    argv = ["sbatch", "--parsable", f"--job-name={job_name}", f"--output={log_path}", "--open-mode=append",
-            f"--chdir={cwd}", "--export=ALL", "--nodes=1", "--ntasks=1", f"--time={settings.time_limit}"]
+    argv = ["sbatch", "--parsable", f"--job-name={job_name}", f"--comment={job_comment(cwd, job_name)}",
+            f"--output={log_path}", "--open-mode=append", f"--chdir={cwd}", "--export=ALL", "--nodes=1", "--ntasks=1",
+            f"--time={settings.time_limit}"]
     if settings.partition:
         argv.append(f"--partition={settings.partition}")
     if settings.account:
@@ -103,6 +105,30 @@ def sbatch_argv(script: Path, *, cwd: Path, log_path: Path, job_name: str, gpus:
         # A failed predecessor cancels this job instead of leaving it pending for ever.
         argv += [f"--dependency=afterok:{dependency}", "--kill-on-invalid-dep=yes"]
     return [*argv, *settings.sbatch_options, str(script)]
+
+
+def job_comment(cwd: Path, job_name: str) -> str:
+    """The mark (``sbatch --comment``) that names a job as this workspace's run and stage.
+
+    A run's stage is submitted once, so the mark finds the job of a submission whose answer was
+    lost (sbatch timed out after the controller had queued it) instead of queueing it twice.
+    """
+    workspace = hashlib.sha1(str(Path(cwd).resolve()).encode()).hexdigest()[:12]
+    return f"dialsum:{workspace}:{job_name}"
+
+
+def queued_job(comment: str) -> str | None:
+    """The id of our pending or running job marked ``comment``, if there is one.
+
+    Raises:
+        SlurmError: squeue is missing or did not answer.
+    """
+    done = _slurm(["squeue", "--me", "--noheader", "--format=%i|%k"])
+    for line in done.stdout.splitlines():
+        job_id, _, mark = line.partition("|")
+        if mark.strip() == comment and job_id.strip().isdigit():
+            return job_id.strip()
+    return None
 
 
 def submit(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Path, job_name: str, gpus: int,
@@ -123,8 +149,12 @@ def submit(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Pat
 
     Raises:
         LaunchError: sbatch refused the job (its message says why: partition, account, time limit).
-        SlurmError: sbatch is missing or did not answer.
+        SlurmError: sbatch is missing or did not answer, and squeue shows no job of this submission.
     """
+    comment = job_comment(cwd, job_name)
+    earlier = queued_job(comment)  # an earlier try whose answer was lost: that job is this stage
+    if earlier is not None:
+        return earlier
     srun = gpus > 1 if srun is None else srun
     log_path.parent.mkdir(parents=True, exist_ok=True)
     script = log_path.parent / f"{job_name}{SCRIPT_SUFFIX}"
@@ -135,7 +165,13 @@ def submit(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Pat
     job_env = {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
     command = sbatch_argv(script, cwd=cwd, log_path=log_path, job_name=job_name, gpus=gpus, settings=settings,
                           dependency=dependency, srun=srun)
-    done = _slurm(command, env=job_env, check=False)
+    try:
+        done = _slurm(command, env=job_env, check=False, timeout=COMMAND_TIMEOUT_S)
+    except SlurmError:
+        queued = queued_job(comment)  # no answer does not mean not queued
+        if queued is not None:
+            return queued
+        raise
     if done.returncode != 0:
         raise LaunchError(f"sbatch refused {job_name}: {_said(done)} (settings: slurm.* in .dialsum/settings.yaml)")
     job_id = done.stdout.strip().split(";")[0]  # --parsable prints "id" or "id;cluster"

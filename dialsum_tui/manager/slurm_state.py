@@ -35,6 +35,7 @@ _OWNED = {
     "--time": "use slurm.time_limit", "-p": "use slurm.partition", "--partition": "use slurm.partition",
     "-A": "use slurm.account", "--account": "use slurm.account", "-c": "use slurm.cpus_per_task",
     "--cpus-per-task": "use slurm.cpus_per_task",
+    "--comment": "the comment marks the job as this workspace's run and stage",
 }
 
 

@@ -4,6 +4,7 @@ with exit codes and pending reasons, cancel with SIGINT first, the time limit, r
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -162,6 +163,47 @@ def test_cancel_of_a_pending_job_is_immediate(backend: SlurmBackend, tmp_path: P
     assert slurm.state(held).reason == "JobHeldUser"
 
     assert slurm.cancel(held, grace_s=60, poll_s=0.2, timeout_s=20).status == "CANCELLED"
+
+
+HELD = SlurmSettings(gpus_per_stage=0, warn_s=0, time_limit="1", sbatch_options=["--hold"])
+
+
+def _our_jobs(tmp_path: Path, job_name: str) -> list[str]:
+    return [line.split("|")[0] for line in slurm._slurm(["squeue", "--me", "--noheader", "--format=%i|%k"]).stdout.splitlines()
+            if line.split("|")[-1].strip() == slurm.job_comment(tmp_path, job_name)]
+
+
+def test_a_stage_submitted_again_is_the_job_already_queued(backend: SlurmBackend, tmp_path: Path) -> None:
+    first = slurm.submit(["true"], _env(), tmp_path, tmp_path / "run.log", "dialsum-3-train", 0, HELD)
+    again = slurm.submit(["true"], _env(), tmp_path, tmp_path / "run.log", "dialsum-3-train", 0, HELD)
+    other_workspace = tmp_path / "other"
+    other_workspace.mkdir()
+    elsewhere = slurm.submit(["true"], _env(), other_workspace, other_workspace / "run.log", "dialsum-3-train", 0, HELD)
+    try:
+        assert again == first and _our_jobs(tmp_path, "dialsum-3-train") == [first]
+        assert elsewhere != first  # the same run id in another workspace is another run
+    finally:
+        for job in {first, elsewhere}:
+            slurm.cancel(job, grace_s=60, poll_s=0.2, timeout_s=20)
+
+
+def test_an_sbatch_that_answers_too_late_does_not_queue_the_stage_twice(
+        backend: SlurmBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller queued the job, but sbatch's answer came after the worker stopped waiting:
+    the submission finds that job instead of raising (the worker would then submit it again)."""
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    (slow / "sbatch").write_text(f"#!/bin/sh\n{shutil.which('sbatch')} \"$@\"\nexec sleep 30\n", encoding="utf-8")
+    (slow / "sbatch").chmod(0o755)
+    monkeypatch.setattr(slurm, "COMMAND_TIMEOUT_S", 2.0)
+    env = _env(PATH=f"{slow}{os.pathsep}{os.environ['PATH']}")
+
+    job = slurm.submit(["true"], env, tmp_path, tmp_path / "run.log", "dialsum-4-train", 0, HELD)
+    try:
+        assert _our_jobs(tmp_path, "dialsum-4-train") == [job]
+        assert slurm.submit(["true"], env, tmp_path, tmp_path / "run.log", "dialsum-4-train", 0, HELD) == job
+    finally:
+        slurm.cancel(job, grace_s=60, poll_s=0.2, timeout_s=20)
 
 
 def test_a_fresh_backend_adopts_a_running_job_by_id(backend: SlurmBackend, tmp_path: Path) -> None:
