@@ -48,6 +48,7 @@ def test_backend_defaults_to_local_and_slurm_settings_are_validated(tmp_path: Pa
     ("slurm:\n  time_limit: 'a day'\n", r"slurm.time_limit: .*sbatch's --time format"),
     ("slurm:\n  sbatch_options: '--qos=high --exclusive'\n", r"slurm.sbatch_options: .*list"),
     ("slurm:\n  sbatch_options: ['--time=5']\n", r"--time is set by dialsum-tui \(use slurm.time_limit\)"),
+    ("slurm:\n  sbatch_options: ['--comment=mine']\n", r"--comment is set by dialsum-tui \(the comment marks"),
 ])
 def test_a_bad_slurm_setting_names_the_file_and_the_key(tmp_path: Path, body: str, expected: str) -> None:
     path = tmp_path / "settings.yaml"
