@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from train_throughput import merged
+
 ROOT = Path(__file__).resolve().parents[1]
 
 LORA_BF16 = {
@@ -50,14 +52,6 @@ VARIANTS = {"lora-bf16": [LORA_BF16], "qlora-4bit": [LORA_BF16, QLORA_4BIT]}
 # CPU stand-in (tests, --tiny): same recipe, fp32, a tiny local model.
 TINY = {"model": {"dtype": "float32"}, "prompt": {"max_source_length": 256, "max_target_length": 48},
         "train": {"precision": "fp32", "device": "cpu", "optim": "adamw_torch", "batch_size": 4}}
-
-
-def merged(*trees: dict) -> dict:
-    out: dict = {}
-    for tree in trees:
-        for key, value in tree.items():
-            out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 def env() -> dict[str, str]:
