@@ -282,7 +282,7 @@ class TorchProfilerCallback(TrainerCallback):
     """Profiles optimizer steps ``[start, start + steps)`` with ``torch.profiler`` and writes where the
     time went: ``profile.txt`` (top kernels) and ``kernels.json`` (every kernel's self device time).
 
-    Enabled by ``DIALSUM_TORCH_PROFILE=DIR`` (:class:`engine.config.ProfileSettings`) (see ``benchmarks/train_throughput.py --profile``); off in
+    Enabled by ``DIALSUM_TORCH_PROFILE=DIR`` (:class:`engine.profile_settings.ProfileSettings`) (see ``benchmarks/train_throughput.py --profile``); off in
     normal runs because profiling slows the profiled steps.
     """
 

@@ -2,18 +2,15 @@
 errors that name the file and the key to change.
 
 Torch-free: the manager loads configs to queue runs and project their disk footprint. Checks that
-need the hardware (bf16 support, CUDA for 4-bit) live in :func:`check_runtime`, which takes the
-capabilities as plain values so it is testable without a GPU.
+need the hardware (bf16 support, CUDA for 4-bit) live in :func:`engine.runtime.check_runtime`; the
+engine's own environment variables in :mod:`engine.profile_settings`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -286,33 +283,6 @@ def static_problems(cfg: RunConfig) -> list[str]:
     return problems
 
 
-@dataclass(frozen=True)
-class Capabilities:
-    """What the hardware can do, as plain values (filled from torch by the engine)."""
-
-    cuda: bool
-    bf16: bool
-    device_name: str = "cpu"
-
-
-def check_runtime(cfg: RunConfig, caps: Capabilities, source: str = "config") -> None:
-    """Raise :class:`ConfigError` for combinations the current hardware cannot run."""
-    on_gpu = caps.cuda and cfg.train.device != "cpu"
-    if cfg.train.device == "cuda" and not caps.cuda:
-        raise ConfigError(f"{source}: train.device: cuda requested but no CUDA GPU is visible; use auto or cpu")
-    if cfg.quantization.load_in_4bit and not on_gpu:
-        raise ConfigError(f"{source}: quantization.load_in_4bit: 4-bit needs a CUDA GPU and none is in use; set it to false")
-    wants_bf16 = cfg.train.precision == "bf16" or cfg.model.dtype == "bfloat16"
-    if wants_bf16 and on_gpu and not caps.bf16:
-        raise ConfigError(
-            f"{source}: train.precision/model.dtype: {caps.device_name} has no bf16 support; use fp32 weights with fp16 AMP"
-        )
-    if cfg.train.use_liger_kernel and not on_gpu:
-        raise ConfigError(f"{source}: train.use_liger_kernel: Liger's Triton kernels need a CUDA GPU; set it to false on CPU")
-    if cfg.train.precision == "fp16" and not on_gpu:
-        raise ConfigError(f"{source}: train.precision: fp16 AMP needs a CUDA GPU; use fp32 or bf16 on CPU")
-
-
 # --- loading --------------------------------------------------------------------------------
 
 
@@ -402,36 +372,3 @@ def resolve_path(value: str, base: Path | None = None) -> Path:
     """Relative config paths resolve against the current directory (the workspace)."""
     p = Path(value).expanduser()
     return p if p.is_absolute() else (base or Path.cwd()) / p
-
-
-# --- the engine's own environment variables ----------------------------------------------------
-
-
-class ProfileSettings(BaseModel):
-    """``DIALSUM_TORCH_PROFILE*``: profile a few optimizer steps (benchmarks/train_throughput.py --profile)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    out_dir: Path | None = Field(
-        None, description="DIALSUM_TORCH_PROFILE: write profile.txt and kernels.json here; unset = no profiling."
-    )
-    start: int = Field(5, ge=0, description="DIALSUM_TORCH_PROFILE_START: first profiled optimizer step.")
-
-
-PROFILE_ENV = {"out_dir": "DIALSUM_TORCH_PROFILE", "start": "DIALSUM_TORCH_PROFILE_START"}
-
-
-def profile_settings(environ: Mapping[str, str] | None = None) -> ProfileSettings:
-    """Read and validate the profiling variables (``os.environ`` by default).
-
-    Raises:
-        ConfigError: a variable has a bad value; the message names it and says what it takes.
-    """
-    env = os.environ if environ is None else environ
-    raw = {field: env[var] for field, var in PROFILE_ENV.items() if env.get(var, "").strip()}
-    try:
-        return ProfileSettings.model_validate(raw)
-    except ValidationError as err:
-        e = err.errors()[0]
-        var = PROFILE_ENV.get(str(e["loc"][0]), str(e["loc"][0]))
-        raise ConfigError(f"${var}={e.get('input')!r}: {e['msg']}; fix or unset it") from None

@@ -11,14 +11,42 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from engine.artifacts import EventWriter, process_rank, world_size
-from engine.config import Capabilities, ConfigError, RunConfig, check_runtime
+from engine.config import ConfigError, RunConfig
 from engine.contract import Event, ExitCode, FailureKind, RunFiles
 from engine.failures import classify_exception
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the hardware can do, as plain values (filled from torch by the engine)."""
+
+    cuda: bool
+    bf16: bool
+    device_name: str = "cpu"
+
+
+def check_runtime(cfg: RunConfig, caps: Capabilities, source: str = "config") -> None:
+    """Raise :class:`ConfigError` for combinations the current hardware cannot run."""
+    on_gpu = caps.cuda and cfg.train.device != "cpu"
+    if cfg.train.device == "cuda" and not caps.cuda:
+        raise ConfigError(f"{source}: train.device: cuda requested but no CUDA GPU is visible; use auto or cpu")
+    if cfg.quantization.load_in_4bit and not on_gpu:
+        raise ConfigError(f"{source}: quantization.load_in_4bit: 4-bit needs a CUDA GPU and none is in use; set it to false")
+    wants_bf16 = cfg.train.precision == "bf16" or cfg.model.dtype == "bfloat16"
+    if wants_bf16 and on_gpu and not caps.bf16:
+        raise ConfigError(
+            f"{source}: train.precision/model.dtype: {caps.device_name} has no bf16 support; use fp32 weights with fp16 AMP"
+        )
+    if cfg.train.use_liger_kernel and not on_gpu:
+        raise ConfigError(f"{source}: train.use_liger_kernel: Liger's Triton kernels need a CUDA GPU; set it to false on CPU")
+    if cfg.train.precision == "fp16" and not on_gpu:
+        raise ConfigError(f"{source}: train.precision: fp16 AMP needs a CUDA GPU; use fp32 or bf16 on CPU")
 
 
 class Interrupted(Exception):

@@ -20,9 +20,10 @@ from engine.artifacts import (
     world_size,
     write_final_model_meta,
 )
-from engine.config import ConfigError, RunConfig, load_config, profile_settings, resolve_path
+from engine.config import ConfigError, RunConfig, load_config, resolve_path
 from engine.contract import TRAINER_DIR, ArtifactKind, Event, Phase, Stage
 from engine.du import tree_size
+from engine.profile_settings import profile_settings
 from engine.runtime import (
     DiskQuotaReached,
     Interrupted,

@@ -6,14 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import (
-    Capabilities,
-    ConfigError,
-    check_runtime,
-    config_from_dict,
-    load_config,
-    parse_overrides,
-)
+from engine.config import ConfigError, config_from_dict, load_config, parse_overrides
+from engine.runtime import Capabilities, check_runtime
 
 MINIMAL = {"model": {"name_or_path": "models/tiny", "nickname": "tiny", "kind": "causal"}}
 

@@ -8,13 +8,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from engine.config import (
-    Capabilities,
-    ConfigError,
-    RunConfig,
-    check_runtime,
-    load_config,
-)
+from engine.config import ConfigError, RunConfig, load_config
+from engine.runtime import Capabilities, check_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))

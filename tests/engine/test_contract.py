@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.artifacts import EventWriter, read_events
-from engine.config import ConfigError, config_from_dict, load_config, profile_settings
+from engine.config import ConfigError, config_from_dict, load_config
 from engine.contract import (
     HINTS,
     Eval,
@@ -23,6 +23,7 @@ from engine.contract import (
     parse_event,
 )
 from engine.failures import SIGNATURES, classify_exception, match_text
+from engine.profile_settings import profile_settings
 from engine.units import GB, disk_full, disk_stop_bytes, format_bytes, format_gib, format_used_of
 
 REPO = Path(__file__).resolve().parents[2]
