@@ -23,6 +23,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import NvmlPeak  # noqa: E402
 
+COLUMNS = {"s_per_dialogue": "s/dialogue", "test_set_s": "test set s", "peak_gib": "peak GiB",
+           "identical_to_reference": "identical"}
+
+
+def report(rows: list[dict], out: str | None, title: str, columns: list[str]) -> None:
+    """Write ``rows`` as JSON to ``out`` (if given) and print them as a table of ``columns``."""
+    if out:
+        Path(out).write_text(json.dumps(rows, indent=2))
+    print(f"\n{title}")
+    print(f"{'variant':72} " + " ".join(f"{COLUMNS[c]:>10}" for c in columns))
+    for r in rows:
+        print(f"{r['variant'][:72]:72} " + " ".join(f"{r.get(c) if r.get(c) is not None else '-':>10}" for c in columns))
+
 
 def load(root: Path, shape: str, model_dir: Path | None = None, data: Path | None = None, device: str = "cuda"):
     import torch
@@ -113,12 +126,8 @@ def fast(args, model, tok, sources, kind, gen, record, rows, max_src) -> int:
                         rows[-1]["identical_to_reference"] = f"{same}/{len(sources)}"
                         print(json.dumps({"identical_to_reference": rows[-1]["identical_to_reference"]}), flush=True)
             model._previous_max_cache_length = -1  # the next batch size starts from its own longest batch
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
-    print(f"\n{args.shape}: {len(everything)} dialogues, {args.new_tokens} new tokens each; reference: the first variant")
-    print(f"{'variant':72} {'test set s':>10} {'peak GiB':>8} identical")
-    for r in rows:
-        print(f"{r['variant'][:72]:72} {r['test_set_s']:>10} {r['peak_gib'] or '-':>8} {r.get('identical_to_reference', '')}")
+    report(rows, args.out, f"{args.shape}: {len(everything)} dialogues, {args.new_tokens} new tokens each; "
+           "reference: the first variant", ["test_set_s", "peak_gib", "identical_to_reference"])
     return 0
 
 
@@ -200,12 +209,8 @@ def main() -> int:
             seconds, _ = timed(lambda: generate_summaries(model, tok, sources, kind, gen(1, cache_implementation="static"), max_src, best))
             record(f"engine: static cache bs {best}, greedy, {attempt}", seconds, n)
 
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
-    print(f"\n{args.shape}: {n} dialogues, {args.new_tokens} new tokens each")
-    print(f"{'variant':72} {'s/dialogue':>10} {'test set s':>10} {'peak GiB':>8}")
-    for r in rows:
-        print(f"{r['variant'][:72]:72} {r['s_per_dialogue']:>10} {r['test_set_s']:>10} {r['peak_gib'] or '-':>8}")
+    report(rows, args.out, f"{args.shape}: {n} dialogues, {args.new_tokens} new tokens each",
+           ["s_per_dialogue", "test_set_s", "peak_gib"])
     return 0
 
 

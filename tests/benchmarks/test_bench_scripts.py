@@ -51,6 +51,25 @@ def test_inference_speed_fast_mode_compares_variants_with_the_reference(tmp_path
     assert [r.get("identical_to_reference") for r in rows] == [None] + ["20/20"] * 3 + [None] + ["8/8"] * 3
 
 
+def test_inference_speed_default_mode_times_the_baselines_and_the_engine(tmp_path: Path, synth_data_dir: Path,
+                                                                          tiny_llama_dir: Path) -> None:
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "inference_speed.py"), "--device", "cpu", "--root", str(tmp_path),
+         "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--batch-sizes", "8", "--beam-batch-sizes", "4",
+         "--one-by-one", "2", "--team-prefix", "4", "--new-tokens", "4", "--out", str(out)],
+        capture_output=True, text=True, env=bench_env(), timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [r["variant"] for r in rows] == [
+        "one-by-one generate, beams 1 (first 2, extrapolated)", "one-by-one generate, beams 4 (first 4, extrapolated)",
+        "team setting: bs 4 in file order, greedy (first 4, extrapolated)", "engine: length-sorted bs 8, greedy",
+        "engine: length-sorted bs 4, beams 4"]
+    assert all(r["s_per_dialogue"] > 0 for r in rows)
+    assert "engine: length-sorted bs 8, greedy" in proc.stdout  # the printed table
+
+
 @pytest.mark.slow
 def test_train_levers_matches_eager_losses_step_by_step(tmp_path: Path, synth_data_dir: Path,
                                                        tiny_llama_dir: Path) -> None:
