@@ -45,6 +45,38 @@ def wait_until(cond: Callable[[], object], timeout: float = 30.0, what: str = ""
 CLI = [sys.executable, "-m", "dialsum_tui"]
 
 
+def drive(worker, manager, run_id: int, until: Callable[[object], bool], timeout: float = 30.0,
+          seen: list | None = None, every: float = 0.05):
+    """Tick ``worker`` until ``until(run)`` holds and return that run; every state of the run it saw
+    is appended to ``seen``. A run that never gets there fails the test with its last state."""
+    history = seen if seen is not None else []
+
+    def step():
+        worker.tick()
+        history.append(manager.get(run_id))
+        return history[-1] if until(history[-1]) else None
+
+    try:
+        return wait_until(step, timeout, f"run {run_id}", every=every)
+    except pytest.fail.Exception:
+        pytest.fail(f"run {run_id} stuck in {history[-1].state} ({history[-1].reason})")
+
+
+def final(run) -> bool:
+    return run.state.is_final
+
+
+def cancel_with_worker_up(worker, manager, run_id: int, timeout: float = 30.0, every: float = 0.05):
+    """Cancel ``run_id`` while ``worker`` holds the lock (a worker is up, as ``serve`` would hold it),
+    so the cancel is the worker's to carry out; tick it until the run has ended and return the run."""
+    assert worker.lock.acquire()
+    try:
+        manager.cancel(run_id)
+        return drive(worker, manager, run_id, final, timeout, every=every)
+    finally:
+        worker.lock.release()
+
+
 def run_cli(ws: Workspace, *args: str, expect: int | None = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``dialsum-tui --workspace WS ARGS`` in the workspace, as a user would; ``expect`` is the exit
     status to assert (None: any)."""

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_worker import drive, final
 
 from dialsum_tui.manager.gpu import NoGpuSource
 from dialsum_tui.manager.identity import model_key, predictions_key, run_key
@@ -28,6 +27,8 @@ from engine.artifacts import (
     read_final_model_meta,
     submission_path,
 )
+
+from support import drive, final
 
 CLI = [sys.executable, "-m", "dialsum_tui"]
 STATE_V1 = Path(__file__).resolve().parents[1] / "fixtures" / "state" / "state-v1.db"

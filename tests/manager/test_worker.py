@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import pytest
 
@@ -16,32 +15,13 @@ from dialsum_tui.manager.gpu import (
     ScriptedGpuSource,
 )
 from dialsum_tui.manager.identity import run_key
-from dialsum_tui.manager.models import Run, RunState
+from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.worker import Worker
 from dialsum_tui.manager.workspace import Workspace
 from engine import artifacts
 
-from support import wait_until
-
-
-def drive(worker: Worker, manager: Manager, run_id: int, until: Callable[[Run], bool], timeout: float = 30.0) -> Run:
-    """Tick the worker until ``until(run)`` holds."""
-    seen: list[Run] = []
-
-    def step() -> Run | None:
-        worker.tick()
-        seen[:] = [manager.get(run_id)]
-        return seen[0] if until(seen[0]) else None
-
-    try:
-        return wait_until(step, timeout, f"run {run_id}")
-    except pytest.fail.Exception:
-        pytest.fail(f"run {run_id} stuck in {seen[0].state} ({seen[0].reason})")
-
-
-def final(run: Run) -> bool:
-    return run.state.is_final
+from support import cancel_with_worker_up, drive, final
 
 
 @pytest.fixture
@@ -90,12 +70,7 @@ def test_cancel_sends_sigint_and_records_cancelled(workspace: Workspace, make_co
     run = manager.add(str(make_config("m")))
     worker = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource(), stop_grace=(5, 5))
     running = drive(worker, manager, run.id, lambda r: bool(r.progress))
-    assert worker.lock.acquire()  # a worker is up (as `serve` would hold it): the cancel is the worker's to carry out
-    try:
-        manager.cancel(run.id)
-        done = drive(worker, manager, run.id, final)
-    finally:
-        worker.lock.release()
+    done = cancel_with_worker_up(worker, manager, run.id)
     assert done.state is RunState.CANCELLED and done.exit_code == 130
     assert not os.path.exists(f"/proc/{running.pid}") or open(f"/proc/{running.pid}/stat").read().split()[2] == "Z"
 

@@ -21,7 +21,8 @@ from dialsum_tui.manager.worker import Worker
 from dialsum_tui.manager.workspace import Workspace
 from engine.contract import FailureKind, RunFiles
 
-from support import read_event_lines, wait_until, write_config
+import support
+from support import cancel_with_worker_up, final, read_event_lines, write_config
 
 CPU_STAGES = {"gpus_per_stage": 0, "time_limit": "10", "warn_s": 0}
 
@@ -41,22 +42,8 @@ def manager(slurm_cluster: Path, workspace: Workspace) -> Manager:
 
 def drive(worker: Worker, manager: Manager, run_id: int, until: Callable[[Run], bool], timeout: float = 60.0,
           seen: list[Run] | None = None) -> Run:
-    """Tick the worker until ``until(run)``; every state of the run it saw is appended to ``seen``."""
-    history = seen if seen is not None else []
-
-    def step() -> Run | None:
-        worker.tick()
-        history.append(manager.get(run_id))
-        return history[-1] if until(history[-1]) else None
-
-    try:
-        return wait_until(step, timeout, f"run {run_id}", every=0.1)
-    except pytest.fail.Exception:
-        pytest.fail(f"run {run_id} stuck in {history[-1].state} ({history[-1].reason})")
-
-
-def final(run: Run) -> bool:
-    return run.state.is_final
+    """``support.drive`` at Slurm's pace: a job takes seconds to be scheduled and answered for."""
+    return support.drive(worker, manager, run_id, until, timeout, seen, every=0.1)
 
 
 def new_worker(ws: Workspace) -> Worker:
@@ -91,12 +78,7 @@ def test_a_held_job_shows_slurms_reason_and_a_cancel_removes_it(manager: Manager
     pending = drive(worker, manager, run.id, lambda r: bool(r.reason and r.reason.startswith("Slurm: JobHeldUser")))
 
     assert pending.state is RunState.RUNNING and pending.job_id is not None  # RUNNING → WAITING is not a transition
-    assert worker.lock.acquire()  # a worker is up (as `serve` would hold it): the cancel is the worker's to carry out
-    try:
-        manager.cancel(run.id)
-        done = drive(worker, manager, run.id, final)
-    finally:
-        worker.lock.release()
+    done = cancel_with_worker_up(worker, manager, run.id, timeout=60.0, every=0.1)
     assert done.state is RunState.CANCELLED and done.reason == "cancelled during train"
     assert slurm.state(pending.job_id).status == "CANCELLED"
 
@@ -108,12 +90,7 @@ def test_a_cancel_reaches_the_running_job_and_the_engine_stops_cleanly(
     worker = new_worker(workspace)
     running = drive(worker, manager, run.id, lambda r: bool(r.progress.get("step")))
 
-    assert worker.lock.acquire()  # a worker is up: the cancel is the worker's to carry out
-    try:
-        manager.cancel(run.id)
-        done = drive(worker, manager, run.id, final)
-    finally:
-        worker.lock.release()
+    done = cancel_with_worker_up(worker, manager, run.id, timeout=60.0, every=0.1)
 
     assert done.state is RunState.CANCELLED and done.reason == "cancelled during train"
     # The engine got the SIGINT (scancel --signal=INT) and wrote its own verdict before Slurm ended the job.
