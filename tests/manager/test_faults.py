@@ -45,15 +45,22 @@ def _worker_log(ws: Workspace) -> str:
     return ws.worker_log.read_text(encoding="utf-8")
 
 
-def test_a_settings_typo_holds_the_queue_says_why_and_fixing_it_recovers_without_a_restart(
-        workspace: Workspace, make_config, cli: Cli) -> None:
-    mgr = Manager.open(workspace)
+def _queue_then_edit_settings(ws: Workspace, make_config, cli: Cli, line: str) -> tuple[Manager, int, str]:
+    """A run queued behind a pause, ``line`` appended to settings.yaml, the queue resumed; returns the
+    manager, the worker's pid and the settings text as it was before the edit."""
+    mgr = Manager.open(ws)
     cli("pause")
     cli("add", str(make_config("m")), "--action", "train")
     _, pid = mgr.worker_status()
-    good = workspace.settings_path.read_text(encoding="utf-8")
-    workspace.settings_path.write_text(good + "quota_gbb: 10\n", encoding="utf-8")
+    good = ws.settings_path.read_text(encoding="utf-8")
+    ws.settings_path.write_text(good + line, encoding="utf-8")
     cli("resume")
+    return mgr, pid, good
+
+
+def test_a_settings_typo_holds_the_queue_says_why_and_fixing_it_recovers_without_a_restart(
+        workspace: Workspace, make_config, cli: Cli) -> None:
+    mgr, pid, good = _queue_then_edit_settings(workspace, make_config, cli, "quota_gbb: 10\n")
     waiting = wait_until(lambda: (r := mgr.get(1)).state is RunState.WAITING and "quota is unknown" in (r.reason or "")
                          and r, what="the run held by the unknown quota")
     assert "quota_gbb" in waiting.reason and "settings.yaml" in waiting.reason
@@ -79,14 +86,8 @@ def test_a_settings_typo_holds_the_queue_says_why_and_fixing_it_recovers_without
 
 def test_an_unmeasurable_disk_admits_nothing_and_the_disk_thread_lives_on(workspace: Workspace, make_config,
                                                                          cli: Cli) -> None:
-    mgr = Manager.open(workspace)
-    cli("pause")
-    cli("add", str(make_config("m")), "--action", "train")
-    _, pid = mgr.worker_status()
-    good = workspace.settings_path.read_text(encoding="utf-8")
     # A quota tree that is not there (an unmounted volume): du cannot measure it.
-    workspace.settings_path.write_text(good + "quota_path: /nonexistent-volume\n", encoding="utf-8")
-    cli("resume")
+    mgr, pid, good = _queue_then_edit_settings(workspace, make_config, cli, "quota_path: /nonexistent-volume\n")
     waiting = wait_until(lambda: (r := mgr.get(1)).state is RunState.WAITING and "cannot be measured" in (r.reason or "")
                          and r, what="the run held by the unmeasurable disk")
     assert "nothing new starts" in waiting.reason
