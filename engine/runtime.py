@@ -232,10 +232,28 @@ def run_command(
         failure = classify_exception(exc)
         return _failed(events, failure.kind, failure.message, ExitCode.ERROR)
     finally:
+        leave_process_group()
         sys.stderr.flush()
     events.emit(Event.FINISHED, seconds=round(time.monotonic() - start, 2), metrics=metrics or {}, pid=os.getpid())
     events.close()
     return ExitCode.OK
+
+
+def leave_process_group() -> None:
+    """End this rank's part of a multi-rank run before the interpreter exits.
+
+    A rank that exits with its process group still up tears down the group's C++ threads in the
+    interpreter's shutdown: seen on CPU ranks as ``terminate called without an active exception``
+    (SIGABRT, exit -6) in the rank that finished first while rank 0 was still saving, which made
+    ``accelerate launch`` report the whole run failed. Local to this rank: no barrier, so a rank
+    whose peer died does not hang here.
+    """
+    if "torch" not in sys.modules:  # evaluate and single-process commands never started a group
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _failed(events: EventWriter, kind: FailureKind, message: str, code: ExitCode) -> int:
