@@ -102,6 +102,9 @@ for name in "$@"; do
         --root /tmp/bench --variants eager,fused,compile,compile+fused --steps 50 --out "$OUT/levers.json" ;;
     levers2) setup llama3b; job levers2 260 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
         --root /tmp/bench --variants eager,compile+fused --steps 50 --out "$OUT/levers2.json" ;;
+    # Same effective batch (64), fewer larger micro-batches: bs 16 x 4 grouped vs bs 32 x 2 rebalanced (issue 16)
+    levers3) setup llama3b; job levers3 480 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
+        --root /tmp/bench --variants eager-eb64,levers-eb64,rebalance32-eb64 --steps 40 --out "$OUT/levers3.json" ;;
     levers24) setup llama3b; job levers24 240 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
         --root /tmp/bench --variants 24gb,24gb+levers --steps 50 --out "$OUT/levers24.json" ;;
     *) echo "unknown job $name" ;;

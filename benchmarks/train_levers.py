@@ -27,6 +27,8 @@ from train_throughput import CAUSAL_BASE, lever, merged, run_train, steady_state
 BUCKET = 64
 FUSED = {"train": {"fused_lora": True}}
 COMPILED = {"train": {"compile": True, "pad_to_multiple_of": BUCKET}}
+EB64 = {"train": {"batch_size": 16, "grad_accum": 4}}
+REBALANCE = {"train": {"batch_rebalance": True}}
 # name -> (config delta over its reference, the reference whose losses it must match). The 24 GB
 # card's config (checkpointing, bs 8) is a different batch, so its own eager run is its reference.
 VARIANTS: dict[str, tuple[dict, str]] = {
@@ -37,6 +39,14 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "compile+fused": (merged(COMPILED, FUSED), "eager"),
     "24gb": ({}, "24gb"),
     "24gb+levers": (merged(COMPILED, FUSED), "24gb"),
+    # The shipped effective batch (64 = bs 16 x grad_accum 4), then fewer, larger micro-batches at the
+    # same 64 samples per step: transformers' batch_rebalance sizes each by its padded cost. These see
+    # other samples per step than grouped batches do, so their losses are compared as running means.
+    "eager-eb64": (EB64, "eager-eb64"),
+    "levers-eb64": (merged(EB64, COMPILED, FUSED), "eager-eb64"),
+    "rebalance-eb64": (merged(EB64, COMPILED, FUSED, REBALANCE), "eager-eb64"),
+    "rebalance32-eb64": (merged(EB64, COMPILED, FUSED, REBALANCE, {"train": {"batch_size": 32, "grad_accum": 2}}),
+                         "eager-eb64"),
 }
 SHAPES_24GB = {"24gb", "24gb+levers"}
 
@@ -66,6 +76,23 @@ def max_relative_difference(losses: dict[int, float], reference: dict[int, float
     if not common:
         return None, 0
     return max(abs(losses[s] - reference[s]) / max(abs(reference[s]), 1e-12) for s in common), len(common)
+
+
+def running_mean_difference(losses: dict[int, float], reference: dict[int, float], window: int = 10) -> float | None:
+    """Largest relative difference of the ``window``-step running means of two loss curves.
+
+    For runs that see different samples per step (rebalanced vs grouped batches), per-step losses
+    differ by the batches' content; the running mean is what must match within noise.
+    """
+    common = sorted(set(losses) & set(reference))
+    if len(common) < window:
+        return None
+    diffs = []
+    for end in range(window, len(common) + 1):
+        steps = common[end - window : end]
+        mine, theirs = (sum(curve[s] for s in steps) / window for curve in (losses, reference))
+        diffs.append(abs(mine - theirs) / max(abs(theirs), 1e-12))
+    return max(diffs)
 
 
 def warmup_seconds(events: list[dict], skip: int) -> float | None:
@@ -98,6 +125,7 @@ def compare(results: list[dict]) -> None:
         if ref is None or ref is r:
             continue
         r["loss_max_rel_diff"], r["loss_steps_compared"] = max_relative_difference(r["losses"], ref["losses"])
+        r["loss_mean10_rel_diff"] = running_mean_difference(r["losses"], ref["losses"])
         if r.get("warmup_s") is not None and ref.get("warmup_s") is not None:
             r["compile_s"] = round(r["warmup_s"] - ref["warmup_s"], 1)
 
@@ -155,14 +183,15 @@ def main() -> int:
     compare(results)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    print(f"\n{'variant':16} {'tok/s':>7} {'MFU%':>5} {'s/step':>7} {'warmup s':>8} {'compile s':>9} {'peak GiB':>8} "
-          f"{'loss max rel diff (steps)':>26}")
+    print(f"\n{'variant':18} {'tok/s':>7} {'MFU%':>5} {'s/step':>7} {'warmup s':>8} {'compile s':>9} {'peak GiB':>8} "
+          f"{'loss max rel diff (steps)':>26} {'10-step mean diff':>17}")
     for r in results:
-        diff = r.get("loss_max_rel_diff")
+        diff, mean10 = r.get("loss_max_rel_diff"), r.get("loss_mean10_rel_diff")
         loss = f"{diff:.2e} ({r['loss_steps_compared']})" if diff is not None else "reference"
-        print(f"{r['variant']:16} {round(r.get('tokens_per_s') or 0):>7} {r.get('mfu_pct') or '-':>5} "
+        print(f"{r['variant']:18} {round(r.get('tokens_per_s') or 0):>7} {r.get('mfu_pct') or '-':>5} "
               f"{round(r.get('s_per_step') or 0, 3):>7} {round(r.get('warmup_s') or 0, 1):>8} {r.get('compile_s', '-'):>9} "
-              f"{r['peak_gib']:>8} {loss:>26}" + (f"  FAILED {r['failed']}" if r.get("failed") else ""))
+              f"{r['peak_gib']:>8} {loss:>26} {f'{mean10:.2e}' if mean10 is not None else '-':>17}"
+              + (f"  FAILED {r['failed']}" if r.get("failed") else ""))
     return 0 if all(r["exit"] == 0 for r in results) else 1
 
 

@@ -124,6 +124,14 @@ class TrainConfig(_Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Mixed-precision (AMP) mode.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations: less memory, ~30% slower.")
     group_by_length: bool = Field(True, description="Batch similar lengths together: less padding waste.")
+    batch_rebalance: bool = Field(
+        False,
+        description=(
+            "Instead of group_by_length: each optimizer step's batch_size x grad_accum (x GPUs) samples are split into "
+            "micro-batches of similar padded cost (more short samples, fewer long ones), so the effective batch stays "
+            "the same while micro-batches can be larger without the longest ones running out of memory."
+        ),
+    )
     use_liger_kernel: bool = Field(
         False,
         description=(

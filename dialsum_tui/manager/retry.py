@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.workspace import Workspace
 
 # Keys whose change makes the resumed run see its data in another order than the stopped one did.
-_ORDER_KEYS = ("train.batch_size", "train.grad_accum", "train.seed", "train.group_by_length", "data.")
+_ORDER_KEYS = ("train.batch_size", "train.grad_accum", "train.seed", "train.group_by_length", "train.batch_rebalance",
+               "data.")
 
 
 class RetryRefused(ConfigError):

@@ -19,6 +19,20 @@ from engine.contract import Event
 LIGER_OUTSIDE_LAYERS = {"cross_entropy": False, "rope": False, "rms_norm": False, "swiglu": False}
 
 
+def sampling_strategy(t) -> str:
+    """transformers' ``train_sampling_strategy`` for ``cfg.train``: ``batch_rebalance`` wins over ``group_by_length``.
+
+    Why rebalance exists here (docs/benchmarks.md, issue 16): the 3B step is bound by the host
+    launching kernels, so fewer, larger micro-batches per optimizer step run faster; with plain length
+    grouping a larger micro-batch of the longest samples runs out of memory, while transformers'
+    ``BatchRebalanceSampler`` sizes each micro-batch by its padded cost (more short samples, fewer long
+    ones) within each step's fixed set of samples — and balances that cost across GPUs too.
+    """
+    if t.batch_rebalance:
+        return "batch_rebalance"
+    return "group_by_length" if t.group_by_length else "random"
+
+
 def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval: bool) -> dict[str, Any]:
     """Keyword arguments for ``TrainingArguments`` (and its Seq2Seq/SFT subclasses) from ``cfg.train``.
 
@@ -48,7 +62,7 @@ def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval:
         "gradient_checkpointing": t.gradient_checkpointing,
         # Reentrant checkpointing breaks with frozen (LoRA/4-bit) bases and is deprecated in torch.
         "gradient_checkpointing_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None,
-        "train_sampling_strategy": "group_by_length" if t.group_by_length else "random",
+        "train_sampling_strategy": sampling_strategy(t),
         "seed": t.seed,
         "logging_steps": t.logging_steps,
         "eval_strategy": eval_strategy,

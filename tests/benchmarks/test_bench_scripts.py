@@ -120,3 +120,22 @@ def test_product_reads_stage_launches_from_the_worker_log(workspace) -> None:
                        what="the worker's launch line for the run")
     when, run_id, stage, pid = found[0]
     assert (run_id, stage) == (run.id, "train") and pid > 0 and before <= when <= time.time()
+
+
+@pytest.mark.slow
+def test_train_levers_rebalanced_micro_batches_track_the_eager_loss(tmp_path: Path, synth_data_dir: Path,
+                                                                    tiny_llama_dir: Path) -> None:
+    # 64 train samples and an effective batch of 64: every step sees the same samples, split into
+    # 4 grouped micro-batches by the reference and 2 cost-sized ones by the variant.
+    out = tmp_path / "levers.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "train_levers.py"), "--device", "cpu", "--root", str(tmp_path),
+         "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--variants", "rebalance32-eb64",
+         "--steps", "10", "--skip", "1", "--out", str(out)],
+        capture_output=True, text=True, env=bench_env(), timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = {r["variant"]: r for r in json.loads(out.read_text())}
+    assert list(rows) == ["eager-eb64", "rebalance32-eb64"]
+    assert rows["rebalance32-eb64"]["loss_mean10_rel_diff"] < 1e-3, rows["rebalance32-eb64"]
+    assert "10-step mean diff" in proc.stdout
