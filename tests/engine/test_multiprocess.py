@@ -59,6 +59,19 @@ def test_two_cpu_ranks_train_with_rank0_events_only(tmp_path: Path, synth_data_d
     assert not list((ws / "checkpoints" / "tiny-bart").glob(".final_model.tmp-*"))  # rank 1 wrote no copy
 
 
+def test_two_ranks_finish_with_cost_balanced_micro_batches(tmp_path: Path, synth_data_dir: Path,
+                                                           tiny_bart_dir: Path) -> None:
+    # batch_rebalance hands each rank its own share of every step's samples: if the ranks disagreed
+    # on how many micro-batches a step has, one would wait for the other's gradients forever.
+    _ws, run_dir, popen, _ident = launch_two_ranks(tmp_path, synth_data_dir, tiny_bart_dir, batch_rebalance=True,
+                                                   grad_accum=2)
+    rc = popen.wait(timeout=120)
+    assert rc == 0, (run_dir / "run.log").read_text(errors="replace")[-4000:]
+    events = read_event_lines(run_dir / "events.jsonl")
+    assert [e["step"] for e in events if e["event"] == "train_log"] == [2, 4, 6]
+    assert events[-1]["event"] == "finished"
+
+
 def test_sigint_to_the_launch_group_stops_every_rank(tmp_path: Path, synth_data_dir: Path, tiny_bart_dir: Path) -> None:
     _ws, run_dir, popen, ident = launch_two_ranks(tmp_path, synth_data_dir, tiny_bart_dir, max_steps=100000,
                                                   logging_steps=1)
