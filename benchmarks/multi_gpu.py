@@ -37,12 +37,14 @@ CPU = {"model": {"dtype": "float32"},
        "train": {"device": "cpu", "precision": "fp32", "use_liger_kernel": False, "optim": "adamw_torch"}}
 
 
-def write_config(root: Path, slug: str, model: Path, data: Path, args: argparse.Namespace, steps: int) -> Path:
+def write_config(root: Path, slug: str, model: Path, data: Path, args: argparse.Namespace, steps: int,
+                 rebalance: bool = False) -> Path:
     """The shipped H100 config on ``model``: one optimizer step per batch (grad_accum 1, so every
-    step all-reduces: the hardest case for DDP), no evaluation or saving, a progress event per step."""
+    step all-reduces: the hardest case for DDP), no evaluation or saving, a progress event per step;
+    ``rebalance``: ``train.batch_rebalance`` (every rank's micro-batch of a step costs the same)."""
     shipped = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
     train = {"max_steps": steps, "grad_accum": args.grad_accum, "logging_steps": 1, "eval_strategy": "no",
-             "save_strategy": "no", "device": "cuda"}
+             "save_strategy": "no", "device": "cuda", "batch_rebalance": rebalance}
     if args.batch:
         train["batch_size"] = args.batch
     if args.ckpt:
@@ -101,10 +103,16 @@ def scenario(root: Path, name: str, runs: list[tuple[str, Path, str]], args: arg
 
 
 def plan(spec: str) -> list[tuple[str, list[str]]]:
-    """``"1,ddp2,side2,ddp4"`` → scenarios, each a list of device strings (one per run)."""
+    """``"1,ddp2,side2,ddp4,ddp4+rb"`` → scenarios, each a list of device strings (one per run);
+    ``+rb``: the same with ``train.batch_rebalance``."""
     out = []
-    for item in spec.split(","):
-        if item == "1":
+    for entry in spec.split(","):
+        item = entry.removesuffix("+rb")
+        if item != entry:
+            if not (item.startswith("ddp") and item[3:].isdigit()):
+                raise SystemExit(f"--scenarios: {entry!r}: +rb applies to ddpN scenarios (e.g. ddp4+rb)")
+            out.append((entry, [",".join(str(i) for i in range(int(item[3:])))]))
+        elif item == "1":
             out.append(("1gpu", ["0"]))
         elif item.startswith("ddp") and item[3:].isdigit():
             out.append((item, [",".join(str(i) for i in range(int(item[3:])))]))
@@ -123,7 +131,7 @@ def summarize(rows: list[dict], n_params: int | None) -> dict:
         by.setdefault(r["name"].split("/")[0], []).append(r.get("tokens_per_s") or 0.0)
     out: dict = {"single_gpu_tokens_per_s": round(single) if single else None}
     for name, rates in by.items():
-        gpus = int(name[3:]) if name.startswith("ddp") else len(rates)
+        gpus = int(name.removesuffix("+rb")[3:]) if name.startswith("ddp") else len(rates)
         total = sum(rates)
         out[name] = {"tokens_per_s": round(total), "gpus": gpus,
                      "efficiency": round(total / (gpus * single), 3) if single else None,
@@ -178,8 +186,9 @@ def main() -> int:
         # long batches on one GPU against shorter ones under DDP.
         ranks = len(gpus[0].split(",")) if args.match_samples else 1
         steps, skip = args.steps // ranks, args.skip // ranks
-        config = write_config(root, f"{slug}-{name}", model, data, args, steps)
-        runs = [(f"{slug}-{name}-{i}", config, g) for i, g in enumerate(gpus)]
+        config = write_config(root, f"{slug}-{name.replace('+', '-')}", model, data, args, steps,
+                              rebalance=name.endswith("+rb"))
+        runs = [(f"{slug}-{name.replace('+', '-')}-{i}", config, g) for i, g in enumerate(gpus)]
         rows += scenario(root, name, runs, args, skip, steps)
         print(json.dumps(rows[-1]), flush=True)
     bench_json = model / "bench_model.json"
