@@ -79,7 +79,7 @@ for name in "$@"; do
         --match-samples --steps 60 --skip 6 --out "$OUT/qwen2.json" ;;
     qwen2acc) setup qwen3-4b; job qwen2acc 300 python3 benchmarks/multi_gpu.py --root /tmp/bench --shape qwen3-4b --batch 8 --grad-accum 4 \
         --scenarios 1,ddp2 --match-samples --steps 16 --skip 2 --tag=-acc4 --out "$OUT/qwen2acc.json" ;;
-    mg4) setup llama3b; job mg4 420 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios 1,ddp2,ddp4,ddp4+rb --match-samples \
+    mg4) setup llama3b; job mg4 420 python3 benchmarks/multi_gpu.py --root /tmp/bench --scenarios 1,ddp4,ddp4+rb --match-samples \
         --steps 40 --skip 4 --out "$OUT/mg4.json" ;;
     product4) job product4 160 python3 benchmarks/product_multi_gpu.py --root /tmp/prod4 --gpus 4 --phases side,cancel --out "$OUT" ;;
     infer) setup llama3b; job infer 330 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
