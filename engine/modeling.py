@@ -106,16 +106,12 @@ def placement(device: str) -> dict[str, Any]:
 def load_weights(kind: str, source: str, device: str, **kwargs: Any):
     """``from_pretrained`` of ``source`` placed by :func:`placement` (``device`` is "cuda" or "cpu").
 
-    A one-GPU ``device_map`` leaves ``hf_device_map`` on the model, which says nothing its
-    parameters don't but switches other code on (``generate()`` hooks a seq2seq encoder with
-    Accelerate's AlignDevicesHook, the Trainer compares devices): it is dropped, so the model is the
-    same object as one moved with ``.to(device)``. A quantized model keeps it (bitsandbytes' own
-    placement, as before).
+    transformers 5.x always builds the model on the meta device and fills it from the memory-mapped
+    safetensors (``low_cpu_mem_usage`` is gone: it is what every load does), so the only choice left
+    is where the tensors land. A one-GPU map is not dispatched with Accelerate's hooks and leaves no
+    ``hf_device_map``: the Trainer and ``generate()`` see what a ``.to(device)`` model gave them.
     """
-    model = auto_class(kind).from_pretrained(source, **kwargs, **placement(device))
-    if "quantization_config" not in kwargs:
-        model.__dict__.pop("hf_device_map", None)
-    return model
+    return auto_class(kind).from_pretrained(source, **kwargs, **placement(device))
 
 
 def fit_embeddings(model, tokenizer) -> None:
