@@ -13,6 +13,7 @@
 #   bash benchmarks/gpu_session.sh pipeline-kobart           # (pipeline-kobart-wait if it did not finish)
 #   bash benchmarks/gpu_session.sh levers levers24           # on one GPU (~8 + ~4 min; split across calls)
 #   bash benchmarks/gpu_session.sh infer-gqa                 # on one GPU: GQA decode attention vs stock SDPA (issue 16)
+#   bash benchmarks/gpu_session.sh load                      # on one GPU: model loading, engine vs the CPU order (~1 min)
 #
 # Wheels: .whl/*/*.whl in the checkout (or ../.whl beside a copy of it; see /work/.library/device/README.md).
 set -u
@@ -107,6 +108,10 @@ for name in "$@"; do
         --root /tmp/bench --variants eager-eb64,levers-eb64,rebalance32-eb64 --steps 40 --out "$OUT/levers3.json" ;;
     levers24) setup llama3b; job levers24 240 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
         --root /tmp/bench --variants 24gb,24gb+levers --steps 50 --out "$OUT/levers24.json" ;;
+    # Issue 16 item 3: each step of the engine's train and infer loading (weights straight onto the GPU)
+    # next to the order before it (CPU materialise, resize, move; CPU merge), same process, both shapes.
+    load) setup llama3b; setup kobart; job load 150 python3 benchmarks/load_speed.py --root /tmp/bench --shapes llama3b,kobart \
+        --out "$OUT/load.json" ;;
     *) echo "unknown job $name" ;;
   esac
 done
