@@ -13,6 +13,7 @@
 #   bash benchmarks/gpu_session.sh pipeline-kobart           # (pipeline-kobart-wait if it did not finish)
 #   bash benchmarks/gpu_session.sh levers levers24           # on one GPU (~8 + ~4 min; split across calls)
 #   bash benchmarks/gpu_session.sh infer-gqa                 # on one GPU: GQA decode attention vs stock SDPA (issue 16)
+#   bash benchmarks/gpu_session.sh infer-ngram               # on one GPU: what no_repeat_ngram_size costs (issue 16)
 #
 # Wheels: .whl/*/*.whl in the checkout (or ../.whl beside a copy of it; see /work/.library/device/README.md).
 set -u
@@ -87,6 +88,12 @@ for name in "$@"; do
     infer-gqa) setup llama3b; job infer-gqa 420 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
         --fast-variants eager-sdpa,static-gqa,static-sdpa --fast-beams 1,4 --batch-sizes 256 --beam-batch-sizes 64 \
         --beam-limit 128 --out "$OUT/infer_gqa.json" ;;
+    # The configs' n-gram ban (3B: 3, KoBART: 2) vs none, transformers' processor, 64 new tokens as infer-gqa.
+    infer-ngram) setup llama3b; setup kobart; job infer-ngram 300 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b \
+        --fast --fast-variants eager-sdpa --no-repeat-ngrams 0,3 --fast-beams 1,4 --batch-sizes 256 --beam-batch-sizes 64 \
+        --beam-limit 128 --out "$OUT/infer_ngram.json"; job infer-ngram-kobart 150 python3 benchmarks/inference_speed.py \
+        --root /tmp/bench --shape kobart --fast --fast-variants static-sdpa --no-repeat-ngrams 0,2 --fast-beams 4 \
+        --beam-batch-sizes 512 --out "$OUT/infer_ngram_kobart.json" ;;
     kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
         --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
     resume) setup llama3b; job resume 520 python3 benchmarks/resume.py --root /tmp/bench --steps 60 --stop-at 40 ;;
