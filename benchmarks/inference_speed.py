@@ -89,15 +89,15 @@ def fresh_compilation(model) -> None:
 
 
 def fast(args, model, tok, sources, kind, gen, record, rows, max_src) -> int:
-    """Each of ``--fast-variants`` (cache × attention) at each batch size, beams as given. A static
-    variant runs twice: the first pass includes compilation, the second is what a warm process
-    pays. Every pass's outputs are compared with the first variant's at the same batch size and
+    """Each of ``--fast-variants`` (cache × attention) × ``--no-repeat-ngrams`` at each batch size,
+    beams as given. A static variant runs twice: the first pass includes compilation, the second is
+    what a warm process pays. Every pass's outputs are compared with the first variant's at the same batch size and
     beams (the reference; by default the eager path with transformers' SDPA)."""
     from engine.attention import use_attention
     from engine.inference import generate_summaries
 
-    # Each variant once per n-gram size; a "no-repeat N" row's "identical" counts the summaries the
-    # ban left unchanged (random weights repeat, so fewer than all shows the ban was at work).
+    # A "no-repeat N" row's "identical" counts the summaries the ban left unchanged: fewer than all
+    # shows it changed some; all means it never overruled the search, though it ran every step.
     ngrams = [int(n) for n in args.no_repeat_ngrams.split(",")]
     variants = [FAST_VARIANTS[v] + (v + (f" no-repeat {n}" if n else ""), n)
                 for v in args.fast_variants.split(",") for n in ngrams]
