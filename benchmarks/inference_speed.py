@@ -91,8 +91,8 @@ def fresh_compilation(model) -> None:
 def fast(args, model, tok, sources, kind, gen, record, rows, max_src) -> int:
     """Each of ``--fast-variants`` (cache × attention) × ``--no-repeat-ngrams`` at each batch size,
     beams as given. A static variant runs twice: the first pass includes compilation, the second is
-    what a warm process pays. Every pass's outputs are compared with the first variant's at the same batch size and
-    beams (the reference; by default the eager path with transformers' SDPA)."""
+    what a warm process pays. Every pass's outputs are compared with the first variant's at the
+    same batch size and beams (the reference; by default the eager path with transformers' SDPA)."""
     from engine.attention import use_attention
     from engine.inference import generate_summaries
 
