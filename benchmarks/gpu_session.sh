@@ -88,9 +88,10 @@ for name in "$@"; do
     infer-gqa) setup llama3b; job infer-gqa 420 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
         --fast-variants eager-sdpa,static-gqa,static-sdpa --fast-beams 1,4 --batch-sizes 256 --beam-batch-sizes 64 \
         --beam-limit 128 --out "$OUT/infer_gqa.json" ;;
-    # The configs' n-gram ban (3B: 3, KoBART: 2) vs none, transformers' processor, 64 new tokens as infer-gqa.
+    # The configs' n-gram ban (3B: 3, KoBART: 2) vs none, transformers' processor, 64 new tokens as infer-gqa;
+    # 3B: each twice, so the first pass of a shape (slower, seen 2026-11-26) has a warm twin to compare with.
     infer-ngram) setup llama3b; setup kobart; job infer-ngram 300 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b \
-        --fast --fast-variants eager-sdpa --no-repeat-ngrams 0,3 --fast-beams 1,4 --batch-sizes 256 --beam-batch-sizes 64 \
+        --fast --fast-variants eager-sdpa --no-repeat-ngrams 0,3,0,3 --fast-beams 1,4 --batch-sizes 256 --beam-batch-sizes 64 \
         --beam-limit 128 --out "$OUT/infer_ngram.json"; job infer-ngram-kobart 150 python3 benchmarks/inference_speed.py \
         --root /tmp/bench --shape kobart --fast --fast-variants static-sdpa --no-repeat-ngrams 0,2 --fast-beams 4 \
         --beam-batch-sizes 512 --out "$OUT/infer_ngram_kobart.json" ;;
