@@ -14,6 +14,7 @@
 #   bash benchmarks/gpu_session.sh levers levers24           # on one GPU (~8 + ~4 min; split across calls)
 #   bash benchmarks/gpu_session.sh infer-gqa                 # on one GPU: GQA decode attention vs stock SDPA (issue 16)
 #   bash benchmarks/gpu_session.sh load                      # on one GPU: model loading, engine vs the CPU order (~1 min)
+#   bash benchmarks/gpu_session.sh infer-ngram               # on one GPU: what no_repeat_ngram_size costs (issue 16)
 #
 # Wheels: .whl/*/*.whl in the checkout (or ../.whl beside a copy of it; see /work/.library/device/README.md).
 set -u
@@ -88,6 +89,13 @@ for name in "$@"; do
     infer-gqa) setup llama3b; job infer-gqa 420 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
         --fast-variants eager-sdpa,static-gqa,static-sdpa --fast-beams 1,4 --batch-sizes 256 --beam-batch-sizes 64 \
         --beam-limit 128 --out "$OUT/infer_gqa.json" ;;
+    # The configs' n-gram ban (3B: 3, KoBART: 2) vs none, transformers' processor, 64 new tokens as infer-gqa;
+    # 3B: each twice, so the first pass of a shape (slower, seen 2026-11-26) has a warm twin to compare with.
+    infer-ngram) setup llama3b; setup kobart; job infer-ngram 300 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b \
+        --fast --fast-variants eager-sdpa --no-repeat-ngrams 0,3,0,3 --fast-beams 1,4 --batch-sizes 256 --beam-batch-sizes 64 \
+        --beam-limit 128 --out "$OUT/infer_ngram.json"; job infer-ngram-kobart 150 python3 benchmarks/inference_speed.py \
+        --root /tmp/bench --shape kobart --fast --fast-variants static-sdpa --no-repeat-ngrams 0,2 --fast-beams 4 \
+        --beam-batch-sizes 512 --out "$OUT/infer_ngram_kobart.json" ;;
     kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
         --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
     resume) setup llama3b; job resume 520 python3 benchmarks/resume.py --root /tmp/bench --steps 60 --stop-at 40 ;;
@@ -105,7 +113,7 @@ for name in "$@"; do
         --root /tmp/bench --variants eager,compile+fused --steps 50 --out "$OUT/levers2.json" ;;
     # Same effective batch (64), fewer larger micro-batches: bs 16 x 4 grouped vs bs 32 x 2 rebalanced (issue 16)
     levers3) setup llama3b; job levers3 480 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
-        --root /tmp/bench --variants eager-eb64,levers-eb64,rebalance32-eb64 --steps 40 --out "$OUT/levers3.json" ;;
+        --root /tmp/bench --variants eager-eb64,levers-eb64,rebalance32-eb64 --steps 30 --out "$OUT/levers3.json" ;;
     levers24) setup llama3b; job levers24 240 env TORCH_LOGS=recompiles,graph_breaks python3 benchmarks/train_levers.py \
         --root /tmp/bench --variants 24gb,24gb+levers --steps 50 --out "$OUT/levers24.json" ;;
     # Issue 16 item 3: each step of the engine's train and infer loading (weights straight onto the GPU)

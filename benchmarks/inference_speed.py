@@ -6,6 +6,8 @@ team's batch-of-4-in-file-order setting, on the 499-dialogue test set, greedy an
     python benchmarks/inference_speed.py --root /tmp/bench --shape llama3b
     python benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast --batch-sizes 256 \
         --fast-variants eager-sdpa,static-gqa,static-sdpa     # issue 16: GQA decode attention vs stock SDPA
+    python benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast --batch-sizes 256 \
+        --fast-variants eager-sdpa --no-repeat-ngrams 0,3     # what the configs' n-gram ban costs
 
 Random-init weights almost never emit EOS, so every dialogue generates exactly ``--new-tokens``
 tokens: the work per variant is identical and known. Slow baselines run on a prefix of the set and
@@ -87,14 +89,18 @@ def fresh_compilation(model) -> None:
 
 
 def fast(args, model, tok, sources, kind, gen, record, rows, max_src) -> int:
-    """Each of ``--fast-variants`` (cache × attention) at each batch size, beams as given. A static
-    variant runs twice: the first pass includes compilation, the second is what a warm process
-    pays. Every pass's outputs are compared with the first variant's at the same batch size and
-    beams (the reference; by default the eager path with transformers' SDPA)."""
+    """Each of ``--fast-variants`` (cache × attention) × ``--no-repeat-ngrams`` at each batch size,
+    beams as given. A static variant runs twice: the first pass includes compilation, the second is
+    what a warm process pays. Every pass's outputs are compared with the first variant's at the
+    same batch size and beams (the reference; by default the eager path with transformers' SDPA)."""
     from engine.attention import use_attention
     from engine.inference import generate_summaries
 
-    variants = [FAST_VARIANTS[v] + (v,) for v in args.fast_variants.split(",")]
+    # A "no-repeat N" row's "identical" counts the summaries the ban left unchanged: fewer than all
+    # shows it changed some; all means it never overruled the search, though it ran every step.
+    ngrams = [int(n) for n in args.no_repeat_ngrams.split(",")]
+    variants = [FAST_VARIANTS[v] + (v + (f" no-repeat {n}" if n else ""), n)
+                for v in args.fast_variants.split(",") for n in ngrams]
     everything = sources
     attention = model.config._attn_implementation
     for num_beams in [int(b) for b in args.fast_beams.split(",")]:
@@ -105,11 +111,11 @@ def fast(args, model, tok, sources, kind, gen, record, rows, max_src) -> int:
         sizes = [int(b) for b in (args.batch_sizes if num_beams == 1 else args.beam_batch_sizes).split(",")]
         for bs in sizes:
             reference: list[str] | None = None
-            for cache, choice, label in variants:
+            for cache, choice, label, ngram in variants:
                 if use_attention(model, choice) != attention:
                     attention = model.config._attn_implementation
                     fresh_compilation(model)
-                config = gen(num_beams, cache_implementation=cache)
+                config = gen(num_beams, ngram, cache_implementation=cache)
                 for attempt in ("1st pass, compiles", "2nd pass") if cache else ("",):
                     try:
                         with NvmlPeak() as peak:
@@ -148,6 +154,9 @@ def main() -> int:
     parser.add_argument("--fast-variants", default="eager-sdpa,static-sdpa",
                         help="with --fast: cache-attention pairs, the first is the reference the others' outputs are "
                              f"compared with; any of {', '.join(FAST_VARIANTS)} (gqa: engine/attention.py)")
+    parser.add_argument("--no-repeat-ngrams", default="0",
+                        help="with --fast: no_repeat_ngram_size values each variant runs with, e.g. 0,3 (the configs' "
+                             "setting; 0 = off)")
     parser.add_argument("--limit", type=int, help="with --fast: only the first N test dialogues (file order), extrapolated")
     parser.add_argument("--beam-limit", type=int, help="with --fast: beam searches run on the first N only (overrides --limit)")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for the plumbing check (tiny models)")
@@ -158,6 +167,8 @@ def main() -> int:
     unknown = sorted(set(args.fast_variants.split(",")) - set(FAST_VARIANTS))
     if unknown:
         parser.error(f"--fast-variants: unknown {', '.join(unknown)}; use a comma-separated list of {', '.join(FAST_VARIANTS)}")
+    if not all(n.isdigit() for n in args.no_repeat_ngrams.split(",")):
+        parser.error(f"--no-repeat-ngrams {args.no_repeat_ngrams!r}: use comma-separated sizes >= 0, e.g. 0,3")
 
     from engine.config import GenerationConfig
     from engine.inference import generate_summaries
@@ -166,9 +177,9 @@ def main() -> int:
     n = len(sources)
     rows: list[dict] = []
 
-    def gen(num_beams: int = 1, **extra) -> GenerationConfig:
-        return GenerationConfig(num_beams=num_beams, max_new_tokens=args.new_tokens, no_repeat_ngram_size=0,
-                                length_penalty=1.0, **extra)
+    def gen(num_beams: int = 1, no_repeat_ngram_size: int = 0, **extra) -> GenerationConfig:
+        return GenerationConfig(num_beams=num_beams, max_new_tokens=args.new_tokens,
+                                no_repeat_ngram_size=no_repeat_ngram_size, length_penalty=1.0, **extra)
 
     def record(name: str, seconds: float, done: int, peak: NvmlPeak | None = None) -> None:
         total = seconds * n / done

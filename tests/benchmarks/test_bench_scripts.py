@@ -1,6 +1,6 @@
 """The GPU benchmark scripts of issues 15 and 16 run their code paths on the CPU on tiny shapes, so
 they cannot rot between device sessions: inference_speed.py --fast (cache × attention variants,
-outputs compared), train_levers.py (eager vs the speed levers, per-step losses compared),
+outputs compared; with and without the n-gram ban), train_levers.py (eager vs the speed levers, per-step losses compared),
 product_multi_gpu.py's headless TUI capture and its reading of the worker's launch log."""
 
 from __future__ import annotations
@@ -49,6 +49,25 @@ def test_inference_speed_fast_mode_compares_variants_with_the_reference(tmp_path
     # On the CPU the engine falls back to the dynamic cache and the GQA attention gives stock SDPA's
     # results: every pass agrees exactly with the reference of its beam count.
     assert [r.get("identical_to_reference") for r in rows] == [None] + ["20/20"] * 3 + [None] + ["8/8"] * 3
+
+
+def test_inference_speed_runs_each_variant_with_and_without_the_ngram_ban(tmp_path: Path, synth_data_dir: Path,
+                                                                         tiny_llama_dir: Path) -> None:
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "inference_speed.py"), "--fast", "--device", "cpu", "--root", str(tmp_path),
+         "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--batch-sizes", "8", "--new-tokens", "8",
+         "--fast-variants", "eager-sdpa", "--no-repeat-ngrams", "0,3", "--limit", "8", "--out", str(out)],
+        capture_output=True, text=True, env=bench_env(), timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [r["variant"] for r in rows] == ["eager-sdpa bs 8, beams 1 (first 8, extrapolated)",
+                                            "eager-sdpa no-repeat 3 bs 8, beams 1 (first 8, extrapolated)"]
+    # The banned row is compared with the unbanned reference: the tiny model loops and copies its
+    # prompt, so the ban changes some summaries (the count shows the ban was at work).
+    same, total = rows[1]["identical_to_reference"].split("/")
+    assert total == "8" and int(same) < 8
 
 
 def test_inference_speed_default_mode_times_the_baselines_and_the_engine(tmp_path: Path, synth_data_dir: Path,
