@@ -96,6 +96,9 @@ for name in "$@"; do
         --beam-limit 128 --out "$OUT/infer_ngram.json"; job infer-ngram-kobart 150 python3 benchmarks/inference_speed.py \
         --root /tmp/bench --shape kobart --fast --fast-variants static-sdpa --no-repeat-ngrams 0,2 --fast-beams 4 \
         --beam-batch-sizes 512 --out "$OUT/infer_ngram_kobart.json" ;;
+    # Greedy only, eager reference first: with the engine's kernel choices (cuDNN attention off) since session 4
+    infer-greedy) setup llama3b; job infer-greedy 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
+        --fast-variants eager-sdpa,eager-sdpa,static-gqa --fast-beams 1 --batch-sizes 256 --out "$OUT/infer_greedy.json" ;;
     kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
         --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
     resume) setup llama3b; job resume 520 python3 benchmarks/resume.py --root /tmp/bench --steps 60 --stop-at 40 ;;

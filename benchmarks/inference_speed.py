@@ -46,7 +46,11 @@ def load(root: Path, shape: str, model_dir: Path | None = None, data: Path | Non
     from engine.config import config_from_dict
     from engine.data import load_split
     from engine.prompts import model_inputs
+    from engine.runtime import configure_cuda_kernels
 
+    # The kernel choices the engine's own loaders make (cuDNN attention off): without them the first
+    # pass of a fresh process paid cuDNN's planning for every new length (~6 s of the 3B greedy pass).
+    configure_cuda_kernels()
     kind = "seq2seq" if shape == "kobart" else "causal"
     model_dir = model_dir or root / "models" / shape
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
