@@ -125,6 +125,8 @@ def generate_summaries(model, tokenizer, sources: list[str], kind: str, gen: Gen
     """
     import torch
 
+    from engine.ngram import summary_only_ban
+
     if not sources:
         return []
     tokenizer.truncation_side = "left"
@@ -149,8 +151,9 @@ def generate_summaries(model, tokenizer, sources: list[str], kind: str, gen: Gen
             fill_batch(texts, batch_size) if static else texts, padding=True, truncation=True,
             max_length=max_source_length, add_special_tokens=add_special, return_tensors="pt",
         ).to(device)
+        ban = summary_only_ban(gen.no_repeat_ngram_size, kind, batch["input_ids"].shape[1])
         with torch.inference_mode():
-            generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+            generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs | ban)
         if kind == "causal":
             generated = generated[:, batch["input_ids"].shape[1] :]
         generated = generated[: len(chunk)]

@@ -1,6 +1,6 @@
-"""Tests for ``generation.no_repeat_ngram_size``: the engine's generation never repeats an n-gram
-(seq2seq: within the summary; causal: the prompt counts too), and transformers' vectorized
-processor, which the engine relies on for it, bans exactly what the rule says."""
+"""Tests for ``generation.no_repeat_ngram_size``: a generated summary never repeats one of its own
+n-grams (seq2seq and causal alike; a causal summary may still quote the dialogue), and transformers'
+vectorized processor, which the engine relies on for it, bans exactly what the rule says."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def generate_ids(model, tokenizer, sources: list[str], gen: GenerationConfig, **
 
     batch = tokenizer(sources, padding=True, return_tensors="pt")
     with torch.no_grad():
-        out = model.generate(**batch, **generation_kwargs(gen, tokenizer, "cpu"), **extra)
+        out = model.generate(**batch, **generation_kwargs(gen, tokenizer, "cpu") | extra)
     return batch["input_ids"], out
 
 
@@ -70,27 +70,51 @@ def test_a_seq2seq_summary_never_repeats_an_ngram(tiny_bart_dir: Path, num_beams
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
-def test_a_causal_summary_repeats_no_ngram_of_its_own_or_of_the_prompt(tiny_llama_dir: Path, num_beams: int) -> None:
-    """For a decoder-only model the prompt is part of the sequence the ban reads: the summary may not
-    copy any n-gram of the dialogue either (transformers documents this; seq2seq models ban within
-    the summary only)."""
+def test_a_causal_summary_repeats_no_ngram_of_its_own(tiny_llama_dir: Path, num_beams: int) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.ngram import summary_only_ban
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     free = GenerationConfig(num_beams=num_beams, max_new_tokens=24, no_repeat_ngram_size=0)
     prompts, looping = generate_ids(model, tokenizer, SOURCES, free)
-    # Without the ban it loops and copies the prompt, so the assertions below have work to check.
-    assert any(ngrams_repeated(until_finished(row, tokenizer, prompts.shape[1]), 3, prompts.shape[1])
-               for row in looping.tolist())
+    width = prompts.shape[1]
+    # Without the ban it loops, so the assertions below have work to check.
+    assert any(ngrams_repeated(until_finished(row, tokenizer, width)[width:], 3) for row in looping.tolist())
     for n in (2, 3):
-        prompts, out = generate_ids(model, tokenizer, SOURCES, free.model_copy(update={"no_repeat_ngram_size": n}))
-        width = prompts.shape[1]
-        for row in out.tolist():
-            pads = next(i for i, t in enumerate(row) if t != tokenizer.pad_token_id)
-            # Left padding: every prompt ends at ``width``; what follows was generated.
-            assert ngrams_repeated(until_finished(row, tokenizer, width)[pads:], n, from_position=width - pads) == []
+        gen = free.model_copy(update={"no_repeat_ngram_size": n})
+        # The engine's call: left padding ends every prompt at ``width``; the ban reads what follows.
+        _, out = generate_ids(model, tokenizer, SOURCES, gen, **summary_only_ban(n, "causal", width))
+        assert [ngrams_repeated(until_finished(row, tokenizer, width)[width:], n) for row in out.tolist()] == [[]] * len(SOURCES)
+
+
+def test_a_causal_summary_may_quote_the_dialogue_but_not_itself() -> None:
+    """transformers' own ban would read the prompt too: a summary could never quote a 3-token run of
+    the dialogue. The engine's ban counts only the generated columns."""
+    import torch
+    from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
+
+    from engine.ngram import SummaryNoRepeatNGram
+
+    # prompt: 5 6 7 8 | summary so far: 5 6 9 5 6 — the next 7 would quote the prompt, the next 9
+    # would repeat the summary's own "5 6 9".
+    ids = torch.tensor([[5, 6, 7, 8, 5, 6, 9, 5, 6]])
+    scores = torch.zeros(1, 12)
+    everything = NoRepeatNGramLogitsProcessor(3)(ids, scores.clone())
+    summary_only = SummaryNoRepeatNGram(3, prompt_width=4)(ids, scores.clone())
+
+    assert torch.isinf(everything[0, [7, 9]]).all()
+    assert torch.isinf(summary_only[0, 9]) and summary_only[0, 7] == 0
+    assert torch.isinf(summary_only[0]).sum() == 1
+
+
+def test_seq2seq_models_and_no_ban_keep_transformers_arguments() -> None:
+    from engine.ngram import summary_only_ban
+
+    assert summary_only_ban(3, "seq2seq", 40) == {} and summary_only_ban(0, "causal", 40) == {}
+    assert summary_only_ban(3, "causal", 40)["no_repeat_ngram_size"] == 0
 
 
 def banned_by_the_rule(row: list[int], n: int) -> set[int]:
