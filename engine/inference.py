@@ -51,20 +51,6 @@ def cache_for(gen: GenerationConfig, device_type: str) -> str | None:
     return gen.cache_implementation
 
 
-def infer_generation(gen: GenerationConfig, kind: str) -> GenerationConfig:
-    """The generation settings of the ``infer`` command: a seq2seq model with no cache chosen gets
-    the static cache (compiled decoding on CUDA; :func:`cache_for` keeps the CPU on the dynamic one).
-
-    Measured on an H100 (docs/benchmarks.md, 2026-11-26): KoBART beams 4 on the 499 test dialogues
-    9.1 s eager, 3.8 s static including compilation. A 3B causal model gains less than compiling
-    costs in a fresh process (16.3 s eager, 70 s static cold, 14.9 s warm), so causal models keep
-    the dynamic cache unless the config says ``static``. In-training evaluation is not changed.
-    """
-    if gen.cache_implementation is None and kind == "seq2seq":
-        return gen.model_copy(update={"cache_implementation": "static"})
-    return gen
-
-
 def attention_for(gen: GenerationConfig, kind: str, device_type: str) -> str | None:
     """The decode attention the ``infer`` command puts a model on (``generation.attention``), or None
     to leave it as loaded.
@@ -192,7 +178,7 @@ def predict_split(split: str, cfg: RunConfig, loaded, events: EventWriter, key: 
     sources = model_inputs(samples, cfg.prompt, loaded.kind, loaded.tokenizer)
     events.emit(Event.PHASE, name=Phase.GENERATE, split=split, n=len(sources))
     summaries = generate_summaries(loaded.model, loaded.tokenizer, sources, loaded.kind,
-                                   infer_generation(cfg.generation, loaded.kind), cfg.prompt.max_source_length,
+                                   cfg.generation, cfg.prompt.max_source_length,
                                    cfg.generation.batch_size, events)
     empty = sum(1 for s in summaries if not s.strip())
     if empty:

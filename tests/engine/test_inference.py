@@ -120,11 +120,3 @@ def test_static_cache_path_matches_the_dynamic_one_in_float32(tiny_llama_dir: Pa
     assert seen == [3, 3]  # the last batch (1 source) was filled to the batch shape
     assert static == dynamic
 
-
-def test_infer_command_uses_the_static_cache_for_seq2seq_unless_the_config_chooses() -> None:
-    from engine.inference import infer_generation
-
-    assert infer_generation(GenerationConfig(), "seq2seq").cache_implementation == "static"
-    assert infer_generation(GenerationConfig(), "causal").cache_implementation is None
-    chosen = GenerationConfig(cache_implementation="dynamic")
-    assert infer_generation(chosen, "seq2seq").cache_implementation == "dynamic"
