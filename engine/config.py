@@ -183,7 +183,9 @@ class GenerationConfig(_Section):
     batch_size: int = Field(32, ge=1, description="Dialogues per generate() call (length-sorted).")
     num_beams: int = Field(4, ge=1)
     max_new_tokens: int = Field(100, ge=1)
-    no_repeat_ngram_size: int = Field(0, ge=0)
+    no_repeat_ngram_size: int = Field(
+        0, ge=0, description="The summary never repeats one of its own n-grams of this size (0 = off); quoting the dialogue is allowed."
+    )
     length_penalty: float = 1.0
     early_stopping: bool = True
     do_sample: bool = False
