@@ -155,3 +155,27 @@ def test_sigint_saves_a_checkpoint_at_the_stop(tmp_path: Path, synth_data_dir: P
     meta = read_checkpoint_meta(saved[0]["path"])
     assert meta is not None and meta["total"] == 5000 and meta["step"] == max(losses(events))
     assert meta["run_dir"] == str(run_dir.resolve())
+
+
+def test_rebalanced_batches_resume_where_they_stopped(tmp_path: Path, synth_data_dir: Path, tiny_bart_dir: Path) -> None:
+    """batch_rebalance hands the Trainer a batch sampler, not a sampler: a run resumed from its step-5
+    checkpoint must still see the very batches the uninterrupted run saw after step 5 — in its second
+    epoch too — so its losses match step for step."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shutil.copytree(synth_data_dir, ws / "data")
+    # 48 samples, 4 x 2 per step: 6 steps an epoch; the resumed part crosses into epoch 2.
+    cfg = write_run_config(ws, config(tiny_bart_dir, max_steps=9, grad_accum=2, batch_rebalance=True,
+                                      save_total_limit=None) | {"data": {"dir": "data", "max_train_samples": 48}})
+    full = engine_cli("train", "--config", str(cfg), "--run-dir", str(ws / "runs" / "1"), cwd=ws)
+    assert full.returncode == 0, full.stderr[-3000:]
+    reference = losses(read_event_lines(ws / "runs" / "1" / "events.jsonl"))
+    shutil.rmtree(ws / "checkpoints" / "tiny-bart" / "final_model")
+
+    checkpoint = ws / "checkpoints" / "tiny-bart" / "trainer" / f"checkpoint-{SAVE_EVERY}"
+    resumed = engine_cli("train", "--config", str(cfg), "--run-dir", str(ws / "runs" / "2"), "--resume-from", str(checkpoint),
+                         cwd=ws)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = losses(read_event_lines(ws / "runs" / "2" / "events.jsonl"))
+    assert sorted(after) == [6, 7, 8, 9]
+    assert after == pytest.approx({step: reference[step] for step in after}, rel=1e-5)
