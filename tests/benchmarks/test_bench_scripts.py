@@ -89,18 +89,21 @@ def test_inference_speed_default_mode_times_the_baselines_and_the_engine(tmp_pat
     assert "engine: length-sorted bs 8, greedy" in proc.stdout  # the printed table
 
 
+def run_levers(root: Path, model: Path, data: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
+    """train_levers.py on the CPU with the tiny model; its process and its result rows by variant."""
+    out = root / "levers.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "train_levers.py"), "--device", "cpu", "--root", str(root),
+                           "--model", str(model), "--data", str(data), *args, "--out", str(out)],
+                          capture_output=True, text=True, env=bench_env(), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc, {r["variant"]: r for r in json.loads(out.read_text())}
+
+
 @pytest.mark.slow
 def test_train_levers_matches_eager_losses_step_by_step(tmp_path: Path, synth_data_dir: Path,
                                                        tiny_llama_dir: Path) -> None:
-    out = tmp_path / "levers.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "train_levers.py"), "--device", "cpu", "--root", str(tmp_path),
-         "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--variants", "fused,compile+fused",
-         "--steps", "3", "--skip", "1", "--batch", "4", "--out", str(out)],
-        capture_output=True, text=True, env=bench_env(), timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = {r["variant"]: r for r in json.loads(out.read_text())}
+    proc, rows = run_levers(tmp_path, tiny_llama_dir, synth_data_dir, "--variants", "fused,compile+fused",
+                            "--steps", "3", "--skip", "1", "--batch", "4")
     assert list(rows) == ["eager", "fused", "compile+fused"]  # the reference ran first, unasked
     assert all(r["exit"] == 0 and r["tokens_per_s"] > 0 and len(r["losses"]) == 3 for r in rows.values())
     for name in ("fused", "compile+fused"):  # float32 on the CPU: the same computation, reordered at most
@@ -146,15 +149,8 @@ def test_train_levers_rebalanced_micro_batches_track_the_eager_loss(tmp_path: Pa
                                                                     tiny_llama_dir: Path) -> None:
     # 64 train samples and an effective batch of 64: every step sees the same samples, split into
     # 4 grouped micro-batches by the reference and 2 cost-sized ones by the variant.
-    out = tmp_path / "levers.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "train_levers.py"), "--device", "cpu", "--root", str(tmp_path),
-         "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--variants", "rebalance32-eb64",
-         "--steps", "10", "--skip", "1", "--out", str(out)],
-        capture_output=True, text=True, env=bench_env(), timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = {r["variant"]: r for r in json.loads(out.read_text())}
+    proc, rows = run_levers(tmp_path, tiny_llama_dir, synth_data_dir, "--variants", "rebalance32-eb64",
+                            "--steps", "10", "--skip", "1")
     assert list(rows) == ["eager-eb64", "rebalance32-eb64"]
     assert rows["rebalance32-eb64"]["loss_mean10_rel_diff"] < 1e-3, rows["rebalance32-eb64"]
     assert "10-step mean diff" in proc.stdout
