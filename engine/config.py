@@ -129,7 +129,8 @@ class TrainConfig(_Section):
         description=(
             "Instead of group_by_length: each optimizer step's batch_size x grad_accum (x GPUs) samples are split into "
             "micro-batches of similar padded cost (more short samples, fewer long ones), so the effective batch stays "
-            "the same while micro-batches can be larger without the longest ones running out of memory."
+            "the same while micro-batches can be larger without the longest ones running out of memory. Measured "
+            "slower than group_by_length on the 3B H100 config, 1 and 4 GPUs (more padding; docs/benchmarks.md)."
         ),
     )
     use_liger_kernel: bool = Field(
