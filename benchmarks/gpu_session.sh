@@ -15,6 +15,8 @@
 #   bash benchmarks/gpu_session.sh infer-gqa                 # on one GPU: GQA decode attention vs stock SDPA (issue 16)
 #   bash benchmarks/gpu_session.sh load                      # on one GPU: model loading, engine vs the CPU order (~1 min)
 #   bash benchmarks/gpu_session.sh infer-ngram               # on one GPU: what no_repeat_ngram_size costs (issue 16)
+#   bash benchmarks/gpu_session.sh levers3                   # on one GPU: effective batch 64, grouped vs rebalanced (~5 min)
+#   bash benchmarks/gpu_session.sh infer-greedy kobart       # on one GPU: greedy 3B and KoBART beams with cuDNN attention off (~3 min)
 #
 # Wheels: .whl/*/*.whl in the checkout (or ../.whl beside a copy of it; see /work/.library/device/README.md).
 set -u
