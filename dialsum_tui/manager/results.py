@@ -365,7 +365,10 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
             writer.writerow([r.nickname, r.status, r.final, r.tokenizer, r.rouge1, r.rouge2, r.rougeL, r.run_id, r.evidence, r.hint or ""])
         return buf.getvalue()
     header = ["Model", _rouge_header(rows), "상태", "By", "Evidence"]
-    body = [[r.nickname, rouge_with_lb(r), r.status, r.user or "-", r.evidence] for r in rows]
+    # One line per model: a preflight failure's evidence lists its problems on several lines, and a
+    # line break inside a markdown cell ends the row (the pasted hand-off table came out broken).
+    body = [[" ".join(c.split()) for c in (r.nickname, rouge_with_lb(r), r.status, r.user or "-", r.evidence)]
+            for r in rows]
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]

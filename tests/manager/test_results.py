@@ -171,6 +171,21 @@ def test_formats(handoff_ws):
         format_results(rows, "html")
 
 
+def test_a_multi_line_failure_stays_on_its_models_row(handoff_ws):
+    ws, store = handoff_ws
+    run = store.add(nickname="broken-data", config_path="c.yaml", config_yaml=_yaml("broken-data", "gogamza/kobart-base-v2",
+                    "seq2seq"), action="pipeline")
+    store.transition(run.id, "running", stage="train")
+    store.transition(run.id, "failed", failure_kind="data", failure_message=(
+        "preflight before train:\n  - data/dev.csv: line 73: broken CSV\n  - data/train.csv: no summary column"))
+    rows = result_rows(ws, store.list())
+    for fmt in ("markdown", "table"):
+        lines = format_results(rows, fmt).splitlines()
+        assert len(lines) == 2 + len(rows)  # header, rule, one line per model
+        broken = next(line for line in lines if "broken-data" in line)
+        assert "line 73: broken CSV" in broken and "no summary column" in broken
+
+
 def test_check_submission_names_the_problem(tmp_path):
     test_csv = tmp_path / "test.csv"
     test_csv.write_text("fname,dialogue\ntest_0,a\ntest_1,b\n")
