@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,22 @@ class _RankPrefixed:
         return getattr(self._stream, name)
 
 
+# Deprecation notices the libraries raise about their own internals (PEFT and TRL read transformers'
+# old ``is_gradient_checkpointing``) or about a choice with no alternative here (TRL points Liger
+# users at Hub kernels, which need hub access). No user can act on them, yet each landed in every
+# run's run.log and so in the TUI's log pane.
+LIBRARY_NOISE = (
+    r"`is_gradient_checkpointing` is deprecated",
+    r"`use_liger_kernel=True` is deprecated",
+)
+
+
+def quiet_library_noise() -> None:
+    """Drop the :data:`LIBRARY_NOISE` warnings in this process (every other warning still shows)."""
+    for message in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+
+
 def prefix_stderr_with_rank() -> None:
     """In a distributed launch, prefix this process's stderr lines with its rank (no-op otherwise)."""
     if world_size() > 1 and not isinstance(sys.stderr, _RankPrefixed):
@@ -210,6 +227,7 @@ def run_command(
     """
     install_signal_handlers()
     prefix_stderr_with_rank()
+    quiet_library_noise()
     events = EventWriter(RunFiles(Path(args.run_dir)).events, command=command)
     start = time.monotonic()
     data_error = _data_error_type()

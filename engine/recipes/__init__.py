@@ -59,9 +59,10 @@ def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval:
         "optim": t.optim,
         "bf16": t.precision == "bf16",
         "fp16": t.precision == "fp16",
-        "gradient_checkpointing": t.gradient_checkpointing,
+        # transformers 5's names for gradient checkpointing (the old ones warn in every run).
+        "activation_checkpointing": t.gradient_checkpointing,
         # Reentrant checkpointing breaks with frozen (LoRA/4-bit) bases and is deprecated in torch.
-        "gradient_checkpointing_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None,
         "train_sampling_strategy": sampling_strategy(t),
         "seed": t.seed,
         "logging_steps": t.logging_steps,
