@@ -37,6 +37,7 @@ STATUS_CANCELLED = "⛔ 취소"
 STATUS_UNKNOWN = "❓ 확인 필요"
 
 FORMATS = ("table", "markdown", "csv", "json")
+PARTS_HEADER = "R1/R2/RL ×100"
 
 
 @dataclass
@@ -69,6 +70,12 @@ class ResultRow:
         if self.final is None:
             return "-"
         return format_rouge(self.final, x100=True) + (f" ({self.tokenizer})" if self.tokenizer else "")
+
+    @property
+    def parts_text(self) -> str:
+        """ROUGE-1/2/L F1 ×100 as "52.30/33.10/48.20", or "-" when any is missing."""
+        parts = [self.rouge1, self.rouge2, self.rougeL]
+        return "/".join(format_rouge(v) for v in parts) if all(v is not None for v in parts) else "-"
 
 
 # --- evidence from disk ------------------------------------------------------------------------
@@ -364,10 +371,10 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
         for r in rows:
             writer.writerow([r.nickname, r.status, r.final, r.tokenizer, r.rouge1, r.rouge2, r.rougeL, r.run_id, r.evidence, r.hint or ""])
         return buf.getvalue()
-    header = ["Model", _rouge_header(rows), "상태", "By", "Evidence"]
+    header = ["Model", _rouge_header(rows), PARTS_HEADER, "상태", "By", "Evidence"]
     # One line per model: a preflight failure's evidence lists its problems on several lines, and a
     # line break inside a markdown cell ends the row (the pasted hand-off table came out broken).
-    body = [[" ".join(c.split()) for c in (r.nickname, rouge_with_lb(r), r.status, r.user or "-", r.evidence)]
+    body = [[" ".join(c.split()) for c in (r.nickname, rouge_with_lb(r), r.parts_text, r.status, r.user or "-", r.evidence)]
             for r in rows]
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

@@ -8,7 +8,6 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from dialsum_tui.manager.leaderboard import rouge_with_lb
-from engine.units import format_rouge
 
 COLUMNS = (("model", "Model"), ("rouge", "ROUGE"), ("r123", "R1/R2/RL ×100"), ("status", "상태"), ("user", "By"),
            ("evidence", "Evidence"))
@@ -17,10 +16,8 @@ COLUMNS = (("model", "Model"), ("rouge", "ROUGE"), ("r123", "R1/R2/RL ×100"), (
 def result_cells(row: Any) -> tuple[Any, ...]:
     """Return the cells for one ``ResultRow``; the score says its tokenizer so numbers stay comparable."""
     rouge = Text(rouge_with_lb(row), style="bold" if row.best else "")  # ★ best, LB beside
-    parts = [row.rouge1, row.rouge2, row.rougeL]
-    r123 = "/".join(format_rouge(v) for v in parts) if all(v is not None for v in parts) else "-"
     evidence = row.evidence + (f" — {row.hint}" if row.hint else "")
-    return (row.nickname, rouge, r123, row.status, row.user or "-", Text(evidence, style="dim"))
+    return (row.nickname, rouge, row.parts_text, row.status, row.user or "-", Text(evidence, style="dim"))
 
 
 class ResultsTable(DataTable):

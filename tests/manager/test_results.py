@@ -155,7 +155,9 @@ def test_formats(handoff_ws):
     ws, store = handoff_ws
     rows = result_rows(ws, store.list())
     md = format_results(rows, "markdown")
-    assert md.splitlines()[0].startswith("| Model | ROUGE (final = mean×100, mecab) | 상태")
+    assert md.splitlines()[0].startswith("| Model | ROUGE (final = mean×100, mecab) | R1/R2/RL ×100 | 상태")
+    done = next(r for r in rows if r.final is not None)
+    assert f"| {done.parts_text} |" in md and done.parts_text.count("/") == 2
     assert all(f"| {r.nickname} |" in md for r in rows)
     data = json.loads(format_results(rows, "json"))
     assert {d["code"] for d in data} == {"done", "trained_infer_failed", "oom", "unknown"}
