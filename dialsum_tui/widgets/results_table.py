@@ -16,7 +16,9 @@ COLUMNS = (("model", "Model"), ("rouge", "ROUGE"), ("r123", "R1/R2/RL ×100"), (
 def result_cells(row: Any) -> tuple[Any, ...]:
     """Return the cells for one ``ResultRow``; the score says its tokenizer so numbers stay comparable."""
     rouge = Text(rouge_with_lb(row), style="bold" if row.best else "")  # ★ best, LB beside
-    evidence = row.evidence + (f" — {row.hint}" if row.hint else "")
+    # One line: a DataTable row shows only the first line of a cell (a preflight failure lists its
+    # problems on several).
+    evidence = " ".join((row.evidence + (f" — {row.hint}" if row.hint else "")).split())
     return (row.nickname, rouge, row.parts_text, row.status, row.user or "-", Text(evidence, style="dim"))
 
 
