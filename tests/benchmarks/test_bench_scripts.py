@@ -24,19 +24,23 @@ def bench_env() -> dict[str, str]:
             "TOKENIZERS_PARALLELISM": "false"}
 
 
+def run_bench(script: str, root: Path, model: Path, data: Path,
+              *args: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """``benchmarks/<script>`` on the CPU with the tiny model and data; its process and its JSON rows."""
+    out = root / "rows.json"
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--device", "cpu", "--root", str(root),
+                           "--model", str(model), "--data", str(data), *args, "--out", str(out)],
+                          capture_output=True, text=True, env=bench_env(), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc, json.loads(out.read_text())
+
+
 @pytest.mark.slow
 def test_inference_speed_fast_mode_compares_variants_with_the_reference(tmp_path: Path, synth_data_dir: Path,
                                                                      tiny_llama_dir: Path) -> None:
-    out = tmp_path / "rows.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "inference_speed.py"), "--fast", "--device", "cpu", "--root", str(tmp_path),
-         "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--batch-sizes", "8", "--new-tokens", "4",
-         "--fast-variants", "eager-sdpa,static-gqa,eager-gqa", "--limit", "20", "--fast-beams", "1,4",
-         "--beam-batch-sizes", "4", "--beam-limit", "8", "--out", str(out)],
-        capture_output=True, text=True, env=bench_env(), timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = json.loads(out.read_text())
+    _, rows = run_bench("inference_speed.py", tmp_path, tiny_llama_dir, synth_data_dir, "--fast", "--batch-sizes", "8",
+                        "--new-tokens", "4", "--fast-variants", "eager-sdpa,static-gqa,eager-gqa", "--limit", "20",
+                        "--fast-beams", "1,4", "--beam-batch-sizes", "4", "--beam-limit", "8")
     assert [r["variant"].split(",")[0] for r in rows] == (
         ["eager-sdpa bs 8", "static-gqa bs 8", "static-gqa bs 8", "eager-gqa bs 8"]
         + ["eager-sdpa bs 4", "static-gqa bs 4", "static-gqa bs 4", "eager-gqa bs 4"])
@@ -53,34 +57,20 @@ def test_inference_speed_fast_mode_compares_variants_with_the_reference(tmp_path
 
 def test_inference_speed_runs_each_variant_with_and_without_the_ngram_ban(tmp_path: Path, synth_data_dir: Path,
                                                                          tiny_llama_dir: Path) -> None:
-    out = tmp_path / "rows.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "inference_speed.py"), "--fast", "--device", "cpu", "--root", str(tmp_path),
-         "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--batch-sizes", "8", "--new-tokens", "8",
-         "--fast-variants", "eager-sdpa", "--no-repeat-ngrams", "0,3", "--limit", "8", "--out", str(out)],
-        capture_output=True, text=True, env=bench_env(), timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = json.loads(out.read_text())
+    _, rows = run_bench("inference_speed.py", tmp_path, tiny_llama_dir, synth_data_dir, "--fast", "--batch-sizes", "8",
+                        "--new-tokens", "8", "--fast-variants", "eager-sdpa", "--no-repeat-ngrams", "0,3", "--limit", "8")
     assert [r["variant"] for r in rows] == ["eager-sdpa bs 8, beams 1 (first 8, extrapolated)",
                                             "eager-sdpa no-repeat 3 bs 8, beams 1 (first 8, extrapolated)"]
-    # The banned row is compared with the unbanned reference: the tiny model loops and copies its
-    # prompt, so the ban changes some summaries (the count shows the ban was at work).
+    # The banned row is compared with the unbanned reference: the tiny model repeats itself, so the
+    # ban changes some summaries (the count shows the ban was at work).
     same, total = rows[1]["identical_to_reference"].split("/")
     assert total == "8" and int(same) < 8
 
 
 def test_inference_speed_default_mode_times_the_baselines_and_the_engine(tmp_path: Path, synth_data_dir: Path,
                                                                           tiny_llama_dir: Path) -> None:
-    out = tmp_path / "rows.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "inference_speed.py"), "--device", "cpu", "--root", str(tmp_path),
-         "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--batch-sizes", "8", "--beam-batch-sizes", "4",
-         "--one-by-one", "2", "--team-prefix", "4", "--new-tokens", "4", "--out", str(out)],
-        capture_output=True, text=True, env=bench_env(), timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = json.loads(out.read_text())
+    proc, rows = run_bench("inference_speed.py", tmp_path, tiny_llama_dir, synth_data_dir, "--batch-sizes", "8",
+                           "--beam-batch-sizes", "4", "--one-by-one", "2", "--team-prefix", "4", "--new-tokens", "4")
     assert [r["variant"] for r in rows] == [
         "one-by-one generate, beams 1 (first 2, extrapolated)", "one-by-one generate, beams 4 (first 4, extrapolated)",
         "team setting: bs 4 in file order, greedy (first 4, extrapolated)", "engine: length-sorted bs 8, greedy",
@@ -91,12 +81,8 @@ def test_inference_speed_default_mode_times_the_baselines_and_the_engine(tmp_pat
 
 def run_levers(root: Path, model: Path, data: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
     """train_levers.py on the CPU with the tiny model; its process and its result rows by variant."""
-    out = root / "levers.json"
-    proc = subprocess.run([sys.executable, str(BENCH / "train_levers.py"), "--device", "cpu", "--root", str(root),
-                           "--model", str(model), "--data", str(data), *args, "--out", str(out)],
-                          capture_output=True, text=True, env=bench_env(), timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc, {r["variant"]: r for r in json.loads(out.read_text())}
+    proc, rows = run_bench("train_levers.py", root, model, data, *args)
+    return proc, {r["variant"]: r for r in rows}
 
 
 @pytest.mark.slow
