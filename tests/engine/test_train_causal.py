@@ -72,20 +72,23 @@ def test_causal_lora_bf16_train_then_infer_in_new_process(tmp_path: Path, synth_
     assert infer_events[-1]["metrics"]["test_empty"] == empty
 
 
-def test_completion_mask_covers_only_the_summary(tiny_llama_dir: Path) -> None:
+def test_labels_cover_only_the_summary(tiny_llama_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from engine.recipes.sft import tokenize_prompt_completion
+    from engine.recipes.sft import prompt_completion_rows
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "#Person1#: 안녕하세요."}], tokenize=False,
                                            add_generation_prompt=True)
-    row, prompt_cut, completion_cut = tokenize_prompt_completion(prompt, "#Person1#이 인사합니다.", tokenizer, 512, 64)
-    assert not prompt_cut and not completion_cut
-    completion = [t for t, m in zip(row["input_ids"], row["completion_mask"], strict=True) if m]
-    assert tokenizer.decode(completion, skip_special_tokens=False) == "#Person1#이 인사합니다." + tokenizer.eos_token
-
-    row, prompt_cut, completion_cut = tokenize_prompt_completion(prompt * 20, "요약 " * 50, tokenizer, 32, 8)
-    assert prompt_cut and completion_cut
-    assert row["completion_mask"].count(0) == 32 and row["completion_mask"].count(1) == 8
-    assert row["input_ids"][-1] == tokenizer.eos_token_id
+    rows, prompt_cut, completion_cut = prompt_completion_rows(
+        [prompt, prompt * 20], ["#Person1#이 인사합니다.", "요약 " * 50], tokenizer, 40, 20)
+    whole, cut = ({key: rows[key][i] for key in rows} for i in (0, 1))
+    assert (prompt_cut, completion_cut) == (1, 1)  # only the second pair is cut
+    # The first pair fits: the labels are exactly the summary plus EOS, the prompt is masked.
+    summary = [t for t in whole["labels"] if t != -100]
+    assert tokenizer.decode(summary, skip_special_tokens=False) == "#Person1#이 인사합니다." + tokenizer.eos_token
+    assert whole["input_ids"][-len(summary):] == summary
+    # The second keeps the prompt's end (40 tokens, where the question is) and a summary that still ends in EOS.
+    assert cut["labels"].count(-100) == 40 and len(cut["input_ids"]) == 40 + 20
+    assert cut["input_ids"][:40] == tokenizer(prompt * 20, add_special_tokens=False)["input_ids"][-40:]
+    assert cut["labels"][-1] == cut["input_ids"][-1] == tokenizer.eos_token_id
