@@ -12,6 +12,28 @@ from engine.recipes import report_truncations, training_arguments
 from engine.recipes.speed import apply_speed_levers
 
 
+def tokenize_cut(tokenizer, texts: list[str], max_length: int, side: str, target: bool = False) -> tuple[list[list[int]], int]:
+    """Token ids of ``texts`` (with the model's special tokens) cut to ``max_length`` from ``side``.
+
+    Everything is tokenized once; only the few rows that are too long (about 1% of the competition's
+    dialogues) are tokenized again with the tokenizer's own truncation, which keeps the special
+    tokens right. Tokenizing all of them twice (once to count the cuts, once cut) took as long as
+    the rest of the train stage's set-up.
+
+    Returns:
+        (ids, how many rows were cut)
+    """
+    encode = (lambda batch, **kw: tokenizer(text_target=batch, **kw)) if target else tokenizer
+    ids = encode(texts)["input_ids"]
+    long = [i for i, row in enumerate(ids) if len(row) > max_length]
+    if long:
+        tokenizer.truncation_side = side
+        cut = encode([texts[i] for i in long], truncation=True, max_length=max_length)["input_ids"]
+        for i, row in zip(long, cut, strict=True):
+            ids[i] = row
+    return ids, len(long)
+
+
 def preprocess_seq2seq(sources: list[str], summaries: list[str], tokenizer, max_source: int,
                        max_target: int) -> tuple[dict[str, list], int, int]:
     """Tokenize sources (cut from the left: the end of a dialogue holds its conclusion) and
@@ -20,16 +42,10 @@ def preprocess_seq2seq(sources: list[str], summaries: list[str], tokenizer, max_
     Returns:
         (columns, sources truncated, summaries truncated)
     """
-    full_src = tokenizer(sources)["input_ids"]
-    full_tgt = tokenizer(text_target=summaries)["input_ids"]
+    input_ids, src_cut = tokenize_cut(tokenizer, sources, max_source, "left")
+    labels, tgt_cut = tokenize_cut(tokenizer, summaries, max_target, "right", target=True)
     tokenizer.truncation_side = "left"
-    enc = tokenizer(sources, truncation=True, max_length=max_source)
-    tokenizer.truncation_side = "right"
-    labels = tokenizer(text_target=summaries, truncation=True, max_length=max_target)["input_ids"]
-    tokenizer.truncation_side = "left"
-    columns = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
-    src_cut = sum(1 for ids in full_src if len(ids) > max_source)
-    tgt_cut = sum(1 for ids in full_tgt if len(ids) > max_target)
+    columns = {"input_ids": input_ids, "attention_mask": [[1] * len(row) for row in input_ids], "labels": labels}
     return columns, src_cut, tgt_cut
 
 

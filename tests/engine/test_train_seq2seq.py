@@ -151,3 +151,22 @@ def test_disk_guard_stops_training(tmp_path: Path, synth_data_dir: Path, tiny_ba
     assert failed["hint"] == FailureKind.DISK.hint
     assert not list((ws / "checkpoints" / "tiny-bart" / "trainer").glob("checkpoint-*"))
     assert not (ws / "checkpoints" / "tiny-bart" / "final_model").exists()
+
+
+def test_cut_sources_and_summaries_match_the_tokenizers_own_truncation(tiny_bart_dir: Path) -> None:
+    """Only over-long rows are tokenized again, yet every row equals what the tokenizer's own
+    truncation gives: sources keep their end, summaries their start, both their special tokens."""
+    from transformers import AutoTokenizer
+
+    from engine.recipes.seq2seq import preprocess_seq2seq
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bart_dir)
+    sources = ["#Person1#: 안녕하세요. " * n for n in (1, 3, 40)]
+    summaries = ["인사.", "인사를 나눈다. " * 30, "인사를 나눈다."]
+    columns, src_cut, tgt_cut = preprocess_seq2seq(sources, summaries, tokenizer, 48, 16)
+    assert (src_cut, tgt_cut) == (1, 1)
+    tokenizer.truncation_side = "left"
+    assert columns["input_ids"] == tokenizer(sources, truncation=True, max_length=48)["input_ids"]
+    tokenizer.truncation_side = "right"
+    assert columns["labels"] == tokenizer(text_target=summaries, truncation=True, max_length=16)["input_ids"]
+    assert columns["attention_mask"] == [[1] * len(ids) for ids in columns["input_ids"]]
