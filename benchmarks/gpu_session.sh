@@ -17,6 +17,7 @@
 #   bash benchmarks/gpu_session.sh infer-ngram               # on one GPU: what no_repeat_ngram_size costs (issue 16)
 #   bash benchmarks/gpu_session.sh levers3                   # on one GPU: effective batch 64, grouped vs rebalanced (~5 min)
 #   bash benchmarks/gpu_session.sh infer-greedy kobart       # on one GPU: greedy 3B and KoBART beams with cuDNN attention off (~3 min)
+#   bash benchmarks/gpu_session.sh decode                    # on one GPU: the greedy 3B pass split into prefill and decoding, profiled
 #
 # Wheels: .whl/*/*.whl in the checkout (or ../.whl beside a copy of it; see /work/.library/device/README.md).
 set -u
@@ -28,6 +29,9 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 if [ ! -f /tmp/site/.installed ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     $(ls "$HERE"/.whl/*/*.whl 2>/dev/null || ls "$HERE"/../.whl/*/*.whl) || exit 3
+  # Bytecode now, as a user's `pip install` makes it: without it the first stage to import trl, peft
+  # and datasets compiled them (~13 s of the 3B train stage's "import" in the session-3 pipeline).
+  python3 -m compileall -q -j 0 /tmp/site > /dev/null
   touch /tmp/site/.installed
 fi
 export PYTHONPATH=/tmp/site
@@ -101,12 +105,15 @@ for name in "$@"; do
     # Greedy only, eager reference first: with the engine's kernel choices (cuDNN attention off) since session 4
     infer-greedy) setup llama3b; job infer-greedy 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape llama3b --fast \
         --fast-variants eager-sdpa,eager-sdpa,static-gqa --fast-beams 1 --batch-sizes 256 --out "$OUT/infer_greedy.json" ;;
+    # Where the greedy 3B pass goes: prompt pass vs decoding per batch, top kernels (issue 16 item 2)
+    decode) setup llama3b; job decode 200 python3 benchmarks/decode_profile.py --root /tmp/bench --shape llama3b \
+        --batch-size 256 --out "$OUT/decode.json" ;;
     kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
         --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
     resume) setup llama3b; job resume 520 python3 benchmarks/resume.py --root /tmp/bench --steps 60 --stop-at 40 ;;
     train) setup llama3b; job train 330 python3 benchmarks/train_throughput.py --root /tmp/bench --only llama3b --pick "llama3b:5" --out "$OUT/train.json" ;;
     # The whole competition pipeline through the product (issue 16 item 3); the 3B one takes ~15 min.
-    pipeline) pipe pipeline /tmp/pipe --only llama3b --start --wait --max-wait 450 ;;
+    pipeline) pipe pipeline /tmp/pipe --only llama3b --start --wait --max-wait ${PIPE_MAX_WAIT:-450} ;;
     pipeline-wait) pipe pipeline-wait /tmp/pipe --wait --max-wait 540 ;;
     pipeline-kobart) pipe pipeline-kobart /tmp/pipe-kobart --only kobart --start --wait --max-wait ${PIPE_MAX_WAIT:-450} ;;
     pipeline-kobart-wait) pipe pipeline-kobart-wait /tmp/pipe-kobart --wait --max-wait 540 ;;

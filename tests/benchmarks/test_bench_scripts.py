@@ -55,6 +55,23 @@ def test_inference_speed_fast_mode_compares_variants_with_the_reference(tmp_path
     assert [r.get("identical_to_reference") for r in rows] == [None] + ["20/20"] * 3 + [None] + ["8/8"] * 3
 
 
+def test_decode_profile_splits_each_batch_into_prefill_and_decoding(tmp_path: Path, synth_data_dir: Path,
+                                                                   tiny_llama_dir: Path) -> None:
+    proc, result = run_bench("decode_profile.py", tmp_path, tiny_llama_dir, synth_data_dir, "--batch-size", "8",
+                             "--new-tokens", "6", "--profile-tokens", "3", "--limit", "20", "--top", "5")
+    # 20 dialogues in length-sorted batches of 8, longest first, as generate_summaries makes them.
+    assert [b["rows"] for b in result["batches"]] == [8, 8, 4]
+    assert [b["width"] for b in result["batches"]] == sorted((b["width"] for b in result["batches"]), reverse=True)
+    for b in result["batches"]:
+        assert 0 < b["generate_1_s"] < b["generate_6_s"] and b["decode_ms_per_token"] > 0
+        assert b["real_tokens"] <= b["rows"] * b["width"]
+    assert result["total"]["generate_6_s"] == pytest.approx(sum(b["generate_6_s"] for b in result["batches"]), abs=2e-3)
+    # On the CPU the profile ranks host ops; there is no GPU time to share out.
+    profiled = result["profile_longest_batch"]
+    assert profiled["tokens"] == 3 and profiled["gpu_busy_share"] is None and len(profiled["top"]) == 5
+    assert "profile of 3 tokens on the longest batch" in proc.stdout
+
+
 def test_inference_speed_runs_each_variant_with_and_without_the_ngram_ban(tmp_path: Path, synth_data_dir: Path,
                                                                          tiny_llama_dir: Path) -> None:
     _, rows = run_bench("inference_speed.py", tmp_path, tiny_llama_dir, synth_data_dir, "--fast", "--batch-sizes", "8",
