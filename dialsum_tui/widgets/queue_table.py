@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.cells import cell_len
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 from textual.events import Resize
 from textual.widgets import DataTable
@@ -59,6 +59,13 @@ def layout_columns(width: int, longest_nickname: int = 28) -> list[tuple[str, st
         widths["note"] = max(MIN_NOTE, room - used() + MIN_NOTE)
     labels = {key: COLUMN_SPECS[key][0] if widths[key] > 2 or key != "state" else "" for key in keys}
     return [(key, labels[key], widths[key]) for key in ORDER if key in keys]
+
+
+def fit_cell(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal cells with "…" where it was cut (wide Hangul counts 2)."""
+    if cell_len(text) <= width:
+        return text
+    return set_cell_size(text, max(0, width - 1)).rstrip() + "…"
 
 
 def run_cells(run: Run) -> dict[str, str]:
@@ -172,9 +179,12 @@ class QueueTable(DataTable):
         cells = run_cells(run)
         if run.id in self.marked:
             cells["id"] = f"●{cells['id']}"
-        if "state" in keys and dict((k, w) for k, _, w in self._columns)["state"] <= 2:
+        widths = {k: w for k, _, w in self._columns}
+        if "state" in keys and widths["state"] <= 2:
             cells["state"] = cells["state"][:1]
-        return tuple(cells[key] for key in keys)
+        # A cell cut by its column ends in "…", so a cut note never reads as the whole story (the
+        # detail line under the table has it in full).
+        return tuple(fit_cell(cells[key], widths[key]) for key in keys)
 
     def set_marked(self, run_ids: list[int]) -> None:
         """Show ● before the ids of ``run_ids`` (and only those)."""

@@ -4,6 +4,7 @@ line, one panel at a time under 60×20, the footer's keys per width, the add dia
 from __future__ import annotations
 
 import pytest
+from rich.cells import cell_len
 from textual.widgets import Input, OptionList, Static
 
 from dialsum_tui.app import make_app
@@ -11,7 +12,7 @@ from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.procfs import current_user
 from dialsum_tui.screens.add_run import parse_after, parse_gpus
 from dialsum_tui.screens.main import FOOTER_KEYS, MainScreen
-from dialsum_tui.widgets.queue_table import QueueTable, layout_columns
+from dialsum_tui.widgets.queue_table import QueueTable, fit_cell, layout_columns
 
 from tui_support import scripted_gpu, wait_for, write_config
 
@@ -66,6 +67,10 @@ async def test_80x24_queue_shows_who_and_the_detail_line(workspace, manager) -> 
         detail = str(app.main.query_one("#queue-detail", Static).render())
         assert f"run {ids[1]} · Llama-3.2-한국어-3B-bf16" in detail and f"by {current_user()}" in detail
         assert "waiting for the running run(s) on the same device(s)" in detail  # the note in full
+        # ... while the queue's narrow note column says it was cut.
+        note_width = dict((k, w) for k, _, w in table._columns)["note"]
+        note = table.get_row(str(ids[1]))[table.column_keys.index("note")]
+        assert note.endswith("…") and cell_len(note) <= note_width and note.startswith("waiting for the")
         await pilot.resize_terminal(200, 60)
         await wait_for(pilot, lambda: "user" in table.column_keys, what="the By column at 200 columns")
         assert table.get_row(str(ids[0]))[table.column_keys.index("user")] == current_user()
@@ -132,3 +137,12 @@ async def test_add_dialog_takes_gpu_and_after_and_says_what_is_wrong(workspace, 
         await wait_for(pilot, lambda: len(manager.runs()) == 2, what="the second run")
         run = manager.runs()[-1]
         assert (run.gpus, run.after, run.user) == ("0", first.id, current_user())
+
+
+@pytest.mark.parametrize(("text", "width", "expected"), [
+    ("short", 8, "short"),
+    ("killed in train: killed by SIGKILL", 20, "killed in train: ki…"),
+    ("한국어-요약-koBART", 9, "한국어-…"),  # Hangul is two cells wide: never half a syllable
+])
+def test_a_cut_cell_ends_in_an_ellipsis_within_its_width(text, width, expected) -> None:
+    assert fit_cell(text, width) == expected and cell_len(fit_cell(text, width)) <= width
