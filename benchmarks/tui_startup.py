@@ -108,14 +108,13 @@ def _read_marks(path: Path) -> dict[str, float]:
     return marks
 
 
-def tmux_figures(root: Path, idle_s: float, bare: bool = False) -> dict[str, float]:
+def tmux_figures(tmux: list[str], root: Path, idle_s: float, bare: bool = False) -> dict[str, float]:
     """Start the app in a detached tmux pane; time the first frame and the log end, sample idle CPU."""
     marks = root / ("bare.txt" if bare else "marks.txt")
     cmd = [sys.executable, __file__, "--bare" if bare else "--child", str(root), str(marks), str(idle_s + 4)]
     session = f"dialsum-bench-{os.getpid()}-{'bare' if bare else 'app'}"
     start = time.time()
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
-                    " ".join(cmd)], check=True)
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "80", "-y", "24", " ".join(cmd)], check=True)
     try:
         deadline = time.time() + 30
         while ("first_frame" if bare else "log_end") not in _read_marks(marks) and time.time() < deadline:
@@ -134,7 +133,7 @@ def tmux_figures(root: Path, idle_s: float, bare: bool = False) -> dict[str, flo
                 "log_end_s": got["log_end"] - start, "log_after_queue_s": got["log_end"] - got["queue_shown"],
                 "idle_cpu_percent": cpu}
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*tmux, "kill-session", "-t", session], capture_output=True)
 
 
 async def key_latency(root: Path, lines_per_s: int, presses: int = 20) -> dict[str, float]:
@@ -183,7 +182,16 @@ def main() -> None:
         t = time.time()
         _setup(root, int(args.log_gb * 1024**3))
         print(f"setup: {args.log_gb:g} GB log written in {time.time() - t:.1f} s")
-        figures = {**tmux_figures(root, args.idle_s, bare=True), **tmux_figures(root, args.idle_s)}
+        # A tmux server of our own (its socket in the temporary directory): never the user's, and one
+        # that outlives each measured pane. On the default server the first pane's session was the
+        # last one, so the server was shutting down as the second `new-session` reached it ("server
+        # exited unexpectedly", seen once in a loaded CI run).
+        tmux = ["tmux", "-S", str(Path(tmp) / "tmux.sock")]
+        subprocess.run([*tmux, "new-session", "-d", "-s", "keep", "sleep 3600"], check=True)
+        try:
+            figures = {**tmux_figures(tmux, root, args.idle_s, bare=True), **tmux_figures(tmux, root, args.idle_s)}
+        finally:
+            subprocess.run([*tmux, "kill-server"], capture_output=True)
         for name, value in figures.items():
             print(f"{name}: {value:.3f}")
         for name, value in asyncio.run(key_latency(root, args.lines_per_s)).items():

@@ -4,12 +4,27 @@ session (through the real ``python -m engine`` CLI) and shared by engine, manage
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from support import engine_cli, fake_engine_workspace, stop_workers_of
+
+
+def _let_children_take_signals() -> None:
+    """A suite started under ``nohup`` or as a background job (``make test &``) inherits SIGHUP and
+    SIGINT ignored, and an ignored signal stays ignored across ``exec``: the stages, shells and TUIs
+    the tests start would shrug off the very signals the tests send them (three tests failed so).
+    A no-op handler leaves this process as immune as its launcher wanted, while ``exec`` resets a
+    handled signal to its default in every child."""
+    for sig in (signal.SIGHUP, signal.SIGINT):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, lambda *_: None)
+
+
+_let_children_take_signals()
 
 # Steps of LM pre-training for the tiny causal base: enough that LoRA has a language model to adapt.
 TINY_CAUSAL_PRETRAIN_STEPS = 60
