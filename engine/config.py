@@ -8,6 +8,7 @@ engine's own environment variables in :mod:`engine.profile_settings`.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -322,6 +323,19 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _near_miss(loc: str) -> str:
+    """``"; did you mean 'train.learning_rate'?"`` when an unknown dotted key is close to a known one."""
+    *sections, key = loc.split(".")
+    model: Any = RunConfig
+    for name in sections:
+        field = model.model_fields.get(name)
+        model = field.annotation if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ""
+    close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.7)
+    return f"; did you mean '{'.'.join([*sections, close[0]])}'?" if close else ""
+
+
 def _format_validation(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
@@ -329,7 +343,7 @@ def _format_validation(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden" and loc in MOVED_KEYS:
             lines.append(f"{source}: '{loc}' is no longer a run-config key: {MOVED_KEYS[loc]}; delete it here")
         elif e["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key '{loc}' (typo? see configs/base.yaml for the known keys)")
+            lines.append(f"{source}: unknown key '{loc}'{_near_miss(loc)} (see configs/base.yaml for the known keys)")
         elif e["type"] == "missing":
             lines.append(f"{source}: missing required key '{loc}'")
         else:
