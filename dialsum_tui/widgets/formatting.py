@@ -6,6 +6,8 @@ definition of units for every layer.
 
 from __future__ import annotations
 
+from rich.cells import cell_len, set_cell_size
+
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.snapshot import Progress
 
@@ -54,3 +56,10 @@ def run_note(run: Run) -> str:
     if run.job_id and run.state.is_active:  # on Slurm: the job to look up (scontrol, squeue)
         return f"job {run.job_id}" + (f" · {run.reason}" if run.reason else "")
     return run.reason or ""
+
+
+def fit_cell(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal cells with "…" where it was cut (wide Hangul counts 2)."""
+    if cell_len(text) <= width:
+        return text
+    return set_cell_size(text, max(0, width - 1)).rstrip() + "…"

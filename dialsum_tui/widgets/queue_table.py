@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.cells import cell_len, set_cell_size
+from rich.cells import cell_len
 from rich.text import Text
 from textual.events import Resize
 from textual.widgets import DataTable
 
 from dialsum_tui.manager.models import Run
 from dialsum_tui.manager.snapshot import run_progress
-from dialsum_tui.widgets.formatting import STATE_ICONS, duration, progress_fraction, run_note
+from dialsum_tui.widgets.formatting import STATE_ICONS, duration, fit_cell, progress_fraction, run_note
 
 # key -> (label, width). Widths are set, never measured: DataTable measures auto widths on idle,
 # after it may already have cached the header and the cursor row at the old widths (a cropped row).
@@ -59,13 +59,6 @@ def layout_columns(width: int, longest_nickname: int = 28) -> list[tuple[str, st
         widths["note"] = max(MIN_NOTE, room - used() + MIN_NOTE)
     labels = {key: COLUMN_SPECS[key][0] if widths[key] > 2 or key != "state" else "" for key in keys}
     return [(key, labels[key], widths[key]) for key in ORDER if key in keys]
-
-
-def fit_cell(text: str, width: int) -> str:
-    """``text`` cut to ``width`` terminal cells with "…" where it was cut (wide Hangul counts 2)."""
-    if cell_len(text) <= width:
-        return text
-    return set_cell_size(text, max(0, width - 1)).rstrip() + "…"
 
 
 def run_cells(run: Run) -> dict[str, str]:

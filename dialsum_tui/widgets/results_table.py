@@ -8,9 +8,13 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from dialsum_tui.manager.leaderboard import rouge_with_lb
+from dialsum_tui.widgets.formatting import fit_cell
 
 COLUMNS = (("model", "Model"), ("rouge", "ROUGE"), ("r123", "R1/R2/RL ×100"), ("status", "상태"), ("user", "By"),
            ("evidence", "Evidence"))
+# A nickname may run to 64 characters (128 cells in Hangul): uncapped, it pushed every score off an
+# 80-column screen. The full name is in `dialsum-tui results` and the Markdown export.
+MODEL_CELLS = 32
 
 
 def result_cells(row: Any) -> tuple[Any, ...]:
@@ -19,7 +23,7 @@ def result_cells(row: Any) -> tuple[Any, ...]:
     # One line: a DataTable row shows only the first line of a cell (a preflight failure lists its
     # problems on several).
     evidence = " ".join((row.evidence + (f" — {row.hint}" if row.hint else "")).split())
-    return (row.nickname, rouge, row.parts_text, row.status, row.user or "-", Text(evidence, style="dim"))
+    return (fit_cell(row.nickname, MODEL_CELLS), rouge, row.parts_text, row.status, row.user or "-", Text(evidence, style="dim"))
 
 
 class ResultsTable(DataTable):

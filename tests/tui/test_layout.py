@@ -12,7 +12,8 @@ from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.procfs import current_user
 from dialsum_tui.screens.add_run import parse_after, parse_gpus
 from dialsum_tui.screens.main import FOOTER_KEYS, MainScreen
-from dialsum_tui.widgets.queue_table import QueueTable, fit_cell, layout_columns
+from dialsum_tui.widgets.formatting import fit_cell
+from dialsum_tui.widgets.queue_table import QueueTable, layout_columns
 
 from tui_support import scripted_gpu, wait_for, write_config
 

@@ -22,3 +22,13 @@ def test_a_scored_row_shows_its_three_rouge_parts() -> None:
                     rougeL=0.482, run_id=1, evidence="final_model complete", hint=None)
 
     assert result_cells(row)[2] == row.parts_text == "52.30/33.10/48.20"
+
+
+def test_a_64_character_korean_nickname_leaves_the_scores_on_an_80_column_screen() -> None:
+    from rich.cells import cell_len
+
+    nickname = "아주긴한국어별명" * 8  # 64 characters, 128 cells
+    row = ResultRow(nickname=nickname, status="✅ 완료", final=50.0, tokenizer="mecab", rouge1=55.0, rouge2=40.0,
+                    rougeL=55.0, run_id=1, evidence="final ROUGE", hint=None)
+    model = result_cells(row)[0]
+    assert cell_len(model) <= 32 and model.endswith("…") and nickname.startswith(model[:-1])
