@@ -1,5 +1,5 @@
-"""Provides the causal recipe: prompt–completion samples tokenized with the prompt masked out of the labels (loss on
-the summary only, no assistant-header search) and TRL's ``SFTTrainer``.
+"""Provides the causal recipe: prompt–completion samples tokenized with the prompt masked out of
+the labels (loss on the summary only, no assistant-header search) and TRL's ``SFTTrainer``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ def prompt_completion_rows(prompts: list[str], completions: list[str], tokenizer
     Each prompt is cut from the left (as at inference, the question and assistant header at its end
     survive); each completion is cut from the right and always ends with EOS so the model learns to
     stop. Tokenizing the two parts separately makes the completion boundary exact; tokenizing each
-    part as one list is one call into the Rust tokenizer instead of two per sample (8 s → 0.5 s for
-    the competition's 12,457 dialogues).
+    part as one list makes two calls into the Rust tokenizer instead of two per sample (25k calls
+    for the competition's training set, most of the stage's set-up; docs/benchmarks.md).
 
     Returns:
         (columns, prompts truncated, completions truncated)
