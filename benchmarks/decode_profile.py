@@ -4,6 +4,7 @@ issue-16 inference goal (499 dialogues ≤ 5 s) needs before another lever is bu
 
     python benchmarks/common.py --root /tmp/bench --shapes llama3b
     python benchmarks/decode_profile.py --root /tmp/bench --shape llama3b --batch-size 256
+    python benchmarks/decode_profile.py --root /tmp/bench --shape llama3b --batch-size 64 --num-beams 4 --limit 128
 
 For each length-sorted batch of ``engine.inference.generate_summaries`` (same tokenization, same
 left padding): one forward over the prompts that keeps only the last position's logits (what
@@ -79,6 +80,8 @@ def main() -> int:
     parser.add_argument("--root", default="/tmp/bench")
     parser.add_argument("--shape", default="llama3b", choices=["llama3b", "qwen3-4b", "kobart"])
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--num-beams", type=int, default=1,
+                        help="beam search: the prompt pass then runs on batch × beams rows, as in generate()")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--profile-tokens", type=int, default=16)
     parser.add_argument("--top", type=int, default=15)
@@ -95,7 +98,10 @@ def main() -> int:
     model, tokenizer, sources, kind = load(Path(args.root), args.shape, args.model, args.data, args.device)
     sources = sources[: args.limit] if args.limit else sources
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
-    kwargs = {"do_sample": False, "num_beams": 1, "pad_token_id": tokenizer.pad_token_id}
+    kwargs = {"do_sample": False, "num_beams": args.num_beams, "pad_token_id": tokenizer.pad_token_id}
+    # transformers expands a causal batch to batch × beams rows before the prompt pass (an encoder
+    # runs once, before the expansion): time the prompt pass the way generate() pays it.
+    expand = args.num_beams if kind == "causal" else 1
     groups = batches(tokenizer, sources, kind, args.batch_size, args.max_source, args.device)
 
     def generate(batch, tokens: int):
@@ -103,6 +109,7 @@ def main() -> int:
             return model.generate(**batch, **kwargs | {"max_new_tokens": tokens, "min_new_tokens": tokens})
 
     def prefill(batch):
+        batch = {key: value.repeat_interleave(expand, dim=0) for key, value in batch.items()}
         with torch.inference_mode():
             if kind == "causal":
                 return model(**batch, logits_to_keep=1)
@@ -115,7 +122,8 @@ def main() -> int:
         t_prefill = seconds(lambda b=batch: prefill(b), sync)
         t_one = seconds(lambda b=batch: generate(b, 1), sync)
         t_all = seconds(lambda b=batch: generate(b, args.new_tokens), sync)
-        rows.append({"rows": rows_n, "width": width, "real_tokens": int(batch["attention_mask"].sum()),
+        rows.append({"rows": rows_n, "prefill_rows": rows_n * expand, "width": width,
+                     "real_tokens": int(batch["attention_mask"].sum()),
                      "prefill_s": round(t_prefill, 4), "generate_1_s": round(t_one, 4),
                      f"generate_{args.new_tokens}_s": round(t_all, 4),
                      "decode_ms_per_token": round((t_all - t_one) / max(1, args.new_tokens - 1) * 1e3, 2)})
@@ -123,7 +131,8 @@ def main() -> int:
     total = {key: round(sum(r[key] for r in rows), 3) for key in ("prefill_s", "generate_1_s", f"generate_{args.new_tokens}_s")}
     profiled = profile_generate(model, groups[0], kwargs, args.profile_tokens, args.device, args.top)
     result = {"shape": args.shape, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
-              "dialogues": len(sources), "batch_size": args.batch_size, "new_tokens": args.new_tokens,
+              "dialogues": len(sources), "batch_size": args.batch_size, "num_beams": args.num_beams,
+              "new_tokens": args.new_tokens,
               "batches": rows, "total": total, "profile_longest_batch": profiled}
     print(json.dumps({"total": total}))
     print(f"\nprofile of {args.profile_tokens} tokens on the longest batch: wall {profiled['wall_s']} s, "

@@ -17,7 +17,7 @@
 #   bash benchmarks/gpu_session.sh infer-ngram               # on one GPU: what no_repeat_ngram_size costs (issue 16)
 #   bash benchmarks/gpu_session.sh levers3                   # on one GPU: effective batch 64, grouped vs rebalanced (~5 min)
 #   bash benchmarks/gpu_session.sh infer-greedy kobart       # on one GPU: greedy 3B and KoBART beams with cuDNN attention off (~3 min)
-#   bash benchmarks/gpu_session.sh decode                    # on one GPU: the greedy 3B pass split into prefill and decoding, profiled
+#   bash benchmarks/gpu_session.sh decode                    # on one GPU: the 3B pass (greedy; beams 4 on 128) split into prompt pass and decoding, profiled
 #
 # Wheels: .whl/*/*.whl in the checkout (or ../.whl beside a copy of it; see /work/.library/device/README.md).
 set -u
@@ -107,7 +107,8 @@ for name in "$@"; do
         --fast-variants eager-sdpa,eager-sdpa,static-gqa --fast-beams 1 --batch-sizes 256 --out "$OUT/infer_greedy.json" ;;
     # Where the greedy 3B pass goes: prompt pass vs decoding per batch, top kernels (issue 16 item 2)
     decode) setup llama3b; job decode 200 python3 benchmarks/decode_profile.py --root /tmp/bench --shape llama3b \
-        --batch-size 256 --out "$OUT/decode.json" ;;
+        --batch-size 256 --out "$OUT/decode.json"; job decode-beams 200 python3 benchmarks/decode_profile.py --root /tmp/bench \
+        --shape llama3b --batch-size 64 --num-beams 4 --limit 128 --out "$OUT/decode_beams.json" ;;
     kobart) setup kobart; job kobart 200 python3 benchmarks/inference_speed.py --root /tmp/bench --shape kobart --fast \
         --fast-beams 4 --beam-batch-sizes 512 --out "$OUT/infer_kobart.json" ;;
     resume) setup llama3b; job resume 520 python3 benchmarks/resume.py --root /tmp/bench --steps 60 --stop-at 40 ;;

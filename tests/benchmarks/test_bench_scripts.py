@@ -72,6 +72,16 @@ def test_decode_profile_splits_each_batch_into_prefill_and_decoding(tmp_path: Pa
     assert "profile of 3 tokens on the longest batch" in proc.stdout
 
 
+@pytest.mark.slow
+def test_decode_profile_with_beams_times_the_prompt_pass_on_the_expanded_rows(tmp_path: Path, synth_data_dir: Path,
+                                                                             tiny_llama_dir: Path) -> None:
+    _, result = run_bench("decode_profile.py", tmp_path, tiny_llama_dir, synth_data_dir, "--batch-size", "4",
+                          "--num-beams", "2", "--new-tokens", "4", "--profile-tokens", "2", "--limit", "6")
+    assert result["num_beams"] == 2
+    assert [(b["rows"], b["prefill_rows"]) for b in result["batches"]] == [(4, 8), (2, 4)]
+    assert all(b["generate_4_s"] > b["generate_1_s"] > 0 for b in result["batches"])
+
+
 def test_inference_speed_runs_each_variant_with_and_without_the_ngram_ban(tmp_path: Path, synth_data_dir: Path,
                                                                          tiny_llama_dir: Path) -> None:
     _, rows = run_bench("inference_speed.py", tmp_path, tiny_llama_dir, synth_data_dir, "--fast", "--batch-sizes", "8",
