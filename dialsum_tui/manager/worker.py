@@ -3,7 +3,8 @@ that wires the parts — admission decides (:mod:`~dialsum_tui.manager.admission
 a stage (:mod:`~dialsum_tui.manager.launching`), following reads its events
 (:mod:`~dialsum_tui.manager.following`), the verdict judges how it ended
 (:mod:`~dialsum_tui.manager.verdict`), stopping acts on cancels and the disk watch
-(:mod:`~dialsum_tui.manager.stopping`) — and repairs the store after a restart.
+(:mod:`~dialsum_tui.manager.stopping`) — and repairs the store after a restart
+(:mod:`~dialsum_tui.manager.readopt`).
 
 Run it as ``python -m dialsum_tui.manager.worker WORKSPACE``; the CLI and the TUI start it on demand
 (:meth:`dialsum_tui.manager.service.Manager.ensure_worker`). Stopping it leaves stages running: the
@@ -32,18 +33,17 @@ from dialsum_tui.manager.backends import (
 )
 from dialsum_tui.manager.disk import DiskUsage
 from dialsum_tui.manager.disk_meter import DiskMeter
-from dialsum_tui.manager.following import ActiveStage, absorb, run_owners, stage_events
+from dialsum_tui.manager.following import ActiveStage, absorb, run_owners
 from dialsum_tui.manager.gpu import GpuSource, foreign_holders, open_gpu_source
 from dialsum_tui.manager.guards import GpuGuard, check_disk
 from dialsum_tui.manager.health import Health
 from dialsum_tui.manager.launching import LaunchError, parse_gpus, run_config, start_stage
-from dialsum_tui.manager.local_backend import NAME as LOCAL
-from dialsum_tui.manager.local_backend import LocalStage
 from dialsum_tui.manager.lock import WorkerLock
 from dialsum_tui.manager.logs import read_tail
 from dialsum_tui.manager.models import Run, RunState
 from dialsum_tui.manager.notify import BlockedWatch, notify_blocked, notify_run_ended
 from dialsum_tui.manager.preflight import DataChecks, refusal
+from dialsum_tui.manager.readopt import stages_left_running
 from dialsum_tui.manager.rebuild import open_store
 from dialsum_tui.manager.settings import Settings, SettingsError, env_settings
 from dialsum_tui.manager.stopping import handle_cancels, watch_disk
@@ -126,43 +126,20 @@ class Worker:
     # --- restart repair -----------------------------------------------------------------------
 
     def reconcile(self) -> None:
-        """Repair the store after a restart: re-adopt live stages, judge vanished ones.
-
-        A running run whose pid is alive with the recorded start time is followed again; one whose
-        process is gone is judged from its events, log tail and artifacts. A pid that is alive with
-        another start time was reused by the system: it is never signalled.
-        """
-        for run in self.store.list():
-            if run.state is not RunState.RUNNING:
-                continue
-            if run.backend == SLURM and run.job_id is not None:
-                self._readopt_job(run)
-                continue
-            if run.pid is None:
-                log.info("run %d: between stages (next %s); continuing", run.id, run.stage)
-                continue
-            ident = process.Identity(run.pid, run.pid_start_time or 0.0)
-            tail = EventTail(RunFiles(self.ws.run_dir(run.id)).events)
-            events = stage_events(tail.read_new(), run.stage or "")
-            stage = ActiveStage(run.id, run.stage or run.stages[0], LocalStage(ident), self.backends[LOCAL], tail, events)
-            if process.is_alive(run.pid, run.pid_start_time):
-                log.info("run %d: re-adopted %s stage pid %d", run.id, stage.stage, run.pid)
-                self.active[run.id] = stage
-                self.oom_marks[run.id] = oom.mark(run.pid)  # from now on: kills before it are not seen
-                self.seen_pids[run.pid] = (run.id, run.nickname)
-            else:
+        """Repair the store after a restart: follow stages that still run, judge those that ended
+        meanwhile from their events, log tail and artifacts (:mod:`~dialsum_tui.manager.readopt`)."""
+        for run, stage, alive in stages_left_running(self.ws, self.store.list(), self.backends):
+            if not alive:
                 log.info("run %d: %s stage pid %d is gone; judging from evidence", run.id, stage.stage, run.pid)
                 self._finish_stage(stage, None)
-
-    def _readopt_job(self, run: Run) -> None:
-        """Follow a run's Slurm job again by its id: Slurm, not the old worker, held it meanwhile.
-        Whatever it did meanwhile (pending, running, ended) is the next tick's poll."""
-        backend = self.backends[SLURM]
-        tail = EventTail(RunFiles(self.ws.run_dir(run.id)).events)
-        events = stage_events(tail.read_new(), run.stage or "")
-        self.active[run.id] = ActiveStage(run.id, run.stage or run.stages[0], backend.handle(str(run.job_id)),
-                                          backend, tail, events)
-        log.info("run %d: re-adopted %s stage, Slurm job %s", run.id, run.stage, run.job_id)
+                continue
+            self.active[run.id] = stage
+            if stage.ident is None:
+                log.info("run %d: re-adopted %s stage, Slurm job %s", run.id, stage.stage, run.job_id)
+                continue
+            log.info("run %d: re-adopted %s stage pid %d", run.id, stage.stage, stage.ident.pid)
+            self.oom_marks[run.id] = oom.mark(stage.ident.pid)  # from now on: kills before it are not seen
+            self.seen_pids[stage.ident.pid] = (run.id, run.nickname)
 
     # --- the loop -----------------------------------------------------------------------------
 
