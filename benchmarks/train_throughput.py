@@ -4,6 +4,7 @@ process, on real-architecture shapes. Prints non-pad tokens/s, MFU, s/optimizer-
 
     python benchmarks/common.py --root /tmp/bench                 # once: data + random-init models
     python benchmarks/train_throughput.py --root /tmp/bench --only llama3b
+    python benchmarks/train_throughput.py --device cpu --model DIR --data DIR --steps 4   # the CPU test's path
 """
 
 from __future__ import annotations
@@ -84,6 +85,20 @@ def kobart_variants() -> list[tuple[str, dict]]:
         ("kobart engine (bf16 AMP, bs50, grouped, fused AdamW)",
          merged(base, {"train": {"precision": "bf16", "group_by_length": True, "optim": "adamw_torch_fused"}})),
     ]
+
+
+def on_cpu(tree: dict, model: str, data: str, steps: int) -> dict:
+    """A variant's CPU dry run: the same plumbing on a tiny model, fp32, no 4-bit, no Liger, no paged
+    or fused optimizer (bitsandbytes and Triton need CUDA), ``steps`` optimizer steps."""
+    tree = merged(tree, {
+        "model": {"name_or_path": model, "dtype": "float32"},
+        "data": {"dir": data, "max_train_samples": 64},
+        "prompt": {"max_source_length": 256, "max_target_length": 48},
+        "train": {"device": "cpu", "precision": "fp32", "optim": "adamw_torch", "use_liger_kernel": False,
+                  "max_steps": steps},
+    })
+    tree.pop("quantization", None)
+    return tree
 
 
 def steady_state(events: list[dict], skip: int, last: int) -> dict:
@@ -175,21 +190,35 @@ def main() -> int:
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--pick", default="", help="variant indices per shape, e.g. 'llama3b:0,3;qwen3-4b:0,5'")
     parser.add_argument("--profile", default="", help="variant names containing this text are profiled (steps 5-7)")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--model", help="CPU run: a (tiny) causal model directory, standing in for every causal shape")
+    parser.add_argument("--seq2seq-model", help="CPU run: a (tiny) seq2seq model directory, standing in for kobart")
+    parser.add_argument("--data", help="CPU run: a data directory with train.csv/dev.csv")
+    parser.add_argument("--steps", type=int, default=4, help="CPU run: optimizer steps per variant")
     args = parser.parse_args()
-    root = Path(args.root)
+    root = Path(args.root).resolve()
+    shapes = args.only.split(",")
+    cpu = args.device == "cpu"
+    if cpu and not (args.data and (args.seq2seq_model if "kobart" in shapes else True)
+                    and (args.model if set(shapes) - {"kobart"} else True)):
+        parser.error("--device cpu needs --data DIR, --model DIR for causal shapes and --seq2seq-model DIR for kobart")
     variants: list[tuple[str, dict, str]] = []
-    for shape in args.only.split(","):
+    for shape in shapes:
         chosen = kobart_variants() if shape == "kobart" else causal_variants(shape, 8 if shape == "llama3b" else 6)
         picks = dict(item.split(":") for item in args.pick.split(";") if item)
         if shape in picks:
             chosen = [chosen[int(i)] for i in picks[shape].split(",")]
+        if cpu:
+            model = args.seq2seq_model if shape == "kobart" else args.model
+            chosen = [(f"{name} [cpu dry run]", on_cpu(tree, str(Path(model).resolve()), str(Path(args.data).resolve()),
+                                                      args.steps)) for name, tree in chosen]
         variants += [(n, t, shape) for n, t in chosen]
     results = []
     for i, (name, tree, shape) in enumerate(variants):
         res = run_variant(root, name, tree, i, profile=bool(args.profile) and args.profile in name)
-        n = parameters(root / "models" / shape)
+        n = None if cpu else parameters(root / "models" / shape)  # MFU is against the H100's peak: GPU runs only
         if res.get("tokens_per_s"):
-            res["mfu_pct"] = round(100 * mfu(n, res["tokens_per_s"]), 1) if shape != "kobart" else None
+            res["mfu_pct"] = round(100 * mfu(n, res["tokens_per_s"]), 1) if n and shape != "kobart" else None
             res["samples_per_s"] = round(res["samples_per_step"] / res["s_per_step"], 1)
             res["tokens_per_s"] = round(res["tokens_per_s"])
             res["s_per_step"] = round(res["s_per_step"], 3)
@@ -202,7 +231,7 @@ def main() -> int:
         print(f"{r['name'][:74]:74} {r.get('tokens_per_s', '-'):>7} {r.get('mfu_pct') or '-':>5} "
               f"{r.get('s_per_step', '-'):>7} {r.get('samples_per_s', '-'):>7} {r['peak_gib']:>7}"
               + (f"  FAILED {r['failed']}" if r.get("failed") else ""))
-    return 0
+    return 0 if all(r["exit"] == 0 for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -169,3 +169,32 @@ def test_train_levers_rebalanced_micro_batches_track_the_eager_loss(tmp_path: Pa
     assert list(rows) == ["eager-eb64", "rebalance32-eb64"]
     assert rows["rebalance32-eb64"]["loss_mean10_rel_diff"] < 1e-3, rows["rebalance32-eb64"]
     assert "10-step mean diff" in proc.stdout
+
+
+def test_train_throughput_runs_the_team_recipe_and_a_lever_and_profiles_one(tmp_path: Path, synth_data_dir: Path,
+                                                                          tiny_llama_dir: Path,
+                                                                          tiny_bart_dir: Path) -> None:
+    proc, rows = run_bench("train_throughput.py", tmp_path, tiny_llama_dir, synth_data_dir,
+                           "--seq2seq-model", str(tiny_bart_dir), "--only", "llama3b,kobart",
+                           "--pick", "llama3b:0,5;kobart:1", "--steps", "5", "--profile", "LoRA dropout 0")
+    assert [r["name"] for r in rows] == [
+        "llama3b team recipe (QLoRA nf4, ckpt, bs8x8, random, paged AdamW) [cpu dry run]",
+        "llama3b no ckpt, bs16, grouped, Liger, LoRA dropout 0 [cpu dry run]",
+        "kobart engine (bf16 AMP, bs50, grouped, fused AdamW) [cpu dry run]"]
+    # Each variant trained in its own engine process; the steady window is read from its progress events.
+    assert all(r["exit"] == 0 and r["tokens_per_s"] > 0 and r["steps"] >= 1 for r in rows), rows
+    assert [r["samples_per_step"] for r in rows] == [64, 16, 50]
+    assert all(r["mfu_pct"] is None for r in rows)  # MFU is against an H100's peak: GPU runs only
+    # The profiled variant ran three more steps under the profiler; on the CPU no CUDA kernel is counted.
+    assert set(rows[1]["profile_ms_per_step"]) == {"attention", "matmul", "liger/triton", "optimizer", "copy/cast",
+                                                   "elementwise/other"}
+    assert "profile_ms_per_step" not in rows[0] and "tok/s" in proc.stdout
+    config = (tmp_path / "configs" / "bench00.yaml").read_text()
+    assert "quantization" not in config and "device: cpu" in config
+
+
+def test_train_throughput_on_the_cpu_asks_for_the_models_it_stands_in_for(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "train_throughput.py"), "--device", "cpu", "--root", str(tmp_path),
+                           "--data", str(tmp_path), "--model", str(tmp_path), "--only", "kobart"],
+                          capture_output=True, text=True, env=bench_env(), timeout=120)
+    assert proc.returncode == 2 and "--seq2seq-model DIR for kobart" in proc.stderr
