@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import mfu, parameters  # noqa: E402
-from train_throughput import CAUSAL_BASE, lever, merged, run_train, steady_state  # noqa: E402
+from train_throughput import CAUSAL_BASE, lever, merged, on_cpu, run_train, steady_state  # noqa: E402
 
 # Padded lengths up to 1,224 tokens: 20 buckets. A batch pays ~32 pad tokens per sample on average
 # over its longest (~6% of the 3B step's ~490 non-pad tokens per sample); --bucket 16 pays ~8.
@@ -131,15 +131,9 @@ def compare(results: list[dict]) -> None:
 
 
 def cpu_base(model: str, data: str) -> dict:
-    """The CPU dry run's config: the same plumbing on a tiny model, fp32, no Liger (Triton needs CUDA),
-    and compilation traced by aot_eager (inductor's C++ build would dominate a test)."""
-    return merged(CAUSAL_BASE, {
-        "model": {"name_or_path": model, "dtype": "float32"},
-        "data": {"dir": data, "max_train_samples": 64},
-        "prompt": {"max_source_length": 256, "max_target_length": 48},
-        "train": {"device": "cpu", "precision": "fp32", "optim": "adamw_torch", "use_liger_kernel": False,
-                  "compile_backend": "aot_eager"},
-    })
+    """The CPU dry run's config (train_throughput's), with compilation traced by aot_eager: inductor's
+    C++ build would dominate a test. ``variant_tree`` sets the steps."""
+    return on_cpu(merged(CAUSAL_BASE, {"train": {"compile_backend": "aot_eager"}}), model, data, steps=1)
 
 
 def main() -> int:
