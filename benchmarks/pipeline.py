@@ -48,7 +48,8 @@ from util_sampler import gpu_window, read_samples, sample_forever  # noqa: E402
 
 CLI = [sys.executable, "-m", "dialsum_tui"]
 SHIPPED = {"kobart": "configs/kobart.yaml", "llama3b": "configs/llama-3.2-korean-3b-h100.yaml"}
-TINY_ARCH = {"kobart": "bart", "llama3b": "llama"}
+# The tiny stand-in of each shape on the CPU (qwen3-4b: benchmarks/manager_on_gpu.py --cpu).
+TINY_ARCH = {"kobart": "bart", "llama3b": "llama", "qwen3-4b": "qwen3"}
 # A CPU has no AMP, no fused CUDA optimizer and no Liger (Triton) kernels, and compiling the layers
 # there costs minutes for nothing measured: the only other keys --cpu changes.
 CPU_KEYS = {"model.dtype": "float32", "train.device": "cpu", "train.precision": "fp32", "train.optim": "adamw_torch",
