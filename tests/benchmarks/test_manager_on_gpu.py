@@ -97,8 +97,8 @@ def test_cpu_path_refuses_qlora_and_incomplete_data(tmp_path: Path) -> None:
     assert not (tmp_path / "ws").exists()  # refused before anything was built
 
 
-def test_memory_timeline_reads_gpu0_through_the_gpu_source() -> None:
-    sys.path.insert(0, str(BENCH.parent))
+def test_memory_timeline_reads_gpu0_through_the_gpu_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH.parent))  # the benchmarks import each other by file name
     from manager_on_gpu import sample_memory, used_at
 
     def frame(mib: int) -> list[GpuDevice]:
