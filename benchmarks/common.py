@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -129,18 +130,20 @@ def token_lengths(model_dir: Path, data: Path) -> dict:
 
 class NvmlPeak:
     """Samples GPU memory used (NVML, as nvidia-smi shows it) every ``interval`` s in a thread:
-    device ``index``, or every device when ``index`` is None (``peaks_gib``, one per device)."""
+    device ``index``, or every device when ``index`` is None (``peaks_gib``, one per device).
+    ``nvml`` is the pynvml module (imported when None), or a stand-in with its functions (tests)."""
 
-    def __init__(self, index: int | None = 0, interval: float = 0.05):
-        import pynvml
+    def __init__(self, index: int | None = 0, interval: float = 0.05, nvml: Any = None):
+        if nvml is None:
+            import pynvml as nvml
 
-        self.nvml = pynvml
+        self.nvml = nvml
         try:
-            pynvml.nvmlInit()
-            count = pynvml.nvmlDeviceGetCount()
+            nvml.nvmlInit()
+            count = nvml.nvmlDeviceGetCount()
             indices = range(count) if index is None else [index]
-            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
-        except pynvml.NVMLError:  # no GPU: a CPU dry run of the plumbing reports 0
+            self.handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+        except nvml.NVMLError:  # no GPU: a CPU dry run of the plumbing reports 0
             self.handles = []
         self.interval = interval
         self.baselines = self.used_all()

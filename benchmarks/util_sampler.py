@@ -1,6 +1,7 @@
 """Provides the GPU-utilisation sampler of benchmarks/pipeline.py: a process of its own that
 appends one "time util% used_bytes" line per NVML sample of GPU 0 (so it outlives the device call
 that started it), and the readers that turn those lines into a stage's utilisation and idle share.
+tests/benchmarks/test_nvml_benchmarks.py drives the sampling through a stand-in for pynvml.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.units import GIB
 
@@ -19,8 +21,8 @@ class UtilSampler(NvmlPeak):
     """NvmlPeak's NVML handle and thread, also reading utilisation: one "time util% used_bytes" line
     per sample of GPU 0, appended to ``out`` so a later call of this script can read it."""
 
-    def __init__(self, out: Path, interval: float = 0.1):
-        super().__init__(index=0, interval=interval)
+    def __init__(self, out: Path, interval: float = 0.1, nvml: Any = None):
+        super().__init__(index=0, interval=interval, nvml=nvml)
         self.out = out
 
     def _run(self) -> None:
@@ -34,18 +36,21 @@ class UtilSampler(NvmlPeak):
                 time.sleep(self.interval)
 
 
-def sample_forever(out: Path, max_s: float) -> int:
-    """The ``--sample`` mode: sample until SIGTERM (or ``max_s``, so it never outlives its purpose)."""
+def sample_forever(out: Path, max_s: float, interval: float = 0.1, nvml: Any = None) -> int:
+    """The ``--sample`` mode: sample until SIGTERM (or ``max_s``, so it never outlives its purpose).
+    The last line says which ended it: a sampler that ran out its ``max_s`` missed the stages after."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    sampler = UtilSampler(out)
+    sampler = UtilSampler(out, interval, nvml)
     if not sampler.handles:
         out.write_text("# device: no GPU (NVML found none)\n", encoding="utf-8")
         return 0
     name = sampler.nvml.nvmlDeviceGetName(sampler.handles[0])
     out.write_text(f"# device: {name.decode() if isinstance(name, bytes) else name}\n", encoding="utf-8")
     with sampler:
-        stop.wait(max_s)
+        stopped = stop.wait(max_s)
+    with out.open("a", encoding="utf-8") as f:
+        f.write("# stopped: SIGTERM\n" if stopped else f"# stopped: ran out its {max_s:.0f} s\n")
     return 0
 
 
