@@ -9,6 +9,8 @@ Behaviour is set through the environment the worker passes on:
   FAKE_IGNORE_SIGINT=1: ignore SIGINT, so only SIGTERM/SIGKILL stop it.
   FAKE_NEED_MODEL=1: infer fails unless the model it loads (--model-key, else --artifact-key) is complete.
   FAKE_PID_FILE: append "<pid> <stage>" to this file at start (tests find the stage process).
+  FAKE_GATE: a train stage, its steps done, waits until this file exists before it ends (a test that
+      must look at a running stage opens the gate when it has: no race with a slow machine).
   FAKE_SAVE_STEPS=N: train writes a marked checkpoint every N steps (and one at a SIGINT stop), as
       the real engine does (engine.checkpoints); --resume-from continues from its step.
 """
@@ -150,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
                 _save_checkpoint(events, trainer_dir, step, steps, cfg, files.root)
         if fail and step == max(1, steps // 2):
             return _fail(events, fail)
+
+    if args.command == Stage.TRAIN and (gate := os.environ.get("FAKE_GATE")):
+        while not Path(gate).exists():
+            time.sleep(0.05)
 
     if args.command == Stage.TRAIN:
         final = artifacts.final_model_dir(Path(paths.get("checkpoints", "checkpoints")), key)

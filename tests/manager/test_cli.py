@@ -78,7 +78,8 @@ def test_pause_cancel_retry(workspace: Workspace, make_config, cli) -> None:
 
 def test_worker_killed_minus_9_mid_run_then_restarted_re_adopts(workspace: Workspace, make_config, cli,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_STEPS", "60")
+    gate = workspace.root / "train-may-end"
+    monkeypatch.setenv("FAKE_GATE", str(gate))  # the stage runs until the test has restarted the worker
     cli("add", str(make_config("m")), "--action", "train")
     mgr = Manager.open(workspace)
     wait_until(lambda: mgr.get(1).pid is not None and bool(mgr.get(1).progress))
@@ -89,10 +90,12 @@ def test_worker_killed_minus_9_mid_run_then_restarted_re_adopts(workspace: Works
     wait_until(lambda: not mgr.worker_status()[0])
     assert process.is_alive(stage.pid, stage.pid_start_time)  # the stage outlived its worker
     assert "worker running" in cli("worker", "start").stdout
+    wait_until(lambda: f"re-adopted train stage pid {stage.pid}" in workspace.worker_log.read_text(encoding="utf-8"),
+               what="the new worker to re-adopt the live stage")
+    gate.touch()
     wait_until(lambda: mgr.get(1).state.is_final)
     done = mgr.get(1)
     assert done.state is RunState.SUCCEEDED and done.pid == stage.pid
-    assert f"re-adopted train stage pid {stage.pid}" in workspace.worker_log.read_text(encoding="utf-8")
 
 
 def test_worker_survives_sighup_of_the_launching_terminal(workspace: Workspace, make_config, cli) -> None:

@@ -51,7 +51,8 @@ def _db_files(ws: Workspace) -> list[Path]:
 
 def test_rm_state_db_while_a_run_trains(workspace: Workspace, make_config, cli: Cli,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_STEPS", "60")  # 3 s of training at 0.05 s a step
+    gate = workspace.root / "train-may-end"
+    monkeypatch.setenv("FAKE_GATE", str(gate))  # run 1 trains until the test has looked at it
     cli("add", str(make_config("코바트")))
     wait_until(lambda: _runs(cli)[1]["state"] == "running" and _runs(cli)[1]["progress"].get("step"))
     snapshot = (workspace.run_dir(1) / "config.yaml").read_bytes()
@@ -75,10 +76,11 @@ def test_rm_state_db_while_a_run_trains(workspace: Workspace, make_config, cli: 
 
     cli("worker", "stop")
     cli("worker", "start")  # a fresh worker on the current file re-adopts run 1, then runs run 2
+    gate.touch()
     wait_until(lambda: all(r["state"] == "succeeded" for r in _runs(cli).values()), timeout=60)
     log = workspace.worker_log.read_text(encoding="utf-8")
-    # Run 1 was followed on (re-adopted, or judged from its events if train ended meanwhile), never retrained.
-    assert log.count("run 1: launched train") == 1 and "run 1: train done" in log
+    # Run 1 was followed on (re-adopted), never retrained.
+    assert log.count("run 1: launched train") == 1 and "run 1: re-adopted train stage" in log and "run 1: train done" in log
     manager = Manager.open(workspace)
     for run in manager.runs():
         assert is_complete_model(final_model_dir(workspace.checkpoints_dir, run_key(run)))
