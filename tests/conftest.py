@@ -4,6 +4,7 @@ session (through the real ``python -m engine`` CLI) and shared by engine, manage
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -25,6 +26,19 @@ def _let_children_take_signals() -> None:
 
 
 _let_children_take_signals()
+
+
+def _share_the_cores_between_workers() -> None:
+    """Under pytest-xdist every worker's torch (in-process and in the stages it starts) would take all
+    the cores: with 2 workers on 2 cores their OpenMP threads spin against each other, and a loaded CI
+    box then runs out the fixtures' timeouts. Measured here: two tiny-Llama builds side by side took
+    23 s with default threads, 16 s with one thread each. An OMP_NUM_THREADS set by the caller wins."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+
+
+_share_the_cores_between_workers()
 
 # Steps of LM pre-training for the tiny causal base: enough that LoRA has a language model to adapt.
 TINY_CAUSAL_PRETRAIN_STEPS = 60
@@ -56,7 +70,7 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Pat
     """A tiny Llama, LM-pre-trained for a few steps on the synthetic corpus, with a chat template."""
     out = tmp_path_factory.mktemp("tiny") / "llama"
     _checked(engine_cli("tiny-model", "--arch", "llama", "--data", str(synth_data_dir), "--out", str(out),
-                        "--pretrain-steps", str(TINY_CAUSAL_PRETRAIN_STEPS)))
+                        "--pretrain-steps", str(TINY_CAUSAL_PRETRAIN_STEPS), timeout=900))  # a hang guard only
     return out
 
 

@@ -87,7 +87,7 @@ def run_cli(ws: Workspace, *args: str, expect: int | None = 0, timeout: float = 
     return done
 
 
-def engine_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def engine_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python -m engine ARGS`` in a subprocess (the way the manager runs it) and return the result."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
