@@ -44,8 +44,14 @@ def slurm_note(runs: Sequence[Run]) -> str:
 
 
 def run_progress(run: Run) -> Progress | None:
-    """The store's progress of ``run`` as the engine's typed record (None before the first report)."""
+    """The store's progress of ``run`` as the engine's typed record (None before the first report).
+
+    While a run runs, a report of an earlier stage is not its progress: between train's last report
+    and infer's first, the queue would show "infer 400/400, 100%" for a stage just loading.
+    """
     if not run.progress:
+        return None
+    if run.state is RunState.RUNNING and run.progress.get("stage") not in (None, run.stage):
         return None
     record = parse_event({**run.progress, "event": Event.PROGRESS})
     return record if isinstance(record, Progress) else None

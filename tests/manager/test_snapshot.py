@@ -110,3 +110,17 @@ def test_run_progress_is_none_before_the_first_report(workspace) -> None:
     manager.pause()
     run = manager.add(str(write_config(workspace, "fresh")))
     assert run_progress(run) is None
+
+
+def test_a_running_run_shows_no_progress_of_the_stage_it_left(workspace) -> None:
+    manager = Manager.open(workspace)
+    manager.pause()
+    run = manager.add(str(write_config(workspace, "between")))
+    train_done = {"step": 400, "total": 400, "epoch": 16.0, "stage": "train", "ts": 1.0}
+    run = manager.store.transition(run.id, RunState.RUNNING, stage="train", progress=train_done)
+    assert run_progress(run).step == 400  # train's own report, while train runs
+    # Train ended; infer is loading and has not reported: "infer 400/400, 100%" would be train's numbers.
+    between = manager.store.update(run.id, stage="infer")
+    assert run_progress(between) is None
+    ended = manager.store.transition(run.id, RunState.SUCCEEDED)
+    assert run_progress(ended).step == 400  # a final run keeps the last report it had
