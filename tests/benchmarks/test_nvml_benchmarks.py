@@ -109,9 +109,9 @@ class FakeNvml:
 
 
 @pytest.fixture
-def sampler_module() -> Iterator[SimpleNamespace]:
+def sampler_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     """util_sampler's functions; the SIGTERM handler that sample_forever installs is undone after."""
-    sys.path.insert(0, str(BENCH))
+    monkeypatch.syspath_prepend(str(BENCH))  # the benchmarks import each other by file name
     from util_sampler import gpu_window, read_samples, sample_forever
 
     previous = signal.getsignal(signal.SIGTERM)
