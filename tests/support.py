@@ -87,6 +87,15 @@ def run_cli(ws: Workspace, *args: str, expect: int | None = 0, timeout: float = 
     return done
 
 
+def script_env(**extra: str) -> dict[str, str]:
+    """The environment a benchmark or engine script gets in a test: this checkout's packages, no hub,
+    one thread per process (the xdist workers already share the cores), and no scripted GPU or
+    workspace leaking in from the caller's shell."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false", **extra}
+    return {k: v for k, v in env.items() if k not in ("DIALSUM_FAKE_GPU", "DIALSUM_WORKSPACE")}
+
+
 def engine_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python -m engine ARGS`` in a subprocess (the way the manager runs it) and return the result."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}

@@ -6,7 +6,6 @@ product_multi_gpu.py's headless TUI capture and its reading of the worker's laun
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,14 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from support import REPO, wait_until
+from support import REPO, script_env, wait_until
 
 BENCH = REPO / "benchmarks"
-
-
-def bench_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false"}
 
 
 def run_bench(script: str, root: Path, model: Path, data: Path,
@@ -30,7 +24,7 @@ def run_bench(script: str, root: Path, model: Path, data: Path,
     out = root / "rows.json"
     proc = subprocess.run([sys.executable, str(BENCH / script), "--device", "cpu", "--root", str(root),
                            "--model", str(model), "--data", str(data), *args, "--out", str(out)],
-                          capture_output=True, text=True, env=bench_env(), timeout=600)
+                          capture_output=True, text=True, env=script_env(), timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc, json.loads(out.read_text())
 
@@ -133,7 +127,7 @@ def test_product_capture_renders_the_gpu_panel_headless(tmp_path: Path) -> None:
 
     ws = init_workspace(tmp_path / "ws").root
     svg = tmp_path / "tui.svg"
-    env = bench_env() | {"DIALSUM_FAKE_GPU": str(REPO / "tests" / "fixtures" / "gpu" / "foreign_on_gpu0.json")}
+    env = script_env() | {"DIALSUM_FAKE_GPU": str(REPO / "tests" / "fixtures" / "gpu" / "foreign_on_gpu0.json")}
     proc = subprocess.run([sys.executable, str(BENCH / "product_multi_gpu.py"), "--capture", str(ws), "--svg", str(svg),
                            "--expect", "not ours", "--timeout", "20"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -196,5 +190,5 @@ def test_train_throughput_runs_the_team_recipe_and_a_lever_and_profiles_one(tmp_
 def test_train_throughput_on_the_cpu_asks_for_the_models_it_stands_in_for(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(BENCH / "train_throughput.py"), "--device", "cpu", "--root", str(tmp_path),
                            "--data", str(tmp_path), "--model", str(tmp_path), "--only", "kobart"],
-                          capture_output=True, text=True, env=bench_env(), timeout=120)
+                          capture_output=True, text=True, env=script_env(), timeout=120)
     assert proc.returncode == 2 and "--seq2seq-model DIR for kobart" in proc.stderr

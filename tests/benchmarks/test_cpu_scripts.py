@@ -5,21 +5,19 @@ metric's timing, the TUI's first frame / idle CPU / log end, and the cost of a b
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from support import REPO
+from support import REPO, script_env
 
 BENCH = REPO / "benchmarks"
 
 
 def _run(*argv: str, timeout: float = 240) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=timeout)
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=script_env(), timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc.stdout
 

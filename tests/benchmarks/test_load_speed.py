@@ -7,18 +7,16 @@ exactly. The seconds are never asserted."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from support import REPO
+from support import REPO, script_env
 
 
 def test_load_speed_times_both_orders_and_compares_the_weights(tmp_path: Path, tiny_llama_dir: Path) -> None:
     out = tmp_path / "load.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = script_env()
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "load_speed.py"), "--device", "cpu", "--root", str(tmp_path),
          "--model", str(tiny_llama_dir), "--like", "llama3b", "--out", str(out)],

@@ -7,7 +7,6 @@ is what the worker did, read from the runs' own event files."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -20,21 +19,13 @@ from engine.artifacts import read_events
 from engine.contract import PIPELINE, Event, RunFiles, load_snapshot
 from engine.units import GIB, MIB
 
-from support import CLI, REPO, stop_workers_of, wait_until
+from support import CLI, REPO, script_env, stop_workers_of, wait_until
 
 BENCH = REPO / "benchmarks" / "manager_on_gpu.py"
 
 
-def bench_env() -> dict[str, str]:
-    # As tests/benchmarks/test_bench_scripts.py runs the benchmarks; the CPU path must not pick up a
-    # scripted GPU or another workspace from the caller's shell.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
-    return {k: v for k, v in env.items() if k not in ("DIALSUM_FAKE_GPU", "DIALSUM_WORKSPACE")}
-
-
 def _bench(*argv: str, timeout: float = 420) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BENCH), *argv], capture_output=True, text=True, env=bench_env(),
+    return subprocess.run([sys.executable, str(BENCH), *argv], capture_output=True, text=True, env=script_env(),
                           timeout=timeout)
 
 
@@ -59,7 +50,7 @@ def test_cpu_path_runs_both_pipelines_back_to_back_through_the_worker(tmp_path: 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     listed = subprocess.run([*CLI, "--workspace", str(ws), "ls", "--json"], capture_output=True, text=True,
-                            env=bench_env(), check=True)
+                            env=script_env(), check=True)
     runs = sorted(json.loads(listed.stdout), key=lambda r: r["id"])
     assert [(r["nickname"], r["state"]) for r in runs] == [("cpu-llama3b", "succeeded"), ("cpu-qwen3-4b", "succeeded")]
     for run in runs:

@@ -7,21 +7,20 @@ between GPU sessions."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from support import REPO
+from support import REPO, script_env
 
 
 @pytest.mark.slow
 def test_multi_gpu_benchmark_runs_its_scenarios_with_cpu_ranks(tmp_path: Path, synth_data_dir: Path,
                                                                tiny_llama_dir: Path) -> None:
     out = tmp_path / "result.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = script_env()
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "multi_gpu.py"), "--cpu", "--root", str(tmp_path / "bench"),
          "--model", str(tiny_llama_dir), "--data", str(synth_data_dir), "--scenarios", "1,ddp2,side2,ddp2+rb",

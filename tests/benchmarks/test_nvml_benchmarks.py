@@ -16,20 +16,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from support import REPO
+from support import REPO, script_env
 
 BENCH = REPO / "benchmarks"
 BASE_USED = 480 * 2**20
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-
-
 def test_guard_release_blocks_on_the_holder_and_on_its_forked_child(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     proc = subprocess.run([sys.executable, str(BENCH / "guard_release.py"), "--device", "cpu", "--poll", "0.05",
-                           "--child-s", "0.3", "--out", str(out)], capture_output=True, text=True, env=_env(),
+                           "--child-s", "0.3", "--out", str(out)], capture_output=True, text=True, env=script_env(),
                           timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = {r["scenario"]: r for r in json.loads(out.read_text())}
@@ -63,7 +59,7 @@ def test_guard_release_without_a_gpu_says_to_use_the_cpu_path() -> None:
     if open_gpu_source().devices():
         pytest.skip("this machine has a GPU: the default path would run the real benchmark")
     proc = subprocess.run([sys.executable, str(BENCH / "guard_release.py")], capture_output=True, text=True,
-                          env=_env(), timeout=120)
+                          env=script_env(), timeout=120)
     assert proc.returncode == 2 and "--device cpu runs its code path" in proc.stderr, proc.stderr[-2000:]
 
 

@@ -7,21 +7,20 @@ docs/benchmarks.md, never asserted here; what is asserted is that every part of 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from support import REPO, stop_workers_of
+from support import REPO, script_env, stop_workers_of
 
 BENCH = REPO / "benchmarks" / "pipeline.py"
 
 
 def _bench(*argv: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, str(BENCH), *argv], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, str(BENCH), *argv], capture_output=True, text=True, env=script_env(),
+                          timeout=300)
 
 
 @pytest.mark.slow  # three stage processes of a tiny BART (~45 s on a shared 2-core box)

@@ -16,7 +16,7 @@ from dialsum_tui.manager import process
 from dialsum_tui.manager.launching import accelerate_argv
 from engine.artifacts import is_complete_model
 
-from support import REPO, read_event_lines, write_run_config
+from support import read_event_lines, script_env, write_run_config
 
 
 def tiny_config(model_dir: Path, **train: object) -> dict:
@@ -37,8 +37,7 @@ def launch_two_ranks(tmp_path: Path, data_dir: Path, model_dir: Path, **train: o
     config = write_run_config(ws, tiny_config(model_dir, **train))
     run_dir = ws / "runs" / "1"
     argv = accelerate_argv([sys.executable, "-m", "engine"], 2) + ["train", "--config", str(config), "--run-dir", str(run_dir)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = script_env(CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
     popen, ident = process.launch(argv, cwd=ws, log_path=run_dir / "run.log", env=env)
     return ws, run_dir, popen, ident
 
