@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # benchmarks/pipeline.py (its folder is on sys.path above): the CPU keys and tiny models are shared.
-from pipeline import CPU_KEYS, model_for, set_key  # noqa: E402
+from pipeline import CLI, CPU_KEYS, cli, model_for, set_key  # noqa: E402
 
 from dialsum_tui.manager.gpu import GpuSource, open_gpu_source  # noqa: E402
 from dialsum_tui.manager.models import RunState  # noqa: E402
@@ -42,7 +42,6 @@ from engine.units import GIB  # noqa: E402
 
 from common import bench_env  # noqa: E402
 
-CLI = [sys.executable, "-m", "dialsum_tui"]
 SHAPES = ("llama3b", "qwen3-4b")
 # The CPU path keeps every stage but makes each one short: a few optimizer steps, no in-training
 # evaluation or intermediate checkpoint, short summaries (the plumbing is what is checked there).
@@ -87,11 +86,6 @@ def used_at(timeline: list, ts: float) -> float | str:
         return "n/a"
     before = [u for t, u in timeline if t <= ts]
     return round((before[-1] if before else timeline[0][1]) / GIB, 2)
-
-
-def cli(ws: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "--workspace", str(ws), *args], capture_output=True, text=True, env=bench_env(),
-                          check=check)
 
 
 def build_data(ws: Path, args: argparse.Namespace, env: dict) -> None:
@@ -176,7 +170,7 @@ def main() -> int:
     for shape, nick, four_bit in runs:
         path = ws / "configs" / f"{nick}.yaml"
         path.write_text(yaml.safe_dump(config(shape, nick, four_bit, args.cpu)), encoding="utf-8")
-        subprocess.run([*CLI, "--workspace", str(ws), "add", str(path)], check=True, env=env)
+        print(cli(ws, "add", str(path)).stdout, end="", flush=True)
     deadline = time.time() + args.timeout
     while time.time() < deadline:
         state = json.loads(cli(ws, "ls", "--json").stdout)
@@ -187,7 +181,7 @@ def main() -> int:
         print(f"not every run ended within --timeout {args.timeout:.0f} s", flush=True)
     stop.set()
     sampler.join()
-    subprocess.run([*CLI, "--workspace", str(ws), "worker", "stop"], env=env)
+    cli(ws, "worker", "stop", check=False)
     print_timeline(ws, timeline, t0)
     print(cli(ws, "results", check=False).stdout)
     print(cli(ws, "ls", check=False).stdout)
