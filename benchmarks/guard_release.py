@@ -34,10 +34,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dialsum_tui.manager.gpu import GpuDevice, GpuProcess, open_gpu_source  # noqa: E402
-from dialsum_tui.manager.guards import GpuGuard  # noqa: E402
+from dialsum_tui.manager.guards.checks import GpuGuard  # noqa: E402
+from dialsum_tui.manager.guards.gpu import GpuDevice, GpuProcess, open_gpu_source  # noqa: E402
 from dialsum_tui.manager.procfs import ALIVE, pid_state, process_group, process_identity  # noqa: E402
-from dialsum_tui.manager.workspace import Settings  # noqa: E402
+from dialsum_tui.manager.workspace.layout import Settings  # noqa: E402
 from engine.units import GIB, MIB  # noqa: E402
 
 ALLOCATE = {

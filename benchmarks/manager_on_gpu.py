@@ -10,7 +10,7 @@ GPU-memory timeline and when each stage started and ended, then prints the resul
 --cpu runs the same workspace build, queue, detached worker and report on the CPU: tiny models (--model
 in every shape's place, else a tiny Llama and a tiny Qwen3 built here), --data's CSVs instead of the
 synthetic set, benchmarks/pipeline.py's CPU keys and a few steps with the in-training evaluation off.
-The memory timeline is read through the manager's own GPU source (dialsum_tui.manager.gpu), so a
+The memory timeline is read through the manager's own GPU source (dialsum_tui.manager.guards.gpu), so a
 CPU shows "n/a" and $DIALSUM_FAKE_GPU replays scripted frames. tests/benchmarks/test_manager_on_gpu.py
 runs the CPU path.
 """
@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # benchmarks/pipeline.py (its folder is on sys.path above): the CPU keys and tiny models are shared.
 from pipeline import CLI, CPU_KEYS, cli, model_for, set_key  # noqa: E402
 
-from dialsum_tui.manager.gpu import GpuSource, open_gpu_source  # noqa: E402
-from dialsum_tui.manager.models import RunState  # noqa: E402
+from dialsum_tui.manager.guards.gpu import GpuSource, open_gpu_source  # noqa: E402
+from dialsum_tui.manager.runs.models import RunState  # noqa: E402
 from engine.artifacts import read_events  # noqa: E402
 from engine.contract import DATA_FILES, Event, RunFiles  # noqa: E402
 from engine.units import GIB  # noqa: E402

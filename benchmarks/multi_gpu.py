@@ -25,7 +25,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dialsum_tui.manager.launching import accelerate_argv  # noqa: E402  (the exact launch the worker uses)
+from dialsum_tui.manager.worker.launching import accelerate_argv  # noqa: E402  (the exact launch the worker uses)
 
 from common import ROOT, NvmlPeak, bench_env, make_data, make_model, mfu, parameters  # noqa: E402
 from train_throughput import merged, steady_state  # noqa: E402

@@ -39,7 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dialsum_tui.manager.models import RunState  # noqa: E402
+from dialsum_tui.manager.runs.models import RunState  # noqa: E402
 from engine.artifacts import read_events  # noqa: E402
 from engine.contract import PIPELINE, Event, Phase, RunFiles, Stage  # noqa: E402
 

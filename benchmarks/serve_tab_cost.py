@@ -24,7 +24,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dialsum_tui.manager.workspace import Workspace  # noqa: E402
+from dialsum_tui.manager.workspace.layout import Workspace  # noqa: E402
 from dialsum_tui.serve import TOKEN_FILE  # noqa: E402
 from dialsum_tui.serve_http import TOKEN_COOKIE  # noqa: E402
 

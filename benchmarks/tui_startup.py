@@ -28,9 +28,9 @@ LAST_LINE = "BENCH-LAST-LINE the end of the big log"
 
 def _setup(root: Path, log_bytes: int) -> None:
     """A workspace with one running run whose run.log is ``log_bytes`` long, and two queued runs."""
-    from dialsum_tui.manager.models import RunState
+    from dialsum_tui.manager.runs.models import RunState
     from dialsum_tui.manager.service import Manager
-    from dialsum_tui.manager.workspace import init_workspace
+    from dialsum_tui.manager.workspace.layout import init_workspace
 
     ws = init_workspace(root)
     manager = Manager.open(ws)
@@ -53,7 +53,7 @@ def _setup(root: Path, log_bytes: int) -> None:
 def _child(root: str, marks: str, seconds: float) -> None:
     """Run the app in this terminal, append ``name time`` marks to ``marks``, exit after ``seconds``."""
     from dialsum_tui.app import DialsumApp
-    from dialsum_tui.manager.gpu import GpuDevice, ScriptedGpuSource
+    from dialsum_tui.manager.guards.gpu import GpuDevice, ScriptedGpuSource
     def mark(name: str) -> None:
         with open(marks, "a") as fh:
             fh.write(f"{name} {time.time():.6f}\n")
@@ -139,7 +139,7 @@ def tmux_figures(tmux: list[str], root: Path, idle_s: float, bare: bool = False)
 async def key_latency(root: Path, lines_per_s: int, presses: int = 20) -> dict[str, float]:
     """Mean and worst time for a key to be handled while a writer appends ``lines_per_s`` to run.log."""
     from dialsum_tui.app import make_app
-    from dialsum_tui.manager.gpu import NoGpuSource
+    from dialsum_tui.manager.guards.gpu import NoGpuSource
 
     log = root / "runs" / "1" / "run.log"
     writer = subprocess.Popen([sys.executable, "-c", (

@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from dialsum_tui.manager.models import Run, RunState
+from dialsum_tui.manager.runs.models import Run, RunState
 from dialsum_tui.manager.snapshot import BoardSnapshot, SnapshotSource
 from dialsum_tui.messages import BoardRefreshed, IntentDone, IntentFailed, RunRefreshed
 from dialsum_tui.run_marks import RunMarks
@@ -31,9 +31,9 @@ from dialsum_tui.screens.main import KEY_HELP, KEYS, MainScreen, key_label
 from engine.units import format_bytes, format_gib
 
 if TYPE_CHECKING:
-    from dialsum_tui.manager.gpu import GpuSource
+    from dialsum_tui.manager.guards.gpu import GpuSource
     from dialsum_tui.manager.service import Manager
-    from dialsum_tui.manager.workspace import Workspace
+    from dialsum_tui.manager.workspace.layout import Workspace
     from dialsum_tui.screens.add_run import AddChoice
 
 HANDOFF_FILE = "HANDOFF.md"
@@ -344,7 +344,7 @@ class DialsumApp(App[int]):
                         f"{len(self.marks.ids)} marked (c compares)", timeout=3)
 
     def action_compare(self) -> None:
-        from dialsum_tui.manager.compare import compare_runs
+        from dialsum_tui.manager.insights.compare import compare_runs
         from dialsum_tui.screens.compare import CompareScreen
 
         ids = self.marks.ids
@@ -355,7 +355,7 @@ class DialsumApp(App[int]):
                            CompareScreen)
 
     def action_samples(self) -> None:
-        from dialsum_tui.manager.samples import load_samples
+        from dialsum_tui.manager.insights.samples import load_samples
         from dialsum_tui.screens.samples import SamplesScreen
 
         run = self._selected("samples")
@@ -379,7 +379,7 @@ class DialsumApp(App[int]):
             self.call_from_thread(lambda: self.push_screen(screen(data)))
 
     def action_export_results(self) -> None:
-        from dialsum_tui.manager.results import format_results
+        from dialsum_tui.manager.insights.results import format_results
 
         def export() -> str:
             path = self.root / RESULTS_FILE
@@ -464,7 +464,7 @@ def _write_text(path: Path, text: str) -> None:
 
 def _open_manager(workspace: Workspace | str | Path) -> Manager:
     from dialsum_tui.manager.service import Manager
-    from dialsum_tui.manager.workspace import Workspace, find_workspace
+    from dialsum_tui.manager.workspace.layout import Workspace, find_workspace
 
     ws = workspace if isinstance(workspace, Workspace) else find_workspace(str(workspace))
     return Manager.open(ws)

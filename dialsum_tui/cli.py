@@ -25,10 +25,10 @@ from dialsum_tui import cli_insights
 from dialsum_tui import serve as serve_mod
 from dialsum_tui.cli_check import cmd_check, say_store_problem
 from dialsum_tui.cli_parser import build_parser
-from dialsum_tui.manager.models import Run
+from dialsum_tui.manager.runs.models import Run
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.store import IllegalTransition, RunNotFound
-from dialsum_tui.manager.workspace import Workspace, WorkspaceError, find_workspace, init_workspace
+from dialsum_tui.manager.store.database import IllegalTransition, RunNotFound
+from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError, find_workspace, init_workspace
 from engine.artifacts import atomic_write_text
 from engine.config import ConfigError
 
@@ -85,15 +85,15 @@ def cmd_init(args: argparse.Namespace) -> int:
             raise WorkspaceError(f"{args.dir}: cannot create a workspace there ({err.strerror or err}); "
                                  "pick a directory you can write to") from None
     if args.share_group or args.private:
-        from dialsum_tui.manager.sharing import set_share_group
+        from dialsum_tui.manager.workspace.sharing import set_share_group
 
         print(set_share_group(ws, args.share_group))  # before the database exists, so it is made shared
-    from dialsum_tui.manager.quota_path import choose_quota_path
+    from dialsum_tui.manager.guards.quota import choose_quota_path
 
     print(choose_quota_path(ws, args.quota_path))
     manager = Manager.open(ws)  # creates the state database now (or rebuilds it from runs/), not on first add
     _say_rebuilt(manager)
-    from dialsum_tui.manager.layout import disk_models
+    from dialsum_tui.manager.insights.disk_models import disk_models
 
     found = [m.directory.relative_to(ws.root) for m in disk_models(ws) if m.directory.exists()]
     if found:
@@ -178,7 +178,7 @@ def cmd_resume(manager: Manager, _args: argparse.Namespace) -> int:
 
 
 def cmd_logs(manager: Manager, args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.logs import LogTail
+    from dialsum_tui.manager.runs.logs import LogTail
 
     manager.get(args.id)  # a clear error for an unknown id
     path = manager.log_path(args.id)
@@ -203,15 +203,15 @@ def cmd_logs(manager: Manager, args: argparse.Namespace) -> int:
 
 
 def cmd_results(manager: Manager, args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.results import format_results
+    from dialsum_tui.manager.insights.results import format_results
 
     print(format_results(manager.results(), args.format))
     return 0
 
 
 def cmd_prune(manager: Manager, args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.disk import human
-    from dialsum_tui.manager.prune import shared_caches
+    from dialsum_tui.manager.guards.disk import human
+    from dialsum_tui.manager.guards.prune import shared_caches
 
     items = manager.prune_plan(include_shared=args.include_shared_cache)
     if not args.include_shared_cache:
@@ -295,8 +295,8 @@ def _open_tui(workspace: str | None) -> int:
 
 def _without_store(ws: Workspace, args: argparse.Namespace) -> int:
     """``repair`` and ``worker stop``: they need the lock file and the run directories, not the store."""
-    from dialsum_tui.manager.rebuild import repair
-    from dialsum_tui.manager.store_health import stop_worker
+    from dialsum_tui.manager.store.integrity import stop_worker
+    from dialsum_tui.manager.store.rebuild import repair
 
     if args.command == "worker":
         if stop_worker(ws):
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         _say_rebuilt(manager)
         return COMMANDS[args.command](manager, args)
     except sqlite3.Error as err:  # found after opening (a malformed page): same advice as at open
-        from dialsum_tui.manager.store_health import broken_message
+        from dialsum_tui.manager.store.integrity import broken_message
 
         db = ws.db_path if ws is not None else Path(".dialsum/state.db")
         print(f"dialsum-tui: {broken_message(db, err)}", file=sys.stderr)

@@ -10,9 +10,9 @@ import sys
 import time
 from typing import Any
 
-from dialsum_tui.manager import slurm
+from dialsum_tui.manager.backends import slurm
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import WorkspaceError
+from dialsum_tui.manager.workspace.layout import WorkspaceError
 from engine import units
 
 
@@ -84,7 +84,7 @@ def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
 
 def say_store_problem(manager: Manager) -> None:
     """A worker whose state.db was removed or replaced admits nothing: say so on stderr."""
-    from dialsum_tui.manager.store_health import worker_store_problem
+    from dialsum_tui.manager.store.integrity import worker_store_problem
 
     problem = worker_store_problem(manager.workspace)
     if problem:

@@ -1,7 +1,7 @@
 """Provides the insight commands of the CLI: ``compare``, ``samples``, ``submit`` and ``lb``.
 
 ``cli.py`` registers them (:func:`add_parsers`) and dispatches through :data:`COMMANDS`; bad input
-raises :class:`~dialsum_tui.manager.compare.InsightsError`, a ``ValueError``, so it exits 2 there.
+raises :class:`~dialsum_tui.manager.insights.compare.InsightsError`, a ``ValueError``, so it exits 2 there.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 
-from dialsum_tui.manager.compare import InsightsError, compare_runs, run_label
-from dialsum_tui.manager.samples import FILTERS, SORTS, format_samples, load_samples
+from dialsum_tui.manager.insights.compare import InsightsError, compare_runs, run_label
+from dialsum_tui.manager.insights.samples import FILTERS, SORTS, format_samples, load_samples
 
 if TYPE_CHECKING:
-    from dialsum_tui.manager.compare import Comparison
+    from dialsum_tui.manager.insights.compare import Comparison
     from dialsum_tui.manager.service import Manager
 
 
@@ -101,7 +101,7 @@ def cmd_samples(manager: Manager, args: argparse.Namespace) -> int:
 
 
 def cmd_submit(manager: Manager, args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.leaderboard import submit
+    from dialsum_tui.manager.insights.leaderboard import submit
 
     run = manager.get(args.id)
     done = submit(manager.workspace, run, args.to)
@@ -112,7 +112,7 @@ def cmd_submit(manager: Manager, args: argparse.Namespace) -> int:
 
 
 def cmd_lb(manager: Manager, args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.leaderboard import record_score
+    from dialsum_tui.manager.insights.leaderboard import record_score
 
     run = manager.get(args.id)
     entry = record_score(manager.workspace, run, args.score)

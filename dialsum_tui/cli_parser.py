@@ -6,7 +6,7 @@ import argparse
 
 from dialsum_tui import cli_insights
 from dialsum_tui import serve as serve_mod
-from dialsum_tui.manager.models import Action
+from dialsum_tui.manager.runs.models import Action
 
 ACTIONS = [a.value for a in Action]
 # What `--help` prints: plain text, not the module docstring (its reST markup showed up verbatim).

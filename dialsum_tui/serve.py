@@ -21,7 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace
 from engine.artifacts import atomic_write_text
 
 DEFAULT_HOST = "127.0.0.1"
@@ -111,7 +111,8 @@ def serve(ws: Workspace, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, pub
     """
     from dialsum_tui.serve_http import TokenServer  # aiohttp + textual-serve: ~0.5 s, only for this command
 
-    server = TokenServer(app_command(ws.root), token=read_or_create_token(ws), follow_host=public_url is None,
+    server = TokenServer(app_command(ws.root), token=read_or_create_token(ws), token_hint=str(ws.state_dir / TOKEN_FILE),
+                         follow_host=public_url is None,
                          host=host, port=port, title=f"dialsum-tui — {ws.root.name}",
                          public_url=(public_url or default_public_url(host, port)).rstrip("/"))
     # The console script restores SIGPIPE's default (so `ls | head` ends quietly); a server must not

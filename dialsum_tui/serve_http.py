@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from textual_serve.server import Server
 
-from dialsum_tui.serve import TOKEN_FILE
 
 TOKEN_COOKIE = "dialsum_serve_token"
 
@@ -21,9 +20,11 @@ TOKEN_COOKIE = "dialsum_serve_token"
 class TokenServer(Server):
     """Serves ``command`` (one process per tab) to browsers that present ``token``."""
 
-    def __init__(self, command: str, *, token: str, follow_host: bool = True, **kwargs: Any) -> None:
+    def __init__(self, command: str, *, token: str, token_hint: str, follow_host: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(command, **kwargs)
         self.token = token
+        self.token_hint = token_hint  # where the token is kept, named when a request has none
         self.follow_host = follow_host  # False when --public-url names the address browsers use
 
     async def _make_app(self) -> web.Application:
@@ -50,7 +51,7 @@ class TokenServer(Server):
             raise found
         if not hmac.compare_digest(request.cookies.get(TOKEN_COOKIE, ""), self.token):
             raise web.HTTPForbidden(text="open the URL `dialsum-tui serve` printed: it ends with ?token=… "
-                                         f"(also in the workspace's .dialsum/{TOKEN_FILE})\n")
+                                         f"(also in {self.token_hint})\n")
         if request.path == "/" and self.follow_host:
             # The page opens its websocket at public_url. Take it from the address the browser used,
             # so a tunnel to another local port (ssh -L 9000:127.0.0.1:8000) or `localhost` works

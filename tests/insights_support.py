@@ -12,8 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from dialsum_tui.manager.identity import run_key
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.runs.identity import run_key
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
 from engine.artifacts import EventWriter, artifact_key, dev_predictions_path, submission_path
 from engine.contract import DEV_CSV, TEST_CSV, RunFiles

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import yaml
 
-from dialsum_tui.manager.workspace import Workspace, init_workspace
+from dialsum_tui.manager.workspace.layout import Workspace, init_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_ENGINE = Path(__file__).resolve().parent / "fake_engine.py"

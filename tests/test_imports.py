@@ -17,7 +17,7 @@ ML_STACK = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
 START_APP = textwrap.dedent("""
     import asyncio, sys
     from dialsum_tui.app import make_app
-    from dialsum_tui.manager.workspace import init_workspace
+    from dialsum_tui.manager.workspace.layout import init_workspace
 
     async def main():
         app = make_app(init_workspace(sys.argv[1]), poll_interval=0.1)

@@ -21,11 +21,11 @@ from pathlib import Path
 import yaml
 
 from dialsum_tui.manager import process
-from dialsum_tui.manager.logs import tail_lines
-from dialsum_tui.manager.models import Run
+from dialsum_tui.manager.runs.logs import tail_lines
+from dialsum_tui.manager.runs.models import Run
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.settings import ENV_VARS, SettingsError, env_settings
-from dialsum_tui.manager.workspace import Workspace, WorkspaceError, init_workspace
+from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError, init_workspace
+from dialsum_tui.manager.workspace.settings import ENV_VARS, SettingsError, env_settings
 from engine.artifacts import atomic_write_text
 from engine.config import safe_load
 from engine.contract import DATA_FILES, DEV_CSV, TEST_CSV, TRAIN_CSV

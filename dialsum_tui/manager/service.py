@@ -13,24 +13,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialsum_tui.manager import identity, process, procfs, sharing
-from dialsum_tui.manager.following import run_owners
-from dialsum_tui.manager.gpu import GpuSource, open_gpu_source
-from dialsum_tui.manager.lock import read_lock_holder
-from dialsum_tui.manager.models import Action, Run, RunState
-from dialsum_tui.manager.rebuild import Rebuilt, mark_cancelled, open_store, write_queue_record
-from dialsum_tui.manager.store import Store
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager import process, procfs
+from dialsum_tui.manager.guards.gpu import GpuSource, open_gpu_source
+from dialsum_tui.manager.runs import identity
+from dialsum_tui.manager.runs.models import Action, Run, RunState
+from dialsum_tui.manager.store.database import Store
+from dialsum_tui.manager.store.rebuild import Rebuilt, mark_cancelled, open_store, write_queue_record
+from dialsum_tui.manager.worker.following import run_owners
+from dialsum_tui.manager.workspace import sharing
+from dialsum_tui.manager.workspace.layout import Workspace
+from dialsum_tui.manager.workspace.lock import read_lock_holder
 from engine import artifacts
 from engine.config import ConfigError, load_config
 from engine.contract import RunFiles, load_snapshot
 
 if TYPE_CHECKING:
-    from dialsum_tui.manager.disk import DiskUsage
-    from dialsum_tui.manager.gpu import GpuProcess
-    from dialsum_tui.manager.prune import PruneItem
-    from dialsum_tui.manager.results import ResultRow
-    from dialsum_tui.manager.retry import RetryPlan
+    from dialsum_tui.manager.guards.disk import DiskUsage
+    from dialsum_tui.manager.guards.gpu import GpuProcess
+    from dialsum_tui.manager.guards.prune import PruneItem
+    from dialsum_tui.manager.insights.results import ResultRow
+    from dialsum_tui.manager.runs.retry import RetryPlan
 
 WORKER_START_TIMEOUT_S = 10.0
 
@@ -115,8 +117,8 @@ class Manager:
         Raises:
             ConfigError: listing every problem with the key or file to change (the CLI exits 2).
         """
-        from dialsum_tui.manager.launching import parse_gpus
-        from dialsum_tui.manager.preflight import describe, preflight
+        from dialsum_tui.manager.guards.preflight import describe, preflight
+        from dialsum_tui.manager.runs.models import parse_gpus
 
         # What an infer/evaluate-only run reads: its source's model and predictions (identity.source_keys).
         fallback = cfg.model.nickname
@@ -143,12 +145,12 @@ class Manager:
     def _cancel_without_worker(self, run: Run) -> Run:
         import signal
 
-        from dialsum_tui.manager.settings import env_settings
-        from dialsum_tui.manager.store import IllegalTransition
+        from dialsum_tui.manager.store.database import IllegalTransition
+        from dialsum_tui.manager.workspace.settings import env_settings
 
         stage = run.stage or "its stage"
         if run.backend == "slurm" and run.job_id:
-            from dialsum_tui.manager import slurm
+            from dialsum_tui.manager.backends import slurm
 
             grace = (tuple(env_settings().stop_grace or ()) + process.DEFAULT_GRACE_S)[0]
             try:
@@ -189,7 +191,7 @@ class Manager:
                         old.gpus, keys)
         if plan is None:
             return self._queue(old.config_path, old.nickname, old.config_yaml, action_, old.gpus, None, keys)
-        from dialsum_tui.manager.retry import write_record
+        from dialsum_tui.manager.runs.retry import write_record
 
         return self._queue(plan.config_path, plan.nickname, plan.config_yaml, action_, old.gpus, None, keys,
                            prepare=lambda new_id: write_record(self.workspace.run_dir(new_id), plan))
@@ -200,7 +202,7 @@ class Manager:
         Raises:
             ConfigError: invalid config or --set; ``RetryRefused`` (a ConfigError) when it cannot resume.
         """
-        from dialsum_tui.manager.retry import plan_retry
+        from dialsum_tui.manager.runs.retry import plan_retry
 
         try:
             action_ = Action(action) if action else None
@@ -259,7 +261,7 @@ class Manager:
         Returns:
             True if a worker was running and stopped.
         """
-        from dialsum_tui.manager.store_health import stop_worker
+        from dialsum_tui.manager.store.integrity import stop_worker
 
         return stop_worker(self.workspace, timeout_s)
 
@@ -274,14 +276,14 @@ class Manager:
     # --- results, GPU, disk -------------------------------------------------------------------
 
     def results(self) -> list[ResultRow]:
-        from dialsum_tui.manager.results import result_rows
+        from dialsum_tui.manager.insights.results import result_rows
 
         return result_rows(self.workspace, self.runs())
 
     def handoff(self) -> str:
         """The Markdown hand-off note (results table, GPU, disk, active runs, failures, next steps)."""
-        from dialsum_tui.manager.handoff import handoff_markdown
-        from dialsum_tui.manager.results import result_rows
+        from dialsum_tui.manager.insights.handoff import handoff_markdown
+        from dialsum_tui.manager.insights.results import result_rows
 
         runs = self.runs()
         source = self.gpu_source()
@@ -296,8 +298,8 @@ class Manager:
     def disk(self) -> DiskUsage | None:
         """The worker's cached measurement, judged against today's settings (quota, margin); never
         runs du here (it can take a minute). Its ``summary()`` says how old it is."""
-        from dialsum_tui.manager.disk import read_cached
-        from dialsum_tui.manager.disk_meter import judge_cache
+        from dialsum_tui.manager.guards.disk import read_cached
+        from dialsum_tui.manager.worker.disk_meter import judge_cache
 
         # Another tree than today's quota_path (or unreadable settings): shown as measured; attention() says why.
         return judge_cache(self.workspace)[0] or read_cached(self.workspace)
@@ -305,8 +307,8 @@ class Manager:
     def attention(self) -> list[str]:
         """What needs the user now: the worker down, a part of it failing, a disk the guard cannot
         vouch for, a disk over quota. Empty when all is well (``check`` and ``worker status`` exit 0)."""
-        from dialsum_tui.manager.disk_meter import judge_cache
-        from dialsum_tui.manager.health import read_ailments
+        from dialsum_tui.manager.worker.disk_meter import judge_cache
+        from dialsum_tui.manager.worker.health import read_ailments
         from engine.units import format_used_of
 
         running, pid = self.worker_status()
@@ -329,7 +331,7 @@ class Manager:
 
     def leftovers(self) -> list[tuple[GpuProcess, int, str]]:
         """Processes of our finished runs still holding GPU memory."""
-        from dialsum_tui.manager.guards import GpuGuard
+        from dialsum_tui.manager.guards.checks import GpuGuard
 
         runs = self.runs()
         active = [r.id for r in runs if r.state is RunState.RUNNING]
@@ -360,11 +362,11 @@ class Manager:
         return done
 
     def prune_plan(self, include_shared: bool = False) -> list[PruneItem]:
-        from dialsum_tui.manager.prune import prune_plan
+        from dialsum_tui.manager.guards.prune import prune_plan
 
         return prune_plan(self.workspace, self.runs(), include_shared)
 
     def prune(self, items: list[PruneItem]) -> int:
-        from dialsum_tui.manager.prune import prune
+        from dialsum_tui.manager.guards.prune import prune
 
         return prune(items)

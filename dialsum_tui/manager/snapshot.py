@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dialsum_tui.manager.disk import DiskUsage
-from dialsum_tui.manager.gpu import GpuDevice, GpuSource
-from dialsum_tui.manager.logs import DEFAULT_WINDOW, LogTail
-from dialsum_tui.manager.models import Run, RunState
-from dialsum_tui.manager.retry import ResumePoint
+from dialsum_tui.manager.guards.disk import DiskUsage
+from dialsum_tui.manager.guards.gpu import GpuDevice, GpuSource
+from dialsum_tui.manager.runs.logs import DEFAULT_WINDOW, LogTail
+from dialsum_tui.manager.runs.models import Run, RunState
+from dialsum_tui.manager.runs.retry import ResumePoint
 from engine.artifacts import EventTail
 from engine.contract import Eval, Event, Progress, RunFiles, TrainLog, load_snapshot, parse_event
 
@@ -220,7 +220,7 @@ class SnapshotSource:
         """Where a stopped run can resume, and where a resumed one came from; read once per run and state."""
         key = (run.id, run.state.value)
         if key not in self._resume:
-            from dialsum_tui.manager.retry import resumable, resumed_note
+            from dialsum_tui.manager.runs.retry import resumable, resumed_note
 
             self._resume[key] = (resumable(self.manager.workspace, run), resumed_note(self.manager.workspace.run_dir(run.id)))
         return self._resume[key]
@@ -234,7 +234,7 @@ class SnapshotSource:
 
 
 def _footprint(run: Run, root: Path) -> int:
-    from dialsum_tui.manager.disk import projected_footprint
+    from dialsum_tui.manager.guards.disk import projected_footprint
 
     try:
         return projected_footprint(load_snapshot(run.config_yaml, f"run {run.id}"), run.action.value, root)

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from dialsum_tui.manager.compare import Comparison
+from dialsum_tui.manager.insights.compare import Comparison
 from dialsum_tui.widgets.overlay_plot import OverlayPlot, legend, run_colour
 from engine.units import format_rouge
 
@@ -46,7 +46,7 @@ def _value(value: Any) -> str:
 
 
 class CompareScreen(Screen[None]):
-    """Shows a :class:`~dialsum_tui.manager.compare.Comparison` computed by the app."""
+    """Shows a :class:`~dialsum_tui.manager.insights.compare.Comparison` computed by the app."""
 
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Back")]
 

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from dialsum_tui.manager.models import Run
+from dialsum_tui.manager.runs.models import Run
 
 
 class RetryScreen(ModalScreen[tuple[list[str], bool] | None]):

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from dialsum_tui.manager.samples import FILTERS, RULES, Sample, SampleSet
+from dialsum_tui.manager.insights.samples import FILTERS, RULES, Sample, SampleSet
 from dialsum_tui.widgets.overlay_plot import run_colour
 
 FLAG_LABELS = {"empty": "∅ empty", "foreign": "文 foreign", "length": "↔ length"}
@@ -59,7 +59,7 @@ def detail_text(sample: Sample, labels: list[str]) -> Text:
 
 
 class SamplesScreen(Screen[None]):
-    """Shows a :class:`~dialsum_tui.manager.samples.SampleSet` loaded (and scored) by the app."""
+    """Shows a :class:`~dialsum_tui.manager.insights.samples.SampleSet` loaded (and scored) by the app."""
 
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back"),

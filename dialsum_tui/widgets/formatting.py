@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.cells import cell_len, set_cell_size
 
-from dialsum_tui.manager.models import Run, RunState
+from dialsum_tui.manager.runs.models import Run, RunState
 from dialsum_tui.manager.snapshot import Progress
 
 STATE_ICONS: dict[RunState, str] = {

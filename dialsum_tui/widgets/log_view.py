@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.events import Resize
 from textual.widgets import RichLog, Static
 
-from dialsum_tui.manager.logs import is_error_line
+from dialsum_tui.manager.runs.logs import is_error_line
 from dialsum_tui.manager.snapshot import LOG_LINES, RunSnapshot
 
 

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.snapshot import Eval, RunSnapshot
 from dialsum_tui.widgets.formatting import bar, duration, progress_fraction
 from engine.units import format_bytes, format_rouge

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.events import Resize
 from textual.widgets import DataTable
 
-from dialsum_tui.manager.models import Run
+from dialsum_tui.manager.runs.models import Run
 from dialsum_tui.manager.snapshot import run_progress
 from dialsum_tui.widgets.formatting import STATE_ICONS, duration, fit_cell, progress_fraction, run_note
 

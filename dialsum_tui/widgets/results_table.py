@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from dialsum_tui.manager.leaderboard import rouge_with_lb
+from dialsum_tui.manager.insights.leaderboard import rouge_with_lb
 from dialsum_tui.widgets.formatting import fit_cell
 
 COLUMNS = (("model", "Model"), ("rouge", "ROUGE"), ("r123", "R1/R2/RL ×100"), ("status", "상태"), ("user", "By"),

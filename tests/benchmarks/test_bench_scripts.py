@@ -123,7 +123,7 @@ def test_train_levers_matches_eager_losses_step_by_step(tmp_path: Path, synth_da
 
 
 def test_product_capture_renders_the_gpu_panel_headless(tmp_path: Path) -> None:
-    from dialsum_tui.manager.workspace import init_workspace
+    from dialsum_tui.manager.workspace.layout import init_workspace
 
     ws = init_workspace(tmp_path / "ws").root
     svg = tmp_path / "tui.svg"

@@ -43,7 +43,7 @@ def test_tui_startup_reports_first_frame_idle_cpu_and_log_end() -> None:
 def test_serve_tab_cost_measures_one_idle_tab(tmp_path: Path) -> None:
     pytest.importorskip("aiohttp")
     pytest.importorskip("textual_serve")
-    from dialsum_tui.manager.workspace import init_workspace
+    from dialsum_tui.manager.workspace.layout import init_workspace
 
     ws = init_workspace(tmp_path / "ws")
     out = _run(str(BENCH / "serve_tab_cost.py"), "--workspace", str(ws.root), "--seconds", "1")

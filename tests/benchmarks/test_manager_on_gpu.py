@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager.gpu import GpuDevice, ScriptedGpuSource
+from dialsum_tui.manager.guards.gpu import GpuDevice, ScriptedGpuSource
 from engine.artifacts import read_events
 from engine.contract import PIPELINE, Event, RunFiles, load_snapshot
 from engine.units import GIB, MIB

@@ -54,7 +54,7 @@ def test_guard_release_blocks_on_the_holder_and_on_its_forked_child(tmp_path: Pa
 
 
 def test_guard_release_without_a_gpu_says_to_use_the_cpu_path() -> None:
-    from dialsum_tui.manager.gpu import open_gpu_source
+    from dialsum_tui.manager.guards.gpu import open_gpu_source
 
     if open_gpu_source().devices():
         pytest.skip("this machine has a GPU: the default path would run the real benchmark")

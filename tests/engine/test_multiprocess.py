@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from dialsum_tui.manager import process
-from dialsum_tui.manager.launching import accelerate_argv
+from dialsum_tui.manager.worker.launching import accelerate_argv
 from engine.artifacts import is_complete_model
 
 from support import read_event_lines, script_env, write_run_config

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace
 
 from support import write_config
 

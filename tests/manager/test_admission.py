@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dialsum_tui.manager.admission import (
+from dialsum_tui.manager.runs.models import Action, Run, RunState
+from dialsum_tui.manager.worker.admission import (
     PAUSED_REASON,
     SAME_DEVICE_REASON,
     Blocked,
@@ -19,7 +20,6 @@ from dialsum_tui.manager.admission import (
     Wait,
     decide,
 )
-from dialsum_tui.manager.models import Action, Run, RunState
 from engine.contract import Stage
 
 Q, W, R, S, F = RunState.QUEUED, RunState.WAITING, RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED

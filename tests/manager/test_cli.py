@@ -12,9 +12,9 @@ import psutil
 import pytest
 
 from dialsum_tui.manager import process
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace
 
 from support import CLI, run_cli, wait_until
 

@@ -9,7 +9,7 @@ import sys
 from rich.cells import cell_len
 
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace
 
 CLI = [sys.executable, "-m", "dialsum_tui"]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from dialsum_tui.manager import demo
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace, init_workspace
+from dialsum_tui.manager.workspace.layout import Workspace, init_workspace
 from engine.config import ConfigError, load_config
 from engine.contract import DATA_FILES
 

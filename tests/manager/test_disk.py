@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from dialsum_tui.manager.disk import (
+from dialsum_tui.manager.guards.checks import check_disk, check_running_disk
+from dialsum_tui.manager.guards.disk import (
     GB,
     estimate_params,
     measure,
@@ -17,8 +18,7 @@ from dialsum_tui.manager.disk import (
     read_cached,
     write_cache,
 )
-from dialsum_tui.manager.guards import check_disk, check_running_disk
-from dialsum_tui.manager.workspace import init_workspace
+from dialsum_tui.manager.workspace.layout import init_workspace
 from engine.config import config_from_dict
 
 LLAMA = {

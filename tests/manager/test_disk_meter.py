@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager import disk
-from dialsum_tui.manager.disk_meter import DiskMeter, as_of_now, disk_problem, judge_cache
-from dialsum_tui.manager.health import Health, read_ailments
-from dialsum_tui.manager.settings import Settings
-from dialsum_tui.manager.workspace import Workspace, init_workspace
+from dialsum_tui.manager.guards import disk
+from dialsum_tui.manager.worker.disk_meter import DiskMeter, as_of_now, disk_problem, judge_cache
+from dialsum_tui.manager.worker.health import Health, read_ailments
+from dialsum_tui.manager.workspace.layout import Workspace, init_workspace
+from dialsum_tui.manager.workspace.settings import Settings
 
 from support import wait_until
 

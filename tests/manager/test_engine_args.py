@@ -10,10 +10,10 @@ import argparse
 
 import pytest
 
-from dialsum_tui.manager.gpu import GpuDevice, ScriptedGpuSource
-from dialsum_tui.manager.launching import run_config, stage_command
+from dialsum_tui.manager.guards.gpu import GpuDevice, ScriptedGpuSource
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.worker.launching import run_config, stage_command
+from dialsum_tui.manager.workspace.layout import Workspace
 from engine.__main__ import build_parser as real_parser
 from engine.contract import PIPELINE, Stage
 

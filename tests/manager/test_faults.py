@@ -18,10 +18,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dialsum_tui.manager import disk
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.guards import disk
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace
 from engine import artifacts
 from engine.artifacts import atomic_write_text
 from engine.contract import FailureKind, RunFiles
@@ -167,7 +167,7 @@ def test_a_worker_killed_minus_9_never_stays_a_zombie_of_the_program_that_starte
     # The parent is what the TUI is to the worker: a long-lived process that started it.
     parent = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom dialsum_tui.manager.service import Manager\n"
-         "from dialsum_tui.manager.workspace import Workspace\n"
+         "from dialsum_tui.manager.workspace.layout import Workspace\n"
          "print(Manager.open(Workspace(__import__('pathlib').Path(sys.argv[1]))).ensure_worker(), flush=True)\n"
          "time.sleep(60)\n", str(workspace.root)],
         stdout=subprocess.PIPE, text=True)
@@ -219,7 +219,7 @@ def _full_disk(tmp_path: Path) -> tuple[Path, str]:
 
 
 def test_disk_full_during_a_checkpoint_leaves_no_partial_model_and_fails_as_disk(tmp_path: Path) -> None:
-    from dialsum_tui.manager.classify import classify
+    from dialsum_tui.manager.worker.verdict import classify
 
     where, how = _full_disk(tmp_path)
     try:
@@ -267,9 +267,9 @@ class _BrokenNvml:
 
 def test_a_failing_worker_pass_is_reported_and_clears_and_an_unreadable_gpu_holds_the_run(
         workspace: Workspace, make_config) -> None:
-    from dialsum_tui.manager.gpu import GpuDevice, ScriptedGpuSource
-    from dialsum_tui.manager.health import read_ailments
-    from dialsum_tui.manager.worker import Worker
+    from dialsum_tui.manager.guards.gpu import GpuDevice, ScriptedGpuSource
+    from dialsum_tui.manager.worker.health import read_ailments
+    from dialsum_tui.manager.worker.loop import Worker
 
     one_gpu = ScriptedGpuSource([[GpuDevice(0, "H100", 0, 80 * 2**30, 0, 30)]])
     mgr = Manager(workspace, Manager.open(workspace).store, one_gpu)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dialsum_tui.manager import procfs
-from dialsum_tui.manager.gpu import (
+from dialsum_tui.manager.guards.gpu import (
     GpuProcess,
     NoGpuSource,
     ScriptedGpuSource,

@@ -6,9 +6,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from dialsum_tui.manager.gpu import MIB, GpuDevice, NoGpuSource, ScriptedGpuSource
-from dialsum_tui.manager.guards import GpuGuard
-from dialsum_tui.manager.workspace import Settings
+from dialsum_tui.manager.guards.checks import GpuGuard
+from dialsum_tui.manager.guards.gpu import MIB, GpuDevice, NoGpuSource, ScriptedGpuSource
+from dialsum_tui.manager.workspace.layout import Settings
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gpu"
 NICK = "Llama-3.2-Korean-3B-bf16"

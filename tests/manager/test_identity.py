@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dialsum_tui.manager.gpu import NoGpuSource
-from dialsum_tui.manager.identity import model_key, predictions_key, run_key
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.guards.gpu import NoGpuSource
+from dialsum_tui.manager.runs.identity import model_key, predictions_key, run_key
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.store import Store
-from dialsum_tui.manager.worker import Worker
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.store.database import Store
+from dialsum_tui.manager.worker.loop import Worker
+from dialsum_tui.manager.workspace.layout import Workspace
 from engine.artifacts import (
     NICKNAME_MAX_CHARS,
     dev_predictions_path,

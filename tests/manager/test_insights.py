@@ -7,16 +7,16 @@ import json
 
 import pytest
 
-from dialsum_tui.manager.compare import InsightsError, compare_runs
-from dialsum_tui.manager.leaderboard import (
+from dialsum_tui.manager.insights.compare import InsightsError, compare_runs
+from dialsum_tui.manager.insights.leaderboard import (
     LEADERBOARD_FILE,
     best_runs,
     record_score,
     submit,
     validate_submission,
 )
-from dialsum_tui.manager.results import format_results, result_rows
-from dialsum_tui.manager.samples import flag_prediction, load_samples
+from dialsum_tui.manager.insights.results import format_results, result_rows
+from dialsum_tui.manager.insights.samples import flag_prediction, load_samples
 from dialsum_tui.manager.service import Manager
 from engine.artifacts import artifact_key, atomic_directory, final_model_dir, write_final_model_meta
 from engine.contract import TEST_CSV

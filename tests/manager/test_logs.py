@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dialsum_tui.manager.logs import LogTail, collapse_cr, error_lines, is_error_line, read_tail, tail_lines
+from dialsum_tui.manager.runs.logs import LogTail, collapse_cr, error_lines, is_error_line, read_tail, tail_lines
 
 
 def test_collapse_cr_keeps_what_a_terminal_shows() -> None:
@@ -80,7 +80,7 @@ def test_a_missing_log_appears_later(tmp_path: Path) -> None:
 
 
 def test_whole_file_mode_reads_from_the_start_in_bounded_chunks(tmp_path: Path, monkeypatch) -> None:
-    from dialsum_tui.manager import logs
+    from dialsum_tui.manager.runs import logs
 
     monkeypatch.setattr(logs, "READ_CHUNK", 1000)
     log = tmp_path / "run.log"

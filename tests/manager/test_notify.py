@@ -12,17 +12,17 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from dialsum_tui.manager.models import Action, Run, RunState
-from dialsum_tui.manager.notify import (
+from dialsum_tui.manager.runs.models import Action, Run, RunState
+from dialsum_tui.manager.service import Manager
+from dialsum_tui.manager.worker.notify import (
     BlockedWatch,
-    NotifySettings,
     expand_argv,
     notify_blocked,
     notify_run_ended,
     payload_for,
 )
-from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace
+from dialsum_tui.manager.workspace.sections import NotifySettings
 
 from support import wait_until
 
@@ -171,8 +171,8 @@ def test_payload_of_a_real_finished_run(workspace: Workspace, make_config, tmp_p
 
 def test_the_worker_pings_when_a_run_finishes_and_when_a_guard_holds_one_back(workspace: Workspace, make_config,
                                                                               tmp_path: Path) -> None:
-    from dialsum_tui.manager.gpu import MIB, GpuDevice, GpuProcess, ScriptedGpuSource
-    from dialsum_tui.manager.worker import Worker
+    from dialsum_tui.manager.guards.gpu import MIB, GpuDevice, GpuProcess, ScriptedGpuSource
+    from dialsum_tui.manager.worker.loop import Worker
 
     out_dir = tmp_path / "pings"
     out_dir.mkdir()

@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dialsum_tui.manager import oom
-from dialsum_tui.manager.classify import classify
-from dialsum_tui.manager.models import Action, Run, RunState
-from dialsum_tui.manager.verdict import Ended, judge
+from dialsum_tui.manager.runs.models import Action, Run, RunState
+from dialsum_tui.manager.worker import oom
+from dialsum_tui.manager.worker.verdict import Ended, classify, judge
 
 EVENTS = "low 0\nhigh 0\nmax 3\noom {oom}\noom_kill {kills}\noom_group_kill 0\n"
 

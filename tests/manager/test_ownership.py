@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from dialsum_tui.manager.prune import prune_plan
+from dialsum_tui.manager.guards.prune import prune_plan
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace, init_workspace
+from dialsum_tui.manager.workspace.layout import Workspace, init_workspace
 
 CLI = [sys.executable, "-m", "dialsum_tui"]
 
@@ -30,7 +30,7 @@ def test_init_records_the_quota_tree_explicitly(tmp_path: Path) -> None:
     done = _cli("init", str(root), "--quota-path", str(server))
     assert done.returncode == 0 and f"disk quota counts {server}" in done.stdout
     assert yaml.safe_load((root / ".dialsum" / "settings.yaml").read_text()) == {"quota_path": str(server), "safe_gb": 100}
-    from dialsum_tui.manager.disk import quota_root
+    from dialsum_tui.manager.guards.disk import quota_root
 
     assert quota_root(Workspace(root)) == server.resolve()
     bad = _cli("init", str(root), "--quota-path", str(tmp_path / "nope"))

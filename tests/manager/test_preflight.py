@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from dialsum_tui.manager.gpu import GpuDevice, NoGpuSource, ScriptedGpuSource
-from dialsum_tui.manager.models import RunState
-from dialsum_tui.manager.preflight import DataChecks, check_model, preflight
+from dialsum_tui.manager.guards.gpu import GpuDevice, NoGpuSource, ScriptedGpuSource
+from dialsum_tui.manager.guards.preflight import DataChecks, check_model, preflight
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.worker import Worker
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.worker.loop import Worker
+from dialsum_tui.manager.workspace.layout import Workspace
 from engine import artifacts
 from engine.config import ConfigError, load_config
 

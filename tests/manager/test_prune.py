@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from dialsum_tui.manager.prune import PruneItem, prune, prune_plan
-from dialsum_tui.manager.store import Store
-from dialsum_tui.manager.workspace import init_workspace
+from dialsum_tui.manager.guards.prune import PruneItem, prune, prune_plan
+from dialsum_tui.manager.store.database import Store
+from dialsum_tui.manager.workspace.layout import init_workspace
 from engine.artifacts import final_model_dir, write_final_model_meta
 from engine.config import config_from_dict
 

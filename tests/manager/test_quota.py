@@ -14,9 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from dialsum_tui.manager.disk import engine_disk_args, measure
-from dialsum_tui.manager.guards import check_running_disk
-from dialsum_tui.manager.workspace import Workspace, init_workspace
+from dialsum_tui.manager.guards.checks import check_running_disk
+from dialsum_tui.manager.guards.disk import engine_disk_args, measure
+from dialsum_tui.manager.workspace.layout import Workspace, init_workspace
 from engine.__main__ import build_parser
 from engine.du import tree_size
 from engine.units import GB, disk_stop_bytes

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager.identity import run_key
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.runs.identity import run_key
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.store import Store
-from dialsum_tui.manager.store_health import STORE_PROBLEM_FILE
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.store.database import Store
+from dialsum_tui.manager.store.integrity import STORE_PROBLEM_FILE
+from dialsum_tui.manager.workspace.layout import Workspace
 from engine.artifacts import final_model_dir, is_complete_model
 
 from support import stop_workers_of, wait_until

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager.gpu import ScriptedGpuSource
-from dialsum_tui.manager.handoff import handoff_markdown
-from dialsum_tui.manager.identity import model_key, predictions_key, run_key
-from dialsum_tui.manager.results import (
+from dialsum_tui.manager.guards.gpu import ScriptedGpuSource
+from dialsum_tui.manager.insights.handoff import handoff_markdown
+from dialsum_tui.manager.insights.results import (
     STATUS_CANCELLED,
     STATUS_DONE,
     STATUS_OOM,
@@ -23,8 +22,9 @@ from dialsum_tui.manager.results import (
     format_results,
     result_rows,
 )
-from dialsum_tui.manager.store import Store
-from dialsum_tui.manager.workspace import init_workspace
+from dialsum_tui.manager.runs.identity import model_key, predictions_key, run_key
+from dialsum_tui.manager.store.database import Store
+from dialsum_tui.manager.workspace.layout import init_workspace
 from engine.artifacts import (
     EventWriter,
     final_model_dir,
@@ -167,7 +167,7 @@ def test_formats(handoff_ws):
     table = format_results(rows, "table").splitlines()
     status_col = table[0].index("상태")
     # Korean and emoji are double width: every status starts in the same terminal column.
-    from dialsum_tui.manager.results import _width
+    from dialsum_tui.manager.insights.results import _width
     assert all(_width(line[: line.find(r.status)]) == _width(table[0][:status_col]) for line, r in zip(table[2:], rows))
     with pytest.raises(ValueError, match="use one of"):
         format_results(rows, "html")

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dialsum_tui.manager.models import RunState
-from dialsum_tui.manager.prune import prune_plan
-from dialsum_tui.manager.results import result_rows
-from dialsum_tui.manager.retry import protected_checkpoints, read_record, resumable
+from dialsum_tui.manager.guards.prune import prune_plan
+from dialsum_tui.manager.insights.results import result_rows
+from dialsum_tui.manager.runs.models import RunState
+from dialsum_tui.manager.runs.retry import protected_checkpoints, read_record, resumable
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace
 from engine.artifacts import atomic_directory, final_model_dir, read_events, write_final_model_meta
 from engine.contract import CHECKPOINT_META, ExitCode, RunFiles
 

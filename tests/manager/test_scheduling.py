@@ -14,13 +14,13 @@ import psutil
 import pytest
 
 from dialsum_tui.manager import process
-from dialsum_tui.manager.following import run_owners
-from dialsum_tui.manager.gpu import MIB, GpuDevice, GpuProcess, ScriptedGpuSource
-from dialsum_tui.manager.launching import run_config, stage_command
-from dialsum_tui.manager.models import Run, RunState
+from dialsum_tui.manager.guards.gpu import MIB, GpuDevice, GpuProcess, ScriptedGpuSource
+from dialsum_tui.manager.runs.models import Run, RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.worker import Worker
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.worker.following import run_owners
+from dialsum_tui.manager.worker.launching import run_config, stage_command
+from dialsum_tui.manager.worker.loop import Worker
+from dialsum_tui.manager.workspace.layout import Workspace
 from dialsum_tui.widgets.gpu_panel import render_gpus
 
 from support import wait_until

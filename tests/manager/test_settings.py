@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager.settings import (
+from dialsum_tui.manager.workspace.layout import WorkspaceError, find_workspace, init_workspace
+from dialsum_tui.manager.workspace.settings import (
     ENV_VARS,
     EnvSettings,
     Settings,
@@ -16,7 +17,6 @@ from dialsum_tui.manager.settings import (
     load_settings,
     settings_as_dict,
 )
-from dialsum_tui.manager.workspace import WorkspaceError, find_workspace, init_workspace
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager import sharing
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.sharing import set_share_group
-from dialsum_tui.manager.workspace import WorkspaceError, init_workspace
+from dialsum_tui.manager.workspace import sharing
+from dialsum_tui.manager.workspace.layout import WorkspaceError, init_workspace
+from dialsum_tui.manager.workspace.sharing import set_share_group
 
 from support import with_good_data, write_config
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from dialsum_tui.manager.gpu import GpuDevice, GpuProcess, ScriptedGpuSource
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.guards.gpu import GpuDevice, GpuProcess, ScriptedGpuSource
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.snapshot import SnapshotSource, run_progress
 from engine.artifacts import EventWriter

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager import store as store_module
-from dialsum_tui.manager.models import Action, RunState
-from dialsum_tui.manager.store import SCHEMA_VERSION, IllegalTransition, RunNotFound, Store, StoreTooNew
+from dialsum_tui.manager.runs.models import Action, RunState
+from dialsum_tui.manager.store import database as store_module
+from dialsum_tui.manager.store.database import SCHEMA_VERSION, IllegalTransition, RunNotFound, Store, StoreTooNew
 
 
 def _add(store: Store, nick: str = "m", **kw) -> int:
@@ -87,7 +87,7 @@ def test_paused_flag_persists(tmp_path: Path) -> None:
 
 _ADDER = """
 import sys
-from dialsum_tui.manager.store import Store
+from dialsum_tui.manager.store.database import Store
 store = Store(sys.argv[1])
 for i in range(int(sys.argv[3])):
     store.add(nickname=f"{sys.argv[2]}-{i}", config_path="c.yaml", config_yaml="x", action="train")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dialsum_tui.manager.models import Action, Run, RunState
-from dialsum_tui.manager.verdict import CANCEL, Ended, judge, root_failure
+from dialsum_tui.manager.runs.models import Action, Run, RunState
+from dialsum_tui.manager.worker.verdict import CANCEL, Ended, judge, root_failure
 from engine.contract import Event, FailureKind, Stage
 
 OOM_LINE = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"

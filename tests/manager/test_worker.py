@@ -6,19 +6,19 @@ import os
 
 import pytest
 
-from dialsum_tui.manager import disk
-from dialsum_tui.manager.gpu import (
+from dialsum_tui.manager.guards import disk
+from dialsum_tui.manager.guards.gpu import (
     MIB,
     GpuDevice,
     GpuProcess,
     NoGpuSource,
     ScriptedGpuSource,
 )
-from dialsum_tui.manager.identity import run_key
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.runs.identity import run_key
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.worker import Worker
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.worker.loop import Worker
+from dialsum_tui.manager.workspace.layout import Workspace
 from engine import artifacts
 
 from support import cancel_with_worker_up, drive, final
@@ -148,7 +148,7 @@ def test_restart_finishes_a_stage_that_ended_while_no_worker_watched(workspace: 
     with artifacts.EventWriter(workspace.run_dir(run.id) / artifacts.EVENTS_FILE, command="train") as ev:
         ev.emit("started", pid=dead)
         ev.emit("finished", seconds=1.0)
-    from dialsum_tui.manager.identity import run_key
+    from dialsum_tui.manager.runs.identity import run_key
 
     model = artifacts.final_model_dir(workspace.checkpoints_dir, run_key(run))  # what the finished train left
     model.mkdir(parents=True)
@@ -162,7 +162,7 @@ def test_restart_finishes_a_stage_that_ended_while_no_worker_watched(workspace: 
 
 def test_handoff_four_models_reproduced(workspace: Workspace, make_config, manager: Manager,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from dialsum_tui.manager.results import (
+    from dialsum_tui.manager.insights.results import (
         STATUS_DONE,
         STATUS_OOM,
         STATUS_TRAINED_INFER_FAILED,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager.workspace import (
+from dialsum_tui.manager.workspace.layout import (
     Settings,
     WorkspaceError,
     WorkspaceNotFound,

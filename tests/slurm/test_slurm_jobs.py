@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dialsum_tui.manager import slurm
-from dialsum_tui.manager.backend import Exited, Gone, Pending, Running, run_state
-from dialsum_tui.manager.models import RunState
-from dialsum_tui.manager.slurm import SlurmBackend, SlurmJob
-from dialsum_tui.manager.slurm_state import SlurmSettings, jobcomp_record
+from dialsum_tui.manager.backends import slurm
+from dialsum_tui.manager.backends.protocol import Exited, Gone, Pending, Running, run_state
+from dialsum_tui.manager.backends.slurm import SlurmBackend, SlurmJob
+from dialsum_tui.manager.backends.slurm_state import jobcomp_record
+from dialsum_tui.manager.runs.models import RunState
+from dialsum_tui.manager.workspace.sections import SlurmSettings
 from engine.contract import ExitCode, FailureKind, RunFiles
 
 from support import FAKE_ENGINE, REPO, read_event_lines, wait_until

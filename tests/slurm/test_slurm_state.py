@@ -8,19 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager import slurm
-from dialsum_tui.manager.backend import Exited, Gone, Pending, Running, run_state, verdict
-from dialsum_tui.manager.models import RunState
-from dialsum_tui.manager.slurm_state import (
+from dialsum_tui.manager.backends import slurm
+from dialsum_tui.manager.backends.protocol import Exited, Gone, Pending, Running, run_state, verdict
+from dialsum_tui.manager.backends.slurm_state import (
     JobState,
-    SlurmSettingsError,
     jobcomp_record,
     parse_exit_code,
     parse_record,
-    parse_settings,
     sacct_record,
     to_poll,
 )
+from dialsum_tui.manager.runs.models import RunState
+from dialsum_tui.manager.workspace.sections import SlurmSettingsError, parse_settings
 from engine.contract import ExitCode, FailureKind
 from engine.failures import Failure
 

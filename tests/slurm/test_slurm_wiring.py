@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from dialsum_tui.manager.backend import Exited, Gone, Pending, Running
-from dialsum_tui.manager.backends import gpu_count, poll_note, with_backend_reason
-from dialsum_tui.manager.gpu import ScriptedGpuSource
-from dialsum_tui.manager.launching import run_config, stage_command
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.backends.protocol import Exited, Gone, Pending, Running
+from dialsum_tui.manager.backends.registry import gpu_count, poll_note
+from dialsum_tui.manager.guards.gpu import ScriptedGpuSource
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.settings import SettingsError, load_settings
 from dialsum_tui.manager.snapshot import SnapshotSource
-from dialsum_tui.manager.verdict import Outcome
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.worker.launching import run_config, stage_command
+from dialsum_tui.manager.worker.verdict import Outcome, with_backend_reason
+from dialsum_tui.manager.workspace.layout import Workspace
+from dialsum_tui.manager.workspace.settings import SettingsError, load_settings
 from engine.contract import ExitCode, FailureKind
 from engine.failures import Failure
 

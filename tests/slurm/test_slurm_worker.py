@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dialsum_tui.manager import slurm
-from dialsum_tui.manager.gpu import NoGpuSource
-from dialsum_tui.manager.models import Run, RunState
-from dialsum_tui.manager.results import STATUS_DONE
+from dialsum_tui.manager.backends import slurm
+from dialsum_tui.manager.guards.gpu import NoGpuSource
+from dialsum_tui.manager.insights.results import STATUS_DONE
+from dialsum_tui.manager.runs.models import Run, RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.worker import Worker
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.worker.loop import Worker
+from dialsum_tui.manager.workspace.layout import Workspace
 from engine.contract import FailureKind, RunFiles
 
 import support

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os
 from textual.widgets import Input, OptionList, RichLog
 
 from dialsum_tui.app import make_app
-from dialsum_tui.manager.models import Action, RunState
+from dialsum_tui.manager.runs.models import Action, RunState
 from dialsum_tui.screens.confirm import ConfirmScreen
 from dialsum_tui.screens.help import HelpScreen
 from dialsum_tui.screens.main import KEYS, MainScreen
@@ -107,7 +107,7 @@ async def test_live_run_cancel_retrain_and_reinfer_by_keyboard(workspace, manage
         await pilot.press("t")
         await wait_for(pilot, lambda: len(manager.runs()) == 2, what="the retrain run")
         # Re-infer needs a complete final_model (the preflight refuses it otherwise): the selected run's own.
-        from dialsum_tui.manager.identity import run_key
+        from dialsum_tui.manager.runs.identity import run_key
 
         model = artifacts.final_model_dir(workspace.checkpoints_dir, run_key(run))
         model.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dialsum_tui.manager.gpu import GpuDevice, GpuProcess
+from dialsum_tui.manager.guards.gpu import GpuDevice, GpuProcess
 from dialsum_tui.widgets.gpu_panel import render_gpus
 from engine.units import GIB
 

@@ -11,9 +11,9 @@ import threading
 
 import pytest
 
-from dialsum_tui.manager.models import RunState
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace
 
 from support import stop_workers_of, wait_until, write_config
 

@@ -7,9 +7,9 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from dialsum_tui.app import make_app
-from dialsum_tui.manager.compare import compare_runs
-from dialsum_tui.manager.leaderboard import record_score
-from dialsum_tui.manager.samples import load_samples
+from dialsum_tui.manager.insights.compare import compare_runs
+from dialsum_tui.manager.insights.leaderboard import record_score
+from dialsum_tui.manager.insights.samples import load_samples
 from dialsum_tui.screens.compare import CompareScreen
 from dialsum_tui.screens.results import ResultsScreen
 from dialsum_tui.screens.samples import SamplesScreen

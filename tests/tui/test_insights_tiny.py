@@ -12,9 +12,9 @@ import yaml
 from textual.widgets import DataTable
 
 from dialsum_tui.app import make_app
-from dialsum_tui.manager.compare import compare_runs
-from dialsum_tui.manager.models import RunState
-from dialsum_tui.manager.samples import load_samples
+from dialsum_tui.manager.insights.compare import compare_runs
+from dialsum_tui.manager.insights.samples import load_samples
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.screens.compare import CompareScreen
 from dialsum_tui.screens.samples import SamplesScreen
 from dialsum_tui.widgets.queue_table import QueueTable

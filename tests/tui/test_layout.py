@@ -8,8 +8,8 @@ from rich.cells import cell_len
 from textual.widgets import Input, OptionList, Static
 
 from dialsum_tui.app import make_app
-from dialsum_tui.manager.models import RunState
 from dialsum_tui.manager.procfs import current_user
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.screens.add_run import parse_after, parse_gpus
 from dialsum_tui.screens.main import FOOTER_KEYS, MainScreen
 from dialsum_tui.widgets.formatting import fit_cell

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dialsum_tui.manager.models import Action, Run, RunState
+from dialsum_tui.manager.runs.models import Action, Run, RunState
 from dialsum_tui.manager.snapshot import RunSnapshot, run_progress
 from dialsum_tui.widgets.progress_panel import render_evals, render_progress
 

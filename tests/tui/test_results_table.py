@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dialsum_tui.manager.results import ResultRow
+from dialsum_tui.manager.insights.results import ResultRow
 from dialsum_tui.widgets.results_table import result_cells
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from textual.widgets import Input, Static
 
 from dialsum_tui.app import make_app
-from dialsum_tui.manager.models import RunState
-from dialsum_tui.manager.retry import read_record
+from dialsum_tui.manager.runs.models import RunState
+from dialsum_tui.manager.runs.retry import read_record
 from dialsum_tui.screens.main import KEYS
 from dialsum_tui.screens.retry import RetryScreen
 from dialsum_tui.widgets.progress_panel import ProgressPanel

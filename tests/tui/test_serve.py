@@ -22,7 +22,7 @@ import pytest
 
 from dialsum_tui import serve
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace
 
 from support import wait_until, write_config
 

@@ -11,15 +11,15 @@ import pytest
 from textual.pilot import Pilot
 
 from dialsum_tui.app import make_app
-from dialsum_tui.manager.disk import DiskUsage, write_cache
-from dialsum_tui.manager.models import RunState
-from dialsum_tui.manager.results import (
+from dialsum_tui.manager.guards.disk import DiskUsage, write_cache
+from dialsum_tui.manager.insights.results import (
     STATUS_DONE,
     STATUS_OOM,
     STATUS_RUNNING,
     STATUS_TRAINED_INFER_FAILED,
     ResultRow,
 )
+from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.screens.help import HelpScreen
 from dialsum_tui.screens.results import ResultsScreen
 from dialsum_tui.widgets.log_view import LogView

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from textual.pilot import Pilot
 
-from dialsum_tui.manager.gpu import GpuDevice, GpuProcess, ScriptedGpuSource
+from dialsum_tui.manager.guards.gpu import GpuDevice, GpuProcess, ScriptedGpuSource
 
 from support import write_config  # noqa: F401 - re-exported for the TUI tests
 

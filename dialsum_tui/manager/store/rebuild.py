@@ -1,0 +1,324 @@
+"""Provides the store's recovery from its run directories: a missing ``state.db`` is rebuilt from
+``runs/<id>/`` (config snapshot, ``queued.json``, ``events.jsonl``, ``run.log``) instead of being
+silently recreated empty; ``dialsum-tui repair`` keeps a broken one as a backup and rebuilds
+(the health checks themselves are :mod:`dialsum_tui.manager.store.integrity`).
+
+Everything a run says is on disk, so the store is a cache of the run directories plus the queue's
+intent (action, GPUs, order), which :func:`write_queue_record` puts on disk at ``add``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dialsum_tui.manager import process
+from dialsum_tui.manager.runs.events import absorb, stage_events
+from dialsum_tui.manager.runs.identity import run_key
+from dialsum_tui.manager.runs.models import Action, Run, RunState
+from dialsum_tui.manager.store.database import Store
+from dialsum_tui.manager.store.integrity import StoreBroken, broken_message, healthy
+from dialsum_tui.manager.workspace.layout import Workspace
+from dialsum_tui.manager.workspace.lock import read_lock_holder
+from engine.artifacts import atomic_write_text, read_events
+from engine.config import ConfigError
+from engine.contract import DEV_PREDICTIONS_SUFFIX, FINAL_MODEL_DIR, Event, FailureKind, RunFiles, Stage, load_snapshot
+
+# The manager's own file in a run directory (the engine never reads it): what the queue knew at add.
+QUEUE_RECORD = "queued.json"
+_QUEUE_FIELDS = ("action", "gpus", "after", "config_path", "created_at", "source_run", "model_key", "predictions_key")
+_LOG_HEADER = re.compile(r"^=== dialsum: (?P<stage>\w+) started")
+
+
+@dataclass
+class Rebuilt:
+    """What a rebuild restored, and the line that tells the user."""
+
+    runs: list[Run] = field(default_factory=list)
+    backup: Path | None = None
+    paused: bool = False
+    adopted: bool = False  # runs/ had directories an existing store did not know
+
+    @property
+    def note(self) -> str:
+        states: dict[str, int] = {}
+        for run in self.runs:
+            states[run.state.value] = states.get(run.state.value, 0) + 1
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        ids = f"ids {self.runs[0].id}-{self.runs[-1].id}" if self.runs else "no runs"
+        kept = f"; the broken file was kept as {self.backup}" if self.backup else ""
+        paused = "; the queue is paused until you check it and run `dialsum-tui resume`" if self.paused else ""
+        what = ("state.db did not know some run directories (replaced by an older copy?)" if self.adopted
+                else "state.db rebuilt from runs/")
+        return f"{what}: {len(self.runs)} run(s) restored ({ids}: {counts}){kept}{paused}"
+
+
+# --- the database file ------------------------------------------------------------------------
+
+
+# --- what a run directory says ----------------------------------------------------------------
+
+
+def run_ids(ws: Workspace) -> list[int]:
+    """Ids of the run directories that hold a run (a config snapshot or events); empty ones are skipped."""
+    try:
+        dirs = [p for p in ws.runs_dir.iterdir() if p.name.isdigit() and p.is_dir()]
+    except OSError:
+        return []
+    return sorted(int(p.name) for p in dirs if RunFiles(p).config.exists() or RunFiles(p).events.exists())
+
+
+def write_queue_record(ws: Workspace, run: Run) -> None:
+    """Put what only the queue knows (action, GPUs, order, source) into ``runs/<id>/queued.json``."""
+    record = {name: getattr(run, name) for name in _QUEUE_FIELDS}
+    record["action"] = run.action.value
+    atomic_write_text(ws.run_dir(run.id) / QUEUE_RECORD, json.dumps(record, ensure_ascii=False), mode=0o600)
+
+
+def mark_cancelled(ws: Workspace, run: Run) -> None:
+    """Record in ``queued.json`` that a run was cancelled before it started (no event says so)."""
+    path = ws.run_dir(run.id) / QUEUE_RECORD
+    record = _read_json(path)
+    if record:
+        atomic_write_text(path, json.dumps(record | {"cancelled": True}, ensure_ascii=False), mode=0o600)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _logged_stages(log_path: Path) -> list[str]:
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as fh:
+            return [m["stage"] for line in fh if (m := _LOG_HEADER.match(line))]
+    except OSError:
+        return []
+
+
+def _key_of(path: str | None, suffix: str | None = None) -> str | None:
+    if not path:
+        return None
+    p = Path(path)
+    if suffix is None:
+        return p.parent.name if p.name == FINAL_MODEL_DIR else None
+    return p.name.removesuffix(suffix) if p.name.endswith(suffix) else None
+
+
+def restore_run(ws: Workspace, run_id: int) -> Run:
+    """The run as its directory tells it: config snapshot, queue record, events and log headers.
+
+    A stage that started and never ended is ``running`` when its process is still alive (the next
+    worker re-adopts it), else ``interrupted``; a run that never started is restored ``cancelled``
+    (its queue position is gone) and says how to queue it again.
+    """
+    files = RunFiles(ws.run_dir(run_id))
+    queued = _read_json(files.root / QUEUE_RECORD)
+    try:
+        config_yaml = files.config.read_text(encoding="utf-8")
+    except OSError:
+        config_yaml = ""
+    events = read_events(files.events)
+    started = [e for e in events if e.get("event") == Event.STARTED]
+    try:
+        nickname = load_snapshot(config_yaml, source=f"{files.config}").model.nickname
+    except ConfigError:
+        nickname = next((e["nickname"] for e in started if e.get("nickname")), f"run-{run_id}")
+    seen: list[str] = []
+    for stage in [e.get("command") for e in started] + _logged_stages(files.log):
+        if stage in tuple(Stage) and stage not in seen:
+            seen.append(stage)
+    action = _action(queued.get("action"), seen)
+    try:
+        created = float(queued.get("created_at") or files.config.stat().st_mtime)
+    except OSError:
+        created = time.time()
+    run = Run(id=run_id, nickname=nickname, config_path=str(queued.get("config_path") or files.config),
+              config_yaml=config_yaml, action=action, state=RunState.CANCELLED, gpus=queued.get("gpus"),
+              after=queued.get("after"), position=float(run_id), created_at=created,
+              source_run=queued.get("source_run"), model_key=queued.get("model_key"),
+              predictions_key=queued.get("predictions_key"))
+    _restore_keys(run, events)
+    if not seen:
+        if queued and not queued.get("cancelled"):  # queued and not cancelled: the queue's intent stands
+            run.state, run.reason = RunState.QUEUED, f"restored from runs/{run_id}: queued, not started yet"
+        else:
+            run.reason = f"restored from runs/{run_id}: it had not started; `dialsum-tui retry {run_id}` queues it again"
+        return run
+    for stage in seen:
+        run.progress, run.metrics = absorb(run.progress, run.metrics, stage_events(events, stage), stage)
+    last = seen[-1]
+    mine = stage_events(events, last)
+    run.stage = last
+    run.started_at = started[0].get("ts") if started else created
+    failed = [e for e in mine if e.get("event") == Event.FAILED]
+    finished = any(e.get("event") == Event.FINISHED for e in mine)
+    if failed:
+        cause = failed[-1]
+        kind = FailureKind.parse(cause.get("kind"))
+        run.state = RunState.INTERRUPTED if kind is FailureKind.INTERRUPTED else RunState.FAILED
+        run.failure_kind, run.failure_message = kind.value, cause.get("message")
+        run.failure_hint, run.failed_stage = cause.get("hint") or kind.hint, last
+        run.finished_at = cause.get("ts")
+        return run
+    if finished:
+        stages = list(run.stages)
+        if last == stages[-1] or last not in stages:
+            run.state, run.exit_code = RunState.SUCCEEDED, 0
+            run.finished_at = mine[-1].get("ts") if mine else None
+        else:  # between stages: the next worker starts the next one
+            run.state, run.stage = RunState.RUNNING, stages[stages.index(last) + 1]
+        return run
+    alive = process.find_stage(files.root)
+    if alive is not None:
+        run.state, run.pid, run.pid_start_time = RunState.RUNNING, alive.pid, alive.start_time
+    else:
+        run.state = RunState.INTERRUPTED
+        run.reason = f"restored from runs/{run_id}: {last} had no verdict and its process is gone"
+    return run
+
+
+def _action(recorded: Any, seen: list[str]) -> Action:
+    try:
+        return Action(recorded)
+    except ValueError:
+        pass
+    if not seen or seen[0] == Stage.TRAIN:
+        # Without queued.json (runs of older releases) a train-only run and a pipeline stopped after
+        # train look alike; pipeline is the default of `add`.
+        return Action.PIPELINE if (len(seen) != 1 or not seen) else Action.TRAIN
+    return Action(seen[0])
+
+
+def _restore_keys(run: Run, events: list[dict[str, Any]]) -> None:
+    """Runs from before run keys (or without queued.json): the keys their events name."""
+    if run.model_key or run.predictions_key:
+        return
+    own = run_key(run)
+    for e in events:
+        if e.get("event") == Event.STARTED and e.get("command") == Stage.INFER:
+            key = _key_of(e.get("model"))
+            run.model_key = key if key and key != own else run.model_key
+        if e.get("event") == Event.STARTED and e.get("command") == Stage.EVALUATE:
+            key = _key_of(e.get("predictions"), DEV_PREDICTIONS_SUFFIX)
+            run.predictions_key = key if key and key != own else run.predictions_key
+        if e.get("event") == Event.ARTIFACT and e.get("kind") == "final_model":
+            key = _key_of(e.get("path"))
+            run.model_key = key if key and key != own else run.model_key
+
+
+# --- rebuild and repair -----------------------------------------------------------------------
+
+
+def _note(ws: Workspace, text: str) -> None:
+    """One line in worker.log: the place a user (or the next session) looks for what happened."""
+    try:
+        ws.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(os.open(ws.worker_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING {text}\n")
+    except OSError:
+        pass
+
+
+def rebuild(ws: Workspace, backup: Path | None = None) -> Rebuilt:
+    """Write a new ``state.db`` from the run directories, atomically: built aside, then linked into place.
+
+    If another process created the database meanwhile (two CLIs at once), theirs is kept.
+    """
+    ws.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = ws.state_dir / f".state.db.rebuild-{os.getpid()}"
+    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        leftover.unlink(missing_ok=True)
+    done = Rebuilt(backup=backup)
+    store = Store(tmp)
+    try:
+        for run_id in run_ids(ws):
+            done.runs.append(store.restore(restore_run(ws, run_id)))
+        if any(r.state is RunState.QUEUED for r in done.runs):
+            # Nothing restarts unasked: the user looks at the restored queue, then resumes it.
+            store.set_paused(True)
+            done.paused = True
+        with store._lock:  # one file, no -wal beside it, before it is linked into place
+            store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            store._conn.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        store.close()
+    try:
+        os.link(tmp, ws.db_path)
+    except FileExistsError:
+        done.runs = []  # someone else rebuilt it first
+    finally:
+        tmp.unlink(missing_ok=True)
+    if done.runs:
+        _note(ws, done.note)
+    return done
+
+
+def open_store(ws: Workspace) -> tuple[Store, Rebuilt | None]:
+    """Open the workspace's store; rebuild it first when it is missing but runs/ has history.
+
+    A store that exists but does not know some ``runs/<id>`` (replaced by an old copy, say) gets
+    those runs restored into it, so a run directory is never orphaned nor its id handed out again.
+
+    Raises:
+        StoreBroken: the file is not a database, malformed or read-only; names ``dialsum-tui repair``.
+    """
+    rebuilt = rebuild(ws) if not ws.db_path.exists() and run_ids(ws) else None
+    try:
+        store = Store(ws.db_path)
+        if rebuilt is None or not rebuilt.runs:
+            rebuilt = adopt_unknown(ws, store)
+    except sqlite3.Error as err:
+        raise StoreBroken(broken_message(ws.db_path, err)) from None
+    return store, rebuilt if rebuilt and rebuilt.runs else None
+
+
+def adopt_unknown(ws: Workspace, store: Store) -> Rebuilt | None:
+    """Restore the run directories the store has no row for; None when it knows them all."""
+    known = {run.id for run in store.list()}
+    missing = [rid for rid in run_ids(ws) if rid not in known]
+    if not missing:
+        return None
+    done = Rebuilt(adopted=True)
+    for run_id in missing:
+        try:
+            done.runs.append(store.restore(restore_run(ws, run_id)))
+        except sqlite3.IntegrityError:
+            continue  # another process restored it a moment ago
+    if any(r.state is RunState.QUEUED for r in done.runs):
+        store.set_paused(True)
+        done.paused = True
+    if done.runs:
+        _note(ws, done.note)
+    return done
+
+
+def repair(ws: Workspace) -> Rebuilt:
+    """Move the broken ``state.db`` (and its -wal/-shm) aside as ``state.db.broken-<time>`` and rebuild.
+
+    Raises:
+        StoreBroken: a worker still holds the workspace (stop it first).
+    """
+    if read_lock_holder(ws.lock_path)[0]:
+        raise StoreBroken("a worker is running on this store; stop it first: `dialsum-tui worker stop`, "
+                          "then `dialsum-tui repair`")
+    if healthy(ws.db_path):
+        return Rebuilt()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = ws.state_dir / f"{ws.db_path.name}.broken-{stamp}"
+    moved = None
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{ws.db_path}{suffix}")
+        if src.exists():
+            os.replace(src, Path(f"{backup}{suffix}"))
+            moved = moved or backup
+    return rebuild(ws, backup=moved)

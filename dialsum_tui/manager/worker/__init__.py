@@ -1,0 +1,13 @@
+"""The detached worker: one per workspace, a thin loop over small parts — admission decides which run
+starts (pure), launching starts a stage, following reads its events, the verdict judges how it ended
+(pure), stopping acts on cancels and the disk watch, readopt repairs after a restart.
+
+Run it as ``python -m dialsum_tui.manager.worker WORKSPACE``; the facade starts it on demand.
+"""
+
+from dialsum_tui.manager.worker.admission import decide
+from dialsum_tui.manager.worker.health import Health, read_ailments
+from dialsum_tui.manager.worker.loop import Worker
+from dialsum_tui.manager.worker.verdict import Outcome, classify, judge
+
+__all__ = ["Health", "Outcome", "Worker", "classify", "decide", "judge", "read_ailments"]

@@ -1,0 +1,50 @@
+"""Provides what a restarted worker finds in the store: the stage each running run was in, rebuilt
+for following again (a local pid, a Slurm job id), and whether that stage still runs.
+
+A stage outlives the worker that started it (SSH drops, an upgrade): the next worker follows it
+again, or judges it from its evidence when it ended meanwhile (:mod:`~dialsum_tui.manager.worker.verdict`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+
+from dialsum_tui.manager import process
+from dialsum_tui.manager.backends.local import NAME as LOCAL
+from dialsum_tui.manager.backends.local import LocalStage
+from dialsum_tui.manager.backends.protocol import Backend
+from dialsum_tui.manager.backends.registry import SLURM
+from dialsum_tui.manager.runs.events import stage_events
+from dialsum_tui.manager.runs.models import Run, RunState
+from dialsum_tui.manager.worker.following import ActiveStage
+from dialsum_tui.manager.workspace.layout import Workspace
+from engine.artifacts import EventTail
+from engine.contract import RunFiles
+
+log = logging.getLogger("dialsum.worker")
+
+
+def stages_left_running(ws: Workspace, runs: Iterable[Run],
+                        backends: Mapping[str, Backend]) -> Iterator[tuple[Run, ActiveStage, bool]]:
+    """Each running run's stage with its events so far, and True while it may still run.
+
+    A local stage runs while its pid is alive with the recorded start time (a pid the system reused
+    for another process is never taken for ours). A Slurm job is Slurm's: the next poll says how it
+    is. A run between stages (no pid, no job) has nothing to follow; admission starts its next stage.
+    """
+    for run in runs:
+        if run.state is not RunState.RUNNING:
+            continue
+        tail = EventTail(RunFiles(ws.run_dir(run.id)).events)
+        events = stage_events(tail.read_new(), run.stage or "")
+        stage_name = run.stage or run.stages[0]
+        if run.backend == SLURM and run.job_id is not None:
+            backend = backends[SLURM]
+            yield run, ActiveStage(run.id, stage_name, backend.handle(str(run.job_id)), backend, tail, events), True
+        elif run.pid is None:
+            log.info("run %d: between stages (next %s); continuing", run.id, run.stage)
+        else:
+            ident = process.Identity(run.pid, run.pid_start_time or 0.0)
+            stage = ActiveStage(run.id, stage_name, LocalStage(ident), backends[LOCAL], tail, events)
+            yield run, stage, process.is_alive(run.pid, run.pid_start_time)

@@ -1,0 +1,232 @@
+"""Provides the manager's settings as validated models: the workspace's ``.dialsum/settings.yaml``
+(:class:`Settings`) and the ``DIALSUM_*`` environment variables (:class:`EnvSettings`).
+
+Both are read at the edge and validated once; a typo or a bad value is an error that names the key
+(or variable), the file and what it takes. The disk quota is stated here and nowhere else: the
+manager measures against it and hands the engine its limit (``disk.engine_disk_args``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dialsum_tui.manager.workspace.sections import NotifySettings, SlurmSettings, SlurmSettingsError, parse_settings
+
+
+class SettingsError(Exception):
+    """A settings file or variable is wrong; the message names it and says what to do."""
+
+
+class Settings(BaseModel):
+    """Per-workspace knobs, read from ``.dialsum/settings.yaml`` (every key optional)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quota_gb: float = Field(
+        150.0, gt=0, description="Hard limit of the quota'd tree in decimal GB: the server is reset above it."
+    )
+    quota_path: str = Field(".", description="Tree measured like du against the quota (relative = inside the workspace).")
+    safe_gb: float = Field(110.0, ge=0, description="Where the team aimed to stay; shown as the 'safe' line.")
+    margin_gb: float = Field(
+        5.0, ge=0,
+        description="Admission, the running-disk watch and the engine's in-run guard all stop this far below the quota "
+        "(a margin at or above the quota stops everything: tests use that to simulate a full disk).",
+    )
+    gpu_idle_margin_mib: int = Field(
+        300, ge=0, description="A GPU counts as released at its idle baseline + this many MiB (never at 0)."
+    )
+    gpu_samples: int = Field(3, ge=1, description="Consecutive good GPU samples before a run is admitted.")
+    gpu_grace_s: float = Field(
+        20.0, ge=0, description="After a launch its memory may not be visible yet: wait this long before judging the next."
+    )
+    hf_cache_dirs: list[str] = Field(
+        default_factory=lambda: ["~/.cache/huggingface/hub", "~/.cache/huggingface/xet"],
+        description="HF caches shown in the disk breakdown and offered to prune.",
+    )
+    disk_refresh_s: float = Field(60.0, gt=0, description="du is slow: the worker re-measures in the background this often.")
+    notify: NotifySettings = Field(
+        default_factory=NotifySettings,
+        description="A command run when a run ends or stays blocked (argv list, no shell; docs/notify.md).",
+    )
+    share_group: str | None = Field(
+        None, min_length=1,
+        description="A Unix group whose members share this workspace's queue (set by `dialsum-tui init --share-group "
+        "NAME`); unset = private to its owner. Never world-accessible either way.",
+    )
+    allow_outside_quota: bool = Field(
+        False, description="Accept configs whose paths.checkpoints/submissions lie outside quota_path (the disk guard "
+        "and prune then do not see those files)."
+    )
+    backend: Literal["local", "slurm"] = Field(
+        "local", description="Who runs a stage: 'local' (processes on this host) or 'slurm' (one sbatch job per stage)."
+    )
+    slurm: SlurmSettings = Field(
+        default_factory=SlurmSettings, description="Partition, account, time limit… for backend: slurm (docs/slurm.md)."
+    )
+
+
+
+def _format_error(err: ValidationError, source: Path | str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            known = ", ".join(Settings.model_fields)
+            lines.append(f"{source}: unknown key '{loc}' (typo? known: {known})")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {loc}: {msg} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+SETTLE_S = 0.3  # an editor's save ends well within this; a file changed more recently may be half-written
+SETTLE_TRIES = 10
+
+
+def read_settled(path: Path) -> str:
+    """The file's text once it has not changed for ``SETTLE_S``.
+
+    Editors save settings.yaml by truncating and rewriting it in place, and the worker re-reads it
+    every pass: a read in between would see a short file that is still valid YAML and silently
+    fall back to defaults (a 150 GB quota where the user wrote 100). Waiting until the last write
+    is ``SETTLE_S`` old costs nothing for a file nobody is saving. Bounded, for a file that never
+    stops changing.
+    """
+    for _ in range(SETTLE_TRIES):
+        age = time.time() - path.stat().st_mtime
+        if age >= SETTLE_S:
+            break
+        time.sleep(SETTLE_S - age)
+    return path.read_text(encoding="utf-8")
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a settings file; a missing or empty file means all defaults.
+
+    Raises:
+        SettingsError: naming the file and the key when the YAML or a value is wrong.
+    """
+    try:
+        text = read_settled(path)
+    except FileNotFoundError:
+        return Settings()
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SettingsError(f"{path}: invalid YAML ({err}); fix or delete the file") from None
+    if tree is None:
+        return Settings()
+    if not isinstance(tree, dict):
+        raise SettingsError(f"{path}: expected a mapping such as 'quota_gb: 150'")
+    if "slurm" in tree:  # its own validator names each slurm.<key> and the options dialsum-tui owns
+        try:
+            tree = {**tree, "slurm": parse_settings(tree["slurm"], path)}
+        except SlurmSettingsError as err:
+            raise SettingsError(str(err)) from None
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as err:
+        raise SettingsError(_format_error(err, path)) from None
+
+
+def settings_as_dict(settings: Settings) -> dict[str, Any]:
+    """Plain mapping of the settings (for ``check --json``)."""
+    return settings.model_dump()
+
+
+# --- environment -------------------------------------------------------------------------------
+
+
+def _grace(value: Any) -> Any:
+    # "sigint_s,sigterm_s": seconds to wait after SIGINT, then after SIGTERM, before escalating.
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        return tuple(parts)
+    return value
+
+
+class EnvSettings(BaseModel):
+    """The ``DIALSUM_*`` variables the manager reads, validated once (:func:`env_settings`).
+
+    Every field is None (or its default) when its variable is unset or empty.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workspace: Path | None = Field(None, description="DIALSUM_WORKSPACE: the workspace when --workspace is not given.")
+    engine: tuple[str, ...] | None = Field(
+        None, description="DIALSUM_ENGINE: a shlex-split stand-in for `python -m engine` (tests, the fake engine)."
+    )
+    worker_poll_s: float = Field(0.5, gt=0, description="DIALSUM_WORKER_POLL_S: seconds between the worker's ticks.")
+    cpu_procs: int = Field(
+        1, ge=1, description="DIALSUM_CPU_PROCS: train ranks on a CPU-only host (CI, demo); >= 2 runs accelerate/gloo."
+    )
+    fake_gpu: Path | None = Field(
+        None, description="DIALSUM_FAKE_GPU: a scripted GPU JSON (tests/demo) instead of NVML."
+    )
+    demo_pretrain_steps: int = Field(
+        200, ge=0, description="DIALSUM_DEMO_PRETRAIN_STEPS: LM pre-training steps of the demo's tiny causal base."
+    )
+    stop_grace: tuple[float, ...] | None = Field(
+        None, description="DIALSUM_STOP_GRACE: 'sigint_s,sigterm_s' to wait before escalating a stop."
+    )
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _split_engine(cls, value: Any) -> Any:
+        return tuple(shlex.split(value)) if isinstance(value, str) else value
+
+    @field_validator("stop_grace", mode="before")
+    @classmethod
+    def _split_grace(cls, value: Any) -> Any:
+        return _grace(value)
+
+    @field_validator("stop_grace")
+    @classmethod
+    def _grace_pair(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None and not 1 <= len(value) <= 2:
+            raise ValueError("expected 'sigint_s' or 'sigint_s,sigterm_s'")
+        return value
+
+
+# field -> variable; every DIALSUM_* the manager reads is listed here.
+ENV_VARS: dict[str, str] = {
+    "workspace": "DIALSUM_WORKSPACE",
+    "engine": "DIALSUM_ENGINE",
+    "worker_poll_s": "DIALSUM_WORKER_POLL_S",
+    "cpu_procs": "DIALSUM_CPU_PROCS",
+    "fake_gpu": "DIALSUM_FAKE_GPU",
+    "demo_pretrain_steps": "DIALSUM_DEMO_PRETRAIN_STEPS",
+    "stop_grace": "DIALSUM_STOP_GRACE",
+}
+
+
+def env_settings(environ: Mapping[str, str] | None = None) -> EnvSettings:
+    """Read and validate the ``DIALSUM_*`` variables (``os.environ`` by default).
+
+    Read each time it is called (tests set variables per test); cheap.
+
+    Raises:
+        SettingsError: e.g. "$DIALSUM_CPU_PROCS='abc': expected a whole number ... ; fix or unset it".
+    """
+    env = os.environ if environ is None else environ
+    raw = {field: env[var].strip() for field, var in ENV_VARS.items() if env.get(var, "").strip()}
+    try:
+        return EnvSettings.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            field = str(e["loc"][0])
+            var = ENV_VARS.get(field, field)
+            what = EnvSettings.model_fields[field].description or ""
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"${var}={env.get(var)!r}: {msg} ({what.split(': ', 1)[-1]}); fix or unset it")
+        raise SettingsError("\n".join(lines)) from None
