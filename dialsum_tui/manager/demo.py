@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from dialsum_tui.manager import process
+from dialsum_tui.manager.errors import OperationFailed
 from dialsum_tui.manager.runs.logs import tail_lines
 from dialsum_tui.manager.runs.models import Run
 from dialsum_tui.manager.service import Manager
@@ -65,7 +66,7 @@ DEMO_RUNS = (("bart-tiny", "bart-tiny.yaml"), ("broken-data", BROKEN_CONFIG), ("
 Report = Callable[[str], None]
 
 
-class DemoBuildError(RuntimeError):
+class DemoBuildError(OperationFailed, RuntimeError):
     """A demo build step failed; the message names the step, its exit status and the log to read."""
 
 

@@ -47,16 +47,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from dialsum_tui.manager.errors import DialsumError, OperationFailed
 from dialsum_tui.manager.runs.models import RunState
 from engine.contract import FailureKind
 from engine.failures import Failure
 
 
-class LaunchError(Exception):
+class LaunchError(DialsumError):
     """The stage could not be started; the message says what to fix."""
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(OperationFailed):
     """The backend cannot answer now (controller down, command timed out); try again later."""
 
 

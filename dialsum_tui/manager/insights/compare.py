@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dialsum_tui.manager.errors import DialsumError
 from engine.artifacts import read_events
 from engine.config import ConfigError
 from engine.contract import Artifact, ArtifactKind, Eval, RunFiles, Stage, TrainLog, load_snapshot, parse_event
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 _LABEL_KEYS = frozenset({"model.nickname"})
 
 
-class InsightsError(ValueError):
+class InsightsError(DialsumError, ValueError):
     """Bad input for compare, samples, submit or lb (exit status 2); the message says what to do."""
 
 

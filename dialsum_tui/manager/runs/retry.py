@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.runs.models import Action, Run, RunState
 from engine.artifacts import atomic_write_text, read_events
 from engine.checkpoints import (
@@ -38,7 +39,7 @@ _ORDER_KEYS = ("train.batch_size", "train.grad_accum", "train.seed", "train.grou
                "data.")
 
 
-class RetryRefused(ConfigError):
+class RetryRefused(DialsumError, ConfigError):
     """A retry that cannot be done as asked (exit status 2); the message says why and what to do."""
 
 

@@ -22,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from dialsum_tui.manager.errors import DialsumError, OperationFailed
 from dialsum_tui.manager.runs.models import (
     FINAL_STATES,
     Action,
@@ -97,18 +98,18 @@ _UPDATABLE = frozenset(_COLUMNS) - {"id", "state"}
 _PENDING = (RunState.QUEUED.value, RunState.WAITING.value)
 
 
-class RunNotFound(KeyError):
+class RunNotFound(DialsumError, KeyError):
     """No run with that id; ``str()`` says so and how to list runs."""
 
     def __str__(self) -> str:
         return f"no run {self.args[0]} in this workspace; see `dialsum-tui ls`"
 
 
-class StoreTooNew(RuntimeError):
+class StoreTooNew(OperationFailed, RuntimeError):
     """The database was written by a newer dialsum-tui; it is left untouched."""
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(DialsumError, ValueError):
     """A state change the state machine forbids (e.g. succeeded → running)."""
 
 

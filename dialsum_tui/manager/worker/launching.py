@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dialsum_tui.manager.backends.protocol import Backend, BackendUnavailable, Handle
 from dialsum_tui.manager.backends.protocol import LaunchError as BackendRefused
+from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.guards.disk import engine_disk_args
 from dialsum_tui.manager.runs.identity import model_key, predictions_key, run_key
 from dialsum_tui.manager.runs.models import Run, parse_gpus
@@ -30,7 +31,7 @@ ENGINE_ENV = ENV_VARS["engine"]  # tests: a shlex-split stand-in for [python, -m
 CPU_PROCS_ENV = ENV_VARS["cpu_procs"]  # CPU-only hosts (CI, demo): train runs without gpus with N gloo processes
 
 
-class LaunchError(Exception):
+class LaunchError(DialsumError):
     """A stage could not start; ``failure`` is what the run records (it fails before it ran)."""
 
     def __init__(self, failure: Failure):

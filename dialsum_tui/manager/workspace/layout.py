@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.workspace.settings import ENV_VARS, Settings, SettingsError, env_settings, settings_as_dict
 from dialsum_tui.manager.workspace.settings import load_settings as _load_settings
 
@@ -23,7 +24,7 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(DialsumError):
     """A workspace problem the user fixes (exit status 2); the message says what to do."""
 
 

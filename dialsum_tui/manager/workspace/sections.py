@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dialsum_tui.manager.errors import DialsumError
+
 
 class NotifySettings(BaseModel):
     """The ``notify:`` section of ``.dialsum/settings.yaml``; off while ``command`` is empty."""
@@ -103,7 +105,7 @@ class SlurmSettings(BaseModel):
         return value
 
 
-class SlurmSettingsError(ValueError):
+class SlurmSettingsError(DialsumError, ValueError):
     """The ``slurm:`` settings do not validate; the message names the file and each key."""
 
 

@@ -18,10 +18,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.workspace.sections import NotifySettings, SlurmSettings, SlurmSettingsError, parse_settings
 
 
-class SettingsError(Exception):
+class SettingsError(DialsumError):
     """A settings file or variable is wrong; the message names it and says what to do."""
 
 
