@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Loader(yaml.SafeLoader):
@@ -110,6 +112,27 @@ class QuantizationConfig(_Section):
     compute_dtype: Dtype = Field("bfloat16", description="dtype of the 4-bit matmuls; must match model.dtype.")
 
 
+# The trackers ``train.report_to`` may name: transformers' report_to integrations, each with what it
+# imports and the pip package that provides it (any of the modules will do). Checked with find_spec,
+# never imported: the manager validates configs without the ML stack. Left out of transformers'
+# list: azure_ml and flyte, which log to their own platform's job runtime, and kubeflow, which
+# transformers adds by itself when KUBEFLOW_TRAINER_SERVER_URL is set
+# (tests/engine/test_report_to.py compares this table with the installed transformers).
+TRACKERS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    "tensorboard": ((("tensorboard", "tensorboardX"), "tensorboard"),),
+    "wandb": ((("wandb",), "wandb"),),
+    "trackio": ((("trackio",), "trackio"),),
+    "mlflow": ((("mlflow",), "mlflow"),),
+    "swanlab": ((("swanlab",), "swanlab"),),
+    "dvclive": ((("dvclive",), "dvclive"),),
+    "comet_ml": ((("comet_ml",), "comet-ml"),),
+    "neptune": ((("neptune",), "neptune"),),
+    "clearml": ((("clearml",), "clearml"),),
+    "dagshub": ((("dagshub",), "dagshub"), (("mlflow",), "mlflow")),
+    "codecarbon": ((("codecarbon",), "codecarbon"),),
+}
+
+
 class TrainConfig(_Section):
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1 = run all epochs).")
@@ -176,9 +199,35 @@ class TrainConfig(_Section):
         ),
     )
     early_stopping_patience: int | None = Field(None, ge=1)
-    report_to: list[Literal["none", "wandb", "tensorboard"]] = Field(default_factory=lambda: ["none"])
+    report_to: list[str] = Field(
+        default_factory=lambda: ["none"],
+        description=(
+            "Experiment trackers the Trainer also logs to: [none], or names of TRACKERS such as [tensorboard], "
+            "[wandb], [trackio]. Each must be installed (checked when the config is loaded); their local files go "
+            "under runs/<id>/trackers/<name>/ unless the tracker's own variable says elsewhere."
+        ),
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
     dataloader_num_workers: int = Field(0, ge=0)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, names: list[str]) -> list[str]:
+        if "all" in names:
+            raise ValueError("'all' logs to whatever happens to be installed; name the trackers, e.g. [tensorboard]")
+        unknown = [name for name in names if name != "none" and name not in TRACKERS]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(TRACKERS), n=1, cutoff=0.7)
+            guess = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown tracker '{unknown[0]}'{guess} (known: none, {', '.join(TRACKERS)})")
+        if "none" in names and len(set(names)) > 1:
+            raise ValueError("'none' cannot be listed with trackers; list the trackers alone, or [none]")
+        return list(dict.fromkeys(names)) or ["none"]
 
 
 class GenerationConfig(_Section):
@@ -295,6 +344,31 @@ def static_problems(cfg: RunConfig) -> list[str]:
     return problems
 
 
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or a module whose spec is unset
+        return False
+
+
+def tracker_problems(cfg: RunConfig) -> list[str]:
+    """The trackers ``train.report_to`` names that this Python cannot import, each with its install command.
+
+    Needs the environment, so it is not part of the schema: a run's config snapshot stays readable
+    after a tracker is uninstalled. :func:`load_config` (``add``, ``python -m engine train``) runs it.
+    """
+    problems = []
+    for name in cfg.train.report_to:
+        missing = [pip for modules, pip in TRACKERS.get(name, ()) if not any(map(_importable, modules))]
+        if missing:
+            problems.append(
+                f"train.report_to: {name} is not installed in this environment; install it with "
+                f"`{sys.executable} -m pip install {' '.join(missing)}`, or take {name} out of train.report_to"
+            )
+    return problems
+
+
 # --- loading --------------------------------------------------------------------------------
 
 
@@ -370,7 +444,8 @@ def load_config(path: Path | str, overrides: list[str] | dict[str, Any] | None =
         overrides: ``--set`` pairs (``["train.max_steps=5"]``) or an already-parsed mapping.
 
     Raises:
-        ConfigError: with the file, the key and what to do.
+        ConfigError: with the file, the key and what to do; also a tracker in ``train.report_to`` that
+            is not installed (:func:`tracker_problems`).
     """
     path = Path(path)
     source = str(path)
@@ -390,7 +465,11 @@ def load_config(path: Path | str, overrides: list[str] | dict[str, Any] | None =
         raise ConfigError(f"{source}: expected a mapping with sections model, data, train, ...")
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
-    return config_from_dict(tree, source, overrides)
+    cfg = config_from_dict(tree, source, overrides)
+    problems = tracker_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {problem}" for problem in problems))
+    return cfg
 
 
 def resolve_path(value: str, base: Path | None = None) -> Path:

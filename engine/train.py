@@ -5,6 +5,7 @@ with every step reported as events in the run directory.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,21 @@ def save_final_model(cfg: RunConfig, loaded, model, metrics: dict[str, Any], eve
     return target
 
 
+def start_trackers(cfg: RunConfig, run_dir: Path, events: EventWriter) -> None:
+    """Point the trackers of ``train.report_to`` at ``runs/<id>/trackers/`` before the Trainer builds their callbacks.
+
+    Set in this process's environment, read by the callbacks and the trackers as they start: the
+    stage is its own process, so nothing outside this run sees the change.
+    """
+    from engine.recipes import tracker_environment
+
+    env, notes = tracker_environment(cfg.train.report_to, run_dir, os.environ)
+    os.environ.update(env)
+    if is_main_process():
+        for note in notes:
+            events.emit(Event.WARNING, message=note)
+
+
 def final_metrics(trainer) -> dict[str, Any]:
     """Last training loss, last eval loss/ROUGE and step count from the Trainer's log history."""
     out: dict[str, Any] = {"steps": trainer.state.global_step}
@@ -214,6 +230,7 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
     key = stage_key(getattr(args, "artifact_key", None), cfg.model.nickname)
     output_dir = resolve_path(cfg.paths.checkpoints) / key / TRAINER_DIR
     guard = disk_guard(args, output_dir, cfg.train.save_on_stop)
+    start_trackers(cfg, run_dir, events)
     trainer = recipe.build_trainer(cfg, loaded, train_ds, eval_ds, output_dir, device,
                                    build_callbacks(cfg, loaded, dev, events, guard, run_dir))
     # The Trainer's own resume: weights or adapter, optimizer, scheduler, RNG, data position, global step.

@@ -1,11 +1,15 @@
-"""Provides what the seq2seq and SFT recipes share: Trainer arguments from the config and the
-truncation count every recipe reports instead of dropping samples silently.
+"""Provides what the seq2seq and SFT recipes share: Trainer arguments from the config, the
+environment that keeps each experiment tracker's files in the run directory, and the truncation
+count every recipe reports instead of dropping samples silently.
 """
 
 from __future__ import annotations
 
+import netrc
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from engine.config import RunConfig
 from engine.contract import Event
@@ -71,7 +75,9 @@ def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval:
         "save_strategy": t.save_strategy,
         "save_steps": t.save_steps,
         "save_total_limit": t.save_total_limit,
-        "report_to": [r for r in t.report_to if r != "none"] or "none",
+        "report_to": "none" if t.report_to == ["none"] else list(t.report_to),
+        # output_dir is checkpoints/<key>/trainer: the trackers name the run as the manager does (kobart-r12).
+        "run_name": output_dir.parent.name,
         "use_cpu": device == "cpu",
         "dataloader_num_workers": t.dataloader_num_workers,
         # Progress reports real (non-pad) tokens per second: padding is work, not throughput.
@@ -87,6 +93,70 @@ def training_arguments(cfg: RunConfig, output_dir: Path, device: str, with_eval:
             # load_best_model_at_end needs a checkpoint at every evaluation.
             kwargs.update(save_strategy=eval_strategy, save_steps=t.eval_steps)
     return kwargs
+
+
+# runs/<id>/trackers/<name>/ holds each tracker's local files (event files, offline runs, databases).
+TRACKERS_DIR = "trackers"
+
+# The variable each tracker reads for where its local files go (transformers' TensorBoardCallback reads
+# TENSORBOARD_LOGGING_DIR, else output_dir/runs/; wandb writes <WANDB_DIR>/wandb/; trackio keeps its
+# databases in TRACKIO_DIR, else ~/.cache/huggingface/trackio; swanlab in SWANLAB_LOG_DIR, else ./swanlog;
+# mlflow's tracking store is MLFLOW_TRACKING_URI, else ./mlruns). The others log to their own servers
+# (comet_ml, neptune, clearml, dagshub), to ./dvclive (dvclive) or to output_dir (codecarbon).
+TRACKER_DIR_VARIABLES = {
+    "tensorboard": "TENSORBOARD_LOGGING_DIR",
+    "wandb": "WANDB_DIR",
+    "trackio": "TRACKIO_DIR",
+    "swanlab": "SWANLAB_LOG_DIR",
+    "mlflow": "MLFLOW_TRACKING_URI",
+}
+
+
+def tracker_environment(report_to: list[str], run_dir: Path,
+                        environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The environment variables that put each tracker of ``train.report_to`` under ``run_dir/trackers/<name>/``.
+
+    A variable the user already set wins (a team's shared tracking server or directory). wandb logs
+    offline unless it can reach an account: without ``WANDB_MODE`` and without an API key
+    (``WANDB_API_KEY`` or ``wandb login``'s netrc entry), ``wandb.init`` in a stage with no terminal
+    would fail the run at its first step, so the run is kept locally instead and a warning says how
+    to upload it (``wandb sync``) or go online (``WANDB_MODE=online``).
+
+    Args:
+        report_to: ``cfg.train.report_to``.
+        run_dir: ``runs/<id>``.
+        environ: the current environment (``os.environ``).
+
+    Returns:
+        (variables to set, warnings to report); the directories are created.
+    """
+    env: dict[str, str] = {}
+    notes: list[str] = []
+    for name in report_to:
+        variable = TRACKER_DIR_VARIABLES.get(name)
+        if variable is None or environ.get(variable):
+            continue
+        folder = (run_dir / TRACKERS_DIR / name).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        env[variable] = folder.as_uri() if name == "mlflow" else str(folder)
+    if "wandb" in report_to and not environ.get("WANDB_MODE") and not wandb_key_known(environ):
+        env["WANDB_MODE"] = "offline"
+        where = env.get("WANDB_DIR") or environ["WANDB_DIR"]
+        notes.append(f"wandb: no API key here (WANDB_API_KEY or `wandb login`), so the run is logged offline in {where}; "
+                     f"`wandb sync {where}/wandb/offline-run-*` uploads it later (set WANDB_MODE=online to log live)")
+    return env, notes
+
+
+def wandb_key_known(environ: Mapping[str, str]) -> bool:
+    """Whether wandb will find an API key: ``WANDB_API_KEY``, or a netrc entry for its host (``wandb login``)."""
+    if environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    path = environ.get("NETRC") or str(Path(environ.get("HOME") or "~").expanduser() / ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def report_truncations(events, split: str, total: int, cuts: list[tuple[int, str, str]]) -> None:
