@@ -76,7 +76,7 @@ def test_grace_after_launch_blocks_until_memory_visible():
     guard.note_launch([0])
     verdict = guard.check([0], {})
     assert not verdict.ok and "has not allocated yet" in verdict.reason
-    guard.note_launch([0], at=time.time() - 31)
+    guard.note_launch([0], at=time.monotonic() - 31)
     guard._launches = guard._launches[-1:]
     assert guard.check([0], {}).ok
 

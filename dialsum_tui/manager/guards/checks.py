@@ -54,8 +54,11 @@ class GpuGuard:
         return any(0 < good < max(1, self.settings.gpu_samples) for good in self._good.values())
 
     def note_launch(self, gpus: list[int] | None, at: float | None = None) -> None:
-        """Record that a run was just launched on ``gpus`` (None = all): starts the grace period."""
-        self._launches.append((time.time() if at is None else at, _key(gpus)))
+        """Record that a run was just launched on ``gpus`` (None = all): starts the grace period.
+
+        ``at`` is on :func:`time.monotonic`'s clock: a grace period is a duration, and a wall-clock
+        step must neither end it early nor stretch it."""
+        self._launches.append((time.monotonic() if at is None else at, _key(gpus)))
 
     def check(self, gpus: list[int] | None, owners: dict[int, tuple[int, str]]) -> Verdict:
         """Take one sample and say whether a run may start on ``gpus``.
@@ -154,7 +157,7 @@ class GpuGuard:
         return None
 
     def _in_grace(self, devices: list[GpuDevice], key: tuple[int, ...] | None) -> str | None:
-        now = time.time()
+        now = time.monotonic()
         grace = float(self.settings.gpu_grace_s)
         self._launches = [(t, k) for t, k in self._launches if now - t < grace]
         for t, launched in self._launches:

@@ -54,7 +54,7 @@ class DiskUsage:
 
     def summary(self) -> str:
         """One line: "141.0 / 150.0 GB used (safe 110.0 GB) on /ws, measured 12s ago"."""
-        age = time.time() - self.measured_at
+        age = max(0.0, time.time() - self.measured_at)  # a measurement "from the future" is a clock step
         return (
             f"{format_used_of(self.used_bytes, self.limit_bytes)} used (safe {format_bytes(self.safe_bytes)}) "
             f"on {self.path}, measured {age:.0f}s ago"
@@ -103,7 +103,7 @@ def measure(workspace: Workspace) -> DiskUsage:
     Raises:
         FileNotFoundError: the quota'd tree is not there (the guard then admits nothing).
     """
-    started = time.time()
+    started = time.monotonic()  # a duration: immune to clock steps
     settings = workspace.settings()
     root = quota_root(workspace)
     if not root.is_dir():  # an unmounted volume would otherwise measure 0 bytes and admit everything
@@ -136,7 +136,7 @@ def measure(workspace: Workspace) -> DiskUsage:
         safe_bytes=gb_to_bytes(settings.safe_gb),
         margin_bytes=gb_to_bytes(settings.margin_gb),
         measured_at=time.time(),
-        seconds=time.time() - started,
+        seconds=time.monotonic() - started,
         consumers=consumers,
     )
 

@@ -318,7 +318,8 @@ class Store:
             if new_state is RunState.RUNNING and run.started_at is None:
                 values.setdefault("started_at", now)
             if new_state in FINAL_STATES:
-                values.setdefault("finished_at", now)
+                # A clock stepped back since the start must not record a negative run time.
+                values.setdefault("finished_at", max(now, run.started_at or now))
             self._set(conn, run_id, values)
             return self._get(conn, run_id)
 

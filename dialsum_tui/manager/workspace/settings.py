@@ -100,10 +100,14 @@ def read_settled(path: Path) -> str:
     fall back to defaults (a 150 GB quota where the user wrote 100). Waiting until the last write
     is ``SETTLE_S`` old costs nothing for a file nobody is saving. Bounded, for a file that never
     stops changing.
+
+    Never sleeps on a wall-clock difference it cannot trust: a modification time in the future
+    (the clock stepped back, or the file came from a host whose clock is ahead) says nothing about
+    a save in progress, so the file is read at once instead of waiting out the jump.
     """
     for _ in range(SETTLE_TRIES):
         age = time.time() - path.stat().st_mtime
-        if age >= SETTLE_S:
+        if not 0 <= age < SETTLE_S:
             break
         time.sleep(SETTLE_S - age)
     return path.read_text(encoding="utf-8")
