@@ -100,6 +100,14 @@ class Run:
     source_run: int | None = None  # an infer/evaluate-only run: the run whose model/predictions it reads
     model_key: str | None = None  # artifact key of the final_model it loads (None: its own, manager.identity)
     predictions_key: str | None = None  # artifact key of the dev predictions it scores (None: its own)
+    # A stage being launched, written before the process exists (stage, token, events offset): a
+    # worker stopped between spawn and recording the pid finds the process by its token, never
+    # launches the stage twice, and reads its events from where they began (worker.launching).
+    launch: dict[str, Any] = field(default_factory=dict)
+    sweep: str | None = None  # the sweep this run is a variant of (its id), None for a lone run
+    priority: int = 0  # higher starts first among waiting runs; never preempts a running one
+    gpu_peaks: dict[str, Any] = field(default_factory=dict)  # stage -> measured peak GPU GiB (all ranks)
+    gpu_predicted: dict[str, Any] = field(default_factory=dict)  # stage -> predicted GiB at add (engine.footprint)
 
     @property
     def stages(self) -> tuple[Stage, ...]:

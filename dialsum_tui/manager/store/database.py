@@ -88,10 +88,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE runs SET model_key = legacy_key(nickname), predictions_key = legacy_key(nickname)"
         " WHERE state NOT IN ('queued', 'waiting')",
     ),
+    (  # 5: launched at most once (issue 24), sweeps and priority (issue 26), GPU memory (issue 27)
+        "ALTER TABLE runs ADD COLUMN launch TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE runs ADD COLUMN sweep TEXT",
+        "ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN gpu_peaks TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE runs ADD COLUMN gpu_predicted TEXT NOT NULL DEFAULT '{}'",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_JSON_FIELDS = ("progress", "metrics")
+_JSON_FIELDS = ("progress", "metrics", "launch", "gpu_peaks", "gpu_predicted")
 _COLUMNS = tuple(f.name for f in fields(Run))
 # Fields callers may set through update()/transition(); id and state have their own paths.
 _UPDATABLE = frozenset(_COLUMNS) - {"id", "state"}
