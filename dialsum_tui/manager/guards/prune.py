@@ -17,7 +17,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager.runs.identity import model_key, run_key
 from dialsum_tui.manager.runs.models import Run, RunState
@@ -26,6 +26,7 @@ from engine.artifacts import final_model_dir, is_complete_model, safe_name
 from engine.config import ConfigError
 from engine.contract import CHECKPOINT_PREFIX, FINAL_MODEL_DIR, load_snapshot
 from engine.du import tree_size
+from engine.units import format_bytes
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.workspace.layout import Workspace
@@ -43,6 +44,16 @@ class PruneItem:
     bytes: int
     reason: str
     root: Path | None = None
+
+    def line(self) -> str:
+        """``"   12.3 GB  checkpoints/kobart-r3/checkpoint-400  (intermediate checkpoint of …)"``: how the
+        CLI and the TUI's confirm dialog list it (sizes right-aligned, so a list of them lines up)."""
+        return f"{format_bytes(self.bytes):>9}  {self.path}  ({self.reason})"
+
+    def to_json(self) -> dict[str, Any]:
+        """``path``, ``bytes``, ``reason``, ``root`` (the tree it stays inside; null when unknown)."""
+        return {"path": str(self.path), "bytes": self.bytes, "reason": self.reason,
+                "root": str(self.root) if self.root is not None else None}
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -7,6 +7,7 @@ config snapshot. Each stage runs as its own subprocess; ``stage`` says which one
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -119,3 +120,23 @@ def parse_gpus(gpus: str | None) -> list[int] | None:
     if not gpus:
         return None
     return [int(x) for x in gpus.split(",") if x.strip()]
+
+
+_BULLET = re.compile(r"^[-*•]\s+")
+
+
+def headline(note: str | None) -> str:
+    """The line of a run's note or failure message that says what went wrong, for a one-line view.
+
+    Messages may open with a heading and give the cause on later lines (the worker's old format:
+    ``"preflight before train:\\n  - dev.csv line 73: unescaped quote …"``); the cause is the first
+    line that is not a heading (one ending in ``:``), without its list bullet. A Python traceback's
+    cause is its last line (the exception). A message with nothing but headings gives its first line.
+    """
+    lines = [_BULLET.sub("", line.strip()) for line in (note or "").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    if lines[0].startswith("Traceback (most recent call last)"):
+        return lines[-1]
+    return next((line for line in lines if not line.endswith(":")), lines[0])

@@ -57,6 +57,11 @@ class ResumePoint:
         """``"step 758/780"``."""
         return f"step {self.step}/{self.total}" if self.total else f"step {self.step}"
 
+    def to_json(self) -> dict[str, Any]:
+        """``path``, ``step``, ``total``, ``run_id``, ``where`` (``"step 758/780"``)."""
+        return {"path": str(self.path), "step": self.step, "total": self.total, "run_id": self.run_id,
+                "where": self.where}
+
 
 @dataclass(frozen=True)
 class RetryPlan:
@@ -75,6 +80,18 @@ class RetryPlan:
         if not self.diff:
             return ["no config change (same snapshot as run %d)" % self.from_run]
         return [f"{key}: {_show(old)} → {_show(new)}" for key, (old, new) in self.diff.items()]
+
+    def text(self) -> str:
+        """What the retry dialog and ``dialsum-tui retry`` show before queueing: the changed keys
+        (:meth:`diff_lines`), then a ``note:`` line for each thing to know (data order, skipped checkpoints)."""
+        return "\n".join(self.diff_lines() + [f"note: {note}" for note in self.notes])
+
+    def to_json(self) -> dict[str, Any]:
+        """``from_run``, ``nickname``, ``config_path``, ``diff`` (key → ``{old, new}``), ``resume``
+        (:meth:`ResumePoint.to_json`, null without ``--resume``) and ``notes``."""
+        return {"from_run": self.from_run, "nickname": self.nickname, "config_path": self.config_path,
+                "diff": {k: {"old": old, "new": new} for k, (old, new) in self.diff.items()},
+                "resume": self.resume.to_json() if self.resume is not None else None, "notes": list(self.notes)}
 
     def record(self) -> dict[str, Any]:
         """The body of ``runs/<new>/retry.json``."""
