@@ -46,7 +46,13 @@ _PATTERNS: tuple[tuple[FailureKind, str], ...] = (
     (
         FailureKind.CONFIG,
         r"ConfigError|config error|unknown key|OSError: .* is not a local folder and is not a valid model identifier"
-        r"|We couldn't connect to 'https://huggingface.co'|Can't load tokenizer",
+        r"|We couldn't connect to 'https://huggingface.co'|Can't load tokenizer"
+        # model.kind against the checkpoint (a Llama under AutoModelForSeq2SeqLM, a T5 under AutoModelForCausalLM),
+        # a causal prompt on a tokenizer without a chat template (ours, then transformers' own words), and LoRA
+        # targets the model does not have: mistakes engine/model_check.py finds at `add` when the model is on disk.
+        r"|Unrecognized configuration class .* for this kind of AutoModel"
+        r"|has no chat template; model\.kind: causal|tokenizer\.chat_template is not set"
+        r"|Target modules .* not found in the base model",
     ),
     (FailureKind.INTERRUPTED, r"KeyboardInterrupt|interrupted by user|received SIGINT|received SIGTERM"),
 )
