@@ -86,6 +86,22 @@ def resume_checkpoint(args: argparse.Namespace, cfg: RunConfig):
     return found, skipped
 
 
+def refuse_model_mistakes(cfg: RunConfig, source: str) -> None:
+    """Stop before loading anything when the model's files show a config mistake (engine/model_check.py).
+
+    ``add`` refuses these already when the model is on disk then; a model downloaded since, or a run
+    started by hand, is caught here, naming the key and the fix instead of failing inside transformers.
+
+    Raises:
+        ConfigError: one line per mistake.
+    """
+    from engine.model_check import model_mistakes
+
+    mistakes = model_mistakes(cfg, Path.cwd())
+    if mistakes:
+        raise ConfigError("\n".join(f"{source}: {mistake}" for mistake in mistakes))
+
+
 def disk_guard(args: argparse.Namespace, output_dir: Path, save_on_stop: bool = False):
     """The disk-quota callback, or None when no limit was handed over (a standalone run).
 
@@ -210,6 +226,7 @@ def train(args: argparse.Namespace, events: EventWriter) -> dict[str, Any]:
     run_dir = Path(args.run_dir)
     if is_main_process():  # one writer per file; every rank of `accelerate launch` runs this function
         atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
+    refuse_model_mistakes(cfg, str(args.config))
     device = resolve_device(cfg, str(args.config))
     bind_local_device(device)
     resume, skipped = resume_checkpoint(args, cfg)
