@@ -46,6 +46,14 @@ def start_time(pid: int) -> float | None:
         return None
 
 
+def session_of(pid: int) -> int | None:
+    """The session id of ``pid`` (a stage leads its own session), None if it is gone."""
+    try:
+        return os.getsid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
 def seconds_since_boot(epoch: float) -> float:
     """An epoch time as seconds since boot (the kernel log's clock)."""
     return epoch - psutil.boot_time()

@@ -95,6 +95,24 @@ def process_group(pid: int) -> int | None:
         return None
 
 
+def pids_with_environ(name: str, value: str, proc_root: Path = Path("/proc")) -> list[int]:
+    """The pids whose environment holds ``name=value`` (processes we cannot read are skipped).
+
+    A restarted worker finds a stage it launched but never recorded by the token it put in the
+    stage's environment (``worker.launching``); the stage's children inherit it too.
+    """
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in _numeric_dirs(proc_root):
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        if wanted in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def ns_pid_map(proc_root: Path = Path("/proc")) -> dict[int, int]:
     """Map pids of nested pid namespaces to our local pids, from ``/proc/<pid>/status`` NSpid.
 

@@ -10,8 +10,11 @@ import os
 import shlex
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
+from dialsum_tui.manager import process, procfs
 from dialsum_tui.manager.backends.protocol import Backend, BackendUnavailable, Handle
 from dialsum_tui.manager.backends.protocol import LaunchError as BackendRefused
 from dialsum_tui.manager.errors import DialsumError
@@ -28,6 +31,9 @@ from engine.contract import DEV_CSV, FailureKind, RunFiles, Stage, load_snapshot
 from engine.failures import Failure
 
 ENGINE_ENV = ENV_VARS["engine"]  # tests: a shlex-split stand-in for [python, -m, engine]
+# Put in every stage's environment (and so its children's): how a restarted worker recognises a
+# stage it launched but did not live to record (:func:`launch_intent`, :func:`find_launched`).
+LAUNCH_TOKEN_ENV = "DIALSUM_LAUNCH_TOKEN"
 CPU_PROCS_ENV = ENV_VARS["cpu_procs"]  # CPU-only hosts (CI, demo): train runs without gpus with N gloo processes
 
 
@@ -126,12 +132,55 @@ def stage_command(ws: Workspace, run: Run, stage: str, cfg: RunConfig,
     return argv + [str(a) for a in stage_args(ws, run, stage, cfg)], env
 
 
-def start_stage(ws: Workspace, run: Run, stage: str, backend: Backend, gpu_count: int | None = None) -> Handle:
+def launch_intent(ws: Workspace, run: Run, stage: str) -> dict[str, Any]:
+    """What the store records *before* a stage is spawned: the stage, a token the process will
+    carry in its environment, and where its events begin in ``events.jsonl``.
+
+    A worker stopped (SIGSTOP, kill -9) between spawning a stage and recording its pid used to
+    launch the same stage again after a restart, and to skip the events the stage wrote meanwhile.
+    With the intent on record, the next worker finds the process by its token, or reads what it
+    wrote from ``events_offset`` on, and launches again only a stage that never started.
+    """
+    try:
+        offset = RunFiles(ws.run_dir(run.id)).events.stat().st_size
+    except FileNotFoundError:
+        offset = 0
+    return {"stage": stage, "token": f"{run.id}-{stage}-{uuid.uuid4().hex[:12]}", "events_offset": offset}
+
+
+EXEC_WINDOW_S = 0.5  # a child between fork and exec still shows its parent's environment
+
+
+def find_launched(run: Run, looks: int = 3) -> process.Identity | None:
+    """The stage process recorded in ``run.launch`` if it is still alive (the session leader among
+    the processes carrying its token), else None.
+
+    A stage caught between fork and exec does not carry its token yet, so "not found" is only
+    believed after ``looks`` looks spread over :data:`EXEC_WINDOW_S`.
+    """
+    token = run.launch.get("token")
+    if not token:
+        return None
+    for look in range(looks):
+        if look:
+            time.sleep(EXEC_WINDOW_S / (looks - 1))
+        pids = procfs.pids_with_environ(LAUNCH_TOKEN_ENV, str(token))
+        leaders = [pid for pid in pids if process.session_of(pid) == pid] or pids
+        for pid in leaders:
+            started = process.start_time(pid)
+            if started is not None:
+                return process.Identity(pid, started)
+    return None
+
+
+def start_stage(ws: Workspace, run: Run, stage: str, backend: Backend, gpu_count: int | None = None,
+                token: str | None = None) -> Handle:
     """Start one stage of ``run`` through ``backend``, its output appended to the run's ``run.log``.
 
     Args:
         gpu_count: the stage's GPUs as a count (Slurm, ``--gres=gpu:N``); None: ``run.gpus`` are
             local device indices.
+        token: the launch intent's token (:func:`launch_intent`), put in the stage's environment.
 
     Returns:
         The stage's handle (a local process, or a Slurm job); ``handle.ref`` is what the store keeps.
@@ -151,7 +200,7 @@ def start_stage(ws: Workspace, run: Run, stage: str, backend: Backend, gpu_count
         argv, extra_env = stage_command(ws, run, stage, cfg, gpu_count)
     except SettingsError as err:  # a DIALSUM_* variable: the message names it
         raise LaunchError(Failure(FailureKind.CONFIG, str(err), "fix or unset the variable named above")) from None
-    env = dict(os.environ, PYTHONUNBUFFERED="1") | extra_env
+    env = dict(os.environ, PYTHONUNBUFFERED="1") | extra_env | ({LAUNCH_TOKEN_ENV: token} if token else {})
     with open(os.open(files.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, sharing.file_mode()), "a", encoding="utf-8") as fh:
         fh.write(f"\n=== dialsum: {stage} started {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(argv)}\n")
     gpus = gpu_count if gpu_count is not None else len(parse_gpus(run.gpus) or ())

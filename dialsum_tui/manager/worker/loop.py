@@ -45,7 +45,7 @@ from dialsum_tui.manager.worker.admission import Blocked, Cancel, Launch, Wait, 
 from dialsum_tui.manager.worker.disk_meter import DiskMeter
 from dialsum_tui.manager.worker.following import ActiveStage, run_owners
 from dialsum_tui.manager.worker.health import Health
-from dialsum_tui.manager.worker.launching import LaunchError, run_config, start_stage
+from dialsum_tui.manager.worker.launching import LaunchError, launch_intent, run_config, start_stage
 from dialsum_tui.manager.worker.notify import BlockedWatch, notify_blocked, notify_run_ended
 from dialsum_tui.manager.worker.readopt import stages_left_running
 from dialsum_tui.manager.worker.stopping import handle_cancels, watch_disk
@@ -133,10 +133,12 @@ class Worker:
         meanwhile from their events, log tail and artifacts (:mod:`~dialsum_tui.manager.worker.readopt`)."""
         for run, stage, alive in stages_left_running(self.ws, self.store.list(), self.backends):
             if not alive:
-                log.info("run %d: %s stage pid %d is gone; judging from evidence", run.id, stage.stage, run.pid)
+                log.info("run %d: %s stage is gone; judging from evidence", run.id, stage.stage)
                 self._finish_stage(stage, None)
                 continue
             self.active[run.id] = stage
+            if stage.ident is not None and run.pid != stage.ident.pid:  # found by its launch token
+                self.store.update(run.id, pid=stage.ident.pid, pid_start_time=stage.ident.start_time)
             if stage.ident is None:
                 log.info("run %d: re-adopted %s stage, Slurm job %s", run.id, stage.stage, run.job_id)
                 continue
@@ -233,7 +235,7 @@ class Worker:
             self._ended(record(self.store, run, stage.stage, outcome))
             return
         # Next stage: a fresh process, admitted only once the GPU is released by this one.
-        self.store.update(run.id, stage=outcome.next_stage, pid=None, pid_start_time=None, job_id=None,
+        self.store.update(run.id, stage=outcome.next_stage, pid=None, pid_start_time=None, job_id=None, launch={},
                           exit_code=outcome.exit_code, reason=outcome.reason)
         log.info("run %d: %s done, next %s", run.id, stage.stage, outcome.next_stage)
 
@@ -312,17 +314,20 @@ class Worker:
                 return  # cancelled between our read and now
         backend = self.backend
         count = gpu_count(run.gpus, stage, self.settings.slurm.gpus_per_stage) if backend.name == SLURM else None
+        # The intent goes on record before the process exists: whatever happens to this worker
+        # between spawn and the pid's record, the next one finds the stage instead of starting it twice.
+        intent = launch_intent(self.ws, run, stage)
+        run = self.store.update(run.id, launch=intent)
         try:
-            handle = start_stage(self.ws, run, stage, backend, count)
+            handle = start_stage(self.ws, run, stage, backend, count, token=intent["token"])
         except LaunchError as err:
             self._fail_before_start(run, stage, err.failure)
             return
         except BackendUnavailable as err:  # nothing submitted: the run stays between stages, retried next tick
-            self.store.update(run.id, reason=f"could not submit {stage}: {unanswered_note(err)}")
+            self.store.update(run.id, launch={}, reason=f"could not submit {stage}: {unanswered_note(err)}")
             return
-        tail = EventTail(RunFiles(self.ws.run_dir(run.id)).events)
-        # Skip earlier stages' events: this stage's verdict is what matters now.
-        tail.read_new()
+        # From where this stage's events begin: earlier stages' are skipped, none of its own is.
+        tail = EventTail(RunFiles(self.ws.run_dir(run.id)).events, offset=intent["events_offset"])
         self.active[run.id] = ActiveStage(run.id, stage, handle, backend, tail)
         ident = self.active[run.id].ident
         if ident is None:  # Slurm: the job id is the handle

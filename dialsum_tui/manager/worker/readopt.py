@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from dialsum_tui.manager import process
 from dialsum_tui.manager.backends.local import NAME as LOCAL
@@ -18,9 +19,10 @@ from dialsum_tui.manager.backends.registry import SLURM
 from dialsum_tui.manager.runs.events import stage_events
 from dialsum_tui.manager.runs.models import Run, RunState
 from dialsum_tui.manager.worker.following import ActiveStage
+from dialsum_tui.manager.worker.launching import find_launched
 from dialsum_tui.manager.workspace.layout import Workspace
 from engine.artifacts import EventTail
-from engine.contract import RunFiles
+from engine.contract import Event, RunFiles
 
 log = logging.getLogger("dialsum.worker")
 
@@ -36,15 +38,37 @@ def stages_left_running(ws: Workspace, runs: Iterable[Run],
     for run in runs:
         if run.state is not RunState.RUNNING:
             continue
-        tail = EventTail(RunFiles(ws.run_dir(run.id)).events)
-        events = stage_events(tail.read_new(), run.stage or "")
         stage_name = run.stage or run.stages[0]
+        launch = run.launch if run.launch.get("stage") == stage_name else {}
+        # The stage's events begin where its launch intent says; without one, all are read.
+        tail = EventTail(RunFiles(ws.run_dir(run.id)).events, offset=int(launch.get("events_offset") or 0))
+        events = stage_events(tail.read_new(), stage_name)
         if run.backend == SLURM and run.job_id is not None:
             backend = backends[SLURM]
             yield run, ActiveStage(run.id, stage_name, backend.handle(str(run.job_id)), backend, tail, events), True
+        elif run.pid is None and launch and run.backend != SLURM:
+            found = unrecorded_stage(run, stage_name, events, backends[LOCAL], tail)
+            if found is not None:
+                yield run, *found
         elif run.pid is None:
             log.info("run %d: between stages (next %s); continuing", run.id, run.stage)
         else:
             ident = process.Identity(run.pid, run.pid_start_time or 0.0)
             stage = ActiveStage(run.id, stage_name, LocalStage(ident), backends[LOCAL], tail, events)
             yield run, stage, process.is_alive(run.pid, run.pid_start_time)
+
+
+def unrecorded_stage(run: Run, stage: str, events: list[dict[str, Any]], backend: Backend,
+                     tail: EventTail) -> tuple[ActiveStage, bool] | None:
+    """A stage whose launch was recorded as an intent but whose pid never was (the worker stopped
+    in between): follow it if its process lives, judge it from its events if it ran and ended, and
+    leave it to admission (None) if it never started — launching it then is its first start."""
+    ident = find_launched(run)
+    if ident is not None:
+        log.info("run %d: found %s stage pid %d by its launch token; re-adopting", run.id, stage, ident.pid)
+        return ActiveStage(run.id, stage, LocalStage(ident), backend, tail, events), True
+    if any(e.get("event") == Event.STARTED for e in events):
+        log.info("run %d: %s started (its events say) and ended while no worker watched; judging", run.id, stage)
+        return ActiveStage(run.id, stage, LocalStage(process.Identity(0, 0.0)), backend, tail, events), False
+    log.info("run %d: %s was about to start when the last worker stopped; it never did: starting it", run.id, stage)
+    return None

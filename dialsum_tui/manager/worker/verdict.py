@@ -153,7 +153,7 @@ def record(store: Store, run: Run, stage: str, outcome: Outcome) -> Run | None:
     Returns the run as recorded, or None when the store refused the transition.
     """
     assert outcome.state is not None, "a next-stage outcome is not final"
-    fields_: dict[str, Any] = {"exit_code": outcome.exit_code, "stage": stage, "reason": outcome.reason}
+    fields_: dict[str, Any] = {"exit_code": outcome.exit_code, "stage": stage, "reason": outcome.reason, "launch": {}}
     failure = outcome.failure
     if failure is not None:
         fields_.update(failure_kind=failure.kind, failure_message=failure.message,
