@@ -1,15 +1,18 @@
 """Provides the ``dialsum-tui`` command line: queue, inspect and steer runs through the Manager;
 with no subcommand it opens the TUI.
 
-Exit codes: 0 ok, 1 an operation failed — or, for ``check`` and ``worker status``, something needs
-attention (the worker is down or failing, the disk is unmeasured or over quota) — 2 bad input (the
-message says what to change).
+It reaches the manager only through its facade (:mod:`dialsum_tui.manager.service`) and the read
+types (runs, snapshots): an import-linter contract holds it to that. Every verb but ``demo`` and
+``serve`` takes ``--json`` (docs/cli.md lists the keys). Exit codes are
+:class:`engine.contract.ExitCode`, mapped from the error in one place (:func:`main`): 0 ok, 1 an
+operation failed — or, for ``check`` and ``worker status``, something needs attention (the worker is
+down, failing or stalled, the disk is unmeasured or over quota, a guard holds a run) — 2 bad input
+(the message says what to change), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import importlib.util
 import json
@@ -19,88 +22,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.cells import cell_len
-
 from dialsum_tui import cli_insights
 from dialsum_tui import serve as serve_mod
 from dialsum_tui.cli_check import cmd_check, say_store_problem
+from dialsum_tui.cli_output import emit, ls_table, run_json, say
 from dialsum_tui.cli_parser import build_parser
-from dialsum_tui.manager.runs.models import Run
-from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.store.database import IllegalTransition, RunNotFound
-from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError, find_workspace, init_workspace
+from dialsum_tui.manager.errors import DialsumError, OperationFailed, exit_code_of
+from dialsum_tui.manager.runs.models import Run, RunState, headline
+from dialsum_tui.manager.service import Manager, WorkspaceOps
 from engine.artifacts import atomic_write_text
-from engine.config import ConfigError
+from engine.contract import ExitCode
+from engine.units import format_bytes, format_used_of
 
-# --- output helpers ---------------------------------------------------------------------------
-
-
-def _run_dict(run: Run) -> dict[str, Any]:
-    data = dataclasses.asdict(run)
-    data["action"], data["state"] = run.action.value, run.state.value
-    data.pop("config_yaml")  # large; `runs/<id>/config.yaml` has it
-    return data
+WORKER_STOPPED = "worker stopped; running stages keep running and are re-adopted when a worker starts again"
+NO_WORKER = "no worker was running"
 
 
-def _progress_text(run: Run) -> str:
-    p = run.progress or {}
-    if p.get("total"):
-        return f"{p.get('stage', run.stage)} {p.get('step', 0)}/{p['total']}"
-    return ""
-
-
-def _ls_table(runs: list[Run]) -> str:
-    header = ("ID", "NICKNAME", "ACTION", "STAGE", "STATE", "GPU", "BACKEND", "PROGRESS", "NOTE")
-    rows = [header]
-    for r in runs:
-        state = r.state.value + (f"({r.failure_kind})" if r.failure_kind else "")
-        note = r.reason or (r.failure_message or "")
-        backend = f"{r.backend} {r.job_id}" if r.job_id else r.backend  # "slurm 1234": the job to scontrol
-        rows.append((str(r.id), r.nickname, r.action.value, r.stage or "-", state, r.gpus or "-", backend,
-                     _progress_text(r), note[:80]))
-    # Pad by terminal cells, not characters: a Hangul syllable takes two cells, so `ljust` misaligned
-    # every column after a Korean nickname.
-    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    return "\n".join("  ".join(c + " " * (w - cell_len(c)) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
-                     for row in rows)
-
-
-def _start_worker(manager: Manager) -> None:
+def _start_worker(manager: Manager, args: argparse.Namespace) -> int:
     pid = manager.ensure_worker()
-    print(f"worker running (pid {pid}); log: {manager.workspace.worker_log}")
-
-
-# --- commands ---------------------------------------------------------------------------------
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    if args.demo:
-        from dialsum_tui.manager.demo import init_demo_workspace
-
-        ws = init_demo_workspace(args.dir)
-    else:
-        try:
-            ws = init_workspace(args.dir)
-        except OSError as err:  # /proc/foo, a read-only mount, no permission: say so, no traceback
-            raise WorkspaceError(f"{args.dir}: cannot create a workspace there ({err.strerror or err}); "
-                                 "pick a directory you can write to") from None
-    if args.share_group or args.private:
-        from dialsum_tui.manager.workspace.sharing import set_share_group
-
-        print(set_share_group(ws, args.share_group))  # before the database exists, so it is made shared
-    from dialsum_tui.manager.guards.quota import choose_quota_path
-
-    print(choose_quota_path(ws, args.quota_path))
-    manager = Manager.open(ws)  # creates the state database now (or rebuilds it from runs/), not on first add
-    _say_rebuilt(manager)
-    from dialsum_tui.manager.insights.disk_models import disk_models
-
-    found = [m.directory.relative_to(ws.root) for m in disk_models(ws) if m.directory.exists()]
-    if found:
-        print(f"found {len(found)} model folder(s) on disk: {', '.join(map(str, found[:8]))}"
-              f"{' …' if len(found) > 8 else ''}; `dialsum-tui results` shows one row each")
-    print(f"workspace ready: {ws.root}")
-    return 0
+    say(args, f"worker running (pid {pid}); log: {manager.workspace.worker_log}")
+    return pid
 
 
 def _say_rebuilt(manager: Manager) -> None:
@@ -108,85 +49,170 @@ def _say_rebuilt(manager: Manager) -> None:
         print(f"dialsum-tui: {manager.rebuilt.note} (see {manager.workspace.worker_log})", file=sys.stderr)
 
 
+# --- commands that make the workspace -----------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> ExitCode:
+    if args.demo:
+        from dialsum_tui.manager.demo import init_demo_workspace
+
+        ops = WorkspaceOps(init_demo_workspace(args.dir, report=lambda line: say(args, line)))
+    else:
+        ops = WorkspaceOps.create(args.dir)
+    share = None
+    if args.share_group or args.private:
+        share = ops.share(args.share_group)  # before the database exists, so it is made shared
+        say(args, share)
+    quota = ops.choose_quota_path(args.quota_path)
+    say(args, quota)
+    manager = ops.open()  # creates the state database now (or rebuilds it from runs/), not on first add
+    _say_rebuilt(manager)
+    found = [str(path) for path in ops.model_folders()]
+    if found:
+        say(args, f"found {len(found)} model folder(s) on disk: {', '.join(found[:8])}"
+                  f"{' …' if len(found) > 8 else ''}; `dialsum-tui results` shows one row each")
+    say(args, f"workspace ready: {ops.workspace.root}")
+    emit(args, {"workspace": str(ops.workspace.root), "demo": bool(args.demo), "share": share, "quota": quota,
+                "model_folders": found, "rebuilt": manager.rebuilt.note if manager.rebuilt is not None else None})
+    return ExitCode.OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dialsum_tui.manager.demo import init_demo_workspace, queue_demo_runs
 
-    ws = init_demo_workspace(args.dir)
-    manager = Manager.open(ws)
+    ops = WorkspaceOps(init_demo_workspace(args.dir))
+    manager = ops.open()
     _say_rebuilt(manager)
     queue_demo_runs(manager)
-    _start_worker(manager)
+    _start_worker(manager, args)
     if args.no_tui:
-        print(f"watch it with `dialsum-tui --workspace {ws.root}` (or `ls`, `logs -f ID`, `results`)")
-        return 0
-    return _open_tui(str(ws.root))
+        print(f"watch it with `dialsum-tui --workspace {ops.workspace.root}` (or `ls`, `logs -f ID`, `results`)")
+        return ExitCode.OK
+    return _open_tui(str(ops.workspace.root))
 
 
-def cmd_add(manager: Manager, args: argparse.Namespace) -> int:
+# --- the queue ------------------------------------------------------------------------------------
+
+
+def cmd_add(manager: Manager, args: argparse.Namespace) -> ExitCode:
     run = manager.add(args.config, action=args.action, gpus=args.gpu, after=args.after)
-    print(f"queued run {run.id}: {run.nickname} ({run.action.value})")
-    _start_worker(manager)
-    return 0
+    say(args, f"queued run {run.id}: {run.nickname} ({run.action.value})")
+    pid = _start_worker(manager, args)
+    emit(args, {"run": run_json(run), "worker_pid": pid})
+    return ExitCode.OK
 
 
-def cmd_ls(manager: Manager, args: argparse.Namespace) -> int:
+def cmd_ls(manager: Manager, args: argparse.Namespace) -> ExitCode:
     runs = manager.runs()
     if args.json:
-        print(json.dumps([_run_dict(r) for r in runs], ensure_ascii=False, indent=2))
-    else:
-        print(_ls_table(runs) if runs else "no runs yet; queue one with `dialsum-tui add CONFIG`")
-        say_store_problem(manager)
-        if manager.is_paused():
-            print("queue paused: `dialsum-tui resume` to continue")
-    return 0
+        emit(args, [run_json(r) for r in runs])
+        return ExitCode.OK
+    print(ls_table(runs) if runs else "no runs yet; queue one with `dialsum-tui add CONFIG`")
+    say_store_problem(manager)
+    if manager.is_paused():
+        print("queue paused: `dialsum-tui resume` to continue")
+    return ExitCode.OK
 
 
-def cmd_cancel(manager: Manager, args: argparse.Namespace) -> int:
+def cmd_move(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    order = [run.id for run in manager.move_to(args.id, position=1 if args.top else args.to, before=args.before,
+                                               last=args.bottom)]
+    position = order.index(args.id) + 1 if args.id in order else None  # None: it started meanwhile
+    text = (f"run {args.id} is now {position} of {len(order)} pending: {' '.join(map(str, order))}"
+            if position else f"run {args.id} started meanwhile; pending: {' '.join(map(str, order)) or 'none'}")
+    emit(args, {"id": args.id, "position": position, "pending": order}, text)
+    return ExitCode.OK
+
+
+def cmd_cancel(manager: Manager, args: argparse.Namespace) -> ExitCode:
     run = manager.cancel(args.id)
     if run.state.is_final:
-        print(f"run {run.id} is {run.state.value}" + (f": {run.reason}" if run.reason else ""))
+        text = f"run {run.id} is {run.state.value}" + (f": {run.reason}" if run.reason else "")
     else:
         _running, pid = manager.worker_status()
-        print(f"run {run.id}: stop requested; the worker (pid {pid}) sends SIGINT (then SIGTERM, SIGKILL) to its stage")
-    return 0
+        text = f"run {run.id}: stop requested; the worker (pid {pid}) sends SIGINT (then SIGTERM, SIGKILL) to its stage"
+    emit(args, {"run": run_json(run), "stop_requested": not run.state.is_final}, text)
+    return ExitCode.OK
 
 
-def cmd_retry(manager: Manager, args: argparse.Namespace) -> int:
+def cmd_retry(manager: Manager, args: argparse.Namespace) -> ExitCode:
     plan = None
     if args.resume or args.set or args.config:
         plan = manager.plan_retry(args.id, resume=args.resume, overrides=args.set, config_file=args.config,
                                   action=args.action)
-        print("\n".join(plan.diff_lines() + [f"note: {n}" for n in plan.notes]))
+        say(args, plan.text())
     run = manager.retry(args.id, args.action, plan=plan)
     how = f", resuming from {plan.resume.where}" if plan is not None and plan.resume is not None else ""
-    print(f"queued run {run.id}: {run.nickname} ({run.action.value}), retry of run {args.id}{how}")
-    _start_worker(manager)
-    return 0
+    say(args, f"queued run {run.id}: {run.nickname} ({run.action.value}), retry of run {args.id}{how}")
+    pid = _start_worker(manager, args)
+    emit(args, {"run": run_json(run), "retry_of": args.id, "plan": plan.to_json() if plan is not None else None,
+                "worker_pid": pid})
+    return ExitCode.OK
 
 
-def cmd_pause(manager: Manager, _args: argparse.Namespace) -> int:
+def cmd_pause(manager: Manager, args: argparse.Namespace) -> ExitCode:
     manager.pause()
-    print("queue paused: running stages continue, nothing new starts")
-    return 0
+    emit(args, {"paused": True}, "queue paused: running stages continue, nothing new starts")
+    return ExitCode.OK
 
 
-def cmd_resume(manager: Manager, _args: argparse.Namespace) -> int:
+def cmd_resume(manager: Manager, args: argparse.Namespace) -> ExitCode:
     manager.resume()
-    print("queue resumed")
-    _start_worker(manager)
-    return 0
+    say(args, "queue resumed")
+    emit(args, {"paused": False, "worker_pid": _start_worker(manager, args)})
+    return ExitCode.OK
 
 
-def cmd_logs(manager: Manager, args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.runs.logs import LogTail
+# --- a run's log ----------------------------------------------------------------------------------
 
-    manager.get(args.id)  # a clear error for an unknown id
+
+def _failure_json(run: Run) -> dict[str, Any] | None:
+    if run.state is not RunState.FAILED:
+        return None
+    return {"kind": run.failure_kind, "stage": run.failed_stage or run.stage, "headline": headline(run.failure_message),
+            "message": run.failure_message, "hint": run.failure_hint}
+
+
+def failure_text(run: Run) -> str:
+    """A failed run's failure, its cause first: the line to read, then the whole message and the hint."""
+    stage = run.failed_stage or run.stage
+    where = f" in {stage}" if stage else ""
+    lines = [f"run {run.id} ({run.nickname}) failed{where} ({run.failure_kind or 'unknown'}): "
+             f"{headline(run.failure_message) or 'no message'}"]
+    message = (run.failure_message or "").strip()
+    if "\n" in message:  # the cause was one of several lines: the rest is context
+        lines.append(message)
+    if run.failure_hint:
+        lines.append(f"hint: {run.failure_hint}")
+    return "\n".join(lines)
+
+
+def _read_log(manager: Manager, run_id: int) -> tuple[list[str], str | None]:
+    tail = manager.log_tail(run_id)
+    lines: list[str] = []
+    live = None
+    while (chunk := tail.read_new()) is not None:
+        lines.extend(chunk.lines)
+        live = chunk.live
+    return lines, live
+
+
+def cmd_logs(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    run = manager.get(args.id)  # a clear error for an unknown id
     path = manager.log_path(args.id)
-    tail = LogTail(path, window=None)  # the whole file, a chunk at a time; tqdm redraws collapsed
+    if args.json:
+        if args.follow:
+            raise DialsumError("logs --json prints the log once; drop --follow (or --json)")
+        lines, live = _read_log(manager, args.id)
+        emit(args, {"id": run.id, "state": run.state.value, "path": str(path), "exists": path.exists(),
+                    "lines": lines, "live": live, "failure": _failure_json(run)})
+        return ExitCode.OK
+    tail = manager.log_tail(args.id)  # the whole file, a chunk at a time; tqdm redraws collapsed
     printed, live = False, None
     while True:
         # Read the state before draining: lines written just before the run ended are still printed.
-        final = not args.follow or manager.get(args.id).state.is_final
+        run = manager.get(args.id)
+        final = not args.follow or run.state.is_final
         while (chunk := tail.read_new()) is not None:
             if chunk.lines:
                 sys.stdout.write("".join(line + "\n" for line in chunk.lines))
@@ -196,77 +222,82 @@ def cmd_logs(manager: Manager, args: argparse.Namespace) -> int:
         if final:
             if live:  # an unfinished last line (a tqdm bar) is printed once, at the end
                 print(live)
-            elif not printed and not args.follow:
+            if run.state is RunState.FAILED:
+                # No log (it failed at the preflight, before its stage began): the failure is what there
+                # is to read. After a log: the cause last, where the terminal shows it, off the log's stdout.
+                print(failure_text(run), file=sys.stdout if not (printed or live) else sys.stderr)
+            elif not printed and not live and not args.follow:
                 print(f"run {args.id} has no log yet ({path})", file=sys.stderr)
-            return 0
+            return ExitCode.OK
         time.sleep(0.3)
 
 
-def cmd_results(manager: Manager, args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.insights.results import format_results
-
-    print(format_results(manager.results(), args.format))
-    return 0
+# --- results, disk, hand-off ------------------------------------------------------------------------
 
 
-def cmd_prune(manager: Manager, args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.guards.disk import human
-    from dialsum_tui.manager.guards.prune import shared_caches
+def cmd_results(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    print(manager.results_text("json" if args.json else args.format))
+    return ExitCode.OK
 
+
+def cmd_prune(manager: Manager, args: argparse.Namespace) -> ExitCode:
     items = manager.prune_plan(include_shared=args.include_shared_cache)
-    if not args.include_shared_cache:
-        for cache in shared_caches(manager.workspace):  # say what was left alone, and why
-            print(f"not touched: {cache} is a shared HF cache (outside this workspace; other workspaces or "
+    shared = [] if args.include_shared_cache else manager.shared_caches()
+    for cache in shared:  # say what was left alone, and why
+        say(args, f"not touched: {cache} is a shared HF cache (outside this workspace; other workspaces or "
                   "users may need its models); `--include-shared-cache` lists them too")
+    total = sum(item.bytes for item in items)
+    usage = manager.disk()
+    data: dict[str, Any] = {"items": [item.to_json() for item in items], "total_bytes": total,
+                            "deleted": False, "freed_bytes": None, "not_touched": [str(c) for c in shared],
+                            "used_bytes": usage.used_bytes if usage else None,
+                            "limit_bytes": usage.limit_bytes if usage else None}
     if not items:
-        print("nothing to prune")
-        return 0
+        emit(args, data, "nothing to prune")
+        return ExitCode.OK
     for item in items:
-        print(f"{human(item.bytes):>10}  {item.path}  ({item.reason})")
-    total = sum(i.bytes for i in items)
+        say(args, item.line())
     if args.yes:
-        print(f"freed {human(manager.prune(items))}")
-    else:
-        print(f"{human(total)} can go; run `dialsum-tui prune --yes` to delete")
-    return 0
+        data["deleted"], data["freed_bytes"] = True, manager.prune(items)
+        emit(args, data, f"freed {format_bytes(data['freed_bytes'])}")
+        return ExitCode.OK
+    quota = f" ({format_used_of(usage.used_bytes, usage.limit_bytes)} used now)" if usage else ""
+    emit(args, data, f"{format_bytes(total)} can go{quota}; run `dialsum-tui prune --yes` to delete")
+    return ExitCode.OK
 
 
-def cmd_handoff(manager: Manager, args: argparse.Namespace) -> int:
-    if args.out:
-        out = Path(args.out).expanduser()
-        if not out.parent.is_dir():
-            if not args.mkdir:
-                raise WorkspaceError(f"--out {args.out}: directory {out.parent} does not exist; "
-                                     "create it, pick another path, or add --mkdir")
-            out.parent.mkdir(parents=True, exist_ok=True)
+def cmd_handoff(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    out = Path(args.out).expanduser() if args.out else None
+    if out is not None and not out.parent.is_dir():
+        if not args.mkdir:
+            raise DialsumError(f"--out {args.out}: directory {out.parent} does not exist; "
+                               "create it, pick another path, or add --mkdir")
+        out.parent.mkdir(parents=True, exist_ok=True)
     text = manager.handoff()
-    if args.out:
+    if out is not None:
         try:
             atomic_write_text(out, text, mode=0o600)
         except OSError as err:
-            raise WorkspaceError(f"--out {args.out}: cannot write ({err.strerror or err}); pick another path") from None
-        print(f"hand-off written to {args.out}")
-    else:
-        print(text)
-    return 0
+            raise DialsumError(f"--out {args.out}: cannot write ({err.strerror or err}); pick another path") from None
+    emit(args, {"markdown": text, "out": str(out) if out is not None else None},
+         f"hand-off written to {args.out}" if out is not None else text)
+    return ExitCode.OK
 
 
-def cmd_worker(manager: Manager, args: argparse.Namespace) -> int:
+# --- the worker -----------------------------------------------------------------------------------
+
+
+def cmd_worker(manager: Manager, args: argparse.Namespace) -> ExitCode:
     if args.op == "start":
-        _start_worker(manager)
-    elif args.op == "stop":
-        if manager.stop_worker():
-            print("worker stopped; running stages keep running and are re-adopted when a worker starts again")
-        else:
-            print("no worker was running")
-    else:
-        running, pid = manager.worker_status()
-        print(f"worker running (pid {pid})" if running else "worker not running (`dialsum-tui worker start`)")
-        problems = [line for line in manager.attention() if line.startswith("worker ") and running]
-        for line in problems:
-            print(f"needs attention: {line}")
-        return 0 if running and not problems else 1
-    return 0
+        emit(args, {"op": "start", "running": True, "pid": _start_worker(manager, args)})
+        return ExitCode.OK
+    running, pid = manager.worker_status()
+    problems = [line for line in manager.attention() if line.startswith("worker ")] if running else []
+    text = [f"worker running (pid {pid})" if running else "worker not running (`dialsum-tui worker start`)"]
+    text += [f"needs attention: {line}" for line in problems]
+    emit(args, {"op": "status", "running": running, "pid": pid, "heartbeat_age_s": manager.worker_heartbeat_age(),
+                "attention": problems}, "\n".join(text))
+    return ExitCode.OK if running and not problems else ExitCode.ERROR
 
 
 def cmd_serve(manager: Manager, args: argparse.Namespace) -> int:
@@ -276,8 +307,27 @@ def cmd_serve(manager: Manager, args: argparse.Namespace) -> int:
     return serve_mod.serve(manager.workspace, host=args.host, port=args.port, public_url=args.public_url)
 
 
+def _without_store(ops: WorkspaceOps, args: argparse.Namespace) -> ExitCode:
+    """``repair`` and ``worker stop``: they need the lock file and the run directories, not the store."""
+    if args.command == "worker":
+        pid = ops.worker_pid()
+        stopped = ops.stop_worker()
+        if pid is not None and not stopped:
+            raise OperationFailed(f"the worker (pid {pid}) did not let go of the workspace in time; see "
+                                  f"{ops.workspace.worker_log}, then `dialsum-tui worker stop` again")
+        emit(args, {"op": "stop", "stopped": stopped, "pid": pid}, WORKER_STOPPED if stopped else NO_WORKER)
+        return ExitCode.OK
+    done = ops.repair()
+    repaired = bool(done.backup or done.runs)
+    note = done.note if repaired else \
+        f"{ops.workspace.db_path} opens and passes SQLite's quick_check; nothing to repair"
+    emit(args, {"repaired": repaired, "backup": str(done.backup) if done.backup else None, "runs": len(done.runs),
+                "note": note}, note)
+    return ExitCode.OK
+
+
 COMMANDS = {
-    "add": cmd_add, "ls": cmd_ls, "cancel": cmd_cancel, "retry": cmd_retry, "pause": cmd_pause,
+    "add": cmd_add, "ls": cmd_ls, "move": cmd_move, "cancel": cmd_cancel, "retry": cmd_retry, "pause": cmd_pause,
     "resume": cmd_resume, "logs": cmd_logs, "check": cmd_check, "results": cmd_results,
     "prune": cmd_prune, "handoff": cmd_handoff, "worker": cmd_worker, "serve": cmd_serve,
     **cli_insights.COMMANDS,
@@ -288,55 +338,63 @@ def _open_tui(workspace: str | None) -> int:
     if importlib.util.find_spec("dialsum_tui.app") is None:
         print("the TUI is not available yet (dialsum_tui.app is missing); use the subcommands, see --help",
               file=sys.stderr)
-        return 2
-    ws = find_workspace(workspace)
-    return int(importlib.import_module("dialsum_tui.app").run_app(ws) or 0)
+        return ExitCode.BAD_INPUT
+    ws = WorkspaceOps.find(workspace).workspace
+    return int(importlib.import_module("dialsum_tui.app").run_app(ws) or ExitCode.OK)
 
 
-def _without_store(ws: Workspace, args: argparse.Namespace) -> int:
-    """``repair`` and ``worker stop``: they need the lock file and the run directories, not the store."""
-    from dialsum_tui.manager.store.integrity import stop_worker
-    from dialsum_tui.manager.store.rebuild import repair
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command is None:
+        return _open_tui(args.workspace)
+    if args.command == "init":
+        return cmd_init(args)
+    if args.command == "demo":
+        return cmd_demo(args)
+    ops = WorkspaceOps.find(args.workspace)
+    if args.command == "repair" or (args.command == "worker" and args.op == "stop"):
+        return _without_store(ops, args)  # must work when the store does not
+    manager = ops.open()
+    _say_rebuilt(manager)
+    return COMMANDS[args.command](manager, args)
 
-    if args.command == "worker":
-        if stop_worker(ws):
-            print("worker stopped; running stages keep running and are re-adopted when a worker starts again")
-        else:
-            print("no worker was running")
-        return 0
-    done = repair(ws)
-    print(done.note if done.backup or done.runs else f"{ws.db_path} opens and passes SQLite's quick_check; nothing to repair")
-    return 0
+
+def exit_code(err: BaseException) -> ExitCode:
+    """The exit code of an error that reached :func:`main` (:func:`~dialsum_tui.manager.errors.exit_code_of`).
+
+    A bare ``ValueError`` is bad input here, as it always was for the CLI (a value the user gave that a
+    library refused: pydantic's validation, a number that is not one).
+    """
+    if isinstance(err, ValueError) and not isinstance(err, DialsumError):
+        return ExitCode.BAD_INPUT
+    return exit_code_of(err)
+
+
+def _store_of(args: argparse.Namespace) -> WorkspaceOps:
+    """The workspace whose ``state.db`` SQLite refused: the one being made, or the one found."""
+    if args.command in ("init", "demo"):
+        return WorkspaceOps.at(args.dir)
+    try:
+        return WorkspaceOps.find(args.workspace)
+    except DialsumError:
+        return WorkspaceOps.at(".")
+
+
+def _failed(args: argparse.Namespace, err: BaseException) -> ExitCode:
+    code = exit_code(err)
+    if isinstance(err, KeyboardInterrupt):
+        return code
+    # Found after opening (a malformed page): the same advice as at open.
+    message = _store_of(args).broken_store_message(err) if isinstance(err, sqlite3.Error) else str(err)
+    print(f"dialsum-tui: {message}", file=sys.stderr)
+    if getattr(args, "json", False):  # a script reading stdout learns it failed, and why
+        print(json.dumps({"error": message, "exit_code": int(code)}, ensure_ascii=False))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = build_parser().parse_args(argv)
-    ws: Workspace | None = None
     try:
-        if args.command is None:
-            return _open_tui(args.workspace)
-        if args.command == "init":
-            return cmd_init(args)
-        if args.command == "demo":
-            return cmd_demo(args)
-        ws = find_workspace(args.workspace)
-        if args.command == "repair" or (args.command == "worker" and args.op == "stop"):
-            return _without_store(ws, args)  # must work when the store does not
-        manager = Manager.open(ws)
-        _say_rebuilt(manager)
-        return COMMANDS[args.command](manager, args)
-    except sqlite3.Error as err:  # found after opening (a malformed page): same advice as at open
-        from dialsum_tui.manager.store.integrity import broken_message
-
-        db = ws.db_path if ws is not None else Path(".dialsum/state.db")
-        print(f"dialsum-tui: {broken_message(db, err)}", file=sys.stderr)
-        return 2
-    except (ConfigError, WorkspaceError, RunNotFound, IllegalTransition, ValueError) as err:
-        print(f"dialsum-tui: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        print(f"dialsum-tui: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        return int(_dispatch(args))
+    except (DialsumError, ValueError, RuntimeError, sqlite3.Error, KeyboardInterrupt) as err:
+        return int(_failed(args, err))

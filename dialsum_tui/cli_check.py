@@ -1,5 +1,5 @@
-"""Provides ``dialsum-tui check``: GPU, leftovers, disk, worker, queue and backend in one look, with
-exit 1 when something needs attention."""
+"""Provides ``dialsum-tui check``: GPU, leftovers, disk, worker, queue, backend and the runs a guard
+holds, in one look, with exit 1 when something needs attention."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import sys
 import time
 from typing import Any
 
-from dialsum_tui.manager.backends import slurm
+from dialsum_tui.cli_output import run_note
+from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.service import Manager
-from dialsum_tui.manager.workspace.layout import WorkspaceError
 from engine import units
+from engine.contract import ExitCode
 
 
 def _check_data(manager: Manager) -> dict[str, Any]:
@@ -27,41 +28,34 @@ def _check_data(manager: Manager) -> dict[str, Any]:
     attention = manager.attention()
     try:
         leftovers = manager.leftovers() if devices else []
-    except WorkspaceError:  # settings.yaml is wrong: attention names it; the rest still reports
+    except DialsumError:  # settings.yaml is wrong: attention names it; the rest still reports
         leftovers = []
     usage = manager.disk()
     running, pid = manager.worker_status()
+    age = manager.worker_heartbeat_age()
     return {
         "attention": attention,
         "gpu": {"source": source.describe(), "error": error, "devices": [dataclasses.asdict(d) for d in devices]},
         "leftovers": [{"pid": p.pid, "gpu": p.gpu_index, "used_bytes": p.used_bytes, "run": rid, "nickname": nick}
                       for p, rid, nick in leftovers],
         "disk": {**dataclasses.asdict(usage), "age_s": round(time.time() - usage.measured_at, 1)} if usage else None,
-        "worker": {"running": running, "pid": pid},
+        "worker": {"running": running, "pid": pid, "heartbeat_age_s": round(age, 1) if age is not None else None,
+                   "stalled": manager.worker_stalled() is not None},
         "paused": manager.is_paused(),
-        "backend": _backend_check(manager),
+        "backend": dataclasses.asdict(manager.backend_check()),
+        "held": [{"id": run.id, "nickname": run.nickname, "reason": run_note(run)} for run in manager.held_by_guards()],
     }
 
 
-def _backend_check(manager: Manager) -> dict[str, Any]:
-    """Who runs the stages; on Slurm, whether sbatch/squeue/sacct answer and accept the settings."""
-    try:
-        settings = manager.workspace.settings()
-    except WorkspaceError as err:  # attention already names the broken key; the backend is unknown meanwhile
-        return {"name": "unknown", "ok": False, "detail": f"settings.yaml is invalid: {err}"}
-    if settings.backend != "slurm":
-        return {"name": settings.backend, "ok": True, "detail": "stages run as processes on this host"}
-    ok, detail = slurm.available(settings.slurm)
-    return {"name": settings.backend, "ok": ok, "detail": detail}
-
-
-def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
+def cmd_check(manager: Manager, args: argparse.Namespace) -> ExitCode:
     data = _check_data(manager)
     backend = data["backend"]
-    failed = 0 if backend["ok"] else 1  # a Slurm workspace whose cluster does not answer cannot run anything
+    # A Slurm workspace whose cluster does not answer cannot run anything; a run a guard holds waits on
+    # something a person may have to free.
+    code = ExitCode.ERROR if data["attention"] or data["held"] or not backend["ok"] else ExitCode.OK
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-        return 1 if data["attention"] or failed else 0
+        return code
     print(f"backend: {backend['name']}" + ("" if backend["ok"] else " — NOT usable, fix this first:"))
     print("\n".join(f"  {line}" for line in backend["detail"].splitlines()))
     print(f"GPU: {data['gpu']['source']}" + (f" (query failed: {data['gpu']['error']})" if data["gpu"]["error"] else ""))
@@ -78,14 +72,14 @@ def cmd_check(manager: Manager, args: argparse.Namespace) -> int:
     print(f"queue: {'paused' if data['paused'] else 'running'}")
     for line in data["attention"]:
         print(f"needs attention: {line}")
+    for held in data["held"]:
+        print(f"held by a guard: run {held['id']} ({held['nickname']}): {held['reason']}")
     say_store_problem(manager)
-    return 1 if data["attention"] or failed else 0
+    return code
 
 
 def say_store_problem(manager: Manager) -> None:
     """A worker whose state.db was removed or replaced admits nothing: say so on stderr."""
-    from dialsum_tui.manager.store.integrity import worker_store_problem
-
-    problem = worker_store_problem(manager.workspace)
+    problem = manager.store_problem()
     if problem:
         print(f"worker: {problem}", file=sys.stderr)

@@ -1,27 +1,30 @@
 """Provides the insight commands of the CLI: ``compare``, ``samples``, ``submit`` and ``lb``.
 
 ``cli.py`` registers them (:func:`add_parsers`) and dispatches through :data:`COMMANDS`; bad input
-raises :class:`~dialsum_tui.manager.insights.compare.InsightsError`, a ``ValueError``, so it exits 2 there.
+raises the manager's ``InsightsError`` (a :class:`~dialsum_tui.manager.errors.DialsumError`), so it exits 2 there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 
-from dialsum_tui.manager.insights.compare import InsightsError, compare_runs, run_label
-from dialsum_tui.manager.insights.samples import FILTERS, SORTS, format_samples, load_samples
+from dialsum_tui.cli_output import emit
+from dialsum_tui.manager.errors import DialsumError
+from dialsum_tui.manager.service import Manager
+from engine.contract import ExitCode
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.insights.compare import Comparison
-    from dialsum_tui.manager.service import Manager
 
 
-def add_parsers(sub: Any) -> None:
-    """Add the four subcommands to ``dialsum-tui``'s subparsers."""
+def add_parsers(sub: Any, add_json: Callable[..., None]) -> None:
+    """Add the four subcommands to ``dialsum-tui``'s subparsers; ``add_json`` gives one its ``--json``."""
+    sorts, filters = Manager.sample_choices()
     p = sub.add_parser("compare", help="compare runs: metrics, config keys that differ, loss and ROUGE curves")
     p.add_argument("ids", type=int, nargs="+", metavar="ID", help="two or more run ids")
     p.add_argument("--json", action="store_true", help="keys: runs, metrics, config_diff, curves")
@@ -30,19 +33,21 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("id", type=int)
     p.add_argument("--vs", type=int, metavar="ID", help="a second run, side by side (enables --sort diff)")
     p.add_argument("--worst", type=int, metavar="N", help="the N worst dialogues (same as --sort worst --limit N)")
-    p.add_argument("--sort", choices=SORTS, help="worst (default), best, or diff (largest |B − A|, needs --vs)")
+    p.add_argument("--sort", choices=sorts, help="worst (default), best, or diff (largest |B − A|, needs --vs)")
     p.add_argument("--limit", type=int, metavar="N", help="show at most N dialogues")
-    p.add_argument("--filter", choices=FILTERS, help="empty outputs, far-off length, or foreign-script leakage")
+    p.add_argument("--filter", choices=filters, help="empty outputs, far-off length, or foreign-script leakage")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("submit", help="validate a run's submission (test order, no empty summary) and copy it")
     p.add_argument("id", type=int)
     p.add_argument("--to", metavar="FILE", help="target file or directory (default: submissions/, named "
                                                 "<model>_run<id>_<date>.csv)")
+    add_json(p)
 
     p = sub.add_parser("lb", help="record a public-leaderboard score next to a run (runs/<id>/leaderboard.json)")
     p.add_argument("id", type=int)
     p.add_argument("score", help="the score as the leaderboard shows it, e.g. 47.52")
+    add_json(p)
 
 
 def _metric_cell(value: float | None, scale: float = 100.0) -> str:
@@ -75,51 +80,45 @@ def format_comparison(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-def cmd_compare(manager: Manager, args: argparse.Namespace) -> int:
-    comparison = compare_runs(manager.workspace, [manager.get(run_id) for run_id in args.ids])
+def cmd_compare(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    comparison = manager.compare(args.ids)
     print(json.dumps(comparison.to_json(), ensure_ascii=False, indent=2) if args.json else format_comparison(comparison))
-    return 0
+    return ExitCode.OK
 
 
-def cmd_samples(manager: Manager, args: argparse.Namespace) -> int:
+def cmd_samples(manager: Manager, args: argparse.Namespace) -> ExitCode:
     for flag, value in (("--worst", args.worst), ("--limit", args.limit)):
         if value is not None and value < 1:
-            raise InsightsError(f"{flag} {value}: give a count of 1 or more")
+            raise DialsumError(f"{flag} {value}: give a count of 1 or more")
     if args.worst is not None and args.sort not in (None, "worst"):
-        raise InsightsError(f"--worst and --sort {args.sort} contradict each other; use one")
+        raise DialsumError(f"--worst and --sort {args.sort} contradict each other; use one")
     sort = args.sort or "worst"
     limit = args.worst if args.worst is not None else args.limit
-    run = manager.get(args.id)
-    vs = manager.get(args.vs) if args.vs is not None else None
-    sample_set = load_samples(manager.workspace, run, vs)
+    sample_set = manager.samples(args.id, args.vs)
     sample_set.view(sort, args.filter)  # bad combinations (diff without --vs) fail before printing
     if args.json:
         print(json.dumps(sample_set.to_json(sort, args.filter, limit), ensure_ascii=False, indent=2))
     else:
-        print(format_samples(sample_set, sort, args.filter, limit))
-    return 0
+        print(manager.samples_text(sample_set, sort, args.filter, limit))
+    return ExitCode.OK
 
 
-def cmd_submit(manager: Manager, args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.insights.leaderboard import submit
-
-    run = manager.get(args.id)
-    done = submit(manager.workspace, run, args.to)
-    print(f"{done.source.name}: valid ({done.rows} rows, test order, no empty summary)")
-    print(f"copied to {done.target}")
-    print(f"after uploading, record the public score: `dialsum-tui lb {run.id} SCORE`")
-    return 0
+def cmd_submit(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    done = manager.submit(args.id, args.to)
+    text = (f"{done.source.name}: valid ({done.rows} rows, test order, no empty summary)\n"
+            f"copied to {done.target}\n"
+            f"after uploading, record the public score: `dialsum-tui lb {args.id} SCORE`")
+    emit(args, {"id": args.id, "source": str(done.source), "target": str(done.target), "rows": done.rows}, text)
+    return ExitCode.OK
 
 
-def cmd_lb(manager: Manager, args: argparse.Namespace) -> int:
-    from dialsum_tui.manager.insights.leaderboard import record_score
-
-    run = manager.get(args.id)
-    entry = record_score(manager.workspace, run, args.score)
+def cmd_lb(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    entry = manager.record_score(args.id, args.score)
+    label = manager.run_label(manager.get(args.id))
     dev = f"dev {entry['dev_final']:.2f} ({entry['tokenizer']}/{entry['scorer']})" if entry["dev_final"] is not None \
         else "no dev ROUGE from an evaluate stage"
-    print(f"{run_label(run)}: leaderboard {entry['score']:.2f} · {dev}")
-    return 0
+    emit(args, {"id": args.id, "label": label, **entry}, f"{label}: leaderboard {entry['score']:.2f} · {dev}")
+    return ExitCode.OK
 
 
 COMMANDS = {"compare": cmd_compare, "samples": cmd_samples, "submit": cmd_submit, "lb": cmd_lb}

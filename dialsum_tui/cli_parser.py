@@ -7,13 +7,20 @@ import argparse
 from dialsum_tui import cli_insights
 from dialsum_tui import serve as serve_mod
 from dialsum_tui.manager.runs.models import Action
+from dialsum_tui.manager.service import Manager
 
 ACTIONS = [a.value for a in Action]
+JSON_HELP = "print one JSON object (keys: docs/cli.md) instead of text; errors too: {error, exit_code}"
 # What `--help` prints: plain text, not the module docstring (its reST markup showed up verbatim).
 DESCRIPTION = ("Queue, inspect and steer fine-tuning runs in a dialsum-tui workspace. "
                "With no command, open the TUI (and start the worker if none runs).")
-EPILOG = ("Exit codes: 0 ok, 1 an operation failed, 2 bad input (the message says what to change). "
-          "`dialsum-tui COMMAND --help` describes each command.")
+EPILOG = ("Exit codes: 0 ok, 1 an operation failed (for check and worker status: something needs attention), "
+          "2 bad input (the message says what to change), 130 interrupted. Every command but demo and serve "
+          "takes --json. `dialsum-tui COMMAND --help` describes each command; docs/cli.md lists them all.")
+
+
+def add_json(parser: argparse.ArgumentParser, help_: str = JSON_HELP) -> None:
+    parser.add_argument("--json", action="store_true", help=help_)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quota-path", metavar="DIR",
                    help="the tree the server's disk quota counts (du -sx), e.g. the competition root; default: the "
                         "workspace. Stored as quota_path in .dialsum/settings.yaml")
+    add_json(p)
 
     p = sub.add_parser("demo", help="build the demo workspace if needed, queue its runs, start the worker, open the TUI")
     p.add_argument("dir", nargs="?", default="demo-workspace", help="demo workspace (default ./demo-workspace)")
@@ -41,33 +49,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action", choices=ACTIONS, default="pipeline", help="pipeline = train → infer → evaluate")
     p.add_argument("--gpu", help="device indices for CUDA_VISIBLE_DEVICES, e.g. 0 or 0,1 (backend: slurm: a count, e.g. 2)")
     p.add_argument("--after", type=int, metavar="ID", help="start only after run ID succeeded")
+    add_json(p)
 
-    p = sub.add_parser("ls", help="list runs")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("ls", help="list runs, in queue order (a table as wide as the terminal; --json has every field)")
+    add_json(p, "print a JSON list of runs, every field (keys: docs/cli.md)")
+
+    p = sub.add_parser("move", help="reorder the queue: where a queued or waiting run stands among the pending ones")
+    p.add_argument("id", type=int)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", type=int, metavar="N", help="position N among the pending runs (1 = starts next)")
+    where.add_argument("--top", action="store_true", help="same as --to 1")
+    where.add_argument("--bottom", action="store_true", help="after every other pending run")
+    where.add_argument("--before", type=int, metavar="ID", help="just before pending run ID")
+    add_json(p)
 
     p = sub.add_parser("cancel", help="cancel a queued run, or stop a running one cleanly (SIGINT first)")
     p.add_argument("id", type=int)
+    add_json(p)
 
     p = sub.add_parser("retry", help="queue a new run with the same config snapshot (or changed, or resumed)")
     p.add_argument("id", type=int)
     p.add_argument("--action", choices=ACTIONS, help="e.g. infer: re-infer without retraining")
-    p.add_argument("--resume", action="store_true", help="continue training from run ID's last complete checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue training from run ID's last complete checkpoint (refused once its training finished)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change a config key of the snapshot (repeatable), validated like add")
     p.add_argument("--config", metavar="FILE", help="take this (fixed) config file instead of the old snapshot")
+    add_json(p)
 
-    sub.add_parser("pause", help="start nothing new (running stages continue)")
-    sub.add_parser("resume", help="let the queue start runs again (starts the worker)")
+    add_json(sub.add_parser("pause", help="start nothing new (running stages continue)"))
+    add_json(sub.add_parser("resume", help="let the queue start runs again (starts the worker)"))
 
-    p = sub.add_parser("logs", help="print a run's log")
+    p = sub.add_parser("logs", help="print a run's log (a run that failed before its log began: its failure)")
     p.add_argument("id", type=int)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run is final")
+    add_json(p, "print the log's lines and the run's failure as one JSON object (not with --follow)")
 
-    p = sub.add_parser("check", help="backend (Slurm: do sbatch/squeue/sacct answer), GPU, leftovers, disk, worker, queue")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("check", help="backend (Slurm: do sbatch/squeue/sacct answer), GPU, leftovers, disk, worker, "
+                                     "queue, runs held by a guard; exit 1 when something needs attention")
+    add_json(p)
 
     p = sub.add_parser("results", help="one row per model: ROUGE and 상태")
-    p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    p.add_argument("--format", choices=Manager.result_formats(), default="table")
+    add_json(p, "same as --format json")
 
     p = sub.add_parser("prune", help="list (or delete) what can go: old checkpoints, unused HF caches")
     group = p.add_mutually_exclusive_group()
@@ -75,15 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--yes", action="store_true", help="delete the listed items")
     p.add_argument("--include-shared-cache", action="store_true",
                    help="also offer models in HF caches outside the workspace (other workspaces may need them)")
+    add_json(p)
 
     p = sub.add_parser("handoff", help="write the Markdown hand-off note")
     p.add_argument("--out", help="file to write (atomically); default stdout")
     p.add_argument("--mkdir", action="store_true", help="create --out's directory if it does not exist")
+    add_json(p)
 
-    sub.add_parser("repair", help="keep a broken state.db as state.db.broken-<time> and rebuild it from runs/")
+    add_json(sub.add_parser("repair", help="keep a broken state.db as state.db.broken-<time> and rebuild it from runs/"))
 
-    p = sub.add_parser("worker", help="start, stop or inspect the detached worker")
+    p = sub.add_parser("worker", help="start, stop or inspect the detached worker (status: exit 1 when it needs attention)")
     p.add_argument("op", choices=["start", "stop", "status"])
+    add_json(p)
 
     p = sub.add_parser("serve", help="serve the TUI to a browser tab (textual-serve; one app process per tab)",
                        description=serve_mod.DESCRIPTION)
@@ -94,5 +121,5 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow a non-loopback --host: anyone reaching the port can cancel runs")
     p.add_argument("--public-url", help="URL browsers use to reach the server, when it differs (a proxy)")
 
-    cli_insights.add_parsers(sub)  # compare, samples, submit, lb
+    cli_insights.add_parsers(sub, add_json)  # compare, samples, submit, lb
     return parser

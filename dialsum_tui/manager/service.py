@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager import process, procfs
+from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.guards.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.runs import identity
 from dialsum_tui.manager.runs.models import Action, Run, RunState
@@ -21,7 +22,7 @@ from dialsum_tui.manager.store.database import Store
 from dialsum_tui.manager.store.rebuild import Rebuilt, mark_cancelled, open_store, write_queue_record
 from dialsum_tui.manager.worker.following import run_owners
 from dialsum_tui.manager.workspace import sharing
-from dialsum_tui.manager.workspace.layout import Workspace
+from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError, find_workspace, init_workspace
 from dialsum_tui.manager.workspace.lock import read_lock_holder
 from engine import artifacts
 from engine.config import ConfigError, load_config
@@ -31,10 +32,118 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.guards.disk import DiskUsage
     from dialsum_tui.manager.guards.gpu import GpuProcess
     from dialsum_tui.manager.guards.prune import PruneItem
+    from dialsum_tui.manager.insights.compare import Comparison
+    from dialsum_tui.manager.insights.leaderboard import Submitted
     from dialsum_tui.manager.insights.results import ResultRow
+    from dialsum_tui.manager.insights.samples import SampleSet
+    from dialsum_tui.manager.runs.logs import LogTail
     from dialsum_tui.manager.runs.retry import RetryPlan
 
 WORKER_START_TIMEOUT_S = 10.0
+# A worker whose heartbeat is older than this (and than STALL_POLLS of its ticks) is stalled: its
+# lock is held, so nothing else may serve the queue, yet it admits and follows nothing.
+STALL_AFTER_S = 60.0
+STALL_POLLS = 20
+
+
+@dataclass(frozen=True)
+class WorkspaceOps:
+    """What a front end does to a workspace without opening its store: find or create it, choose
+    who shares it and what the disk quota counts, repair a broken store, stop the worker.
+
+    ``repair`` and ``worker stop`` need only the lock file and ``runs/``: they must work exactly when
+    the store does not. :meth:`open` gives the :class:`Manager` for everything else.
+    """
+
+    workspace: Workspace
+
+    @classmethod
+    def find(cls, where: str | None = None) -> WorkspaceOps:
+        """``where`` (``--workspace``), else ``$DIALSUM_WORKSPACE``, else the current directory upwards.
+
+        Raises:
+            WorkspaceNotFound: naming the places looked at and ``dialsum-tui init``.
+        """
+        return cls(find_workspace(where))
+
+    @classmethod
+    def at(cls, directory: str | Path) -> WorkspaceOps:
+        """The workspace that is or would be at ``directory`` (nothing is checked or created)."""
+        return cls(Workspace(Path(directory).expanduser().resolve()))
+
+    @classmethod
+    def create(cls, directory: str | Path) -> WorkspaceOps:
+        """Create the layout in ``directory`` (or adopt an existing directory); the store is made by :meth:`open`.
+
+        Raises:
+            WorkspaceError: the directory cannot be created or written (a read-only mount, /proc, …).
+        """
+        try:
+            return cls(init_workspace(directory))
+        except OSError as err:  # /proc/foo, a read-only mount, no permission: say so, no traceback
+            raise WorkspaceError(f"{directory}: cannot create a workspace there ({err.strerror or err}); "
+                                 "pick a directory you can write to") from None
+
+    def open(self) -> Manager:
+        """The facade on this workspace's store (:meth:`Manager.open`)."""
+        return Manager.open(self.workspace)
+
+    def share(self, group: str | None) -> str:
+        """Share the workspace with Unix group ``group`` (None: private again); the line saying what was done.
+
+        Raises:
+            WorkspaceError: the group does not exist or the user is not in it.
+        """
+        return sharing.set_share_group(self.workspace, group)
+
+    def choose_quota_path(self, chosen: str | None) -> str:
+        """Record the tree the disk quota counts (``chosen``, else the workspace); the line saying so.
+
+        Raises:
+            WorkspaceError: ``chosen`` is not a directory, or settings.yaml is invalid.
+        """
+        from dialsum_tui.manager.guards.quota import choose_quota_path
+
+        return choose_quota_path(self.workspace, chosen)
+
+    def model_folders(self) -> list[Path]:
+        """Model folders already on disk (relative to the root): ``results`` shows one row each."""
+        from dialsum_tui.manager.insights.disk_models import disk_models
+
+        return [m.directory.relative_to(self.workspace.root) for m in disk_models(self.workspace) if m.directory.exists()]
+
+    def repair(self) -> Rebuilt:
+        """Keep a broken ``state.db`` as ``state.db.broken-<time>`` and rebuild the store from ``runs/``;
+        a healthy store is left alone (an empty :class:`Rebuilt`).
+
+        Raises:
+            StoreBroken: a worker still holds the workspace (stop it first).
+        """
+        from dialsum_tui.manager.store.rebuild import repair
+
+        return repair(self.workspace)
+
+    def worker_pid(self) -> int | None:
+        """The pid of the worker serving this workspace, None when none runs (the lock file says)."""
+        held, ident = read_lock_holder(self.workspace.lock_path)
+        return ident.pid if held and ident else None
+
+    def stop_worker(self, timeout_s: float = 10.0) -> bool:
+        """SIGTERM the worker and wait for it to let go of the lock. Running stages keep running.
+
+        Returns:
+            True if a worker was running and stopped; False if none was running, or it held on
+            past ``timeout_s`` (:meth:`worker_pid` tells the two apart).
+        """
+        from dialsum_tui.manager.store.integrity import stop_worker
+
+        return stop_worker(self.workspace, timeout_s)
+
+    def broken_store_message(self, err: BaseException) -> str:
+        """What to do about a store SQLite refused (``err``): make it writable, or ``dialsum-tui repair``."""
+        from dialsum_tui.manager.store.integrity import broken_message
+
+        return broken_message(self.workspace.db_path, err)
 
 
 @dataclass
@@ -208,8 +317,11 @@ class Manager:
             action_ = Action(action) if action else None
         except ValueError:
             raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
-        return plan_retry(self.workspace, self.store.get(run_id), resume=resume, overrides=overrides,
-                          config_file=config_file, action=action_)
+        run = self.store.get(run_id)
+        if resume:
+            _refuse_finished_training(run, action_ or run.action)
+        return plan_retry(self.workspace, run, resume=resume, overrides=overrides, config_file=config_file,
+                          action=action_)
 
     def pause(self) -> None:
         self.store.set_paused(True)
@@ -222,6 +334,49 @@ class Manager:
 
     def move(self, run_id: int, delta: int) -> None:
         self.store.move(run_id, delta)
+
+    def pending(self) -> list[Run]:
+        """The queued and waiting runs, in the order the worker admits them."""
+        return [run for run in self.runs() if run.state in (RunState.QUEUED, RunState.WAITING)]
+
+    def move_to(self, run_id: int, *, position: int | None = None, before: int | None = None,
+                last: bool = False) -> list[Run]:
+        """Reorder the queue: put run ``run_id`` at ``position`` (1 = next to start) among the pending
+        runs, or just before run ``before``, or ``last``. Runs that started keep their places.
+
+        Returns:
+            The pending runs in their new order.
+
+        Raises:
+            DialsumError: a run that is not queued or waiting, or a position out of range (exit 2).
+        """
+        order = [run.id for run in self.pending()]
+        if run_id not in order:
+            run = self.get(run_id)  # RunNotFound for an unknown id
+            raise DialsumError(f"run {run_id} is {run.state.value}; only queued or waiting runs can be moved "
+                               "(`dialsum-tui ls` shows the queue)")
+        if before is not None:
+            if before not in order:
+                other = self.get(before)
+                raise DialsumError(f"--before {before}: run {before} is {other.state.value}, not in the queue; "
+                                   f"pending runs: {', '.join(map(str, order))}")
+            target = order.index(before) - (order.index(before) > order.index(run_id))
+        elif last:
+            target = len(order) - 1
+        elif position is not None:
+            if not 1 <= position <= len(order):
+                raise DialsumError(f"--to {position}: the queue has {len(order)} pending run(s); "
+                                   f"give a position from 1 to {len(order)}")
+            target = position - 1
+        else:
+            raise DialsumError("say where to: --to N, --top, --bottom or --before ID")
+        delta = target - order.index(run_id)
+        if delta:
+            try:
+                self.store.move(run_id, delta)
+            except ValueError as err:  # it started meanwhile
+                raise DialsumError(str(err)) from None
+        return self.pending()
 
     # --- worker -------------------------------------------------------------------------------
 
@@ -261,14 +416,58 @@ class Manager:
         Returns:
             True if a worker was running and stopped.
         """
-        from dialsum_tui.manager.store.integrity import stop_worker
+        return WorkspaceOps(self.workspace).stop_worker(timeout_s)
 
-        return stop_worker(self.workspace, timeout_s)
+    def worker_heartbeat_age(self) -> float | None:
+        """Seconds since the running worker's last heartbeat; None when no worker runs or it writes none.
+
+        The heartbeat is ``beat`` (a ``time.time()``) in the worker's health file, trusted only while
+        the file carries the live worker's pid, as its ailments are.
+        """
+        import json
+
+        from dialsum_tui.manager.worker.health import health_path
+
+        running, pid = self.worker_status()
+        if not running or pid is None:
+            return None
+        try:
+            body = json.loads(health_path(self.workspace).read_text(encoding="utf-8"))
+            beat = float(body["beat"]) if body.get("pid") == pid else None
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+        return None if beat is None else max(0.0, time.time() - beat)
+
+    def worker_stalled(self) -> str | None:
+        """Why the running worker looks stuck (its heartbeat is too old), or None when it beats or none runs."""
+        from dialsum_tui.manager.workspace.settings import env_settings
+
+        age = self.worker_heartbeat_age()
+        try:
+            limit = max(STALL_AFTER_S, STALL_POLLS * env_settings().worker_poll_s)
+        except DialsumError:
+            limit = STALL_AFTER_S
+        if age is None or age <= limit:
+            return None
+        return (f"no heartbeat for {age:.0f} s (pid {self.worker_status()[1]}): it admits and follows nothing; "
+                f"see {self.workspace.worker_log}, then `dialsum-tui worker stop && dialsum-tui worker start`")
 
     # --- files --------------------------------------------------------------------------------
 
     def log_path(self, run_id: int) -> Path:
         return RunFiles(self.workspace.run_dir(run_id)).log
+
+    def log_tail(self, run_id: int) -> LogTail:
+        """A reader of run ``run_id``'s whole log from its start, a chunk at a time (tqdm redraws collapsed)."""
+        from dialsum_tui.manager.runs.logs import LogTail
+
+        return LogTail(self.log_path(run_id), window=None)
+
+    def store_problem(self) -> str | None:
+        """What the running worker said about its ``state.db`` (removed or replaced under it), or None."""
+        from dialsum_tui.manager.store.integrity import worker_store_problem
+
+        return worker_store_problem(self.workspace)
 
     def events(self, run_id: int) -> list[dict[str, Any]]:
         return artifacts.read_events(RunFiles(self.workspace.run_dir(run_id)).events)
@@ -279,6 +478,79 @@ class Manager:
         from dialsum_tui.manager.insights.results import result_rows
 
         return result_rows(self.workspace, self.runs())
+
+    def results_text(self, fmt: str) -> str:
+        """The results table as ``table``, ``markdown``, ``csv`` or ``json`` (:meth:`result_formats`)."""
+        from dialsum_tui.manager.insights.results import format_results
+
+        return format_results(self.results(), fmt)
+
+    @staticmethod
+    def result_formats() -> tuple[str, ...]:
+        from dialsum_tui.manager.insights.results import FORMATS
+
+        return tuple(FORMATS)
+
+    def compare(self, run_ids: list[int]) -> Comparison:
+        """Metrics, differing config keys and curves of two or more runs.
+
+        Raises:
+            RunNotFound, InsightsError: an unknown id, fewer than two different runs.
+        """
+        from dialsum_tui.manager.insights.compare import compare_runs
+
+        return compare_runs(self.workspace, [self.get(run_id) for run_id in run_ids])
+
+    @staticmethod
+    def run_label(run: Run) -> str:
+        """How a run is named in tables and legends: ``"koBART #3"``."""
+        from dialsum_tui.manager.insights.compare import run_label
+
+        return run_label(run)
+
+    def samples(self, run_id: int, vs: int | None = None) -> SampleSet:
+        """Per-dialogue dev predictions and ROUGE of a run (beside run ``vs``'s when given).
+
+        Raises:
+            InsightsError: the run has no dev predictions (the message names the command that makes them).
+        """
+        from dialsum_tui.manager.insights.samples import load_samples
+
+        return load_samples(self.workspace, self.get(run_id), self.get(vs) if vs is not None else None)
+
+    @staticmethod
+    def samples_text(sample_set: SampleSet, sort: str, filter_: str | None, limit: int | None) -> str:
+        from dialsum_tui.manager.insights.samples import format_samples
+
+        return format_samples(sample_set, sort, filter_, limit)
+
+    @staticmethod
+    def sample_choices() -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(sorts, filters) that :meth:`samples_text` and ``SampleSet.view`` accept."""
+        from dialsum_tui.manager.insights.samples import FILTERS, SORTS
+
+        return tuple(SORTS), tuple(FILTERS)
+
+    def submit(self, run_id: int, to: str | None = None) -> Submitted:
+        """Validate run ``run_id``'s submission (test order, no empty summary) and copy it for upload.
+
+        Raises:
+            InsightsError: the file is missing or invalid (the message says which row).
+        """
+        from dialsum_tui.manager.insights.leaderboard import submit
+
+        return submit(self.workspace, self.get(run_id), to)
+
+    def record_score(self, run_id: int, score: str) -> dict[str, Any]:
+        """Record a public-leaderboard score next to the run; the entry (``score``, ``at``, ``dev_final``,
+        ``tokenizer``, ``scorer``, ``submission``).
+
+        Raises:
+            InsightsError: the score is not a number in 0..100.
+        """
+        from dialsum_tui.manager.insights.leaderboard import record_score
+
+        return record_score(self.workspace, self.get(run_id), score)
 
     def handoff(self) -> str:
         """The Markdown hand-off note (results table, GPU, disk, active runs, failures, next steps)."""
@@ -322,7 +594,34 @@ class Manager:
         if usage is not None and usage.full:
             out.append(f"disk over quota: {format_used_of(usage.used_bytes, usage.limit_bytes)} used on {usage.path}, "
                        "within the margin; `dialsum-tui prune` or raise quota_gb")
+        stalled = self.worker_stalled() if running else None
+        if stalled:
+            out.append(f"worker stalled: {stalled}")
         return out
+
+    def held_by_guards(self) -> list[Run]:
+        """Waiting runs that a guard holds back (GPU memory held, the disk over or unmeasured, NVML
+        unreadable), not the pause, a run they depend on, or a run on the same device."""
+        from dialsum_tui.manager.worker.admission import PAUSED_REASON, SAME_DEVICE_REASON, dependency
+
+        runs = self.runs()
+        by_id = {run.id: run for run in runs}
+        return [run for run in runs if run.state is RunState.WAITING
+                and run.reason not in (PAUSED_REASON, SAME_DEVICE_REASON) and dependency(run, by_id) is None]
+
+    def backend_check(self) -> BackendCheck:
+        """Who runs the stages; on Slurm, whether sbatch/squeue/sacct answer and accept the settings."""
+        try:
+            settings = self.workspace.settings()
+        except WorkspaceError as err:  # attention already names the broken key; the backend is unknown meanwhile
+            return BackendCheck("unknown", False, f"settings.yaml is invalid: {err}")
+        from dialsum_tui.manager.backends import slurm
+        from dialsum_tui.manager.backends.registry import SLURM
+
+        if settings.backend != SLURM:
+            return BackendCheck(settings.backend, True, "stages run as processes on this host")
+        ok, detail = slurm.available(settings.slurm)
+        return BackendCheck(settings.backend, ok, detail)
 
     def gpu_source(self) -> GpuSource:
         if self._gpu is None:
@@ -361,6 +660,12 @@ class Manager:
             done.append(pid)
         return done
 
+    def shared_caches(self) -> list[Path]:
+        """HF caches outside the workspace: :meth:`prune_plan` leaves them alone unless ``include_shared``."""
+        from dialsum_tui.manager.guards.prune import shared_caches
+
+        return shared_caches(self.workspace)
+
     def prune_plan(self, include_shared: bool = False) -> list[PruneItem]:
         from dialsum_tui.manager.guards.prune import prune_plan
 
@@ -370,3 +675,35 @@ class Manager:
         from dialsum_tui.manager.guards.prune import prune
 
         return prune(items)
+
+
+@dataclass(frozen=True)
+class BackendCheck:
+    """Who runs the stages, whether it can now, and the detail (Slurm's answers, or why not)."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def _refuse_finished_training(run: Run, action: Action) -> None:
+    """A resume of a run whose training finished has nothing to continue: refuse it with the reason
+    (it would queue "resuming from step 400/400") and the retry that does what was meant.
+
+    Raises:
+        RetryRefused: the run succeeded, or stopped after its train stage.
+    """
+    from dialsum_tui.manager.runs.retry import RetryRefused
+    from engine.contract import Stage
+
+    if Stage.TRAIN not in action.stages or Stage.TRAIN not in run.stages or not run.state.is_final:
+        return  # plan_retry says what is wrong with those
+    if run.state is RunState.SUCCEEDED:
+        raise RetryRefused(f"--resume: run {run.id} succeeded, its training finished; there is nothing to resume. "
+                           f"`dialsum-tui retry {run.id}` trains again from the start, "
+                           f"`dialsum-tui retry {run.id} --action infer` re-infers from its final_model")
+    stage = run.failed_stage or run.stage
+    if stage not in (None, Stage.TRAIN):
+        raise RetryRefused(f"--resume: run {run.id} finished its training and stopped in {stage} "
+                           f"({run.state.value}); there is nothing to resume. "
+                           f"`dialsum-tui retry {run.id} --action {stage}` runs {stage} again from its final_model")

@@ -1,0 +1,128 @@
+"""Provides how the CLI prints: the ``ls`` table (rich measures Korean cell widths and cuts with "…",
+as wide as the terminal), a run as JSON, and one call that prints a command's text or its JSON."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dialsum_tui.manager.runs.models import Run, RunState, headline
+from dialsum_tui.manager.snapshot import run_progress
+
+DEFAULT_WIDTH = 80  # what `ls` fits when stdout is not a terminal (a pipe, a file) and $COLUMNS is unset
+GAP = 2  # cells between two columns
+# (header, the width it keeps at least when the table must be cut; 0: never cut). The note gives way
+# first, then the nickname, the progress and the backend; the id, action, stage, state and GPU keep theirs.
+LS_COLUMNS = (("ID", 0), ("NICKNAME", 12), ("ACTION", 0), ("STAGE", 0), ("STATE", 0), ("GPU", 0), ("BACKEND", 7),
+              ("PROGRESS", 7), ("NOTE", 16))
+CUT_ORDER = ("NOTE", "NICKNAME", "PROGRESS", "BACKEND")
+FLOOR = 5  # a cut column keeps this much even on a very narrow terminal ("ab…" still says something)
+# Shown only when a run has something to say there (every run local, no device named, no progress: no column).
+OPTIONAL = {"GPU": "-", "BACKEND": "local", "PROGRESS": ""}
+
+
+def terminal_width() -> int:
+    """The terminal's columns ($COLUMNS first); :data:`DEFAULT_WIDTH` when stdout is no terminal."""
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+
+
+def run_note(run: Run) -> str:
+    """The one line ``ls`` shows for a run: a failure's cause (not its heading), else why it waits or its status."""
+    if run.state is RunState.FAILED and run.failure_message:
+        return headline(run.failure_message)
+    return headline(run.reason)
+
+
+def progress_text(run: Run) -> str:
+    """``"120/400"`` while it reports progress (``"train 400/400"`` when that was another stage than the
+    run's). It comes from the snapshot the TUI reads, so a run between stages shows none, not the
+    last stage's 400/400."""
+    progress = run_progress(run)
+    if progress is None or not progress.total:
+        return ""
+    stage = run.progress.get("stage")
+    return f"{'' if stage in (None, run.stage) else f'{stage} '}{progress.step or 0}/{progress.total}"
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """A run as ``ls --json`` and every verb that names a run print it: the store's fields (action and
+    state as their values, without the config snapshot: ``runs/<id>/config.yaml`` has it) and ``note``."""
+    data = dataclasses.asdict(run)
+    data["action"], data["state"] = run.action.value, run.state.value
+    data.pop("config_yaml")
+    data["note"] = run_note(run)
+    return data
+
+
+def _cells(run: Run) -> tuple[str, ...]:
+    state = run.state.value + (f"({run.failure_kind})" if run.failure_kind else "")
+    backend = f"{run.backend} {run.job_id}" if run.job_id else run.backend  # "slurm 1234": the job to scontrol
+    return (str(run.id), run.nickname, run.action.value, run.stage or "-", state, run.gpus or "-", backend,
+            progress_text(run), run_note(run))
+
+
+def _widths(names: list[str], rows: list[tuple[str, ...]], width: int) -> list[int]:
+    """Each column's width: its widest cell, cut (in :data:`CUT_ORDER`, to its least, then to
+    :data:`FLOOR`) until the table fits ``width`` cells."""
+    least = dict(LS_COLUMNS)
+    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(names))]
+    excess = sum(widths) + GAP * (len(widths) - 1) - width
+    for floor in (least, dict.fromkeys(least, FLOOR)):
+        for name in CUT_ORDER:
+            if excess <= 0 or name not in names:
+                continue
+            i = names.index(name)
+            give = max(0, min(excess, widths[i] - floor[name]))
+            widths[i] -= give
+            excess -= give
+    return widths
+
+
+def ls_table(runs: list[Run], width: int | None = None) -> str:
+    """The runs as a table ``width`` cells wide at most (default: the terminal's); a cut cell ends in "…".
+
+    Rich measures the cells (a Hangul syllable takes two) and cuts them; a run id is never cut.
+    """
+    width = terminal_width() if width is None else width
+    names = [name for name, _least in LS_COLUMNS]
+    rows = [_cells(run) for run in runs]
+    keep = [i for i, name in enumerate(names) if name not in OPTIONAL or any(row[i] != OPTIONAL[name] for row in rows)]
+    names = [names[i] for i in keep]
+    rows = [tuple(names), *(tuple(row[i] for i in keep) for row in rows)]
+    table = Table(box=None, show_header=True, show_edge=False, pad_edge=False, padding=(0, GAP // 2),
+                  header_style="bold")
+    widths = _widths(names, rows, width)
+    for name, size in zip(names, widths, strict=True):
+        table.add_column(name, width=size, no_wrap=True, overflow="ellipsis")
+    for row in rows[1:]:
+        table.add_row(*(Text(cell) for cell in row))
+    # Narrower than the columns that are never cut: wider lines (the terminal wraps them), never a cut id.
+    width = max(width, sum(widths) + GAP * (len(widths) - 1))
+    console = Console(width=width, highlight=False, emoji=False, markup=False, soft_wrap=False,
+                      force_terminal=False, color_system=None)
+    with console.capture() as captured:
+        console.print(table)
+    return "\n".join(line.rstrip() for line in captured.get().splitlines())
+
+
+def emit(args: argparse.Namespace, data: Any, text: str | Callable[[], str] | None = None) -> None:
+    """Print ``data`` as JSON with ``--json``, else ``text`` (nothing when None)."""
+    if getattr(args, "json", False):
+        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    elif text is not None:
+        print(text() if callable(text) else text)
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """A line for people: on stdout, or on stderr with ``--json`` (stdout is the JSON then)."""
+    print(text, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
