@@ -17,7 +17,7 @@ import time
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,12 @@ from engine.contract import (  # noqa: F401
     EVENTS_SCHEMA_VERSION,
     FINAL_MODEL_DIR,
     FINAL_MODEL_META,
+    FREQUENT_EVENTS,
     LOG_FILE,
     SUBMISSION_SUFFIX,
     Event,
+    EventRecord,
+    parse_event,
     record_fields,
 )
 
@@ -240,6 +243,20 @@ def is_main_process() -> bool:
 
 
 
+# The index's lines, spelled once here (the reader parses exactly these shapes):
+#   {"from": F, "at": A, "end": E, "event": "eval"}  a rare event is the line [A, E) of events.jsonl
+#   {"from": F, "to": E}                              every rare event written in [F, E) is listed above
+# F is where this writer found the end of the file when it opened it: a writer vouches for the span
+# it was open, nothing before it (a stage written by an engine without an index stays unvouched).
+INDEX_STRIDE = 4 * 1024 * 1024  # a "to" line after this many bytes of frequent events: a reader scans at most this
+
+
+def events_index_path(events: Path | str) -> Path:
+    """The index next to an events file: ``events.jsonl`` → ``events.index.jsonl`` (contract EVENTS_INDEX_FILE)."""
+    events = Path(events)
+    return events.with_name(f"{events.stem}.index{events.suffix}")
+
+
 class EventWriter:
     """Append-only writer for ``events.jsonl``.
 
@@ -250,6 +267,13 @@ class EventWriter:
     In a distributed launch only the main process writes, so the stream reads like a single-process
     run; the exception is ``failed``: a rank that crashes records its own error (tagged ``rank``),
     because the manager must report the rank that broke, not the ranks torn down after it.
+
+    Next to the file it keeps ``events.index.jsonl`` (:func:`events_index_path`): where each rare
+    event (not ``progress``/``train_log``) starts, and every :data:`INDEX_STRIDE` bytes how far the
+    list is complete, so :class:`engine.event_reader.RunEvents` finds a 2 GB run's evaluations and
+    checkpoints without reading it. The index is only a hint: a reader checks every line it points
+    at and reads for itself what the index does not vouch for; a failing index write turns the
+    index off for this writer, never the events.
     """
 
     def __init__(self, path: Path | str | None, command: str | None = None, rank: int | None = None):
@@ -258,10 +282,21 @@ class EventWriter:
         self.rank = process_rank() if rank is None else rank
         self.distributed = rank is not None or world_size() > 1
         self._fd: int | None = None
+        self._index_fd: int | None = None
+        self._opened_at = 0  # where the file ended when this writer opened it (the index's "from")
+        self._unvouched = 0  # bytes written since the index last said how far it is complete
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # 0o660 less the umask: the worker sets 077 (private) or 007 (a shared workspace), see manager.sharing.
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)
+            self._opened_at = os.lseek(self._fd, 0, os.SEEK_END)
+            # A new events file starts a new index: one left from a removed file would point at nothing.
+            fresh = os.O_TRUNC if self._opened_at == 0 else 0
+            try:
+                self._index_fd = os.open(events_index_path(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT | fresh,
+                                         0o660)
+            except OSError:  # no index: readers scan instead
+                self._index_fd = None
 
     def emit(self, event: Event | str, **fields: Any) -> dict[str, Any]:
         """Append one event and return the record written.
@@ -287,12 +322,46 @@ class EventWriter:
         elif self.rank != 0:
             return record  # not the main process: its progress would only duplicate rank 0's
         if self._fd is not None:
-            line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
-            os.write(self._fd, line.encode("utf-8"))
+            line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+            os.write(self._fd, line)
+            self._index(name, len(line))
         return record
+
+    def _index(self, name: Event, length: int) -> None:
+        """List a rare event in the index, or say how far the index is complete every INDEX_STRIDE bytes."""
+        if self._index_fd is None:
+            return
+        self._unvouched += length
+        rare = name not in FREQUENT_EVENTS
+        if not rare and self._unvouched < INDEX_STRIDE:
+            return
+        # After a write on an O_APPEND descriptor its offset is the end of that write, whoever wrote since.
+        end = os.lseek(self._fd, 0, os.SEEK_CUR)
+        if rare:
+            entry = f'{{"from": {self._opened_at}, "at": {end - length}, "end": {end}, "event": "{name.value}"}}\n'
+        else:
+            entry = f'{{"from": {self._opened_at}, "to": {end}}}\n'
+        self._write_index(entry)
+
+    def _write_index(self, entry: str) -> None:
+        try:
+            os.write(self._index_fd, entry.encode("ascii"))
+        except OSError:  # a full disk, say: from here on readers scan what this writer wrote
+            self._close_index()
+            return
+        self._unvouched = 0
+
+    def _close_index(self) -> None:
+        if self._index_fd is not None:
+            os.close(self._index_fd)
+            self._index_fd = None
 
     def close(self) -> None:
         if self._fd is not None:
+            if self._index_fd is not None and self._unvouched:
+                end = os.lseek(self._fd, 0, os.SEEK_CUR)
+                self._write_index(f'{{"from": {self._opened_at}, "to": {end}}}\n')
+            self._close_index()
             os.close(self._fd)
             self._fd = None
 
@@ -303,42 +372,165 @@ class EventWriter:
         self.close()
 
 
+READ_CAP = 4 * 1024 * 1024  # EventTail reads at most this per call; a longer line is skipped
+
+
+def decode_line(line: bytes) -> dict[str, Any] | None:
+    """One ``events.jsonl`` line as a dict with an ``event``; None for anything else (never raises)."""
+    try:
+        event = json.loads(line)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def to_record(raw: dict[str, Any]) -> EventRecord | None:
+    """``parse_event`` that never raises: None for an unknown name or a line whose fields do not fit."""
+    try:
+        return parse_event(raw)
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass
 class EventTail:
-    """Incremental reader of ``events.jsonl``: call :meth:`read_new` repeatedly.
+    """Incremental reader of ``events.jsonl``, bounded per call.
 
     Keeps a byte offset and leaves an incomplete last line for the next call. Lines that are not
-    valid JSON (a disk-full truncation, say) are skipped, never fatal.
+    valid JSON (a disk-full truncation, say) are skipped, never fatal; so is a line longer than
+    ``max_bytes`` (a corrupt 100 MB line), which is stepped over without being held in memory. A
+    file that shrank or was replaced (another inode) is read again from the start.
+
+    - :meth:`read_records`: typed records (:mod:`engine.contract`) from at most ``max_bytes`` read;
+      call again while :attr:`behind` to catch up in bounded steps.
+    - :meth:`drain`: typed records up to the end the file had when it was called, chunk by chunk.
+    - :meth:`skip_to_end`: follow only what is appended from now on, reading nothing before.
+    - :meth:`read_new`: every complete event up to now as dicts (the first API; it reads in
+      ``max_bytes`` chunks but returns them all, so its memory is what it returns).
     """
 
     path: Path
     offset: int = 0
+    max_bytes: int = READ_CAP
+    bytes_read: int = 0  # bytes this tail has read, all calls together
+    skipped_lines: int = 0  # lines dropped: not JSON, not an event, or longer than max_bytes
+    behind: bool = False  # the last read stopped at max_bytes with more of the file after it
+    _skipping: bool = field(default=False, repr=False)  # inside an over-long line: drop up to its newline
+    _identity: tuple[int, int] | None = field(default=None, repr=False)
 
-    def read_new(self) -> list[dict[str, Any]]:
+    def _read_lines(self, limit: int | None = None) -> list[bytes]:
+        """The complete lines in the next ``max_bytes`` (not past ``limit``), offset moved past them."""
         try:
             with open(self.path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if size < self.offset:  # truncated or replaced: start again
-                    self.offset = 0
+                st = os.fstat(fh.fileno())
+                identity = (st.st_dev, st.st_ino)
+                if st.st_size < self.offset or (self._identity is not None and identity != self._identity):
+                    self.offset, self._skipping = 0, False  # truncated or replaced: start again
+                self._identity = identity
+                stop = st.st_size if limit is None else min(st.st_size, max(limit, self.offset))
+                want = min(self.max_bytes, stop - self.offset)
+                if want <= 0:
+                    self.behind = False
+                    return []
                 fh.seek(self.offset)
-                chunk = fh.read()
+                chunk = fh.read(want)
         except FileNotFoundError:
+            self.behind = False
             return []
+        self.bytes_read += len(chunk)
+        self.behind = self.offset + len(chunk) < st.st_size
+        start = 0
+        if self._skipping:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                self.offset += len(chunk)
+                return []
+            start, self._skipping = newline + 1, False
         end = chunk.rfind(b"\n")
-        if end < 0:
+        if end < start:  # no complete line after ``start``
+            if start == 0 and len(chunk) >= self.max_bytes:  # one line longer than the cap: step over it
+                self.offset += len(chunk)
+                self._skipping = True
+                self.skipped_lines += 1
+            else:  # an unfinished last line: the next call reads it whole
+                self.offset += start
             return []
         self.offset += end + 1
+        return chunk[start:end].split(b"\n")
+
+    def _decode(self, lines: list[bytes]) -> list[dict[str, Any]]:
         events = []
-        for raw in chunk[: end + 1].splitlines():
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and "event" in event:
+        for line in lines:
+            event = decode_line(line)
+            if event is None:
+                self.skipped_lines += bool(line.strip())
+            else:
                 events.append(event)
         return events
 
+    def _typed(self, raw: list[dict[str, Any]]) -> list[EventRecord]:
+        return [record for record in map(to_record, raw) if record is not None]
+
+    def read_records(self) -> list[EventRecord]:
+        """Typed records from the next ``max_bytes`` of the file (unknown event names skipped)."""
+        return self._typed(self._decode(self._read_lines()))
+
+    def drain(self) -> Iterator[EventRecord]:
+        """Typed records up to the end the file has now, read ``max_bytes`` at a time.
+
+        A writer appending faster than this reads cannot keep it going: it stops at the size the
+        file had when it was called (:attr:`behind` then says more came).
+        """
+        try:
+            limit = os.stat(self.path).st_size
+        except FileNotFoundError:
+            return
+        while True:
+            before = self.offset
+            yield from self._typed(self._decode(self._read_lines(limit)))
+            if self.offset >= limit or self.offset == before:
+                return
+
+    def read_new(self) -> list[dict[str, Any]]:
+        """Every complete event up to the file's end now, as dicts (``max_bytes`` read at a time)."""
+        try:
+            limit = os.stat(self.path).st_size
+        except FileNotFoundError:
+            return []
+        events: list[dict[str, Any]] = []
+        while True:
+            before = self.offset
+            events += self._decode(self._read_lines(limit))
+            if self.offset >= limit or self.offset == before:
+                return events
+
+    def skip_to_end(self) -> None:
+        """Move past every complete line the file has now (read only its last ``max_bytes``, at most)."""
+        try:
+            with open(self.path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                self._identity = (st.st_dev, st.st_ino)
+                start = max(0, st.st_size - self.max_bytes)
+                fh.seek(start)
+                chunk = fh.read(st.st_size - start)
+        except FileNotFoundError:
+            self.offset, self._skipping = 0, False
+            return
+        self.bytes_read += len(chunk)
+        end = chunk.rfind(b"\n")
+        self.behind = False
+        if end >= 0:
+            self.offset, self._skipping = start + end + 1, False
+        elif start == 0:  # the whole file is one unfinished line: it is read once complete
+            self.offset, self._skipping = 0, False
+        else:  # an unfinished line longer than the cap: step over it
+            self.offset, self._skipping = st.st_size, True
+
 
 def read_events(path: Path | str) -> list[dict[str, Any]]:
-    """Return every complete event in ``path`` (empty if the file does not exist)."""
+    """Return every complete event in ``path`` (empty if the file does not exist).
+
+    Its memory grows with the file: a reader that shows a run uses
+    :meth:`engine.event_reader.RunEvents.open` (bounded) instead.
+    """
     return EventTail(Path(path)).read_new()

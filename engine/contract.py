@@ -254,6 +254,13 @@ RECORDS: dict[Event, type[EventRecord]] = {
 }
 
 
+# Written on every logging step or generation batch: millions in a long run. Every other event is
+# rare (a few per stage, one per evaluation or checkpoint), and readers find those without reading
+# the frequent ones in between (engine/event_reader.py, docs/events.md "Reading a big file").
+FREQUENT_EVENTS = frozenset({Event.PROGRESS, Event.TRAIN_LOG})
+RARE_EVENTS = tuple(e for e in Event if e not in FREQUENT_EVENTS)
+
+
 def record_fields(event: Event) -> frozenset[str]:
     """The field names an ``event`` line may carry (its record's fields)."""
     return frozenset(f.name for f in fields(RECORDS[event]))
@@ -276,6 +283,8 @@ def parse_event(raw: dict[str, Any]) -> EventRecord | None:
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "run.log"
 EVENTS_FILE = "events.jsonl"
+# Where each rare event of events.jsonl starts, written next to it by EventWriter; a hint, never the truth.
+EVENTS_INDEX_FILE = "events.index.jsonl"
 RETRY_FILE = "retry.json"  # a retry's origin: the run it retries, the config diff, the resume checkpoint
 
 # The competition's data files, inside ``data.dir``.
@@ -321,6 +330,10 @@ class RunFiles:
     @property
     def retry(self) -> Path:
         return self.root / RETRY_FILE
+
+    @property
+    def events_index(self) -> Path:
+        return self.root / EVENTS_INDEX_FILE
 
 
 def load_snapshot(text: str, source: str | Path = CONFIG_FILE) -> RunConfig:
