@@ -131,11 +131,19 @@ def locate_model(name_or_path: str, workspace_root: Path | str | None = None,
         local = Path(workspace_root or Path.cwd()) / local
     if local.is_dir():
         return ModelFiles(local)
-    repo = hub_cache_dir(environ) / ("models--" + name_or_path.replace("/", "--"))
-    snapshots = repo / "snapshots"
     try:
-        commit = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
-    except OSError:
+        return _cached_snapshot(hub_cache_dir(environ) / ("models--" + name_or_path.replace("/", "--")))
+    except OSError:  # an unreadable cache (another user's HF_HOME) or a snapshot removed while we looked
+        return None
+
+
+def _cached_snapshot(repo: Path) -> ModelFiles | None:
+    """The snapshot ``refs/main`` points at in a hub-cache repo folder (else the newest one), or None."""
+    snapshots = repo / "snapshots"
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        commit = ref.read_text(encoding="utf-8").strip()
+    else:
         found = sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
         commit = found[-1].name if found else ""
     if not commit or not (snapshots / commit).is_dir():
