@@ -198,11 +198,11 @@ def _read_log(manager: Manager, run_id: int) -> tuple[list[str], str | None]:
 
 
 def cmd_logs(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    if args.json and args.follow:
+        raise DialsumError("logs --json prints the log once; drop --follow (or --json)")
     run = manager.get(args.id)  # a clear error for an unknown id
     path = manager.log_path(args.id)
     if args.json:
-        if args.follow:
-            raise DialsumError("logs --json prints the log once; drop --follow (or --json)")
         lines, live = _read_log(manager, args.id)
         emit(args, {"id": run.id, "state": run.state.value, "path": str(path), "exists": path.exists(),
                     "lines": lines, "live": live, "failure": _failure_json(run)})

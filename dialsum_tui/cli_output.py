@@ -21,12 +21,12 @@ from dialsum_tui.manager.snapshot import run_progress
 
 DEFAULT_WIDTH = 80  # what `ls` fits when stdout is not a terminal (a pipe, a file) and $COLUMNS is unset
 GAP = 2  # cells between two columns
-# (header, the width it keeps at least when the table must be cut; 0: never cut). The note gives way
-# first, then the nickname, the progress and the backend; the id, action, stage, state and GPU keep theirs.
-LS_COLUMNS = (("ID", 0), ("NICKNAME", 12), ("ACTION", 0), ("STAGE", 0), ("STATE", 0), ("GPU", 0), ("BACKEND", 7),
-              ("PROGRESS", 7), ("NOTE", 16))
-CUT_ORDER = ("NOTE", "NICKNAME", "PROGRESS", "BACKEND")
-FLOOR = 5  # a cut column keeps this much even on a very narrow terminal ("ab…" still says something)
+LS_COLUMNS = ("ID", "NICKNAME", "ACTION", "STAGE", "STATE", "GPU", "BACKEND", "PROGRESS", "NOTE")
+# How the table gives way when it is wider than the terminal, step by step: (column, width it keeps).
+# Nicknames keep 20 cells before the note goes below 24 (the cause must stay readable), then both
+# shrink; the id, action, stage, state and GPU are never cut.
+CUTS = (("NICKNAME", 20), ("NOTE", 24), ("NICKNAME", 12), ("NOTE", 12), ("PROGRESS", 7), ("BACKEND", 7),
+        ("NOTE", 5), ("NICKNAME", 5), ("PROGRESS", 5), ("BACKEND", 5))
 # Shown only when a run has something to say there (every run local, no device named, no progress: no column).
 OPTIONAL = {"GPU": "-", "BACKEND": "local", "PROGRESS": ""}
 
@@ -72,17 +72,15 @@ def _cells(run: Run) -> tuple[str, ...]:
 
 
 def _widths(names: list[str], rows: list[tuple[str, ...]], width: int) -> list[int]:
-    """Each column's width: its widest cell, cut (in :data:`CUT_ORDER`, to its least, then to
-    :data:`FLOOR`) until the table fits ``width`` cells."""
-    least = dict(LS_COLUMNS)
+    """Each column's width: its widest cell, cut step by step (:data:`CUTS`) until the table fits ``width``."""
     widths = [max(cell_len(row[i]) for row in rows) for i in range(len(names))]
     excess = sum(widths) + GAP * (len(widths) - 1) - width
-    for floor in (least, dict.fromkeys(least, FLOOR)):
-        for name in CUT_ORDER:
-            if excess <= 0 or name not in names:
-                continue
+    for name, keep in CUTS:
+        if excess <= 0:
+            break
+        if name in names:
             i = names.index(name)
-            give = max(0, min(excess, widths[i] - floor[name]))
+            give = max(0, min(excess, widths[i] - keep))
             widths[i] -= give
             excess -= give
     return widths
@@ -94,7 +92,7 @@ def ls_table(runs: list[Run], width: int | None = None) -> str:
     Rich measures the cells (a Hangul syllable takes two) and cuts them; a run id is never cut.
     """
     width = terminal_width() if width is None else width
-    names = [name for name, _least in LS_COLUMNS]
+    names = list(LS_COLUMNS)
     rows = [_cells(run) for run in runs]
     keep = [i for i, name in enumerate(names) if name not in OPTIONAL or any(row[i] != OPTIONAL[name] for row in rows)]
     names = [names[i] for i in keep]
