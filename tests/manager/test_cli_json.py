@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,6 +52,13 @@ def test_every_verb_but_demo_and_serve_takes_json() -> None:
             "lb", "init", "ls", "check", "compare", "samples", "results", "logs"} <= set(subs)
     without = {name for name, p in subs.items() if not any("--json" in a.option_strings for a in p._actions)}
     assert without == NO_JSON
+
+
+def test_docs_cli_md_lists_every_verb() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    headings = [line for line in text.splitlines() if line.startswith("### `")]
+    for name in _subcommands():
+        assert any(f"`{name} " in h or f"`{name}`" in h for h in headings), name
 
 
 def test_queue_verbs_print_json_and_move_reorders(workspace: Workspace, make_config, cli) -> None:
