@@ -33,6 +33,14 @@ def pid_state(pid: int) -> str:
     return ZOMBIE if status == psutil.STATUS_ZOMBIE else ALIVE
 
 
+def is_stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped by a signal (SIGSTOP, Ctrl-Z) or a tracer: alive, yet doing nothing."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
 def current_user() -> str:
     """Return the name of the Unix user running this process (the uid's passwd entry, else the uid)."""
     uid = os.getuid()

@@ -330,6 +330,19 @@ class Store:
             self._set(conn, run_id, values)
             return self._get(conn, run_id)
 
+    def writable(self) -> bool:
+        """Whether a write reaches the database now (after a full disk or a read-only remount).
+
+        Writes one row of ``meta``, which needs a page in the WAL like any real write.
+        """
+        try:
+            with self._write() as conn:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('probe', ?) "
+                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(time.time()),))
+        except sqlite3.Error:
+            return False
+        return True
+
     def update(self, run_id: int, **fields_: Any) -> Run:
         """Set plain fields (progress, metrics, stage, pid, reason...) without a state change."""
         if "state" in fields_:

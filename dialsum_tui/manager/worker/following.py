@@ -36,6 +36,10 @@ class ActiveStage:
     member_stops: dict[int, process.GroupStop] = field(default_factory=dict)
     note: str | None = None  # the run's reason as the backend last set it ("Slurm: Priority …")
     allocation: str | None = None  # what Slurm gave the job, once it runs
+    # The store could not take a write (disk full, read-only): what is owed to it, kept here and
+    # written at the next pass that can — a stage is forgotten only once its end is on record.
+    verdict: Any | None = None  # the Outcome reached for the ended stage, not yet recorded
+    unsaved: bool = False  # progress/metrics of some events did not reach the store
 
     @property
     def ident(self) -> process.Identity | None:

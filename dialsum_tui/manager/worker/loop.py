@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -34,6 +35,7 @@ from dialsum_tui.manager.guards.checks import GpuGuard, check_disk
 from dialsum_tui.manager.guards.disk import DiskUsage
 from dialsum_tui.manager.guards.gpu import GpuSource, foreign_holders, open_gpu_source
 from dialsum_tui.manager.guards.preflight import DataChecks, refusal
+from dialsum_tui.manager.guards.space import FilesystemProblem, filesystem_problems, run_write_dirs, stage_space_problem
 from dialsum_tui.manager.runs.events import absorb
 from dialsum_tui.manager.runs.logs import read_tail
 from dialsum_tui.manager.runs.models import Run, RunState, parse_gpus
@@ -62,6 +64,10 @@ from engine.failures import Failure
 log = logging.getLogger("dialsum.worker")
 
 CONFIRM_POLL_S = 0.1
+FULL_BELOW_BYTES = 64 * 1024 * 1024  # a filesystem with less free is "full" when judging a stage that died
+# What a store write raises when the disk is full or read-only (sqlite3.OperationalError: "database
+# or disk is full", "attempt to write a readonly database"; OSError from the files beside it).
+STORE_WRITE_ERRORS = (sqlite3.Error, OSError)
 
 
 class Worker:
@@ -97,6 +103,7 @@ class Worker:
         self.meter = DiskMeter(workspace, self.health, self._stopping)
         self.data_checks = DataChecks()  # CSV verdicts by file stamp: a waiting queue re-reads nothing
         self.blocked = BlockedWatch(self.settings.notify.blocked_after_s)  # "held back for long" pings
+        self.store_failing = False  # the last store write failed (disk full, read-only): admit nothing
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -121,6 +128,7 @@ class Worker:
                 self.health.fail("loop", f"a worker pass failed: {type(err).__name__}: {err}")
             else:
                 self.health.ok("loop")
+                self.health.beat()
             # While the GPU guard is counting good samples, sample faster: the K confirmations then
             # take ~0.2 s instead of K × poll_s (measured: 1.0 s at 0.5 s polls, docs/benchmarks.md).
             self._stopping.wait(min(self.poll_s, CONFIRM_POLL_S) if self.guard.confirming else self.poll_s)
@@ -151,15 +159,24 @@ class Worker:
     def tick(self) -> None:
         """One pass: follow events, reap exits, cancel, watch the disk, admit the next run."""
         for stage in list(self.active.values()):
-            self._follow(stage)
-        handle_cancels(self.store, self.store.list(), self.active, self.stop_grace)
-        usage, disk_problem = self._disk_reading()
-        if self.active:
-            watch_disk(self.store, usage, self.active, self.stop_grace)
-        if self.store_watch.ok():  # a removed or replaced state.db: follow what runs, admit nothing
-            self._admit(usage, disk_problem)
-        for run, waited in self.blocked.due(self.store.list()):
-            notify_blocked(self.settings.notify, run, self.ws.root, waited)
+            try:
+                self._follow(stage)
+            except STORE_WRITE_ERRORS as err:  # the stage stays followed; its news waits for the store
+                self._store_failing(f"run {stage.run_id}'s state cannot be recorded", err)
+        try:
+            handle_cancels(self.store, self.store.list(), self.active, self.stop_grace)
+            usage, disk_problem = self._disk_reading()
+            if self.active:
+                watch_disk(self.store, usage, self.active, self.stop_grace)
+            if self.store_failing and self.store.writable():
+                self._store_writes()
+            # A removed or replaced state.db, or one that refuses writes: follow what runs, admit nothing.
+            if self.store_watch.ok() and not self.store_failing:
+                self._admit(usage, disk_problem)
+            for run, waited in self.blocked.due(self.store.list()):
+                notify_blocked(self.settings.notify, run, self.ws.root, waited)
+        except STORE_WRITE_ERRORS as err:
+            self._store_failing("the queue cannot be updated (nothing new starts)", err)
 
     def _disk_reading(self) -> tuple[DiskUsage | None, str | None]:
         """The disk as admission may trust it now, and why not when it may not (fail safe)."""
@@ -169,6 +186,9 @@ class Worker:
         return usage, problem
 
     def _follow(self, stage: ActiveStage) -> None:
+        if stage.verdict is not None:  # ended, but its end is not on record yet: only that is left
+            self._finish_stage(stage, None)
+            return
         self._absorb(stage)
         for member in stage.track_members():
             self.seen_pids[member.pid] = self.seen_pids.get(stage.ident.pid, (stage.run_id, ""))
@@ -207,37 +227,89 @@ class Worker:
             self.store.update(stage.run_id, reason=note)
 
     def _absorb(self, stage: ActiveStage) -> None:
-        """Copy new events of the stage into the store (progress, metrics)."""
+        """Copy new events of the stage into the store (progress, metrics).
+
+        A write the store refuses (disk full, read-only) is owed, not lost: the stage's events are
+        kept, and the next write replays all of them (the latest of each kind wins, so it is the same).
+        """
         new = stage.read_new_events()
-        if not new:
+        if not new and not stage.unsaved:
             return
-        run = self.store.get(stage.run_id)
-        progress, metrics = absorb(dict(run.progress), dict(run.metrics), new, stage.stage)
-        self.store.update(stage.run_id, progress=progress, metrics=metrics)
+        try:
+            run = self.store.get(stage.run_id)
+            progress, metrics = absorb(dict(run.progress), dict(run.metrics),
+                                       stage.events if stage.unsaved else new, stage.stage)
+            self.store.update(stage.run_id, progress=progress, metrics=metrics)
+        except STORE_WRITE_ERRORS as err:
+            stage.unsaved = True
+            self._store_failing(f"run {stage.run_id}'s progress cannot be recorded", err)
+            return
+        stage.unsaved = False
 
     def _finish_stage(self, stage: ActiveStage, result: Exited | Gone | None) -> None:
         """Record how a stage ended and move the run on (next stage, or a final state).
 
         ``result`` is the backend's last poll (None: a local stage found gone at restart).
+        The stage stays followed until its end is on record: when the store cannot take the write
+        (disk full, filesystem read-only), the verdict is kept on the stage, the health says so
+        (``check`` exits 1), and every pass tries again — the run never shows "running" forever.
         """
+        try:
+            run = self.store.get(stage.run_id)
+            if stage.verdict is None:
+                stage.verdict = self._judge(stage, run, result)
+            outcome = stage.verdict
+            if outcome.state is not None:
+                ended = record(self.store, run, stage.stage, outcome)
+            else:  # next stage: a fresh process, admitted only once the GPU is released by this one
+                self.store.update(run.id, stage=outcome.next_stage, pid=None, pid_start_time=None, job_id=None,
+                                  launch={}, exit_code=outcome.exit_code, reason=outcome.reason)
+                log.info("run %d: %s done, next %s", run.id, stage.stage, outcome.next_stage)
+                ended = None
+        except STORE_WRITE_ERRORS as err:
+            self._store_failing(f"run {stage.run_id}'s {stage.stage} ended but its end cannot be recorded "
+                                "(kept in memory, retried every pass)", err)
+            return
         self.active.pop(stage.run_id, None)
-        run = self.store.get(stage.run_id)
+        self._store_writes()
+        self._ended(ended)
+
+    def _judge(self, stage: ActiveStage, run: Run, result: Exited | Gone | None) -> Outcome:
+        """Gather the evidence on an ended stage and judge it (:func:`~dialsum_tui.manager.worker.verdict.judge`)."""
         log_tail = read_tail(RunFiles(self.ws.run_dir(run.id)).log)
         rc = result.code if isinstance(result, Exited) else None
         pid = stage.ident.pid if stage.ident is not None else 0
-        ended = Ended(stage.stage, pid, rc, stage.events, log_tail, stage.stop_reason, self._oom_evidence(stage, rc))
+        ended = Ended(stage.stage, pid, rc, stage.events, log_tail, stage.stop_reason, self._oom_evidence(stage, rc),
+                      self._space_now(run))
         outcome = judge(run, ended,
                         artifacts_done=lambda: config_artifacts_done(self.ws, lambda: run_config(run), stage.stage,
                                                                      stage.events, run),
                         others_held=lambda: self._others_held(stage))
-        outcome = with_backend_reason(outcome, result, stage.stage)  # Slurm's TIMEOUT, OUT_OF_MEMORY…
-        if outcome.state is not None:
-            self._ended(record(self.store, run, stage.stage, outcome))
-            return
-        # Next stage: a fresh process, admitted only once the GPU is released by this one.
-        self.store.update(run.id, stage=outcome.next_stage, pid=None, pid_start_time=None, job_id=None, launch={},
-                          exit_code=outcome.exit_code, reason=outcome.reason)
-        log.info("run %d: %s done, next %s", run.id, stage.stage, outcome.next_stage)
+        return with_backend_reason(outcome, result, stage.stage)  # Slurm's TIMEOUT, OUT_OF_MEMORY…
+
+    def _space_now(self, run: Run) -> FilesystemProblem | None:
+        """A filesystem of the run's that is full or read-only now (why a stage may have died oddly)."""
+        try:
+            cfg = run_config(run)
+        except ConfigError:
+            cfg = None
+        problems = filesystem_problems(run_write_dirs(self.ws, run.id, cfg), floor_bytes=FULL_BELOW_BYTES)
+        return problems[0] if problems else None
+
+    def _store_failing(self, what: str, err: Exception) -> None:
+        problem = self._space_now_state_dir()
+        advice = f"{problem.message}: {problem.hint}" if problem else f"{type(err).__name__}: {err}"
+        self.health.fail("store", f"{what}: {advice}")
+        self.store_failing = True
+
+    def _store_writes(self) -> None:
+        if self.store_failing:
+            self.store_failing = False
+            self.health.ok("store")
+
+    def _space_now_state_dir(self) -> FilesystemProblem | None:
+        problems = filesystem_problems([self.ws.state_dir], floor_bytes=FULL_BELOW_BYTES)
+        return problems[0] if problems else None
 
     def _oom_evidence(self, stage: ActiveStage, rc: int | None) -> str | None:
         """The OOM killer's trace for a local stage that ended by SIGKILL (Slurm's verdict says OOM itself)."""
@@ -302,7 +374,10 @@ class Worker:
         except ConfigError as err:
             return Blocked(None, f"config snapshot invalid: {err}")
         verdict = check_disk(usage, projected)
-        return None if verdict.ok else Blocked(None, verdict.reason or "disk guard")
+        if not verdict.ok:
+            return Blocked(None, verdict.reason or "disk guard")
+        space = stage_space_problem(self.ws, run.id, run_config(run), projected, self.settings.min_free_gb)
+        return None if space is None else Blocked(None, f"{space.message}; {space.hint}")
 
     def _launch(self, run: Run, stage: str) -> None:
         if self._refused(run, stage):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dialsum_tui.manager.backends.protocol import Exited, Gone, verdict
+from dialsum_tui.manager.guards.space import FilesystemProblem
 from dialsum_tui.manager.runs.identity import run_key
 from dialsum_tui.manager.runs.models import Run, RunState
 from dialsum_tui.manager.store.database import IllegalTransition, Store
@@ -53,6 +54,7 @@ class Ended:
     log_tail: str
     stop_reason: str | None = None
     oom_evidence: str | None = None  # the host OOM killer's trace, when one was found (oom.evidence)
+    space_problem: FilesystemProblem | None = None  # a filesystem of the run's, full or read-only now
 
 
 def root_failure(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -125,6 +127,8 @@ def judge(run: Run, ended: Ended, artifacts_done: Callable[[], bool],
             failure = None
         elif known is not None:
             failure = Failure(known.kind, known.message, known.hint)
+        elif ended.space_problem is not None:  # it could not even write its verdict
+            failure = Failure.of(FailureKind.DISK, f"{ended.stage} ended without a verdict")
         else:
             return Outcome(RunState.INTERRUPTED, rc, reason=(
                 f"{ended.stage} process {ended.pid} vanished while no worker watched it, with no verdict, "
@@ -138,6 +142,8 @@ def judge(run: Run, ended: Ended, artifacts_done: Callable[[], bool],
         return Outcome(RunState.CANCELLED, rc, reason=f"cancelled during {ended.stage}")
     if ended.stop_reason is not None and failure is not None:  # stopped by the disk watch
         failure = Failure(FailureKind.DISK, ended.stop_reason, FailureKind.DISK.hint)
+    if failure is not None and ended.space_problem is not None:
+        failure = on_full_filesystem(failure, ended.space_problem)
     if failure is not None:
         return Outcome(RunState.FAILED, rc, failure=failure)
     remaining = run.stages[run.stages.index(ended.stage) + 1:] if ended.stage in run.stages else ()
@@ -145,6 +151,18 @@ def judge(run: Run, ended: Ended, artifacts_done: Callable[[], bool],
         return Outcome(RunState.SUCCEEDED, rc)
     return Outcome(None, rc, reason=f"{ended.stage} done; {remaining[0]} starts when the GPU is released",
                    next_stage=remaining[0])
+
+
+# Kinds a full or read-only filesystem explains better: a stage that cannot write dies oddly.
+_SPACE_EXPLAINS = frozenset({FailureKind.DISK, FailureKind.UNKNOWN, FailureKind.KILLED})
+
+
+def on_full_filesystem(failure: Failure, problem: FilesystemProblem) -> Failure:
+    """The failure once a full or read-only filesystem of the run's is known: a ``disk`` failure
+    naming the filesystem, with the fix for that case (the quota's advice fits neither)."""
+    if failure.kind not in _SPACE_EXPLAINS:
+        return failure  # an OOM or a data error stands on its own
+    return Failure(FailureKind.DISK, f"{problem.message}; {failure.message}", problem.hint)
 
 
 def record(store: Store, run: Run, stage: str, outcome: Outcome) -> Run | None:

@@ -41,6 +41,11 @@ class Settings(BaseModel):
         description="Admission, the running-disk watch and the engine's in-run guard all stop this far below the quota "
         "(a margin at or above the quota stops everything: tests use that to simulate a full disk).",
     )
+    min_free_gb: float = Field(
+        1.0, ge=0,
+        description="Room every filesystem a run writes to must keep besides what its stage will write (statvfs: "
+        "other users on the same volume count here, not in the quota); a read-only filesystem admits nothing.",
+    )
     gpu_idle_margin_mib: int = Field(
         300, ge=0, description="A GPU counts as released at its idle baseline + this many MiB (never at 0)."
     )
