@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from textual_serve.server import Server
 
-
 TOKEN_COOKIE = "dialsum_serve_token"
 
 
