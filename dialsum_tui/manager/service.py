@@ -252,34 +252,29 @@ class Manager:
         return run
 
     def _cancel_without_worker(self, run: Run) -> Run:
-        import signal
-
+        from dialsum_tui.manager.backends.protocol import BackendUnavailable
+        from dialsum_tui.manager.backends.registry import open_backends
         from dialsum_tui.manager.store.database import IllegalTransition
         from dialsum_tui.manager.workspace.settings import env_settings
 
         stage = run.stage or "its stage"
-        if run.backend == "slurm" and run.job_id:
-            from dialsum_tui.manager.backends import slurm
+        grace = tuple(env_settings().stop_grace or ()) + process.DEFAULT_GRACE_S
+        try:
+            settings = self.workspace.settings()
+        except WorkspaceError:  # a broken settings file must not keep a run from being cancelled
+            from dialsum_tui.manager.workspace.settings import Settings
 
-            grace = (tuple(env_settings().stop_grace or ()) + process.DEFAULT_GRACE_S)[0]
-            try:
-                final = slurm.cancel(run.job_id, grace_s=grace)
-            except slurm.SlurmError as err:  # the job may still run: keep the run as it is, say why
-                raise RuntimeError(f"run {run.id}: could not cancel Slurm job {run.job_id}: {err}") from None
-            reason = f"cancelled during {stage}: no worker was running, so Slurm job {run.job_id} was cancelled here " \
-                     f"(scancel; Slurm says {final.status})"
-        elif run.pid is None:
+            settings = Settings()
+        backend = open_backends(settings)[run.backend]
+        handle = backend.handle_of(run)
+        if handle is None:
             reason = f"cancelled before {stage} started (no worker was running)"
-        elif not process.group_running(process.Identity(run.pid, run.pid_start_time or 0.0)):
-            reason = f"cancelled; its {stage} process {run.pid} was already gone (no worker was running)"
         else:
-            grace = tuple(env_settings().stop_grace or ()) + process.DEFAULT_GRACE_S
-            ranks = process.group_leaders_below(run.pid)  # torchrun's ranks lead their own groups
-            sent = process.stop_group(process.Identity(run.pid, run.pid_start_time or 0.0), grace=grace[:2])
-            for rank in ranks:  # any rank the launcher did not take down with it
-                process.stop_group(rank, grace=grace[:2])
-            names = " → ".join(signal.Signals(s).name for s in sent) or "no signal (it ended meanwhile)"
-            reason = f"cancelled during {stage}: no worker was running, so its process {run.pid} was stopped here ({names})"
+            try:
+                what = backend.stop_now(handle, grace[:2])
+            except BackendUnavailable as err:  # the stage may still run: keep the run as it is, say why
+                raise RuntimeError(f"run {run.id}: could not stop {handle.ref}: {err}") from None
+            reason = f"cancelled during {stage}: no worker was running, so {what}"
         try:
             return self.store.transition(run.id, RunState.CANCELLED, reason=reason, pid=None, pid_start_time=None)
         except IllegalTransition:
@@ -615,12 +610,9 @@ class Manager:
             settings = self.workspace.settings()
         except WorkspaceError as err:  # attention already names the broken key; the backend is unknown meanwhile
             return BackendCheck("unknown", False, f"settings.yaml is invalid: {err}")
-        from dialsum_tui.manager.backends import slurm
-        from dialsum_tui.manager.backends.registry import SLURM
+        from dialsum_tui.manager.backends.registry import backend_check
 
-        if settings.backend != SLURM:
-            return BackendCheck(settings.backend, True, "stages run as processes on this host")
-        ok, detail = slurm.available(settings.slurm)
+        ok, detail = backend_check(settings)
         return BackendCheck(settings.backend, ok, detail)
 
     def gpu_source(self) -> GpuSource:

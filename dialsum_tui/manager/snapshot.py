@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dialsum_tui.manager.backends.registry import places_devices
 from dialsum_tui.manager.guards.disk import DiskUsage
 from dialsum_tui.manager.guards.gpu import GpuDevice, GpuSource
 from dialsum_tui.manager.runs.logs import DEFAULT_WINDOW, LogTail
@@ -39,7 +40,7 @@ def slurm_note(runs: Sequence[Run]) -> str:
     """The GPU panel on Slurm: what the cluster allocated to each running job (NVML cannot see the
     nodes), e.g. ``run 3 · job 1234 · gpu-07: cpu=8,mem=64G,gres/gpu=2``."""
     lines = [f"run {r.id} · job {r.job_id or '-'} · " + (r.allocation or r.reason or "submitted")
-             for r in runs if r.state is RunState.RUNNING and r.backend == "slurm" and r.job_id]
+             for r in runs if r.state is RunState.RUNNING and not places_devices(r.backend) and r.job_id]
     return "Slurm allocates the GPUs" + ("".join(f"\n{line}" for line in lines) if lines else ": no job running")
 
 
@@ -170,7 +171,7 @@ class SnapshotSource:
         self.gpu_source = gpu_source
         self.gpu_note = gpu_source.describe()
         try:  # on Slurm the GPU panel shows the jobs' allocations, not this host's devices
-            self.slurm = manager.workspace.settings().backend == "slurm"
+            self.slurm = not places_devices(manager.workspace.settings().backend)
         except Exception:  # a broken settings file is reported by the worker and `check`
             self.slurm = False
         self._last_board: tuple | None = None

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from dialsum_tui.manager.backends.protocol import Exited, Gone, Pending, Running
-from dialsum_tui.manager.backends.registry import gpu_count, poll_note
+from dialsum_tui.manager.backends.registry import poll_note
+from dialsum_tui.manager.backends.slurm import SlurmBackend
 from dialsum_tui.manager.guards.gpu import ScriptedGpuSource
 from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
@@ -20,6 +21,7 @@ from dialsum_tui.manager.snapshot import SnapshotSource
 from dialsum_tui.manager.worker.launching import run_config, stage_command
 from dialsum_tui.manager.worker.verdict import Outcome, with_backend_reason
 from dialsum_tui.manager.workspace.layout import Workspace
+from dialsum_tui.manager.workspace.sections import SlurmSettings
 from dialsum_tui.manager.workspace.settings import SettingsError, load_settings
 from engine.contract import ExitCode, FailureKind
 from engine.failures import Failure
@@ -66,7 +68,7 @@ def test_a_bad_slurm_setting_names_the_file_and_the_key(tmp_path: Path, body: st
     ("4", "infer", 1, 1), ("4", "evaluate", 1, 1), (None, "infer", 0, 0),
 ])
 def test_on_slurm_gpus_are_a_count(gpus: str | None, stage: str, default: int, count: int) -> None:
-    assert gpu_count(gpus, stage, default) == count
+    assert SlurmBackend(SlurmSettings(gpus_per_stage=default)).gpu_request(gpus, stage) == count
 
 
 def test_a_multi_gpu_train_stage_on_slurm_runs_accelerate_without_device_indices(workspace: Workspace) -> None:

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dialsum_tui.manager.errors import DialsumError, OperationFailed
-from dialsum_tui.manager.runs.models import RunState
+from dialsum_tui.manager.runs.models import Run, RunState
 from engine.contract import FailureKind
 from engine.failures import Failure
 
@@ -109,8 +109,48 @@ class Stopper(Protocol):
         ...
 
 
+# Put in every stage's environment (and so its children's) by the worker: how a backend finds a
+# stage that was launched but whose handle never reached the store (Backend.find_unrecorded).
+LAUNCH_TOKEN_ENV = "DIALSUM_LAUNCH_TOKEN"
+
+
 class Backend(Protocol):
-    name: str
+    """Who starts and watches a stage. The worker and the facade ask a backend what it can do
+    (:attr:`places_devices`, :meth:`gpu_request`, …); none of them asks which backend it is."""
+
+    name: str  # what the store records in ``runs.backend``; a key, never compared outside backends/
+    # True: this host's GPUs are placed by the worker (CUDA_VISIBLE_DEVICES from the run's indices),
+    # so the NVML guard admits and the GPU panel shows them. False: a scheduler places them.
+    places_devices: bool
+
+    def gpu_request(self, gpus: str | None, stage: str) -> int | None:
+        """The GPU count to ask for a stage, or None when ``gpus`` are this host's device indices."""
+        ...
+
+    def handle_of(self, run: Run) -> Handle | None:
+        """The handle of the stage ``run``'s record names (None: between stages, nothing to follow)."""
+        ...
+
+    def may_still_run(self, handle: Handle) -> bool:
+        """At a worker's restart: False when the stage is known to be over (judge it from its evidence)."""
+        ...
+
+    def find_unrecorded(self, run: Run) -> Handle | None:
+        """A stage launched for ``run`` (``run.launch``) whose handle never reached the store, if it runs."""
+        ...
+
+    def stop_now(self, handle: Handle, grace_s: tuple[float, float]) -> str:
+        """Stop the stage with no worker to follow the stop (a cancel while none runs), waiting for
+        it; returns what was done, e.g. "its process 4711 was stopped here (SIGINT)".
+
+        Raises:
+            BackendUnavailable: the backend did not answer; the stage may still run.
+        """
+        ...
+
+    def gone(self) -> Handle | None:
+        """A handle for a stage that ran and ended unrecorded, to judge it from its evidence (None: cannot be)."""
+        ...
 
     def launch(
         self,

@@ -12,9 +12,7 @@ from __future__ import annotations
 from dialsum_tui.manager.backends.local import LocalBackend
 from dialsum_tui.manager.backends.protocol import Backend, Pending, Poll, Running
 from dialsum_tui.manager.backends.slurm import SlurmBackend
-from dialsum_tui.manager.runs.models import parse_gpus
 from dialsum_tui.manager.workspace.settings import Settings
-from engine.contract import Stage
 
 SLURM = SlurmBackend.name
 NOTE_PREFIX = "Slurm: "  # a run's reason that the backend wrote (and clears once the job runs)
@@ -25,17 +23,24 @@ def open_backends(settings: Settings) -> dict[str, Backend]:
     return {LocalBackend.name: LocalBackend(), SLURM: SlurmBackend(settings.slurm)}
 
 
-def gpu_count(gpus: str | None, stage: str, default: int) -> int:
-    """The GPUs a stage asks Slurm for (``--gres=gpu:N``; 0 = a CPU stage).
+BACKENDS: dict[str, type[LocalBackend] | type[SlurmBackend]] = {LocalBackend.name: LocalBackend,
+                                                                  SlurmBackend.name: SlurmBackend}
 
-    On Slurm the run's ``gpus`` is a count, not device indices (Slurm picks the devices and sets
-    ``CUDA_VISIBLE_DEVICES``): ``"2"`` is two GPUs; a list such as ``"0,1"`` counts its entries;
-    none is ``slurm.gpus_per_stage``. Only train uses several; infer and evaluate take at most one,
-    as on the local backend.
-    """
-    items = parse_gpus(gpus)
-    count = default if not items else items[0] if len(items) == 1 else len(items)
-    return count if stage == Stage.TRAIN else min(count, 1)
+
+def places_devices(name: str) -> bool:
+    """Whether the backend called ``name`` (a run's ``backend``, the settings' ``backend``) lets this
+    host's worker place the GPUs (NVML guard, device indices, the GPU panel's devices)."""
+    backend = BACKENDS.get(name)
+    return backend is None or backend.places_devices
+
+
+def backend_check(settings: Settings) -> tuple[bool, str]:
+    """Whether the workspace's backend can run stages now, and what it says (``check``)."""
+    if places_devices(settings.backend):
+        return True, "stages run as processes on this host"
+    from dialsum_tui.manager.backends import slurm
+
+    return slurm.available(settings.slurm)
 
 
 def poll_note(result: Poll) -> str | None:

@@ -33,7 +33,9 @@ from dialsum_tui.manager.backends.slurm_state import (
     sacct_record,
     to_poll,
 )
+from dialsum_tui.manager.runs.models import Run, parse_gpus
 from dialsum_tui.manager.workspace.sections import SlurmSettings
+from engine.contract import Stage
 
 __all__ = ["SlurmBackend", "SlurmError", "SlurmJob", "SlurmSettings", "available", "cancel", "state", "submit"]
 
@@ -325,9 +327,36 @@ class SlurmBackend:
     """The :class:`~dialsum_tui.manager.backends.protocol.Backend` that hands stages to ``sbatch``."""
 
     name = "slurm"
+    places_devices = False  # Slurm picks the devices from --gres and sets CUDA_VISIBLE_DEVICES itself
 
     def __init__(self, settings: SlurmSettings):
         self.settings = settings
+
+    def gpu_request(self, gpus: str | None, stage: str) -> int | None:
+        """``--gres=gpu:N`` for a stage: ``gpus`` is a count on Slurm (a list counts its entries);
+        none is ``slurm.gpus_per_stage``. Only train uses several; infer and evaluate at most one."""
+        items = parse_gpus(gpus)
+        count = self.settings.gpus_per_stage if not items else items[0] if len(items) == 1 else len(items)
+        return count if stage == Stage.TRAIN else min(count, 1)
+
+    def handle_of(self, run: Run) -> SlurmJob | None:
+        return SlurmJob(str(run.job_id)) if run.job_id else None
+
+    def may_still_run(self, handle: SlurmJob) -> bool:
+        return True  # Slurm holds the job: the next poll says how it is
+
+    def find_unrecorded(self, run: Run) -> SlurmJob | None:
+        return None  # a submission whose answer was lost is found at the next submit, by its --comment mark
+
+    def stop_now(self, handle: SlurmJob, grace_s: tuple[float, float]) -> str:
+        try:
+            final = cancel(handle.job_id, grace_s=grace_s[0])
+        except SlurmError as err:
+            raise BackendUnavailable(f"could not cancel Slurm job {handle.job_id}: {err}") from None
+        return f"Slurm job {handle.job_id} was cancelled here (scancel; Slurm says {final.status})"
+
+    def gone(self) -> SlurmJob | None:
+        return None  # without a job id there is nothing to judge: the next submit finds a lost one by its mark
 
     def launch(self, run_id: int, stage: str, argv: Sequence[str], env: Mapping[str, str], *, cwd: Path,
                log_path: Path, gpus: int, dependency: SlurmJob | None = None) -> SlurmJob:

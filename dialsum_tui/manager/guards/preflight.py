@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dialsum_tui.manager.backends.registry import places_devices
 from dialsum_tui.manager.guards.gpu import GpuSource
 from dialsum_tui.manager.runs.models import Run
 from dialsum_tui.manager.workspace.layout import Workspace
@@ -196,7 +197,7 @@ def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list
     if stages:
         problems += check_prerequisites(ws, cfg, stages[0], keys)
     problems += check_outputs(ws, cfg, quota_root(ws), settings.allow_outside_quota)
-    if settings.backend != "slurm":  # on Slurm the devices are the cluster's (a count), not this host's
+    if places_devices(settings.backend):  # else the devices are a scheduler's (a count), not this host's
         problems += check_gpus(gpus, gpu_source)
     return problems
 

@@ -14,8 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from dialsum_tui.manager import process, procfs
-from dialsum_tui.manager.backends.protocol import Backend, BackendUnavailable, Handle
+from dialsum_tui.manager.backends.protocol import LAUNCH_TOKEN_ENV, Backend, BackendUnavailable, Handle
 from dialsum_tui.manager.backends.protocol import LaunchError as BackendRefused
 from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.guards.disk import engine_disk_args
@@ -31,9 +30,6 @@ from engine.contract import DEV_CSV, FailureKind, RunFiles, Stage, load_snapshot
 from engine.failures import Failure
 
 ENGINE_ENV = ENV_VARS["engine"]  # tests: a shlex-split stand-in for [python, -m, engine]
-# Put in every stage's environment (and so its children's): how a restarted worker recognises a
-# stage it launched but did not live to record (:func:`launch_intent`, :func:`find_launched`).
-LAUNCH_TOKEN_ENV = "DIALSUM_LAUNCH_TOKEN"
 CPU_PROCS_ENV = ENV_VARS["cpu_procs"]  # CPU-only hosts (CI, demo): train runs without gpus with N gloo processes
 
 
@@ -146,31 +142,6 @@ def launch_intent(ws: Workspace, run: Run, stage: str) -> dict[str, Any]:
     except FileNotFoundError:
         offset = 0
     return {"stage": stage, "token": f"{run.id}-{stage}-{uuid.uuid4().hex[:12]}", "events_offset": offset}
-
-
-EXEC_WINDOW_S = 0.5  # a child between fork and exec still shows its parent's environment
-
-
-def find_launched(run: Run, looks: int = 3) -> process.Identity | None:
-    """The stage process recorded in ``run.launch`` if it is still alive (the session leader among
-    the processes carrying its token), else None.
-
-    A stage caught between fork and exec does not carry its token yet, so "not found" is only
-    believed after ``looks`` looks spread over :data:`EXEC_WINDOW_S`.
-    """
-    token = run.launch.get("token")
-    if not token:
-        return None
-    for look in range(looks):
-        if look:
-            time.sleep(EXEC_WINDOW_S / (looks - 1))
-        pids = procfs.pids_with_environ(LAUNCH_TOKEN_ENV, str(token))
-        leaders = [pid for pid in pids if process.session_of(pid) == pid] or pids
-        for pid in leaders:
-            started = process.start_time(pid)
-            if started is not None:
-                return process.Identity(pid, started)
-    return None
 
 
 def start_stage(ws: Workspace, run: Run, stage: str, backend: Backend, gpu_count: int | None = None,

@@ -24,8 +24,6 @@ from pathlib import Path
 from dialsum_tui.manager import process
 from dialsum_tui.manager.backends.protocol import BackendUnavailable, Exited, Gone, Pending, Running
 from dialsum_tui.manager.backends.registry import (
-    SLURM,
-    gpu_count,
     open_backends,
     poll_note,
     unanswered_note,
@@ -328,7 +326,7 @@ class Worker:
     def _admit(self, usage: DiskUsage | None, disk_problem: str | None) -> None:
         runs = self.store.list()
         guards = lambda run, stage: self._guards(run, stage, runs, usage, disk_problem)  # noqa: E731
-        for decision in decide(runs, self.active.keys(), self.store.paused(), guards, devices=self.backend.name != SLURM):
+        for decision in decide(runs, self.active.keys(), self.store.paused(), guards, devices=self.backend.places_devices):
             if isinstance(decision, Wait):
                 self._wait(decision.run, decision.reason)
                 if decision.by_guard:
@@ -362,7 +360,7 @@ class Worker:
             return Blocked(None, disk_problem)
         gpus = parse_gpus(run.gpus)
         gpu = None
-        if self.backend.name != SLURM:  # on Slurm the cluster admits GPUs; the shared disk is still ours
+        if self.backend.places_devices:  # else a scheduler admits GPUs; the shared disk is still ours
             try:
                 gpu = self.guard.check(gpus, run_owners(runs, self.seen_pids))
             except Exception as err:  # NVML can fail at any call: hold the run, say why
@@ -388,7 +386,7 @@ class Worker:
             except IllegalTransition:
                 return  # cancelled between our read and now
         backend = self.backend
-        count = gpu_count(run.gpus, stage, self.settings.slurm.gpus_per_stage) if backend.name == SLURM else None
+        count = backend.gpu_request(run.gpus, stage)
         # The intent goes on record before the process exists: whatever happens to this worker
         # between spawn and the pid's record, the next one finds the stage instead of starting it twice.
         intent = launch_intent(self.ws, run, stage)

@@ -11,15 +11,10 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from dialsum_tui.manager import process
-from dialsum_tui.manager.backends.local import NAME as LOCAL
-from dialsum_tui.manager.backends.local import LocalStage
 from dialsum_tui.manager.backends.protocol import Backend
-from dialsum_tui.manager.backends.registry import SLURM
 from dialsum_tui.manager.runs.events import stage_events
 from dialsum_tui.manager.runs.models import Run, RunState
 from dialsum_tui.manager.worker.following import ActiveStage
-from dialsum_tui.manager.worker.launching import find_launched
 from dialsum_tui.manager.workspace.layout import Workspace
 from engine.artifacts import EventTail
 from engine.contract import Event, RunFiles
@@ -43,32 +38,30 @@ def stages_left_running(ws: Workspace, runs: Iterable[Run],
         # The stage's events begin where its launch intent says; without one, all are read.
         tail = EventTail(RunFiles(ws.run_dir(run.id)).events, offset=int(launch.get("events_offset") or 0))
         events = stage_events(tail.read_new(), stage_name)
-        if run.backend == SLURM and run.job_id is not None:
-            backend = backends[SLURM]
-            yield run, ActiveStage(run.id, stage_name, backend.handle(str(run.job_id)), backend, tail, events), True
-        elif run.pid is None and launch and run.backend != SLURM:
-            found = unrecorded_stage(run, stage_name, events, backends[LOCAL], tail)
+        backend = backends[run.backend]
+        handle = backend.handle_of(run)
+        if handle is not None:
+            yield run, ActiveStage(run.id, stage_name, handle, backend, tail, events), backend.may_still_run(handle)
+        elif launch:
+            found = unrecorded_stage(run, stage_name, events, backend, tail)
             if found is not None:
                 yield run, *found
-        elif run.pid is None:
-            log.info("run %d: between stages (next %s); continuing", run.id, run.stage)
         else:
-            ident = process.Identity(run.pid, run.pid_start_time or 0.0)
-            stage = ActiveStage(run.id, stage_name, LocalStage(ident), backends[LOCAL], tail, events)
-            yield run, stage, process.is_alive(run.pid, run.pid_start_time)
+            log.info("run %d: between stages (next %s); continuing", run.id, run.stage)
 
 
 def unrecorded_stage(run: Run, stage: str, events: list[dict[str, Any]], backend: Backend,
                      tail: EventTail) -> tuple[ActiveStage, bool] | None:
-    """A stage whose launch was recorded as an intent but whose pid never was (the worker stopped
-    in between): follow it if its process lives, judge it from its events if it ran and ended, and
-    leave it to admission (None) if it never started — launching it then is its first start."""
-    ident = find_launched(run)
-    if ident is not None:
-        log.info("run %d: found %s stage pid %d by its launch token; re-adopting", run.id, stage, ident.pid)
-        return ActiveStage(run.id, stage, LocalStage(ident), backend, tail, events), True
-    if any(e.get("event") == Event.STARTED for e in events):
+    """A stage whose launch was recorded as an intent but whose handle never was (the worker stopped
+    in between): follow it if it runs, judge it from its events if it ran and ended, and leave it to
+    admission (None) if it never started — launching it then is its first start."""
+    handle = backend.find_unrecorded(run)
+    if handle is not None:
+        log.info("run %d: found %s stage %s by its launch token; re-adopting", run.id, stage, handle.ref)
+        return ActiveStage(run.id, stage, handle, backend, tail, events), True
+    gone = backend.gone()
+    if gone is not None and any(e.get("event") == Event.STARTED for e in events):
         log.info("run %d: %s started (its events say) and ended while no worker watched; judging", run.id, stage)
-        return ActiveStage(run.id, stage, LocalStage(process.Identity(0, 0.0)), backend, tail, events), False
+        return ActiveStage(run.id, stage, gone, backend, tail, events), False
     log.info("run %d: %s was about to start when the last worker stopped; it never did: starting it", run.id, stage)
     return None
