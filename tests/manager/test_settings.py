@@ -66,10 +66,18 @@ def test_the_workspace_reads_its_settings_and_reports_them_as_a_workspace_error(
         ws.settings()
 
 
-def test_env_variables_are_validated_once_with_a_clear_message() -> None:
-    env = env_settings({})
+def _environment(monkeypatch: pytest.MonkeyPatch, **variables: str) -> EnvSettings:
+    for var in ENV_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+    for var, value in variables.items():
+        monkeypatch.setenv(var, value)
+    return env_settings()
+
+
+def test_env_variables_are_validated_once_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _environment(monkeypatch)
     assert env == EnvSettings() and env.cpu_procs == 1 and env.engine is None and env.worker_poll_s == 0.5
-    env = env_settings({
+    env = _environment(monkeypatch, **{
         "DIALSUM_CPU_PROCS": "2", "DIALSUM_ENGINE": "python tests/fake_engine.py --step-s 0.1",
         "DIALSUM_WORKER_POLL_S": "0.05", "DIALSUM_STOP_GRACE": "1.5,3", "DIALSUM_DEMO_PRETRAIN_STEPS": "0",
         "DIALSUM_FAKE_GPU": "gpu.json", "DIALSUM_WORKSPACE": "/ws", "UNRELATED": "x",
@@ -77,7 +85,7 @@ def test_env_variables_are_validated_once_with_a_clear_message() -> None:
     assert env.cpu_procs == 2 and env.engine == ("python", "tests/fake_engine.py", "--step-s", "0.1")
     assert env.worker_poll_s == 0.05 and env.stop_grace == (1.5, 3.0) and env.demo_pretrain_steps == 0
     assert env.fake_gpu == Path("gpu.json") and env.workspace == Path("/ws")
-    assert env_settings({"DIALSUM_CPU_PROCS": "  "}).cpu_procs == 1  # blank = unset
+    assert _environment(monkeypatch, DIALSUM_CPU_PROCS="  ").cpu_procs == 1  # blank = unset
     for var, value, expected in [
         ("DIALSUM_CPU_PROCS", "abc", r"\$DIALSUM_CPU_PROCS='abc': .*integer.*train ranks on a CPU-only host"),
         ("DIALSUM_CPU_PROCS", "0", r"\$DIALSUM_CPU_PROCS='0': .*greater than or equal to 1"),
@@ -86,7 +94,7 @@ def test_env_variables_are_validated_once_with_a_clear_message() -> None:
         ("DIALSUM_STOP_GRACE", "1,2,3", r"\$DIALSUM_STOP_GRACE='1,2,3': expected 'sigint_s' or 'sigint_s,sigterm_s'"),
     ]:
         with pytest.raises(SettingsError, match=expected) as err:
-            env_settings({var: value})
+            _environment(monkeypatch, **{var: value})
         assert str(err.value).endswith("fix or unset it")
 
 
@@ -94,8 +102,8 @@ def test_every_dialsum_variable_the_manager_reads_is_in_the_model() -> None:
     # grep, so a new variable read somewhere in the manager or the TUI cannot skip validation.
     spelled: set[str] = set()
     for path in (REPO / "dialsum_tui").rglob("*.py"):
-        if path.name == "notify.py":  # the variables it hands to the user's notify command: outputs, not settings
-            continue
+        if path.name in ("notify.py", "protocol.py"):  # variables handed to the notify command and to
+            continue  # each stage (the launch token): outputs of the manager, not its settings
         spelled |= set(re.findall(r"\bDIALSUM_[A-Z_]+\b", path.read_text(encoding="utf-8")))
     assert spelled <= set(ENV_VARS.values()), sorted(spelled - set(ENV_VARS.values()))
 

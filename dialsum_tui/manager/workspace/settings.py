@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import shlex
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.workspace.sections import NotifySettings, SlurmSettings, SlurmSettingsError, parse_settings
@@ -163,16 +163,20 @@ def _grace(value: Any) -> Any:
     return value
 
 
-class EnvSettings(BaseModel):
-    """The ``DIALSUM_*`` variables the manager reads, validated once (:func:`env_settings`).
+ENV_PREFIX = "DIALSUM_"  # every variable the manager reads is this prefix + a field of EnvSettings
 
-    Every field is None (or its default) when its variable is unset or empty.
+
+class EnvSettings(BaseSettings):
+    """The ``DIALSUM_*`` variables the manager reads, validated once (:func:`env_settings`):
+    each is ``DIALSUM_`` + a field name in capitals (pydantic-settings' ``env_prefix``).
+
+    Every field is None (or its default) when its variable is unset or blank.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     workspace: Path | None = Field(None, description="DIALSUM_WORKSPACE: the workspace when --workspace is not given.")
-    engine: tuple[str, ...] | None = Field(
+    engine: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None, description="DIALSUM_ENGINE: a shlex-split stand-in for `python -m engine` (tests, the fake engine)."
     )
     worker_poll_s: float = Field(0.5, gt=0, description="DIALSUM_WORKER_POLL_S: seconds between the worker's ticks.")
@@ -185,9 +189,17 @@ class EnvSettings(BaseModel):
     demo_pretrain_steps: int = Field(
         200, ge=0, description="DIALSUM_DEMO_PRETRAIN_STEPS: LM pre-training steps of the demo's tiny causal base."
     )
-    stop_grace: tuple[float, ...] | None = Field(
+    stop_grace: Annotated[tuple[float, ...] | None, NoDecode] = Field(
         None, description="DIALSUM_STOP_GRACE: 'sigint_s,sigterm_s' to wait before escalating a stop."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()
+                    if not (isinstance(v, str) and not v.strip())}
+        return data
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -207,36 +219,31 @@ class EnvSettings(BaseModel):
         return value
 
 
-# field -> variable; every DIALSUM_* the manager reads is listed here.
-ENV_VARS: dict[str, str] = {
-    "workspace": "DIALSUM_WORKSPACE",
-    "engine": "DIALSUM_ENGINE",
-    "worker_poll_s": "DIALSUM_WORKER_POLL_S",
-    "cpu_procs": "DIALSUM_CPU_PROCS",
-    "fake_gpu": "DIALSUM_FAKE_GPU",
-    "demo_pretrain_steps": "DIALSUM_DEMO_PRETRAIN_STEPS",
-    "stop_grace": "DIALSUM_STOP_GRACE",
-}
+def env_var(field: str) -> str:
+    """The variable a field of :class:`EnvSettings` is read from, e.g. ``cpu_procs`` → ``DIALSUM_CPU_PROCS``."""
+    return ENV_PREFIX + field.upper()
 
 
-def env_settings(environ: Mapping[str, str] | None = None) -> EnvSettings:
-    """Read and validate the ``DIALSUM_*`` variables (``os.environ`` by default).
+# field -> variable, derived from the model (the names are never written out by hand).
+ENV_VARS: dict[str, str] = {field: env_var(field) for field in EnvSettings.model_fields}
+
+
+def env_settings() -> EnvSettings:
+    """Read and validate the ``DIALSUM_*`` variables of this process's environment.
 
     Read each time it is called (tests set variables per test); cheap.
 
     Raises:
         SettingsError: e.g. "$DIALSUM_CPU_PROCS='abc': expected a whole number ... ; fix or unset it".
     """
-    env = os.environ if environ is None else environ
-    raw = {field: env[var].strip() for field, var in ENV_VARS.items() if env.get(var, "").strip()}
     try:
-        return EnvSettings.model_validate(raw)
+        return EnvSettings()
     except ValidationError as err:
         lines = []
         for e in err.errors():
-            field = str(e["loc"][0])
-            var = ENV_VARS.get(field, field)
-            what = EnvSettings.model_fields[field].description or ""
+            field = str(e["loc"][0]) if e["loc"] else ""
+            var = env_var(field)
+            what = EnvSettings.model_fields[field].description or "" if field in EnvSettings.model_fields else ""
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"${var}={env.get(var)!r}: {msg} ({what.split(': ', 1)[-1]}); fix or unset it")
+            lines.append(f"${var}={os.environ.get(var)!r}: {msg} ({what.split(': ', 1)[-1]}); fix or unset it")
         raise SettingsError("\n".join(lines)) from None
