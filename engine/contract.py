@@ -133,6 +133,19 @@ HINTS: dict[FailureKind, str] = {
     FailureKind.UNKNOWN: "no known failure signature: read the message and run.log (`dialsum-tui logs ID`)",
 }
 
+# Advice for a failure in a situation where its kind's own hint would mislead (the manager picks
+# them; ``{…}`` fields are filled in where the situation is known). Every hint there is lives here.
+OTHERS_HELD_HINT = ("another process held GPU memory at the time: free it (`dialsum-tui check`) and retry before "
+                    "shrinking the batch")
+FULL_FILESYSTEM_HINT = ("free space on that filesystem (`df -h {path}`: `dialsum-tui prune` for our old checkpoints, "
+                        "or other users' files), then `dialsum-tui retry ID`")
+READ_ONLY_HINT = ("the system remounted it read-only (usually after an I/O error: see `dmesg`); ask the admin to check "
+                  "and remount {path} read-write, then `dialsum-tui retry ID`")
+SNAPSHOT_HINT = "fix the config and add it again"
+ENVIRONMENT_HINT = "fix or unset the variable named above"
+SLURM_SETTINGS_HINT = "fix slurm.* in .dialsum/settings.yaml"
+ENGINE_COMMAND_HINT = "check ${variable} or the Python environment"
+
 
 # --- one typed record per event ---------------------------------------------------------------
 

@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 
-from dialsum_tui.manager.worker.verdict import classify, error_lines
+from dialsum_tui.manager.runs.logs import error_lines
+from dialsum_tui.manager.worker.verdict import classify
 from engine.artifacts import EventWriter, read_events
 from engine.contract import FailureKind
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.contract import FULL_FILESYSTEM_HINT, READ_ONLY_HINT
 from engine.units import format_bytes, gb_to_bytes
 
 if TYPE_CHECKING:
@@ -43,11 +44,7 @@ class FilesystemProblem:
     @property
     def hint(self) -> str:
         """What to do about it (the kind's generic hint speaks of the quota, which is not this)."""
-        if self.read_only:
-            return (f"the system remounted it read-only (usually after an I/O error: see `dmesg`); ask the admin "
-                    f"to check and remount {self.path} read-write, then `dialsum-tui retry ID`")
-        return (f"free space on that filesystem (`df -h {self.path}`: `dialsum-tui prune` for our old "
-                f"checkpoints, or other users' files), then `dialsum-tui retry ID`")
+        return (READ_ONLY_HINT if self.read_only else FULL_FILESYSTEM_HINT).format(path=self.path)
 
 
 def _existing(path: Path) -> Path:

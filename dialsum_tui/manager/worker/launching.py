@@ -26,7 +26,17 @@ from dialsum_tui.manager.workspace.layout import Workspace
 from dialsum_tui.manager.workspace.settings import ENV_VARS, SettingsError, env_settings
 from engine.artifacts import dev_predictions_path
 from engine.config import ConfigError, RunConfig
-from engine.contract import DEV_CSV, FailureKind, RunFiles, Stage, load_snapshot
+from engine.contract import (
+    DEV_CSV,
+    ENGINE_COMMAND_HINT,
+    ENVIRONMENT_HINT,
+    SLURM_SETTINGS_HINT,
+    SNAPSHOT_HINT,
+    FailureKind,
+    RunFiles,
+    Stage,
+    load_snapshot,
+)
 from engine.failures import Failure
 
 ENGINE_ENV = ENV_VARS["engine"]  # tests: a shlex-split stand-in for [python, -m, engine]
@@ -164,13 +174,13 @@ def start_stage(ws: Workspace, run: Run, stage: str, backend: Backend, gpu_count
     try:
         cfg = run_config(run)
     except ConfigError as err:
-        raise LaunchError(Failure(FailureKind.CONFIG, str(err), "fix the config and add it again")) from None
+        raise LaunchError(Failure(FailureKind.CONFIG, str(err), SNAPSHOT_HINT)) from None
     files = RunFiles(ws.run_dir(run.id))
     files.root.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
     try:
         argv, extra_env = stage_command(ws, run, stage, cfg, gpu_count)
     except SettingsError as err:  # a DIALSUM_* variable: the message names it
-        raise LaunchError(Failure(FailureKind.CONFIG, str(err), "fix or unset the variable named above")) from None
+        raise LaunchError(Failure(FailureKind.CONFIG, str(err), ENVIRONMENT_HINT)) from None
     env = dict(os.environ, PYTHONUNBUFFERED="1") | extra_env | ({LAUNCH_TOKEN_ENV: token} if token else {})
     with open(os.open(files.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, sharing.file_mode()), "a", encoding="utf-8") as fh:
         fh.write(f"\n=== dialsum: {stage} started {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(argv)}\n")
@@ -180,7 +190,7 @@ def start_stage(ws: Workspace, run: Run, stage: str, backend: Backend, gpu_count
     except BackendUnavailable:
         raise
     except BackendRefused as err:  # sbatch refused the job: its message names the setting
-        raise LaunchError(Failure(FailureKind.CONFIG, str(err), "fix slurm.* in .dialsum/settings.yaml")) from None
+        raise LaunchError(Failure(FailureKind.CONFIG, str(err), SLURM_SETTINGS_HINT)) from None
     except OSError as err:
         raise LaunchError(Failure(FailureKind.CONFIG, f"cannot start {argv[0]}: {err}",
-                                  f"check ${ENGINE_ENV} or the Python environment")) from None
+                                  ENGINE_COMMAND_HINT.format(variable=ENGINE_ENV))) from None

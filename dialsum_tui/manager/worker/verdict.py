@@ -10,7 +10,6 @@ Signatures come from :mod:`engine.failures`, the table the engine uses too.
 from __future__ import annotations
 
 import logging
-import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,12 +18,13 @@ from typing import Any
 from dialsum_tui.manager.backends.protocol import Exited, Gone, verdict
 from dialsum_tui.manager.guards.space import FilesystemProblem
 from dialsum_tui.manager.runs.identity import run_key
+from dialsum_tui.manager.runs.logs import error_lines
 from dialsum_tui.manager.runs.models import Run, RunState
 from dialsum_tui.manager.store.database import IllegalTransition, Store
 from dialsum_tui.manager.workspace.layout import Workspace
 from engine.artifacts import dev_predictions_path, final_model_dir, is_complete_model, submission_path
 from engine.config import ConfigError, RunConfig
-from engine.contract import Event, ExitCode, FailureKind, Stage
+from engine.contract import OTHERS_HELD_HINT, Event, ExitCode, FailureKind, Stage
 from engine.failures import Failure, match_text
 
 log = logging.getLogger("dialsum.worker")
@@ -206,10 +206,6 @@ def with_backend_reason(outcome: Outcome, result: Exited | Gone | None, stage: s
 
 # --- how a stage process ended: success, or a failure kind ----------------------------------
 
-# Not a kind's hint but advice for an OOM while someone else held memory: shrinking the batch
-# would not help, freeing the GPU would.
-OTHERS_HELD_HINT = "another process held GPU memory at the time: free it (`dialsum-tui check`) and retry before shrinking the batch"
-_ERROR_LINE = re.compile(r"error|exception|traceback|fatal|killed|abort", re.IGNORECASE)
 
 
 def _signal_of(exit_code: int | None) -> int | None:
@@ -227,13 +223,6 @@ def last_stage_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the events of the last stage in ``events`` (a run's file holds every stage's)."""
     starts = [i for i, e in enumerate(events) if e.get("event") == Event.STARTED]
     return events[starts[-1]:] if starts else events
-
-
-def error_lines(log_tail: str, limit: int = 3) -> str:
-    """Return the last lines that look like an error (or the last non-empty lines), joined by " | "."""
-    lines = [ln.strip() for ln in log_tail.splitlines() if ln.strip()]
-    picked = [ln for ln in lines if _ERROR_LINE.search(ln)][-limit:] or lines[-limit:]
-    return " | ".join(ln[:300] for ln in picked)
 
 
 def classify(
