@@ -414,11 +414,9 @@ class Manager:
         return WorkspaceOps(self.workspace).stop_worker(timeout_s)
 
     def worker_heartbeat_age(self) -> float | None:
-        """Seconds since the running worker's last heartbeat; None when no worker runs or it writes none.
-
-        The heartbeat is ``beat`` (a ``time.time()``) in the worker's health file, trusted only while
-        the file carries the live worker's pid, as its ailments are.
-        """
+        """Seconds since the running worker last completed a pass (its heartbeat, ``beat`` in its
+        health file, trusted only while the file carries the live worker's pid); None when no worker
+        runs or it wrote none yet."""
         import json
 
         from dialsum_tui.manager.worker.health import health_path
@@ -431,21 +429,23 @@ class Manager:
             beat = float(body["beat"]) if body.get("pid") == pid else None
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
-        return None if beat is None else max(0.0, time.time() - beat)
+        return None if beat is None else max(0.0, time.time() - beat)  # a clock stepped back: fresh
 
     def worker_stalled(self) -> str | None:
-        """Why the running worker looks stuck (its heartbeat is too old), or None when it beats or none runs."""
+        """Why the running worker looks stuck (stopped by a signal, or no pass completed for
+        :data:`STALL_AFTER_S` / :data:`STALL_POLLS` ticks), or None when it works or none runs."""
+        from dialsum_tui.manager.worker.health import HEARTBEAT_S, stall_reason
         from dialsum_tui.manager.workspace.settings import env_settings
 
-        age = self.worker_heartbeat_age()
-        try:
-            limit = max(STALL_AFTER_S, STALL_POLLS * env_settings().worker_poll_s)
-        except DialsumError:
-            limit = STALL_AFTER_S
-        if age is None or age <= limit:
+        running, pid = self.worker_status()
+        if not running or pid is None:
             return None
-        return (f"no heartbeat for {age:.0f} s (pid {self.worker_status()[1]}): it admits and follows nothing; "
-                f"see {self.workspace.worker_log}, then `dialsum-tui worker stop && dialsum-tui worker start`")
+        try:
+            poll_s = env_settings().worker_poll_s
+        except (DialsumError, ValueError):  # a bad DIALSUM_WORKER_POLL_S: the worker itself says so
+            poll_s = 0.0
+        limit = max(STALL_AFTER_S, STALL_POLLS * poll_s, 4 * HEARTBEAT_S)
+        return stall_reason(self.workspace, pid, self.worker_heartbeat_age(), limit)
 
     # --- files --------------------------------------------------------------------------------
 
