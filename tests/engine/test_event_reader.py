@@ -317,3 +317,20 @@ def test_reading_a_big_file_does_not_grow_with_it(tmp_path: Path, small_ends: No
         reads.append(summary.bytes_read)
     assert sizes[1] > 9 * sizes[0]
     assert reads[1] - reads[0] < (sizes[1] - sizes[0]) / 20, (sizes, reads)
+
+
+def test_the_scan_in_small_chunks_steps_over_an_over_long_line(tmp_path: Path, small_ends: None,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(event_reader, "SCAN_BYTES", 4096)  # lines cross every chunk boundary
+    monkeypatch.setattr(event_reader, "READ_CAP", 2048)
+    path = tmp_path / "events.jsonl"
+    write_run(path, steps=1500, eval_every=100)
+    data = path.read_bytes()
+    middle = data.index(b"\n", len(data) // 2) + 1
+    junk = b'{"v": 1, "event": "eval", "message": "' + b"x" * 20_000 + b'\n'  # a torn 20 kB line
+    path.write_bytes(data[:middle] + junk + data[middle:])
+    events_index_path(path).unlink()
+    summary = RunEvents.open(path, 40, full_below=0)
+    full = full_summary(path, 40)
+    same_but_curve(summary, full, 40)
+    assert summary.skipped_lines >= 1 and summary.scanned_bytes > len(data) // 2
