@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +34,22 @@ ERROR_LINE = re.compile(r"error|exception|traceback|fatal|failed|killed|abort|ou
 WARNING_LINE = re.compile(r"\b[A-Z]\w*Warning\b|^\s*warnings\.warn\(")
 # ...unless the line is a raised exception ("RuntimeError: ...", "torch.OutOfMemoryError: ...").
 RAISED_LINE = re.compile(r"^\s*(?:\w+\.)*\w*(?:Error|Exception)\b|^Traceback")
+
+
+# The line the worker writes into run.log before each stage: what a rebuilt store reads back to
+# know which stages a run started (stage_header writes it, started_stages reads it).
+_STAGE_HEADER = re.compile(r"^=== dialsum: (?P<stage>\w+) started")
+
+
+def stage_header(stage: str, argv: list[str], when: float | None = None) -> str:
+    """The line that opens a stage's part of ``run.log`` (with the command it runs)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+    return f"\n=== dialsum: {stage} started {stamp}: {shlex.join(argv)}\n"
+
+
+def started_stages(lines: Iterable[str]) -> list[str]:
+    """The stages whose header (:func:`stage_header`) is among ``lines``, in order."""
+    return [m["stage"] for line in lines if (m := _STAGE_HEADER.match(line))]
 
 
 def is_error_line(line: str) -> bool:

@@ -7,9 +7,7 @@ line in ``run.log``.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from dialsum_tui.manager.backends.protocol import LaunchError as BackendRefused
 from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.guards.disk import engine_disk_args
 from dialsum_tui.manager.runs.identity import model_key, predictions_key, run_key
+from dialsum_tui.manager.runs.logs import stage_header
 from dialsum_tui.manager.runs.models import Run, parse_gpus
 from dialsum_tui.manager.runs.retry import resume_args
 from dialsum_tui.manager.workspace import sharing
@@ -183,7 +182,7 @@ def start_stage(ws: Workspace, run: Run, stage: str, backend: Backend, gpu_count
         raise LaunchError(Failure(FailureKind.CONFIG, str(err), ENVIRONMENT_HINT)) from None
     env = dict(os.environ, PYTHONUNBUFFERED="1") | extra_env | ({LAUNCH_TOKEN_ENV: token} if token else {})
     with open(os.open(files.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, sharing.file_mode()), "a", encoding="utf-8") as fh:
-        fh.write(f"\n=== dialsum: {stage} started {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(argv)}\n")
+        fh.write(stage_header(stage, argv))
     gpus = gpu_count if gpu_count is not None else len(parse_gpus(run.gpus) or ())
     try:
         return backend.launch(run.id, stage, argv, env, cwd=ws.root, log_path=files.log, gpus=gpus)
