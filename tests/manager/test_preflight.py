@@ -135,3 +135,18 @@ def test_a_waiting_queue_does_not_re_read_unchanged_csvs(workspace: Workspace, m
     (workspace.data_dir / "dev.csv").write_text("fname,dialogue,summary\n", encoding="utf-8")  # now empty
     problems = preflight(workspace, cfg, ("train",), None, NoGpuSource(), checks)
     assert [p.where for p in problems] == [str(workspace.data_dir / "dev.csv")] and len(checks._seen) == 4
+
+
+def test_a_model_kind_its_checkpoint_contradicts_is_refused_at_add_naming_the_key(workspace: Workspace,
+                                                                                  make_config) -> None:
+    # The model's own config.json says encoder-decoder (BART); the config says causal: known before
+    # the first step (it used to pass add and fail hours later as `unknown`).
+    model = workspace.root / "models" / "kobart-like"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text('{"model_type": "bart", "architectures": ["BartForConditionalGeneration"], '
+                                       '"is_encoder_decoder": true}', encoding="utf-8")
+    config = make_config("m", model={"name_or_path": "models/kobart-like", "nickname": "m", "kind": "causal"})
+    done = add_cli(workspace, str(config))
+    assert done.returncode == 2, done.stdout
+    assert "model.kind" in done.stderr and "not queued" in done.stderr
+    assert Manager.open(workspace).runs() == []

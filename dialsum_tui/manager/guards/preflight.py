@@ -24,6 +24,7 @@ from engine.config import ConfigError, RunConfig
 from engine.contract import DATA_FILES, DEV_CSV, TEST_CSV, TRAIN_CSV, FailureKind, Stage, load_snapshot
 from engine.data import DataError, load_split
 from engine.failures import Failure
+from engine.model_check import model_mistakes
 
 # A hub repo id: "org/name" (HF's rules: letters, digits, '-', '_', '.'; no leading '-' or '.').
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -193,6 +194,9 @@ def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list
     problems: list[Problem] = []
     if Stage.TRAIN in stages:
         problems += check_model(ws, cfg.model.name_or_path)
+        # What the model's own files contradict (kind vs architecture, no chat template, LoRA targets):
+        # known before the first step, so refused here rather than failing as `unknown` an hour in.
+        problems += [Problem(m.key, f"{m.message}; {m.fix}", FailureKind.CONFIG) for m in model_mistakes(cfg, ws.root)]
     problems += check_data(ws, cfg, stages, checks or DataChecks())
     if stages:
         problems += check_prerequisites(ws, cfg, stages[0], keys)
