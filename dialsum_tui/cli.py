@@ -152,7 +152,7 @@ def cmd_retry(manager: Manager, args: argparse.Namespace) -> ExitCode:
 
 def cmd_pause(manager: Manager, args: argparse.Namespace) -> ExitCode:
     manager.pause()
-    emit(args, {"paused": True}, "queue paused: running stages continue, nothing new starts")
+    emit(args, {"paused": True}, f"queue paused: {Manager.PAUSE_MEANING}")
     return ExitCode.OK
 
 

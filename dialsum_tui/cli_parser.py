@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="take this (fixed) config file instead of the old snapshot")
     add_json(p)
 
-    add_json(sub.add_parser("pause", help="start nothing new (running stages continue)"))
+    add_json(sub.add_parser("pause", help="start nothing new (a running pipeline finishes its stages)"))
     add_json(sub.add_parser("resume", help="let the queue start runs again (starts the worker)"))
 
     p = sub.add_parser("logs", help="print a run's log (a run that failed before its log began: its failure)")

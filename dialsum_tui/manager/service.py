@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager import process, procfs
+from dialsum_tui.manager.worker.admission import PAUSE_MEANING
 from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.guards.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.runs import identity
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.insights.samples import SampleSet
     from dialsum_tui.manager.runs.logs import LogTail
     from dialsum_tui.manager.runs.retry import RetryPlan
+    from engine.contract import EventRecord
+    from engine.event_reader import RunEvents
 
 WORKER_START_TIMEOUT_S = 10.0
 # A worker whose heartbeat is older than this (and than STALL_POLLS of its ticks) is stalled: its
@@ -134,9 +137,15 @@ class WorkspaceOps:
         Returns:
             True if a worker was running and stopped; False if none was running, or it held on
             past ``timeout_s`` (:meth:`worker_pid` tells the two apart).
+
+        Raises:
+            OperationFailed: the worker runs as another user (only they or root may stop it).
         """
         from dialsum_tui.manager.store.integrity import stop_worker
 
+        pid = self.worker_pid()
+        if pid is not None:  # another user's worker: refused at once, naming who can stop it
+            sharing.stop_route(pid, None, "the worker serving this workspace", "dialsum-tui worker stop")
         return stop_worker(self.workspace, timeout_s)
 
     def broken_store_message(self, err: BaseException) -> str:
@@ -243,15 +252,31 @@ class Manager:
         With no worker running, a running run is stopped here: its stage by pid and start time
         (SIGINT → SIGTERM → SIGKILL, never a reused pid), then marked cancelled; its ``reason`` says
         which signals were really sent.
+
+        A stage belongs to whoever's worker launched it, and Unix lets only that user (or root)
+        signal it: when the running worker may not, the stop is delivered here if this user may,
+        else refused at once, naming who can (``sharing.stop_route``).
+
+        Raises:
+            OperationFailed: neither the worker nor this user may signal the stage; nothing was changed.
         """
+        current = self.store.get(run_id)
+        running, worker = self.worker_status()
+        stop_here = not running
+        if current.state is RunState.RUNNING and current.pid and \
+                process.is_alive(current.pid, current.pid_start_time or 0.0):
+            stop_here = sharing.stop_route(current.pid, worker if running else None,
+                                           f"run {run_id}'s {current.stage or 'stage'}", f"dialsum-tui cancel {run_id}")
         run = self.store.request_cancel(run_id)
-        if run.state is RunState.RUNNING and not self.worker_status()[0]:
-            run = self._cancel_without_worker(run)
+        if run.state is RunState.RUNNING and stop_here:
+            why = (f"the worker (pid {worker}, user {sharing.process_user(worker)}) may not signal it"
+                   if running and worker else "no worker was running")
+            run = self._cancel_without_worker(run, why)
         if run.state is RunState.CANCELLED and run.started_at is None:
             mark_cancelled(self.workspace, run)  # a rebuilt store must not queue it again
         return run
 
-    def _cancel_without_worker(self, run: Run) -> Run:
+    def _cancel_without_worker(self, run: Run, why: str = "no worker was running") -> Run:
         from dialsum_tui.manager.backends.protocol import BackendUnavailable
         from dialsum_tui.manager.backends.registry import open_backends
         from dialsum_tui.manager.store.database import IllegalTransition
@@ -268,13 +293,13 @@ class Manager:
         backend = open_backends(settings)[run.backend]
         handle = backend.handle_of(run)
         if handle is None:
-            reason = f"cancelled before {stage} started (no worker was running)"
+            reason = f"cancelled before {stage} started ({why})"
         else:
             try:
                 what = backend.stop_now(handle, grace[:2])
             except BackendUnavailable as err:  # the stage may still run: keep the run as it is, say why
                 raise RuntimeError(f"run {run.id}: could not stop {handle.ref}: {err}") from None
-            reason = f"cancelled during {stage}: no worker was running, so {what}"
+            reason = f"cancelled during {stage}: {why}, so {what}"
         try:
             return self.store.transition(run.id, RunState.CANCELLED, reason=reason, pid=None, pid_start_time=None)
         except IllegalTransition:
@@ -317,6 +342,8 @@ class Manager:
             _refuse_finished_training(run, action_ or run.action)
         return plan_retry(self.workspace, run, resume=resume, overrides=overrides, config_file=config_file,
                           action=action_)
+
+    PAUSE_MEANING = PAUSE_MEANING  # what pause does, for every front end to say the same way
 
     def pause(self) -> None:
         self.store.set_paused(True)
@@ -464,8 +491,17 @@ class Manager:
 
         return worker_store_problem(self.workspace)
 
-    def events(self, run_id: int) -> list[dict[str, Any]]:
-        return artifacts.read_events(RunFiles(self.workspace.run_dir(run_id)).events)
+    def events(self, run_id: int) -> tuple[EventRecord, ...]:
+        """Run ``run_id``'s events as typed records in file order, bounded whatever the file's size:
+        every rare one (started, phase, eval, artifact, warning, finished, failed), each stage's last
+        progress and a loss curve of a few hundred points (:meth:`event_summary`'s ``kept``)."""
+        return self.event_summary(run_id).kept
+
+    def event_summary(self, run_id: int) -> RunEvents:
+        """The bounded summary of run ``run_id``'s ``events.jsonl``, per stage (read once per file state)."""
+        from dialsum_tui.manager.runs.events import run_summary
+
+        return run_summary(RunFiles(self.workspace.run_dir(run_id)).events)
 
     # --- results, GPU, disk -------------------------------------------------------------------
 

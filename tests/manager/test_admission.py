@@ -55,8 +55,8 @@ CASES = {
     "a missing dependency does not hold it": Case([run(2, after=1)], [(Launch, 2, Stage.TRAIN)]),
     "pause holds every pending run": Case([run(1), run(2, W)], [(Wait, 1, PAUSED_REASON), (Wait, 2, PAUSED_REASON)],
                                           paused=True),
-    "pause holds a run between stages too": Case(
-        [run(1, R, stage="infer")], [(Wait, 1, PAUSED_REASON)], paused=True),
+    "pause lets a run between stages finish its pipeline": Case(
+        [run(1, R, stage="infer"), run(2)], [(Launch, 1, Stage.INFER)], paused=True),
     "a running run on the same device holds it; another device goes": Case(
         [run(1, R, gpus="0", stage="train", pid=11), run(2, gpus="0"), run(3, gpus="1")],
         [(Wait, 2, SAME_DEVICE_REASON), (Launch, 3, Stage.TRAIN)], following=(1,)),
@@ -109,3 +109,4 @@ def test_guards_are_asked_only_for_runs_that_got_past_the_queue_rules() -> None:
     runs[3] = run(4, R, gpus="2", stage="evaluate", pid=44)
     decide(runs, (1, 4), False, guards)
     assert asked == [(5, Stage.TRAIN)]  # 2: dependency, 3: device 0 busy with run 1; 5 launches, 6 never asked
+

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from dialsum_tui.manager.runs.models import Run, RunState, parse_gpus
 
+# What pause means, said the same way everywhere (CLI, TUI, docs): runs that have not started wait;
+# a run already under way goes on into its next stage.
+PAUSE_MEANING = "nothing new starts; a running pipeline finishes its stages"
 PAUSED_REASON = "queue paused: `dialsum-tui resume` to continue"
 SAME_DEVICE_REASON = "waiting for the running run(s) on the same device(s)"
 
@@ -107,7 +110,7 @@ def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Gu
             if held is not None:
                 decisions.append(held)
                 continue
-        if paused:
+        if paused and run.state is not RunState.RUNNING:  # a pipeline under way finishes its stages
             decisions.append(Wait(run, PAUSED_REASON))
             continue
         if devices and busy_devices(runs, run):
