@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import unicodedata
@@ -143,8 +144,38 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path | str, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` so that readers see either the old file or the whole new one."""
+def current_umask() -> int:
+    """This process's umask, read without changing it (``/proc/self/status``; a brief set-and-restore
+    where that line is missing, before Linux 4.7)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode ``open()`` or ``mkdir()`` would give a new file (0666) or directory (0777) under the umask.
+
+    ``mkstemp`` and ``mkdtemp`` make 0600 and 0700 whatever the umask says: what they create is
+    chmod-ed to this, so a shared workspace (the worker sets umask 007, dialsum_tui's sharing)
+    gets group-readable models and submissions, and a private one (077) gets nothing for others.
+    """
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
+def atomic_write_text(path: Path | str, text: str, mode: int | None = None) -> None:
+    """Write ``text`` so that readers see either the old file or the whole new one.
+
+    Args:
+        mode: the file's mode; by default what ``open()`` would give it under this process's umask
+            (:func:`umask_mode`), never ``mkstemp``'s 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -153,7 +184,7 @@ def atomic_write_text(path: Path | str, text: str, mode: int = 0o644) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
+        os.chmod(tmp, umask_mode() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -181,6 +212,9 @@ def atomic_directory(final: Path | str) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
     try:
+        # mkdtemp's 0700 would keep the model from the group of a shared workspace (and a setgid
+        # parent's bit, inherited at mkdir, must stay so the files inside keep the group too).
+        os.chmod(tmp, umask_mode(directory=True) | (tmp.stat().st_mode & stat.S_ISGID))
         yield tmp
         _fsync_tree(tmp)
         old = None

@@ -50,6 +50,23 @@ def current_user() -> str:
         return str(uid)
 
 
+def process_uids(pid: int) -> tuple[int, int, int] | None:
+    """(real, effective, saved) uid of a process; None when it is gone or not visible."""
+    try:
+        uids = psutil.Process(pid).uids()
+    except (psutil.Error, ValueError):
+        return None
+    return uids.real, uids.effective, uids.saved
+
+
+def user_name(uid: int) -> str:
+    """The passwd name of ``uid`` (the number itself when it has none)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def process_identity(pid: int) -> tuple[str, str]:
     """Return (name, user) of a visible process, ("", "") when it is not visible here."""
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from dialsum_tui.manager.workspace import sharing
 from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError, load_settings
 from engine.artifacts import atomic_write_text
 
@@ -33,7 +34,7 @@ def choose_quota_path(ws: Workspace, chosen: str | None) -> str:
         if not path.is_dir():
             raise WorkspaceError(f"--quota-path {chosen}: not a directory; give the tree the server's quota "
                                  "counts (e.g. the competition root), or leave it out for the workspace")
-        value = "." if path == ws.root else str(path)
+        value = ws.relative(path)  # inside the workspace: relative, so a moved or copied one counts its own tree
     elif KEY in tree:
         value = str(current.quota_path)
     else:
@@ -41,7 +42,8 @@ def choose_quota_path(ws: Workspace, chosen: str | None) -> str:
     if tree.get(KEY) != value:
         tree[KEY] = value
         text = yaml.safe_dump(tree, allow_unicode=True, sort_keys=False)
-        atomic_write_text(ws.settings_path, text, mode=0o600)  # the worker re-reads it every pass
-    shown = ws.root if value == "." else Path(value)
+        # The worker re-reads it every pass; a teammate's commands read it too in a shared workspace.
+        atomic_write_text(ws.settings_path, text, mode=sharing.file_mode())
+    shown = ws.resolve(value)
     return (f"disk quota counts {shown} ({KEY} in {ws.settings_path}; `dialsum-tui init {ws.root} --quota-path DIR` "
             "to change)")

@@ -31,6 +31,7 @@ from dialsum_tui.manager.runs.models import (
     can_transition,
 )
 from dialsum_tui.manager.workspace import sharing
+from dialsum_tui.manager.workspace.layout import STATE_DIR
 from engine.artifacts import legacy_name
 
 BUSY_TIMEOUT_MS = 10_000
@@ -94,6 +95,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE runs ADD COLUMN gpu_peaks TEXT NOT NULL DEFAULT '{}'",
         "ALTER TABLE runs ADD COLUMN gpu_predicted TEXT NOT NULL DEFAULT '{}'",
+    ),
+    (  # 6: a path a run records inside the workspace is relative to it (issue 24: a moved or copied
+        # workspace acts on its own files). workspace_relative() is Store._relative, registered on the
+        # connection: an absolute path under the root becomes relative, any other stays as it is.
+        "UPDATE runs SET config_path = workspace_relative(config_path)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -175,6 +181,7 @@ class Store:
             StoreTooNew: the file's version is newer than this code knows; nothing is changed.
         """
         self._conn.create_function("legacy_key", 1, legacy_name, deterministic=True)
+        self._conn.create_function("workspace_relative", 1, self._relative, deterministic=True)
         with self._write() as conn:  # re-read inside the lock: another process may have migrated
             version = self.schema_version()
             if version > SCHEMA_VERSION:
@@ -188,6 +195,18 @@ class Store:
                     conn.execute(statement)
                 # Inside the same transaction: a failed step leaves the old version and schema.
                 conn.execute(f"PRAGMA user_version = {number}")
+
+    def _relative(self, path: str | None) -> str | None:
+        """``path`` relative to the workspace this store belongs to (``<root>/.dialsum/state.db``) when
+        it lies inside it; otherwise (outside, or a store kept elsewhere) unchanged."""
+        db = Path(os.path.abspath(self.db_path))
+        if not path or db.parent.name != STATE_DIR or not os.path.isabs(path):
+            return path
+        root = Path(os.path.realpath(db.parent.parent))
+        for candidate in (Path(path), Path(os.path.realpath(path))):
+            if candidate.is_relative_to(root):
+                return candidate.relative_to(root).as_posix() or "."
+        return path
 
     def schema_version(self) -> int:
         """The database's ``PRAGMA user_version`` (0: written before versions existed)."""

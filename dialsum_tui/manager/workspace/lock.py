@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dialsum_tui.manager.process import Identity, start_time
 from dialsum_tui.manager.workspace import sharing
+from dialsum_tui.manager.workspace.layout import WorkspaceError, access_problem
 
 
 class WorkerLock:
@@ -57,11 +58,16 @@ def read_lock_holder(lock_path: Path) -> tuple[bool, Identity | None]:
     """Whether a worker holds ``lock_path``, and its identity as it wrote it.
 
     Probes with a shared non-blocking flock: it succeeds only when no worker holds the lock.
+
+    Raises:
+        WorkspaceError: this user may not read the lock file (whose workspace it is, who can fix it).
     """
     try:
         fd = os.open(lock_path, os.O_RDONLY)
     except FileNotFoundError:
         return False, None
+    except PermissionError:  # never "no worker is running": one may well be, and it is not ours to see
+        raise WorkspaceError(access_problem(lock_path.parent.parent, lock_path)) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -18,8 +18,9 @@ import os
 import stat
 from pathlib import Path
 
-from dialsum_tui.manager.procfs import current_user
-from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError
+from dialsum_tui.manager.errors import OperationFailed
+from dialsum_tui.manager.procfs import current_user, process_uids, user_name
+from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError, access_problem
 
 PRIVATE_UMASK = 0o077
 SHARED_UMASK = 0o007
@@ -36,6 +37,7 @@ def enter(workspace: Workspace) -> int | None:
         WorkspaceError: the group does not exist or the user is not in it (the message says what to do).
     """
     global _shared_gid
+    check_access(workspace)
     try:
         name = workspace.settings().share_group
     except WorkspaceError:
@@ -45,7 +47,29 @@ def enter(workspace: Workspace) -> int | None:
     else:
         _shared_gid = group_id(name, workspace.settings_path) if name else None
     os.umask(SHARED_UMASK if _shared_gid is not None else PRIVATE_UMASK)
+    workspace.note_root(file_mode())
     return _shared_gid
+
+
+def check_access(workspace: Workspace) -> None:
+    """Refuse, with whose workspace it is and who can let this user in, what would otherwise fail
+    later as a traceback or as "not a usable database": a user outside the sharing group, or a
+    state file a teammate's older dialsum-tui left private.
+
+    Raises:
+        WorkspaceError: naming the path, its owner and group, and the command or admin step that fixes it.
+    """
+    wanted = [(workspace.state_dir, os.R_OK | os.W_OK | os.X_OK), (workspace.settings_path, os.R_OK),
+              (workspace.db_path, os.R_OK | os.W_OK), (workspace.lock_path, os.R_OK)]
+    for path, mode in wanted:
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            raise WorkspaceError(access_problem(workspace.root, path)) from None
+        if not os.access(path, mode):
+            raise WorkspaceError(access_problem(workspace.root, path))
 
 
 def _gid_of_shared_dir(path: Path) -> int | None:
@@ -84,6 +108,54 @@ def group_id(name: str, where: Path | str = "share_group") -> int:
         raise WorkspaceError(f"{where}: you ({user}) are not in group {name!r}; ask an admin to run "
                              f"`sudo usermod -aG {name} {user}`, log in again, then retry")
     return gid
+
+
+# --- who may stop whose process ---------------------------------------------------------------
+#
+# Unix lets a process signal another only when they belong to the same user (or the sender is root).
+# In a shared workspace the worker, the stages it launched and a teammate's CLI may belong to three
+# users: a stop that cannot be delivered must be refused at once, naming who can deliver it, never
+# "sent" into EPERM while the stage trains on.
+
+
+def may_signal(target: int, sender: int | None = None) -> bool:
+    """Whether process ``sender`` (None: this one) may signal process ``target``, by the kernel's rule
+    (the sender's real or effective uid is the target's real or saved uid, or the sender is root).
+    True when either process is gone or not visible: there is nothing to refuse then."""
+    target_uids = process_uids(target)
+    sender_uids = (os.getuid(), os.geteuid(), os.getuid()) if sender is None else process_uids(sender)
+    if target_uids is None or sender_uids is None:
+        return True
+    sender_real, sender_effective, _ = sender_uids
+    return sender_effective == 0 or bool({sender_real, sender_effective} & {target_uids[0], target_uids[2]})
+
+
+def process_user(pid: int) -> str:
+    """The name of the user a process runs as ("?" when it is gone)."""
+    uids = process_uids(pid)
+    return user_name(uids[0]) if uids else "?"
+
+
+def stop_route(target: int, worker: int | None, what: str, command: str) -> bool:
+    """Who delivers a stop to process ``target``: the worker ``worker`` (False) when one runs and may
+    signal it, else this process (True) when it may.
+
+    Args:
+        what: the process as the user knows it ("run 3's train stage", "the worker").
+        command: what the process's owner runs to stop it (``dialsum-tui cancel 3``).
+
+    Raises:
+        OperationFailed: neither may; the message names the user (and root) who can, and the command.
+    """
+    if worker is not None and may_signal(target, worker):
+        return False
+    if may_signal(target):
+        return True
+    owner = process_user(target)
+    by = (f"the worker serving this workspace runs as {process_user(worker)} (pid {worker}) and you as "
+          f"{current_user()}" if worker is not None else f"you run as {current_user()}")
+    raise OperationFailed(f"{what} (pid {target}) runs as {owner}; {by}, and Unix lets only {owner} or root "
+                          f"signal it: ask {owner} to run `{command}` (or root to)")
 
 
 def apply_modes(workspace: Workspace, gid: int | None) -> tuple[int, list[Path]]:
