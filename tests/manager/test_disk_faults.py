@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from dialsum_tui.manager.guards.gpu import NoGpuSource
-from dialsum_tui.manager.guards.space import filesystem_problems
 from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.worker.health import read_ailments
 from dialsum_tui.manager.worker.loop import Worker
 from dialsum_tui.manager.workspace.layout import Workspace
+from dialsum_tui.manager.workspace.space import filesystem_problems
 
 from support import drive, fake_engine_workspace, final, wait_until, write_config
 

@@ -16,6 +16,7 @@ from dialsum_tui.manager import process
 from dialsum_tui.manager.store.database import Store
 from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError
 from dialsum_tui.manager.workspace.lock import read_lock_holder
+from dialsum_tui.manager.workspace.space import filesystem_problems
 from engine.artifacts import atomic_write_text
 
 log = logging.getLogger("dialsum.worker")
@@ -83,7 +84,12 @@ def worker_store_problem(ws: Workspace) -> str | None:
 
 
 def broken_message(path: Path, err: BaseException) -> str:
+    """What to do about a store SQLite refused: a full or read-only filesystem is fixed there (repair
+    would fail the same way); a read-only file by its mode; anything else by ``repair``."""
     text = str(err)
+    [fs] = filesystem_problems([path.parent], floor_bytes=1024 * 1024) or [None]
+    if fs is not None:
+        return f"{path} cannot be written ({text}): {fs.message}; {fs.hint}"
     if "readonly" in text or "read-only" in text:
         why = f"{path} is read-only ({text}); make it writable (`chmod u+w {path}`) or"
     else:

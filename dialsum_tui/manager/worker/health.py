@@ -128,7 +128,7 @@ def stall_reason(ws: Workspace, pid: int, beat_age_s: float | None, limit_s: flo
     ``beat_age_s`` is the age of its last heartbeat on the wall clock: a negative one (the clock
     stepped back) counts as fresh.
     """
-    from dialsum_tui.manager.guards.space import filesystem_problems
+    from dialsum_tui.manager.workspace.space import filesystem_problems
 
     if procfs.is_stopped(pid):
         return f"worker pid {pid} is stopped (SIGSTOP or Ctrl-Z): `kill -CONT {pid}` lets it go on"

@@ -33,7 +33,6 @@ from dialsum_tui.manager.guards.checks import GpuGuard, check_disk
 from dialsum_tui.manager.guards.disk import DiskUsage
 from dialsum_tui.manager.guards.gpu import GpuSource, foreign_holders, open_gpu_source
 from dialsum_tui.manager.guards.preflight import DataChecks, refusal
-from dialsum_tui.manager.guards.space import FilesystemProblem, filesystem_problems, run_write_dirs, stage_space_problem
 from dialsum_tui.manager.runs.events import absorb
 from dialsum_tui.manager.runs.logs import read_tail
 from dialsum_tui.manager.runs.models import Run, RunState, parse_gpus
@@ -54,6 +53,12 @@ from dialsum_tui.manager.workspace import sharing
 from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError
 from dialsum_tui.manager.workspace.lock import WorkerLock
 from dialsum_tui.manager.workspace.settings import Settings, SettingsError, env_settings
+from dialsum_tui.manager.workspace.space import (
+    FilesystemProblem,
+    filesystem_problems,
+    run_write_dirs,
+    stage_space_problem,
+)
 from engine.artifacts import EventTail
 from engine.config import ConfigError
 from engine.contract import RunFiles

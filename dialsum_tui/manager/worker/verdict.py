@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dialsum_tui.manager.backends.protocol import Exited, Gone, verdict
-from dialsum_tui.manager.guards.space import FilesystemProblem
+from dialsum_tui.manager.workspace.space import FilesystemProblem
 from dialsum_tui.manager.runs.identity import run_key
 from dialsum_tui.manager.runs.logs import error_lines
 from dialsum_tui.manager.runs.models import Run, RunState
