@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,15 +219,32 @@ class Manager:
 
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
                gpus: str | None, after: int | None, keys: dict[str, Any] | None = None, prepare=None) -> Run:
-        run = self.store.add(nickname=nickname, config_path=config_path, config_yaml=config_yaml,
-                             action=action, gpus=gpus, after=after, user=procfs.current_user(),
-                             first_id=identity.next_free_id(self.workspace.runs_dir), prepare=prepare, **(keys or {}))
-        run_dir = self.workspace.run_dir(run.id)
-        run_dir.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
-        os.chmod(run_dir, sharing.dir_mode())
-        artifacts.atomic_write_text(RunFiles(run_dir).config, config_yaml, mode=sharing.file_mode())
+        identity.check_nickname(nickname)  # a retry may bring an old or a --set nickname: never one that cannot run
+        # The run directory is made inside the store's transaction: one that cannot be made (a
+        # dangling runs/<id> link, a full disk) leaves no ghost run queued behind it.
+        run = self.store.add(nickname=nickname, config_path=self.workspace.relative(config_path),
+                             config_yaml=config_yaml, action=action, gpus=gpus, after=after,
+                             user=procfs.current_user(), first_id=identity.next_free_id(self.workspace.runs_dir),
+                             prepare=partial(self._make_run_dir, config_yaml, prepare), **(keys or {}))
         write_queue_record(self.workspace, run)  # so a lost store can be rebuilt with the run's intent
         return run
+
+    def _make_run_dir(self, config_yaml: str, then: Any, run_id: int) -> None:
+        """``runs/<id>/`` with the config snapshot, then ``then(run_id)`` (a retry's record).
+
+        Raises:
+            WorkspaceError: ``runs/<id>`` is there but is no directory (a dangling link, a file).
+        """
+        run_dir = self.workspace.run_dir(run_id)
+        try:
+            run_dir.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
+        except FileExistsError:
+            raise WorkspaceError(f"{run_dir} exists and is not a directory (a dangling link?); nothing was queued: "
+                                 "move it out of runs/ and add again") from None
+        os.chmod(run_dir, sharing.dir_mode())
+        artifacts.atomic_write_text(RunFiles(run_dir).config, config_yaml, mode=sharing.file_mode())
+        if then is not None:
+            then(run_id)
 
     def _preflight(self, source: str, cfg: Any, action: Action, gpus: str | None,
                    keys: dict[str, Any] | None = None) -> None:

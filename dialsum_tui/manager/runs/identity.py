@@ -10,6 +10,8 @@ source run loads, and what the results table shows for models trained before run
 
 from __future__ import annotations
 
+import os
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,14 +61,39 @@ def run_paths(run: Run, checkpoints: Path, submissions: Path) -> RunPaths:
 
 
 def check_nickname(nickname: str) -> None:
-    """Refuse a nickname that cannot name files (exit 2 at ``add``).
+    """Refuse a nickname that cannot name files or a run's command line, or that can pass for another (exit 2 at ``add``).
 
     Raises:
-        ValueError: saying what to change (empty, too long, separators, control characters).
+        ValueError: saying what to change (empty, too long, separators, control characters, a
+            leading ``-``, an invisible or formatting character named by its code point, a name not in NFC).
     """
-    problem = nickname_problem(nickname)
+    problem = nickname_problem(nickname) or _lookalike_problem(nickname)
     if problem:
         raise ValueError(problem)
+
+
+# Invisible or formatting characters: a name with one prints like another (an RTL override turns
+# 'bart-v2' around on screen, a zero-width space or a BOM is not seen at all), so two runs would look
+# like one. Plain space (Zs U+0020) is fine; other spaces (no-break, ideographic) look like it.
+_INVISIBLE = frozenset({"Cf", "Co", "Cn", "Cs", "Zl", "Zp"})
+
+
+def _lookalike_problem(nickname: str) -> str | None:
+    if nickname.startswith("-"):
+        # It names the stages' files and reaches their command line (--artifact-key -rf-r3): argparse
+        # takes it for an option and every stage fails.
+        return (f"model.nickname {nickname!r} starts with '-', which a command line takes for an option; "
+                f"start it with a letter or digit (e.g. {nickname.lstrip('-') or 'run'!r})")
+    for ch in nickname:
+        category = unicodedata.category(ch)
+        if category in _INVISIBLE or (category == "Zs" and ch != " "):
+            return (f"model.nickname {nickname!r} contains U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed character')}"
+                    ", an invisible or formatting character that makes two names look alike; remove it")
+    if unicodedata.normalize("NFC", nickname) != nickname:
+        return (f"model.nickname {unicodedata.normalize('NFC', nickname)!r} is written decomposed (not NFC: Hangul "
+                "as separate jamo, as some editors and macOS save it), so it is another name that looks the same; "
+                "retype it, or save the config as NFC")
+    return None
 
 
 def source_keys(action: Action, nickname: str, source: Run | None, checkpoints: Path) -> dict[str, object]:
@@ -99,9 +126,10 @@ def latest_source(runs: Iterable[Run], nickname: str, checkpoints: Path) -> Run 
 
 
 def next_free_id(runs_dir: Path) -> int:
-    """One above the highest ``runs/<id>`` directory: ids are never reused while a run directory exists."""
+    """One above the highest ``runs/<id>``: ids are never reused while a run directory exists, and
+    never given where anything else takes the name (a dangling link, a file)."""
     try:
-        ids = [int(p.name) for p in runs_dir.iterdir() if p.name.isdigit() and p.is_dir()]
+        ids = [int(name) for name in os.listdir(runs_dir) if name.isdigit()]
     except OSError:
         ids = []
     return max(ids, default=0) + 1

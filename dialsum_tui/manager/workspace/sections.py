@@ -18,7 +18,7 @@ from dialsum_tui.manager.errors import DialsumError
 class NotifySettings(BaseModel):
     """The ``notify:`` section of ``.dialsum/settings.yaml``; off while ``command`` is empty."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .inf/.nan: refused, named
 
     command: list[str] = Field(default_factory=list, description="argv, run without a shell; [] = off")
     timeout_s: float = Field(default=30.0, gt=0, description="killed (its whole process group) after this")
@@ -62,7 +62,7 @@ _OWNED = {
 class SlurmSettings(BaseModel):
     """The ``slurm:`` section of ``.dialsum/settings.yaml`` (used when ``backend: slurm``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .inf/.nan: refused, named
 
     partition: str | None = Field(None, description="sbatch --partition; none = the cluster's default")
     account: str | None = Field(None, description="sbatch --account; none = your default account")

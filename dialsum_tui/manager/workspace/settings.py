@@ -29,7 +29,9 @@ class SettingsError(DialsumError):
 class Settings(BaseModel):
     """Per-workspace knobs, read from ``.dialsum/settings.yaml`` (every key optional)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # YAML reads `.inf` and `.nan` as numbers: a quota of infinity passed `gt=0` and crashed `check`
+    # and `worker status` later, while `add` still queued. Every number here must be finite.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     quota_gb: float = Field(
         150.0, gt=0, description="Hard limit of the quota'd tree in decimal GB: the server is reset above it."
@@ -173,7 +175,7 @@ class EnvSettings(BaseSettings):
     Every field is None (or its default) when its variable is unset or blank.
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, allow_inf_nan=False)
 
     workspace: Path | None = Field(None, description="DIALSUM_WORKSPACE: the workspace when --workspace is not given.")
     engine: Annotated[tuple[str, ...] | None, NoDecode] = Field(
