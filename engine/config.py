@@ -410,6 +410,20 @@ def _near_miss(loc: str) -> str:
     return f"; did you mean '{'.'.join([*sections, close[0]])}'?" if close else ""
 
 
+def _known_here(loc: str) -> str:
+    """`` (known in train: a, b, …)``: the keys of the section an unknown key sits in, so the message
+    answers itself (a workspace has no configs/base.yaml to look them up in)."""
+    *sections, _key = loc.split(".")
+    model: Any = RunConfig
+    for name in sections:
+        field = model.model_fields.get(name)
+        model = field.annotation if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ""
+    where = ".".join(sections) or "the top level"
+    return f" (known in {where}: {', '.join(model.model_fields)})"
+
+
 def _format_validation(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
@@ -417,7 +431,7 @@ def _format_validation(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden" and loc in MOVED_KEYS:
             lines.append(f"{source}: '{loc}' is no longer a run-config key: {MOVED_KEYS[loc]}; delete it here")
         elif e["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key '{loc}'{_near_miss(loc)} (see configs/base.yaml for the known keys)")
+            lines.append(f"{source}: unknown key '{loc}'{_near_miss(loc)}{_known_here(loc)}")
         elif e["type"] == "missing":
             lines.append(f"{source}: missing required key '{loc}'")
         else:
