@@ -28,7 +28,9 @@ MASK_TOKENS: tuple[str, ...] = (
     "#PhoneNumber#", "#Address#", "#DateOfBirth#", "#PassportNumber#", "#SSN#", "#CardNumber#", "#CarNumber#",
     "#Email#",
 )
-_MASK = re.compile(r"#[A-Za-z][A-Za-z0-9 _]{0,30}#")
+# A masked span as the competition writes them (#Person1#, #PhoneNumber#): the one pattern, also
+# used by the manager's per-sample view to leave masks out of its word checks.
+MASK_PATTERN = re.compile(r"#[A-Za-z][A-Za-z0-9 _]{0,30}#")
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _LEADING_SPEAKER = re.compile(r"^#Person\d#:")
 # A quote left open swallows the following records into one field; their "train_12," starts give it away.
@@ -236,7 +238,7 @@ def load_split(data_dir: str | Path, split: str, normalize: bool = True) -> tupl
         summary = _normalize(row["summary"], report, normalize) if "summary" in header and row["summary"].strip() else None
         topic = row["topic"].strip() or None if has_topic else None
         for text in (dialogue, summary or ""):
-            unknown.update(tok for tok in _MASK.findall(text) if tok not in MASK_TOKENS)
+            unknown.update(tok for tok in MASK_PATTERN.findall(text) if tok not in MASK_TOKENS)
         if any(line.strip() and not _LEADING_SPEAKER.match(line) for line in dialogue.split("\n")):
             unmarked.append(fname)
         samples.append(Sample(fname=fname, dialogue=dialogue, summary=summary, topic=topic))

@@ -16,7 +16,7 @@ from dialsum_tui.manager.runs.identity import predictions_key
 from engine import evaluate, metrics
 from engine.artifacts import dev_predictions_path
 from engine.contract import DEV_CSV, ArtifactKind
-from engine.data import DataError, load_split
+from engine.data import MASK_PATTERN, DataError, load_split
 from engine.item_scores import ItemScore, score_items
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ RULES = {
                "that the dialogue and references do not contain",
 }
 
-_MASK = re.compile(r"#\w+#")
 _LATIN = re.compile(r"[A-Za-z]{2,}")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff]")
@@ -140,10 +139,10 @@ def flag_prediction(prediction: str, dialogue: str, references: list[str]) -> di
     ratio = _chars(prediction) / ref_mean if ref_mean else 0.0
     if ratio < LENGTH_LOW or ratio > LENGTH_HIGH:
         flags["length"] = f"{ratio:.1f}× the references' length"
-    source = _MASK.sub(" ", dialogue + "\n" + "\n".join(references))
+    source = MASK_PATTERN.sub(" ", dialogue + "\n" + "\n".join(references))
     known_words = {w.lower() for w in _LATIN.findall(source)}
     found = []
-    latin = [w for w in _LATIN.findall(_MASK.sub(" ", prediction)) if w.lower() not in known_words]
+    latin = [w for w in _LATIN.findall(MASK_PATTERN.sub(" ", prediction)) if w.lower() not in known_words]
     if latin:
         found.append("Latin " + " ".join(dict.fromkeys(latin)))
     for name, pattern in (("CJK", _HAN), ("kana", _KANA)):
