@@ -32,7 +32,7 @@ from dialsum_tui.manager.runs.models import Run, RunState, headline
 from dialsum_tui.manager.service import Manager, WorkspaceOps
 from engine.artifacts import atomic_write_text
 from engine.contract import ExitCode
-from engine.units import format_bytes, format_used_of
+from engine.units import format_bytes
 
 WORKER_STOPPED = "worker stopped; running stages keep running and are re-adopted when a worker starts again"
 NO_WORKER = "no worker was running"
@@ -248,10 +248,14 @@ def cmd_prune(manager: Manager, args: argparse.Namespace) -> ExitCode:
                   "users may need its models); `--include-shared-cache` lists them too")
     total = sum(item.bytes for item in items)
     usage = manager.disk()
+    kept = manager.prune_kept()
     data: dict[str, Any] = {"items": [item.to_json() for item in items], "total_bytes": total,
                             "deleted": False, "freed_bytes": None, "not_touched": [str(c) for c in shared],
+                            "kept": [item.to_json() for item in kept],
                             "used_bytes": usage.used_bytes if usage else None,
                             "limit_bytes": usage.limit_bytes if usage else None}
+    for item in kept:  # never dropped from the list without a word
+        say(args, item.line())
     if not items:
         emit(args, data, "nothing to prune")
         return ExitCode.OK
@@ -261,8 +265,7 @@ def cmd_prune(manager: Manager, args: argparse.Namespace) -> ExitCode:
         data["deleted"], data["freed_bytes"] = True, manager.prune(items)
         emit(args, data, f"freed {format_bytes(data['freed_bytes'])}")
         return ExitCode.OK
-    quota = f" ({format_used_of(usage.used_bytes, usage.limit_bytes)} used now)" if usage else ""
-    emit(args, data, f"{format_bytes(total)} can go{quota}; run `dialsum-tui prune --yes` to delete")
+    emit(args, data, f"{manager.prune_effect(total)}; run `dialsum-tui prune --yes` to delete")
     return ExitCode.OK
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager import process, procfs
-from dialsum_tui.manager.worker.admission import PAUSE_MEANING
 from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.guards.gpu import GpuSource, open_gpu_source
 from dialsum_tui.manager.runs import identity
 from dialsum_tui.manager.runs.models import Action, Run, RunState
 from dialsum_tui.manager.store.database import Store
 from dialsum_tui.manager.store.rebuild import Rebuilt, mark_cancelled, open_store, write_queue_record
+from dialsum_tui.manager.worker.admission import PAUSE_MEANING
 from dialsum_tui.manager.worker.following import run_owners
 from dialsum_tui.manager.workspace import sharing
 from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError, find_workspace, init_workspace
@@ -716,6 +716,19 @@ class Manager:
         from dialsum_tui.manager.guards.prune import prune_plan
 
         return prune_plan(self.workspace, self.runs(), include_shared)
+
+    def prune_kept(self) -> list[PruneItem]:
+        """Checkpoints prune leaves alone, each saying why (an active run, a resume point)."""
+        from dialsum_tui.manager.guards.prune import prune_kept
+
+        return prune_kept(self.workspace, self.runs())
+
+    def prune_effect(self, freed_bytes: int) -> str:
+        """The one line relating what prune frees to the quota (CLI and TUI)."""
+        from dialsum_tui.manager.guards.prune import quota_effect
+
+        usage = self.disk()
+        return quota_effect(freed_bytes, usage.used_bytes if usage else None, usage.limit_bytes if usage else None)
 
     def prune(self, items: list[PruneItem]) -> int:
         from dialsum_tui.manager.guards.prune import prune

@@ -108,7 +108,7 @@ def test_workspace_verbs_print_json(workspace: Workspace, cli, tmp_path) -> None
     ckpt = workspace.checkpoints_dir / "m-r1" / "checkpoint-10"
     ckpt.mkdir(parents=True)
     prune = cli("prune")[1]
-    assert set(prune) == {"items", "total_bytes", "deleted", "freed_bytes", "not_touched", "used_bytes", "limit_bytes"}
+    assert set(prune) == {"items", "total_bytes", "deleted", "freed_bytes", "not_touched", "kept", "used_bytes", "limit_bytes"}
     assert prune["items"] == [] and prune["deleted"] is False  # no complete final_model: the checkpoint is the only copy
 
     results = cli("results")[1]

@@ -98,3 +98,19 @@ def test_prune_refuses_paths_outside_their_root(ws, tmp_path):
     ]
     assert prune(items) == 0
     assert outside.exists() and link.is_symlink()
+
+
+def test_prune_says_why_it_keeps_a_checkpoint_and_what_it_frees_against_the_quota(tmp_path: Path) -> None:
+    from dialsum_tui.manager.guards.prune import prune_kept, quota_effect
+
+    ws = init_workspace(tmp_path / "ws")
+    store = Store(ws.db_path)
+    nick_dir = ws.checkpoints_dir / "kobart-r1"
+    (nick_dir / "checkpoint-200").mkdir(parents=True)
+    (nick_dir / "checkpoint-200" / "w.bin").write_bytes(b"\0" * 4096)
+    run = store.add(nickname="kobart", config_path="c.yaml", config_yaml="model: {}\n", action="pipeline")
+    kept = prune_kept(ws, store.list())  # run 1 (kobart-r1) is queued: its checkpoints stay, and say so
+    assert [(k.path.name, k.reason) for k in kept] == [("checkpoint-200", f"kept: run {run.id} (kobart, queued) "
+                                                                          "may still need it")]
+    assert quota_effect(12_300_000_000, 141_000_000_000, 150_000_000_000) == \
+        "12.3 GB can go: 141.0 GB → 128.7 GB of 150.0 GB used"

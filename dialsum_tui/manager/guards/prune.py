@@ -145,6 +145,37 @@ def prune_plan(workspace: Workspace, runs: list[Run], include_shared: bool = Fal
     return sorted(items, key=lambda i: -i.bytes)
 
 
+def prune_kept(workspace: Workspace, runs: list[Run]) -> list[PruneItem]:
+    """Intermediate checkpoints prune does not offer, each with why (nothing leaves the list unsaid):
+    a run of that key is queued or running, or a stopped run would resume from it."""
+    active = {k: r for r in runs if r.state in _ACTIVE for k in (run_key(r), model_key(r), safe_name(r.nickname))}
+    keep = protected_checkpoints(workspace, runs)
+    root = workspace.checkpoints_dir
+    kept: list[PruneItem] = []
+    for nick_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()) if root.is_dir() else []:
+        ckpts = [p for p in nick_dir.rglob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and not p.is_symlink()
+                 and FINAL_MODEL_DIR not in p.parts and _inside(p, root)]
+        for ckpt in ckpts:
+            if nick_dir.name in active:
+                run = active[nick_dir.name]
+                why = f"kept: run {run.id} ({run.nickname}, {run.state.value}) may still need it"
+            elif ckpt.resolve() in keep:
+                why = "kept: a stopped run would resume from it (`dialsum-tui retry ID --resume`)"
+            else:
+                continue
+            kept.append(PruneItem(ckpt, tree_size(ckpt), why, root))
+    return sorted(kept, key=lambda i: -i.bytes)
+
+
+def quota_effect(freed_bytes: int, used_bytes: int | None, limit_bytes: int | None) -> str:
+    """What deleting ``freed_bytes`` does to the quota: ``"12.3 GB can go: 141.0 → 128.7 GB of 150.0 GB"``."""
+    text = f"{format_bytes(freed_bytes)} can go"
+    if used_bytes is None or not limit_bytes:
+        return text + " (the disk is not measured yet)"
+    after = max(0, used_bytes - freed_bytes)
+    return f"{text}: {format_bytes(used_bytes)} → {format_bytes(after)} of {format_bytes(limit_bytes)} used"
+
+
 def prune(items: list[PruneItem]) -> int:
     """Delete the planned directories and return the bytes freed.
 
