@@ -65,7 +65,8 @@ def test_kill_9_then_resume_trains_only_the_steps_left(workspace: Workspace, mak
     wait_until(lambda: mgr.get(2).state is RunState.SUCCEEDED, what="the resumed run")
     assert started(workspace, 2)["resumed_step"] == point.step
     assert train_steps(workspace, 2) == list(range(point.step + 1, STEPS + 1))  # n - k steps, ending at n
-    assert read_record(workspace.run_dir(2)) == {"from_run": 1, "diff": {}, "resume_from": str(point.path),
+    # Recorded relative to the workspace (a moved or copied one resumes from its own checkpoint).
+    assert read_record(workspace.run_dir(2)) == {"from_run": 1, "diff": {}, "resume_from": workspace.relative(point.path),
                                                  "resumed_from_step": point.step, "resumed_total": STEPS}
     row = next(r for r in result_rows(workspace, mgr.runs()) if r.nickname == "qwen3-4b")
     assert f"resumed from step {point.step} of run 1" in row.evidence

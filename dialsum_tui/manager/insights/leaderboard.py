@@ -244,6 +244,8 @@ def submit(workspace: Workspace, run: Run, to: str | Path | None = None) -> Subm
         raise InsightsError(f"{target} already exists; pass another --to or delete it")
     atomic_write_text(target, source.read_text(encoding="utf-8"))
     body = read_leaderboard(workspace, run.id)
-    body["submissions"].append({"target": str(target), "source": str(source), "rows": rows, "at": time.time()})
+    # Relative inside the workspace (a copy keeps pointing at its own files); a --to elsewhere stays absolute.
+    body["submissions"].append({"target": workspace.relative(target), "source": workspace.relative(source),
+                                "rows": rows, "at": time.time()})
     _write(workspace, run.id, body)
     return Submitted(source, target, rows)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.runs.models import Action, Run, RunState
+from dialsum_tui.manager.workspace import sharing
 from engine.artifacts import atomic_write_text, read_events
 from engine.checkpoints import (
     candidates,
@@ -120,11 +121,14 @@ def checkpoint_paths(workspace: Workspace, run: Run) -> list[Path]:
     announced = [Path(e["path"]) for e in events
                  if e.get("event") == Event.ARTIFACT and e.get("kind") == ArtifactKind.CHECKPOINT and e.get("path")]
     resumed = [Path(e["resumed_from"]) for e in events if e.get("event") == Event.STARTED and e.get("resumed_from")]
+    # The engine records absolute paths: a moved or copied workspace finds them under today's root.
+    announced, resumed = [workspace.resolve(p) for p in announced], [workspace.resolve(p) for p in resumed]
     found = {p: None for p in announced}
-    own = str(workspace.run_dir(run.id).resolve())
+    own = workspace.run_dir(run.id).resolve()
     for parent in {p.parent for p in announced}:
         for sibling in candidates(parent):
-            if sibling not in found and _written_by(sibling) in (own, None):
+            writer = _written_by(sibling)
+            if sibling not in found and (writer is None or workspace.resolve(writer).resolve() == own):
                 found[sibling] = None
     ordered = sorted(found, key=checkpoint_step, reverse=True)
     return ordered + [p for p in resumed if p not in found]  # the one it started from, last
@@ -235,9 +239,15 @@ def _resume_checks(workspace: Workspace, run: Run, cfg: RunConfig, diff: dict[st
 
 
 def write_record(run_dir: Path, plan: RetryPlan) -> None:
-    """Write ``retry.json`` into the new run's directory (call before the run can start)."""
-    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    atomic_write_text(RunFiles(run_dir).retry, json.dumps(plan.record(), ensure_ascii=False, indent=2), mode=0o600)
+    """Write ``retry.json`` into the new run's directory (call before the run can start); the
+    checkpoint it resumes from is recorded relative to the workspace (``runs/<id>``'s grandparent)."""
+    record = plan.record()
+    if record.get("resume_from"):  # a moved or copied workspace resumes from its own checkpoint
+        record["resume_from"] = _workspace_of(run_dir).relative(record["resume_from"])
+    run_dir.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
+    # The worker that launches it may be a teammate's (a shared workspace): group-readable there.
+    atomic_write_text(RunFiles(run_dir).retry, json.dumps(record, ensure_ascii=False, indent=2),
+                      mode=sharing.file_mode())
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
@@ -249,10 +259,19 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+def _workspace_of(run_dir: Path) -> Workspace:
+    from dialsum_tui.manager.workspace.layout import Workspace
+
+    return Workspace(Path(run_dir).parents[1])  # <root>/runs/<id>
+
+
 def resume_args(run_dir: Path) -> list[str]:
-    """``["--resume-from", CHECKPOINT]`` for the train stage of a resumed run, else ``[]``."""
+    """``["--resume-from", CHECKPOINT]`` for the train stage of a resumed run, else ``[]``; the path is
+    built from the workspace's root at launch time (the record keeps it relative)."""
     record = read_record(run_dir) or {}
-    return ["--resume-from", str(record["resume_from"])] if record.get("resume_from") else []
+    if not record.get("resume_from"):
+        return []
+    return ["--resume-from", str(_workspace_of(run_dir).resolve(record["resume_from"]))]
 
 
 def resumed_note(run_dir: Path) -> str | None:
@@ -275,7 +294,7 @@ def protected_checkpoints(workspace: Workspace, runs: list[Run]) -> set[Path]:
         if not run.state.is_final:
             record = read_record(workspace.run_dir(run.id)) or {}
             if record.get("resume_from"):
-                keep.add(Path(record["resume_from"]).resolve())
+                keep.add(workspace.resolve(record["resume_from"]).resolve())
         if run.state.is_final and done_after.get(run.nickname, 0) < run.id:
             point = resumable(workspace, run)
             if point is not None:

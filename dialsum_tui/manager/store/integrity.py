@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dialsum_tui.manager import process
 from dialsum_tui.manager.store.database import Store
+from dialsum_tui.manager.workspace import sharing
 from dialsum_tui.manager.workspace.layout import Workspace, WorkspaceError
 from dialsum_tui.manager.workspace.lock import read_lock_holder
 from dialsum_tui.manager.workspace.space import filesystem_problems
@@ -67,7 +68,8 @@ class StoreWatch:
             return True
         log.error("%s", self.problem)
         try:
-            atomic_write_text(self.ws.state_dir / STORE_PROBLEM_FILE, f"{os.getpid()} {self.problem}\n", mode=0o600)
+            atomic_write_text(self.ws.state_dir / STORE_PROBLEM_FILE, f"{os.getpid()} {self.problem}\n",
+                              mode=sharing.file_mode())
         except OSError:
             pass
         return False

@@ -24,6 +24,7 @@ from dialsum_tui.manager.runs.identity import run_key
 from dialsum_tui.manager.runs.models import Action, Run, RunState
 from dialsum_tui.manager.store.database import Store
 from dialsum_tui.manager.store.integrity import StoreBroken, broken_message, healthy
+from dialsum_tui.manager.workspace import sharing
 from dialsum_tui.manager.workspace.layout import Workspace
 from dialsum_tui.manager.workspace.lock import read_lock_holder
 from engine.artifacts import atomic_write_text, read_events
@@ -78,7 +79,7 @@ def write_queue_record(ws: Workspace, run: Run) -> None:
     """Put what only the queue knows (action, GPUs, order, source) into ``runs/<id>/queued.json``."""
     record = {name: getattr(run, name) for name in _QUEUE_FIELDS}
     record["action"] = run.action.value
-    atomic_write_text(ws.run_dir(run.id) / QUEUE_RECORD, json.dumps(record, ensure_ascii=False), mode=0o600)
+    atomic_write_text(ws.run_dir(run.id) / QUEUE_RECORD, json.dumps(record, ensure_ascii=False), mode=sharing.file_mode())
 
 
 def mark_cancelled(ws: Workspace, run: Run) -> None:
@@ -86,7 +87,7 @@ def mark_cancelled(ws: Workspace, run: Run) -> None:
     path = ws.run_dir(run.id) / QUEUE_RECORD
     record = _read_json(path)
     if record:
-        atomic_write_text(path, json.dumps(record | {"cancelled": True}, ensure_ascii=False), mode=0o600)
+        atomic_write_text(path, json.dumps(record | {"cancelled": True}, ensure_ascii=False), mode=sharing.file_mode())
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -222,8 +223,9 @@ def _restore_keys(run: Run, events: list[dict[str, Any]]) -> None:
 def _note(ws: Workspace, text: str) -> None:
     """One line in worker.log: the place a user (or the next session) looks for what happened."""
     try:
-        ws.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(os.open(ws.worker_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8") as fh:
+        ws.state_dir.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
+        with open(os.open(ws.worker_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, sharing.file_mode()), "a",
+                  encoding="utf-8") as fh:
             fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING {text}\n")
     except OSError:
         pass
@@ -234,7 +236,7 @@ def rebuild(ws: Workspace, backup: Path | None = None) -> Rebuilt:
 
     If another process created the database meanwhile (two CLIs at once), theirs is kept.
     """
-    ws.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ws.state_dir.mkdir(mode=sharing.dir_mode(), parents=True, exist_ok=True)
     tmp = ws.state_dir / f".state.db.rebuild-{os.getpid()}"
     for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
         leftover.unlink(missing_ok=True)

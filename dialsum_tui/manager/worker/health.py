@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dialsum_tui.manager import procfs
+from dialsum_tui.manager.workspace import sharing
 from engine.artifacts import atomic_write_text
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class Health:
         body = {"pid": self.pid, "beat": self._beat or time.time(),
                 "ailments": [a.__dict__ for a in self._ailments.values()]}
         try:
-            atomic_write_text(self.path, json.dumps(body, ensure_ascii=False), mode=0o600)
+            atomic_write_text(self.path, json.dumps(body, ensure_ascii=False), mode=sharing.file_mode())  # teammates' check reads it
         except OSError:  # the state dir itself is in trouble: the log still has it
             log.exception("cannot write %s", self.path)
 
