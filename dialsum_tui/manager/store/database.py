@@ -30,6 +30,8 @@ from dialsum_tui.manager.runs.models import (
     RunState,
     can_transition,
 )
+from dialsum_tui.manager.runs.streaks import FailurePause
+from dialsum_tui.manager.runs.sweeps import Sweep, SweepNotFound
 from dialsum_tui.manager.workspace import sharing
 from dialsum_tui.manager.workspace.layout import STATE_DIR
 from engine.artifacts import legacy_name
@@ -101,6 +103,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # connection: an absolute path under the root becomes relative, any other stays as it is.
         "UPDATE runs SET config_path = workspace_relative(config_path)",
     ),
+    (  # 7: the sweeps themselves (issue 26): their config, swept keys and each variant's values
+        # (runs.sweep holds the id); ended_at marks the sweep whose end was announced (once)
+        """CREATE TABLE IF NOT EXISTS sweeps (
+            id TEXT PRIMARY KEY,
+            config_path TEXT NOT NULL,
+            nickname TEXT NOT NULL,
+            keys TEXT NOT NULL DEFAULT '[]',
+            variants TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            ended_at REAL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -109,6 +123,7 @@ _COLUMNS = tuple(f.name for f in fields(Run))
 # Fields callers may set through update()/transition(); id and state have their own paths.
 _UPDATABLE = frozenset(_COLUMNS) - {"id", "state"}
 _PENDING = (RunState.QUEUED.value, RunState.WAITING.value)
+_PENDING_SQL = ", ".join("?" for _ in _PENDING)
 
 
 class RunNotFound(DialsumError, KeyError):
@@ -268,7 +283,8 @@ class Store:
         prepare: Callable[[int], None] | None = None,
         **extra: Any,
     ) -> Run:
-        """Append a queued run at the end of the queue and return it (``user``: who queued it).
+        """Append a queued run at the end of the queue and return it (``user``: who queued it); with
+        ``priority`` (in ``extra``) above the pending runs', before the first pending run of a lower one.
 
         Args:
             first_id: the smallest id it may get; the workspace passes one above its highest
@@ -287,20 +303,86 @@ class Store:
         with self._write() as conn:
             if after is not None:
                 self._get(conn, after)
-            last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM runs").fetchone()[0]
-            top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()
-            next_id = max(int(first_id), int(top) + 1, (int(seq[0]) + 1) if seq else 1)
+            next_id = self._next_id(conn, first_id)
+            position = self._slot(conn, int(extra.get("priority") or 0), 1)
             cur = conn.execute(
                 "INSERT INTO runs (id, nickname, config_path, config_yaml, action, state, gpus, after, position,"
                 " created_at, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (next_id, nickname, config_path, config_yaml, action.value, RunState.QUEUED.value, gpus, after, last + 1,
+                (next_id, nickname, config_path, config_yaml, action.value, RunState.QUEUED.value, gpus, after, position,
                  time.time(), user),
             )
             self._set(conn, cur.lastrowid, extra)
             if prepare is not None:
                 prepare(int(cur.lastrowid))
             return self._get(conn, cur.lastrowid)
+
+    def add_runs(self, entries: list[dict[str, Any]], *, user: str | None = None, first_id: int = 1,
+                 priority: int = 0, sweep: Sweep | None = None, prepare: Callable[[list[Run]], None] | None = None) -> list[Run]:
+        """Queue several runs in one transaction, together in queue order, and return them.
+
+        Each entry holds ``nickname``, ``config_path``, ``config_yaml``, ``action`` and optionally
+        ``gpus``, ``after`` and more updatable fields; all take ``priority`` (:meth:`add`'s placing). With ``sweep`` (its ``id`` left
+        empty) the sweep is recorded as ``s<first run id>`` and every run carries that id.
+
+        ``prepare(runs)`` runs inside the transaction, before any of them is visible to the worker
+        (the run directories' config snapshots are written there). All or nothing: an error leaves
+        no run and no sweep behind.
+
+        Raises:
+            RunNotFound: an ``after`` names no run.
+        """
+        with self._write() as conn:
+            next_id = self._next_id(conn, first_id)
+            sweep_id = f"s{next_id}" if sweep is not None else None
+            now = time.time()
+            first = self._slot(conn, priority, len(entries))
+            ids = []
+            for i, entry in enumerate(entries):
+                extra = dict(entry)
+                fixed = {name: extra.pop(name) for name in ("nickname", "config_path", "config_yaml", "action")}
+                gpus, after = extra.pop("gpus", None), extra.pop("after", None)
+                if after is not None:
+                    self._get(conn, after)
+                conn.execute(
+                    "INSERT INTO runs (id, nickname, config_path, config_yaml, action, state, gpus, after, position,"
+                    " created_at, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (next_id + i, fixed["nickname"], fixed["config_path"], fixed["config_yaml"],
+                     Action(fixed["action"]).value, RunState.QUEUED.value, gpus, after, first + i, now, user))
+                self._set(conn, next_id + i, extra | {"priority": int(priority)} | ({"sweep": sweep_id} if sweep_id else {}))
+                ids.append(next_id + i)
+            if sweep is not None:
+                self._insert_sweep(conn, Sweep(sweep_id or "", sweep.config_path, sweep.nickname, sweep.keys,
+                                               sweep.variants, sweep.created_at or now, sweep.ended_at))
+            runs = [self._get(conn, run_id) for run_id in ids]
+            if prepare is not None:
+                prepare(runs)
+            return runs
+
+    def _next_id(self, conn: sqlite3.Connection, first_id: int) -> int:
+        top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()
+        return max(int(first_id), int(top) + 1, (int(seq[0]) + 1) if seq else 1)
+
+    def _slot(self, conn: sqlite3.Connection, priority: int, count: int) -> float:
+        """The first of ``count`` positions for new pending runs of ``priority``: after every pending run of
+        the same or a higher priority, before the first of a lower one (which, with everything after it,
+        moves ``count`` places down). The queue's order stays: higher priority first, then first come."""
+        lower = conn.execute(f"SELECT MIN(position) FROM runs WHERE state IN ({_PENDING_SQL}) AND priority < ?",
+                             (*_PENDING, int(priority))).fetchone()[0]
+        if lower is None:
+            return float(conn.execute("SELECT COALESCE(MAX(position), 0) FROM runs").fetchone()[0]) + 1
+        conn.execute("UPDATE runs SET position = position + ? WHERE position >= ?", (int(count), lower))
+        return float(lower)
+
+    def regroup(self) -> None:
+        """Put the pending runs back in priority order (higher first, then their old order), on the
+        positions they hold: after a rebuild from ``runs/``, whose positions are the run ids."""
+        with self._write() as conn:
+            rows = conn.execute(f"SELECT id, position, priority FROM runs WHERE state IN ({_PENDING_SQL})"
+                                " ORDER BY position, id", _PENDING).fetchall()
+            ordered = sorted(rows, key=lambda r: -int(r["priority"] or 0))  # stable: first come within a priority
+            for row, position in zip(ordered, [r["position"] for r in rows], strict=True):
+                conn.execute("UPDATE runs SET position = ? WHERE id = ?", (position, row["id"]))
 
     def restore(self, run: Run) -> Run:
         """Insert a run as it was (its id, state and fields): rebuilding a lost store from run directories.
@@ -372,7 +454,8 @@ class Store:
             return self._get(conn, run_id)
 
     def move(self, run_id: int, delta: int) -> None:
-        """Move a queued/waiting run ``delta`` places (negative = earlier) among the pending runs.
+        """Move a queued/waiting run ``delta`` places (negative = earlier) among the pending runs of its
+        priority (it never passes a run of another priority; the move stops at the edge).
 
         Raises:
             ValueError: if the run is not pending any more.
@@ -381,8 +464,10 @@ class Store:
             run = self._get(conn, run_id)
             if run.state.value not in _PENDING:
                 raise ValueError(f"run {run_id} is {run.state.value}; only queued or waiting runs can be moved")
+            # Within its priority: a high-priority run stays ahead of every normal one, whatever moves.
             rows = conn.execute(
-                "SELECT id, position FROM runs WHERE state IN (?, ?) ORDER BY position, id", _PENDING
+                "SELECT id, position FROM runs WHERE state IN (?, ?) AND priority = ? ORDER BY position, id",
+                (*_PENDING, run.priority),
             ).fetchall()
             ids = [r["id"] for r in rows]
             positions = [r["position"] for r in rows]
@@ -425,3 +510,102 @@ class Store:
                 "INSERT INTO meta (key, value) VALUES ('paused', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 ("1" if value else "0",),
             )
+
+    def _meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    @staticmethod
+    def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                     (key, value))
+
+    # --- sweeps -----------------------------------------------------------------------------
+
+    def _insert_sweep(self, conn: sqlite3.Connection, sweep: Sweep) -> None:
+        conn.execute("INSERT INTO sweeps (id, config_path, nickname, keys, variants, created_at, ended_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (sweep.id, sweep.config_path, sweep.nickname, json.dumps(list(sweep.keys), ensure_ascii=False),
+                      json.dumps(sweep.variants, ensure_ascii=False, default=str), sweep.created_at, sweep.ended_at))
+
+    @staticmethod
+    def _sweep_of(row: sqlite3.Row) -> Sweep:
+        return Sweep(row["id"], row["config_path"], row["nickname"], tuple(json.loads(row["keys"] or "[]")),
+                     json.loads(row["variants"] or "{}"), float(row["created_at"]), row["ended_at"])
+
+    def sweeps(self) -> list[Sweep]:
+        """Every sweep, oldest first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM sweeps ORDER BY created_at, id").fetchall()
+        return [self._sweep_of(row) for row in rows]
+
+    def get_sweep(self, sweep_id: str) -> Sweep:
+        """Raises:
+            SweepNotFound: no sweep has that id.
+        """
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise SweepNotFound(sweep_id)
+        return self._sweep_of(row)
+
+    def restore_sweep(self, sweep: Sweep) -> None:
+        """Insert a sweep as it was (rebuilding from run directories); one already there is kept."""
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM sweeps WHERE id = ?", (sweep.id,)).fetchone() is None:
+                self._insert_sweep(conn, sweep)
+
+    def end_sweep(self, sweep_id: str, at: float | None = None) -> bool:
+        """Mark a sweep ended; True only for the call that marked it (so its end is announced once)."""
+        with self._write() as conn:
+            cur = conn.execute("UPDATE sweeps SET ended_at = ? WHERE id = ? AND ended_at IS NULL",
+                               (time.time() if at is None else at, sweep_id))
+            return cur.rowcount == 1
+
+    # --- failure pauses -----------------------------------------------------------------------
+
+    def failure_pauses(self) -> list[FailurePause]:
+        """The pauses failure streaks put on parts of the queue (:mod:`~dialsum_tui.manager.runs.streaks`)."""
+        try:
+            body = json.loads(self._meta("failure_pauses") or "[]")
+            return [FailurePause.from_json(item) for item in body]
+        except (ValueError, TypeError, KeyError):
+            return []  # a hand-edited row must not stop the queue: the streak records it again
+
+    def add_failure_pause(self, pause: FailurePause) -> bool:
+        """Record ``pause``; True when it is new, False when the same cause was paused already (its runs join)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'failure_pauses'").fetchone()
+            try:
+                pauses = [FailurePause.from_json(item) for item in json.loads(row["value"] if row else "[]")]
+            except (ValueError, TypeError, KeyError):
+                pauses = []
+            same = next((i for i, p in enumerate(pauses) if p.same_cause(pause)), None)
+            if same is not None:
+                old = pauses[same]
+                pauses[same] = FailurePause(old.kind, old.scope, tuple(sorted(set(old.runs) | set(pause.runs))),
+                                            old.at, old.window_s, old.hint)
+            else:
+                pauses.append(pause)
+            self._set_meta(conn, "failure_pauses", json.dumps([p.to_json() for p in pauses], ensure_ascii=False))
+            return same is None
+
+    def clear_failure_pauses(self, at: float | None = None) -> list[FailurePause]:
+        """Lift every failure pause (``resume``); failures before ``at`` no longer count toward a streak.
+
+        Returns:
+            The pauses lifted.
+        """
+        lifted = self.failure_pauses()
+        with self._write() as conn:
+            self._set_meta(conn, "failure_pauses", "[]")
+            self._set_meta(conn, "failures_cleared_at", str(time.time() if at is None else at))
+        return lifted
+
+    def failures_cleared_at(self) -> float:
+        """When the failure pauses were last lifted (0: never): earlier failures start no streak."""
+        try:
+            return float(self._meta("failures_cleared_at") or 0.0)
+        except ValueError:
+            return 0.0
