@@ -60,6 +60,16 @@ class Settings(BaseModel):
         description="HF caches shown in the disk breakdown and offered to prune.",
     )
     disk_refresh_s: float = Field(60.0, gt=0, description="du is slow: the worker re-measures in the background this often.")
+    pause_after_failures: int = Field(
+        3, ge=0, description="Pause the runs that share a failure's cause (its data dir for a data error, its GPUs for "
+        "an OOM, its model for a config or dtype error, everything for a full disk or a kill) after this many of them "
+        "in a row failed within early_failure_s of their start for the same kind of reason; `dialsum-tui resume` "
+        "lifts it. 0 = off (docs/sweeps.md).",
+    )
+    early_failure_s: float = Field(
+        600.0, gt=0, description="'Within its first minutes' for pause_after_failures: seconds from a run's start "
+        "(started_at) to its failure; a run failed before it started (the preflight at admission) counts as 0.",
+    )
     notify: NotifySettings = Field(
         default_factory=NotifySettings,
         description="A command run when a run ends or stays blocked (argv list, no shell; docs/notify.md).",
