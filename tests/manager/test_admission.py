@@ -47,7 +47,7 @@ class Case:
 CASES = {
     "a free run launches its first stage": Case([run(1)], [(Launch, 1, Stage.TRAIN)]),
     "a dependency that failed cancels the dependent run": Case(
-        [run(1, F), run(2, after=1)], [(Cancel, 2, "run 1 it depends on ended failed; retry that one first")]),
+        [run(1, F), run(2, after=1)], [(Cancel, 2, "run 1 (n1), which it was to start after, ended failed; `dialsum-tui retry 1`")]),
     "a dependency still running makes it wait": Case(
         [run(1, R, stage="train", pid=11), run(2, after=1)], [(Wait, 2, "after run 1 (n1, running)")],
         following=(1,)),

@@ -78,15 +78,21 @@ def dependency(run: Run, by_id: dict[int, Run]) -> Decision | None:
     if dep is None or dep.state is RunState.SUCCEEDED:
         return None
     if dep.state.is_final:
-        return Cancel(run, f"run {dep.id} it depends on ended {dep.state.value}; retry that one first")
+        kind = f" ({dep.failure_kind})" if dep.failure_kind else ""
+        return Cancel(run, f"cancelled: run {dep.id} ({dep.nickname}), which it was to start after, ended "
+                           f"{dep.state.value}{kind}; `dialsum-tui retry {dep.id}`, then add this run again with "
+                           "--after the new run")
     return Wait(run, f"after run {dep.id} ({dep.nickname}, {dep.state.value})")
 
 
 def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Guards,
-           devices: bool = True) -> list[Decision]:
+           devices: bool = True,
+           hold: Callable[[Run], str | None] | None = None) -> list[Decision]:
     """The admission decisions of one tick, in queue order; at most one :class:`Launch`, last.
 
-    Runs between stages go first (they already hold their place), then queued and waiting runs.
+    Runs between stages go first (they already hold their place), then queued and waiting runs,
+    higher priority first (``add --priority``; first come within a priority): a priority jumps
+    the waiting queue, never a running stage.
     A run held back by a guard blocks only later runs that want one of its devices; the shared
     disk guard (devices None) blocks everything behind it. One launch per tick: its memory must
     show before the next run is judged.
@@ -98,10 +104,13 @@ def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Gu
         guards: the GPU and disk guards' reading for a run's next stage.
         devices: whether runs compete for this host's devices; False on Slurm, where the cluster
             places each job and ``gpus`` is a count, so only the pause, dependencies and guards hold runs.
+        hold: why a pending run waits for a failure streak's pause (``runs.streaks.holding``), None when
+            it may go; runs that share nothing with the failures are not held.
     """
     by_id = {r.id: r for r in runs}
     between = [r for r in runs if r.state is RunState.RUNNING and r.pid is None and r.id not in following]
-    pending = [r for r in runs if r.state in (RunState.QUEUED, RunState.WAITING)]
+    pending = sorted((r for r in runs if r.state in (RunState.QUEUED, RunState.WAITING)),
+                     key=lambda r: -r.priority)  # stable: queue order within a priority
     decisions: list[Decision] = []
     blocked: list[tuple[int, list[int] | None]] = []
     for run in between + pending:
@@ -112,6 +121,10 @@ def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Gu
                 continue
         if paused and run.state is not RunState.RUNNING:  # a pipeline under way finishes its stages
             decisions.append(Wait(run, PAUSED_REASON))
+            continue
+        why = hold(run) if hold is not None and run.state is not RunState.RUNNING else None
+        if why is not None:  # a failure streak paused what this run shares with the failed ones
+            decisions.append(Wait(run, why))
             continue
         if devices and busy_devices(runs, run):
             decisions.append(Wait(run, SAME_DEVICE_REASON))
