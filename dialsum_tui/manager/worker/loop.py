@@ -45,8 +45,9 @@ from dialsum_tui.manager.worker.disk_meter import DiskMeter
 from dialsum_tui.manager.worker.following import ActiveStage, run_owners
 from dialsum_tui.manager.worker.health import Health
 from dialsum_tui.manager.worker.launching import LaunchError, launch_intent, run_config, start_stage
-from dialsum_tui.manager.worker.notify import BlockedWatch, notify_blocked, notify_run_ended
+from dialsum_tui.manager.worker.notify import BlockedWatch, notify_blocked
 from dialsum_tui.manager.worker.readopt import stages_left_running
+from dialsum_tui.manager.worker.run_end import after_run_ended, failure_hold
 from dialsum_tui.manager.worker.stopping import handle_cancels, watch_disk
 from dialsum_tui.manager.worker.verdict import Ended, Outcome, config_artifacts_done, judge, record, with_backend_reason
 from dialsum_tui.manager.workspace import sharing
@@ -331,7 +332,8 @@ class Worker:
     def _admit(self, usage: DiskUsage | None, disk_problem: str | None) -> None:
         runs = self.store.list()
         guards = lambda run, stage: self._guards(run, stage, runs, usage, disk_problem)  # noqa: E731
-        for decision in decide(runs, self.active.keys(), self.store.paused(), guards, devices=self.backend.places_devices):
+        hold = failure_hold(self.store, self.ws.root)  # runs a failure streak paused
+        for decision in decide(runs, self.active.keys(), self.store.paused(), guards, hold=hold, devices=self.backend.places_devices):
             if isinstance(decision, Wait):
                 self._wait(decision.run, decision.reason)
                 if decision.by_guard:
@@ -422,9 +424,9 @@ class Worker:
         self._ended(record(self.store, run, stage, Outcome(RunState.FAILED, None, failure=failure)))
 
     def _ended(self, run: Run | None) -> None:
-        """A run reached its final state: ping the user's notify command (on its own thread)."""
+        """A run reached its final state: ping, a failure streak's pause, its sweep's end (worker.run_end)."""
         if run is not None:
-            notify_run_ended(self.settings.notify, run, self.ws.root)
+            after_run_ended(self.store, self.settings, self.ws.root, run)
 
     def _refused(self, run: Run, stage: str) -> bool:
         """Preflight again at admission (files change while a run waits): a problem fails the run

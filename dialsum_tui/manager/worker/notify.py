@@ -1,4 +1,5 @@
-"""Provides the ``notify`` hook: a user command run when a run ends or stays blocked too long.
+"""Provides the ``notify`` hook: a user command run when a run ends or stays blocked too long, when a
+whole sweep ends (once, naming its best run) and when a failure streak pauses part of the queue.
 
 The command is an argv list run without a shell, with the run's result as JSON on stdin and in
 ``DIALSUM_*`` environment variables, under a timeout. It runs on its own thread, so a slow webhook or
@@ -20,6 +21,8 @@ from typing import Any
 
 from dialsum_tui.manager import process
 from dialsum_tui.manager.runs.models import Run, RunState
+from dialsum_tui.manager.runs.streaks import FailurePause
+from dialsum_tui.manager.runs.sweeps import SweepStatus
 from dialsum_tui.manager.workspace.sections import NotifySettings
 
 log = logging.getLogger("dialsum.worker.notify")
@@ -27,6 +30,8 @@ log = logging.getLogger("dialsum.worker.notify")
 # Which events fire: cancelled runs do not (whoever cancelled knows), interrupted ones do (nobody does).
 ENDED_EVENTS = {RunState.SUCCEEDED: "finished", RunState.FAILED: "failed", RunState.INTERRUPTED: "interrupted"}
 BLOCKED_EVENT = "blocked"
+SWEEP_EVENT = "sweep_ended"  # every variant of a sweep is final: one ping, with its best run
+PAUSED_EVENT = "paused"  # a failure streak paused the runs that share its cause
 # Placeholders replaced inside argv items (plain text replacement, so JSON braces elsewhere are left alone).
 PLACEHOLDERS = ("{message}", "{event}", "{run_id}", "{nickname}", "{state}", "{rouge}")
 _PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
@@ -135,15 +140,18 @@ def _fire(settings: NotifySettings, event: str, run: Run, workspace: Path,
           waited_s: float | None = None) -> threading.Thread | None:
     if not settings.command:
         return None
-    payload = payload_for(event, run, workspace, waited_s)
-    env = {**os.environ, **env_for(payload)}
+    return _send(settings, payload_for(event, run, workspace, waited_s), f"run {run.id} {event}",
+                 f"notify-{run.id}-{event}")
+
+
+def _send(settings: NotifySettings, payload: dict[str, Any], what: str, name: str,
+          extra_env: Mapping[str, str] | None = None) -> threading.Thread:
+    env = {**os.environ, **env_for(payload), **(extra_env or {})}
     argv = expand_argv(settings.command, payload)
-    data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    what = f"run {run.id} {event}"
+    data = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
     # A daemon thread: the worker's loop goes on at once, and a worker that stops does not wait for
     # a hook (the hook's own session keeps it alive; its timeout no longer applies then).
-    thread = threading.Thread(target=run_hook, args=(argv, data, env, settings.timeout_s, what),
-                              name=f"notify-{run.id}-{event}", daemon=True)
+    thread = threading.Thread(target=run_hook, args=(argv, data, env, settings.timeout_s, what), name=name, daemon=True)
     thread.start()
     return thread
 
@@ -209,3 +217,68 @@ class BlockedWatch:
                 self._pinged.add(run_id)
                 out.append((waiting[run_id], now - since))
         return out
+
+
+# --- sweeps and failure pauses -------------------------------------------------------------------
+
+
+def sweep_message(status: SweepStatus) -> str:
+    """``"sweep s4 bart-tiny (lr, 2 runs) ended: 2 succeeded; best bart-tiny-lr3e-3 (run 5) 94.10 mecab/competition"``."""
+    ok = status.count(RunState.SUCCEEDED)
+    others = [(status.count(RunState.FAILED), "failed"), (status.count(RunState.CANCELLED), "cancelled"),
+              (status.count(RunState.INTERRUPTED), "interrupted")]
+    counts = ", ".join([f"{ok} succeeded"] + [f"{n} {what}" for n, what in others if n])
+    best = f"; best {status.best.text}" if status.best else "; no run has a dev ROUGE from its evaluate stage"
+    return (f"sweep {status.id} {status.sweep.nickname} ({status.keys_text}, {status.total} runs) ended: "
+            f"{counts}{best}")
+
+
+def sweep_payload(status: SweepStatus, workspace: Path) -> dict[str, Any]:
+    """What the command receives when a sweep ends: the run keys of :func:`payload_for` filled from the
+    best run (``run_id``, ``nickname``, ROUGE; null without one) plus ``sweep`` (``SweepStatus.to_json``)."""
+    best = next((run for run in status.runs if status.best and run.id == status.best.run_id), None)
+    metrics = best.metrics if best is not None else {}
+    return {
+        "event": SWEEP_EVENT, "text": sweep_message(status),
+        "run_id": best.id if best else None, "nickname": best.nickname if best else status.sweep.nickname,
+        "state": "ended", "action": best.action.value if best else None, "stage": None, "reason": None,
+        "failure_kind": None, "failure_message": None, "failure_hint": None,
+        "rouge": rouge_text(metrics.get("final")) or None, "rouge1": rouge_text(metrics.get("rouge1"), 100) or None,
+        "rouge2": rouge_text(metrics.get("rouge2"), 100) or None,
+        "rougeL": rouge_text(metrics.get("rougeL"), 100) or None, "tokenizer": metrics.get("tokenizer"),
+        "started_at": min((r.started_at for r in status.runs if r.started_at), default=None),
+        "finished_at": max((r.finished_at for r in status.runs if r.finished_at), default=None),
+        "waited_s": None, "workspace": str(workspace), "host": os.uname().nodename,
+        "sweep": status.to_json(),
+    }
+
+
+def notify_sweep_ended(settings: NotifySettings, status: SweepStatus, workspace: Path) -> threading.Thread | None:
+    """The one ping for a whole sweep (its members' own ``finished`` pings are not sent). Never raises."""
+    if not settings.command:
+        return None
+    try:
+        return _send(settings, sweep_payload(status, workspace), f"sweep {status.id} ended", f"notify-{status.id}",
+                     {"DIALSUM_SWEEP": status.id})
+    except Exception:
+        log.exception("notify (sweep %s ended): could not send", status.id)
+        return None
+
+
+def pause_payload(pause: FailurePause, ended: Run, workspace: Path) -> dict[str, Any]:
+    """What the command receives when a failure streak pauses runs: the last failed run's keys
+    (:func:`payload_for`), ``text`` saying what is paused and how to lift it, and ``pause``."""
+    return payload_for(PAUSED_EVENT, ended, workspace) | {"event": PAUSED_EVENT, "text": pause.message,
+                                                          "reason": pause.reason, "pause": pause.to_json()}
+
+
+def notify_paused(settings: NotifySettings, pause: FailurePause, ended: Run, workspace: Path) -> threading.Thread | None:
+    """Ping once when a failure streak pauses part of the queue. Never raises."""
+    if not settings.command:
+        return None
+    try:
+        return _send(settings, pause_payload(pause, ended, workspace), f"queue paused after run {ended.id}",
+                     f"notify-paused-{ended.id}")
+    except Exception:
+        log.exception("notify (paused after run %d): could not send", ended.id)
+        return None
