@@ -7,11 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
-from support import engine_cli, fake_engine_workspace, stop_workers_of
+from dialsum_tui.manager.procfs import pids_with_environ
+
+from support import SESSION_ENV, engine_cli, fake_engine_workspace, stop_workers_of
 
 
 def _let_children_take_signals() -> None:
@@ -72,6 +77,77 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Pat
     _checked(engine_cli("tiny-model", "--arch", "llama", "--data", str(synth_data_dir), "--out", str(out),
                         "--pretrain-steps", str(TINY_CAUSAL_PRETRAIN_STEPS), timeout=900))  # a hang guard only
     return out
+
+
+# Every process a test starts inherits this mark (one per pytest process: each xdist worker has its own),
+# so what a test leaves running is found whatever its parent became: a detached worker is adopted by
+# init, yet still carries it. Tests that build an environment from scratch pass it on (support.SESSION_ENV).
+os.environ[SESSION_ENV] = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+# What a test must never leave behind: the worker, the CLI, the app, a stage of the real or the fake engine.
+_MARKS = ("dialsum_tui", "fake_engine", "rank_engine", "accelerate.commands.launch")
+LEFTOVER_GRACE_S = 5.0  # a process told to stop at teardown may take a moment to exit
+
+
+def _ours(proc: psutil.Process) -> str | None:
+    """The command line of one of our programs, None for anything else (a sleeper, a shell, a zombie)."""
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        argv = proc.cmdline()
+    except psutil.Error:
+        return None
+    engine = any(flag == "-m" and module == "engine" for flag, module in zip(argv, argv[1:]))
+    return " ".join(argv) if engine or any(mark in arg for arg in argv for mark in _MARKS) else None
+
+
+def _leftovers() -> dict[int, str]:
+    """Our programs still running that this pytest process started, directly or not (its mark)."""
+    mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    found = {}
+    for pid in pids_with_environ(SESSION_ENV, os.environ[SESSION_ENV]):
+        if pid in mine:
+            continue
+        try:
+            command = _ours(psutil.Process(pid))
+        except psutil.Error:
+            continue
+        if command:
+            found[pid] = command
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind(request: pytest.FixtureRequest):
+    """Fail a test that leaves a worker, a CLI or an engine stage running (after killing them): a
+    detached worker nobody stops outlives the suite (`make test` left one from the serve-tab test).
+
+    Autouse in the root conftest: set up first, so torn down after the test's own fixtures, which
+    stop the workers they started.
+    """
+    yield
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    left = _leftovers()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _leftovers()
+    if not left:
+        return
+    for pid in left:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs([p for p in map(_process, left) if p is not None], timeout=5)
+    named = "\n".join(f"  pid {pid}: {command}" for pid, command in sorted(left.items()))
+    pytest.fail(f"{request.node.nodeid} left {len(left)} process(es) running (killed now):\n{named}", pytrace=False)
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
 
 
 @pytest.fixture

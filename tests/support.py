@@ -22,6 +22,9 @@ import yaml
 from dialsum_tui.manager.workspace.layout import Workspace, init_workspace
 
 REPO = Path(__file__).resolve().parents[1]
+# Set by conftest for each pytest process and inherited by every process a test starts: how the suite
+# finds what a test left running (tests/conftest.py). An environment built from scratch passes it on.
+SESSION_ENV = "DIALSUM_TEST_SESSION"
 FAKE_ENGINE = Path(__file__).resolve().parent / "fake_engine.py"
 GOOD_DATA = Path(__file__).resolve().parent / "fixtures" / "data" / "good"
 

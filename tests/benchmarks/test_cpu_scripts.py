@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support import REPO, script_env
+from support import REPO, script_env, stop_workers_of
 
 BENCH = REPO / "benchmarks"
 
@@ -46,7 +46,10 @@ def test_serve_tab_cost_measures_one_idle_tab(tmp_path: Path) -> None:
     from dialsum_tui.manager.workspace.layout import init_workspace
 
     ws = init_workspace(tmp_path / "ws")
-    out = _run(str(BENCH / "serve_tab_cost.py"), "--workspace", str(ws.root), "--seconds", "1")
+    try:
+        out = _run(str(BENCH / "serve_tab_cost.py"), "--workspace", str(ws.root), "--seconds", "1")
+    finally:
+        stop_workers_of(ws.root)  # the tab's app started a worker, and nothing else stops it
     figures = json.loads(out[out.index("{"):])
     # One app process was started for the tab and measured (a real process has tens of MiB resident).
     assert figures["apps_rss_mib"] > 10 and figures["server_rss_mib"] > 10, figures

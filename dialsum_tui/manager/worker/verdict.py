@@ -136,7 +136,9 @@ def judge(run: Run, ended: Ended, artifacts_done: Callable[[], bool],
     else:
         failure = classify(rc, root_failure(ended.events), ended.log_tail, others_held(), ended.oom_evidence)
 
-    if ended.stop_reason == CANCEL:
+    # A cancel is the user's whoever delivered it: this worker, or the stage's owner from their CLI
+    # when this worker (another user's) may not signal it (sharing.stop_route).
+    if ended.stop_reason == CANCEL or run.cancel_requested:
         if failure is None and ended.stage == run.stages[-1]:
             return Outcome(RunState.SUCCEEDED, rc, reason="finished before the cancel took effect")
         return Outcome(RunState.CANCELLED, rc, reason=f"cancelled during {ended.stage}")
