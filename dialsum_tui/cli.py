@@ -235,6 +235,13 @@ def cmd_logs(manager: Manager, args: argparse.Namespace) -> ExitCode:
 # --- results, disk, hand-off ------------------------------------------------------------------------
 
 
+def cmd_estimate(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    """The predicted GPU memory per stage and its parts; whether it fits (exit 0 either way)."""
+    found = manager.estimate(args.config, args.gpu)
+    emit(args, found.to_json(), found.text)
+    return ExitCode.OK
+
+
 def cmd_results(manager: Manager, args: argparse.Namespace) -> ExitCode:
     print(manager.results_text("json" if args.json else args.format))
     return ExitCode.OK
@@ -331,7 +338,7 @@ def _without_store(ops: WorkspaceOps, args: argparse.Namespace) -> ExitCode:
 
 COMMANDS = {
     "add": cmd_add, "ls": cmd_ls, "move": cmd_move, "cancel": cmd_cancel, "retry": cmd_retry, "pause": cmd_pause,
-    "resume": cmd_resume, "logs": cmd_logs, "check": cmd_check, "results": cmd_results,
+    "resume": cmd_resume, "logs": cmd_logs, "check": cmd_check, "estimate": cmd_estimate, "results": cmd_results,
     "prune": cmd_prune, "handoff": cmd_handoff, "worker": cmd_worker, "serve": cmd_serve,
     **cli_insights.COMMANDS,
 }

@@ -1,5 +1,6 @@
-"""Provides ``dialsum-tui check``: GPU, leftovers, disk, worker, queue, backend and the runs a guard
-holds, in one look, with exit 1 when something needs attention."""
+"""Provides ``dialsum-tui check``: GPU, leftovers, disk, worker, queue, backend, the runs a guard
+holds and the queued runs predicted not to fit their GPU, in one look, with exit 1 when something
+needs attention."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ def _check_data(manager: Manager) -> dict[str, Any]:
     usage = manager.disk()
     running, pid = manager.worker_status()
     age = manager.worker_heartbeat_age()
+    try:
+        outlook = manager.memory_outlook()
+    except DialsumError:  # settings.yaml is wrong: attention names it
+        outlook = []
     return {
         "attention": attention,
         "gpu": {"source": source.describe(), "error": error, "devices": [dataclasses.asdict(d) for d in devices]},
@@ -44,6 +49,8 @@ def _check_data(manager: Manager) -> dict[str, Any]:
         "paused": manager.is_paused(),
         "backend": dataclasses.asdict(manager.backend_check()),
         "held": [{"id": run.id, "nickname": run.nickname, "reason": run_note(run)} for run in manager.held_by_guards()],
+        "memory": [{"id": run.id, "nickname": run.nickname, "fits": found.fits, "problem": found.problem(),
+                    "estimate": found.to_json()} for run, found in outlook],
     }
 
 
@@ -74,6 +81,9 @@ def cmd_check(manager: Manager, args: argparse.Namespace) -> ExitCode:
         print(f"needs attention: {line}")
     for held in data["held"]:
         print(f"held by a guard: run {held['id']} ({held['nickname']}): {held['reason']}")
+    for item in data["memory"]:
+        if item["fits"] is False:  # the worker will refuse it at admission, naming the same fix
+            print(f"predicted not to fit: run {item['id']} ({item['nickname']}): {item['problem']}")
     say_store_problem(manager)
     return code
 

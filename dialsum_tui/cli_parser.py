@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "queue, runs held by a guard; exit 1 when something needs attention")
     add_json(p)
 
+    p = sub.add_parser("estimate", help="predict each stage's peak GPU memory from a config (its parts, measured peaks "
+                                        "of the same config) and whether it fits the GPU(s); nothing is queued")
+    p.add_argument("config")
+    p.add_argument("--gpu", metavar="IDS", help="device indices to check against, e.g. 0 or 0,1 (default: the largest "
+                                                "GPU of this host; 0,1 also predicts the DDP overhead)")
+    add_json(p)
+
     p = sub.add_parser("results", help="one row per model: ROUGE and 상태")
     p.add_argument("--format", choices=Manager.result_formats(), default="table")
     add_json(p, "same as --format json")

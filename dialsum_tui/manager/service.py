@@ -33,6 +33,7 @@ from engine.contract import RunFiles, load_snapshot
 if TYPE_CHECKING:
     from dialsum_tui.manager.guards.disk import DiskUsage
     from dialsum_tui.manager.guards.gpu import GpuProcess
+    from dialsum_tui.manager.guards.memory import Estimate
     from dialsum_tui.manager.guards.prune import PruneItem
     from dialsum_tui.manager.insights.compare import Comparison
     from dialsum_tui.manager.insights.leaderboard import Submitted
@@ -225,9 +226,28 @@ class Manager:
         run = self.store.add(nickname=nickname, config_path=self.workspace.relative(config_path),
                              config_yaml=config_yaml, action=action, gpus=gpus, after=after,
                              user=procfs.current_user(), first_id=identity.next_free_id(self.workspace.runs_dir),
-                             prepare=partial(self._make_run_dir, config_yaml, prepare), **(keys or {}))
+                             prepare=partial(self._make_run_dir, config_yaml, prepare),
+                             gpu_predicted=self._predicted(config_yaml, action, gpus), **(keys or {}))
         write_queue_record(self.workspace, run)  # so a lost store can be rebuilt with the run's intent
         return run
+
+    def _predicted(self, config_yaml: str, action: Action, gpus: str | None) -> dict[str, float]:
+        """``run.gpu_predicted``: each stage's predicted peak GPU GiB (engine.footprint); empty when the
+        model's shape is not on disk. A prediction is advice: nothing it raises keeps a run from the queue."""
+        from dialsum_tui.manager.guards.memory import gpu_count, predicted_by_stage
+        from engine.footprint import predict
+
+        try:
+            cfg = load_snapshot(config_yaml, "config snapshot")
+            return predicted_by_stage(predict(cfg, self.workspace.root, gpus=gpu_count(gpus)), action.stages)
+        except (ConfigError, OSError, ValueError, KeyError, TypeError):
+            return {}
+
+    def _measured(self, cfg: Any, gpus: str | None) -> dict[str, Any]:
+        """stage → the peak measured on a stored run of the same memory key as ``cfg`` (guards.memory)."""
+        from dialsum_tui.manager.guards.memory import gpu_count, measured_peaks, memory_key, snapshot_key
+
+        return measured_peaks(memory_key(cfg, gpu_count(gpus)), self.runs(), snapshot_key)
 
     def _make_run_dir(self, config_yaml: str, then: Any, run_id: int) -> None:
         """``runs/<id>/`` with the config snapshot, then ``then(run_id)`` (a retry's record).
@@ -259,7 +279,8 @@ class Manager:
         # What an infer/evaluate-only run reads: its source's model and predictions (identity.source_keys).
         fallback = cfg.model.nickname
         reads = ((keys or {}).get("model_key") or fallback, (keys or {}).get("predictions_key") or fallback)
-        problems = preflight(self.workspace, cfg, action.stages, parse_gpus(gpus), self.gpu_source(), keys=reads)
+        problems = preflight(self.workspace, cfg, action.stages, parse_gpus(gpus), self.gpu_source(), keys=reads,
+                             measured=self._measured(cfg, gpus))
         if problems:
             raise ConfigError(f"{source}: not queued; {len(problems)} problem(s) would fail it later:\n"
                               f"{describe(problems)}")
@@ -655,8 +676,9 @@ class Manager:
 
         runs = self.runs()
         by_id = {run.id: run for run in runs}
-        return [run for run in runs if run.state is RunState.WAITING
-                and run.reason not in (PAUSED_REASON, SAME_DEVICE_REASON) and dependency(run, by_id) is None]
+        return [run for run in runs if run.state is RunState.WAITING and run.reason != PAUSED_REASON
+                and not (run.reason or "").startswith(SAME_DEVICE_REASON)  # a shared GPU's "no room yet" too
+                and dependency(run, by_id) is None]
 
     def backend_check(self) -> BackendCheck:
         """Who runs the stages; on Slurm, whether sbatch/squeue/sacct answer and accept the settings."""
@@ -673,6 +695,67 @@ class Manager:
         if self._gpu is None:
             self._gpu = open_gpu_source()
         return self._gpu
+
+    def _memory_devices(self) -> tuple[list[Any], str]:
+        """This host's GPUs for a memory check, and what to say when there are none to check against."""
+        try:
+            settings = self.workspace.settings()
+        except WorkspaceError:
+            settings = None
+        from dialsum_tui.manager.backends.registry import places_devices
+
+        if settings is not None and not places_devices(settings.backend):
+            return [], f"backend {settings.backend}: the cluster's GPUs are not visible here"
+        source = self.gpu_source()
+        try:
+            return source.devices(), f"no GPU visible here: {source.describe()}"
+        except Exception as err:  # NVML can fail at any call: the prediction is still worth showing
+            return [], f"GPUs unreadable ({source.describe()}: {err})"
+
+    def estimate(self, config_path: str, gpus: str | None = None) -> Estimate:
+        """Each stage's predicted GPU memory for a config file, its parts, the peaks measured on runs of
+        the same memory-relevant config, and whether it fits ``gpus`` (default: the host's largest GPU).
+
+        Raises:
+            ConfigError: the config is invalid, or ``--gpu`` names no device of this host.
+        """
+        from dialsum_tui.manager.guards.preflight import check_gpus, estimate
+        from dialsum_tui.manager.runs.models import parse_gpus
+        from engine.contract import PIPELINE
+
+        if gpus is not None and not all(part.strip().isdigit() for part in gpus.strip().split(",")):
+            raise ConfigError(f"--gpu {gpus!r}: expected device indices such as 0 or 0,1")
+        path = Path(config_path).expanduser()
+        cfg = load_config(path if path.is_absolute() else (Path.cwd() / path).resolve())
+        devices, no_gpu = self._memory_devices()
+        wanted = parse_gpus(gpus)
+        if devices and wanted:
+            problems = check_gpus(wanted, self.gpu_source(), devices)
+            if problems:
+                raise ConfigError(str(problems[0]))
+        return estimate(self.workspace, cfg, PIPELINE, wanted, devices, self._measured(cfg, gpus),
+                        source=config_path, no_gpu=no_gpu)
+
+    def memory_outlook(self) -> list[tuple[Run, Estimate]]:
+        """The memory estimate of every queued or waiting run against its GPU(s) (``check``): what each
+        stage needs (measured, else predicted), whether it fits, and the cheapest fix when it does not."""
+        from dialsum_tui.manager.guards.preflight import estimate
+        from dialsum_tui.manager.runs.models import parse_gpus
+
+        runs = self.runs()
+        pending = [run for run in runs if run.state in (RunState.QUEUED, RunState.WAITING)]
+        if not pending:
+            return []
+        devices, no_gpu = self._memory_devices()
+        out = []
+        for run in pending:
+            try:
+                cfg = load_snapshot(run.config_yaml, f"run {run.id} config snapshot")
+            except ConfigError:
+                continue  # the worker fails it at admission, naming the key
+            out.append((run, estimate(self.workspace, cfg, run.stages, parse_gpus(run.gpus), devices,
+                                      self._measured(cfg, run.gpus), source=f"run {run.id}", no_gpu=no_gpu)))
+        return out
 
     def leftovers(self) -> list[tuple[GpuProcess, int, str]]:
         """Processes of our finished runs still holding GPU memory."""

@@ -59,6 +59,19 @@ def run_progress(run: Run) -> Progress | None:
 
 
 @dataclass(frozen=True)
+class DeviceRun:
+    """One of our runs on a GPU (several with ``gpu_sharing``): what its processes hold there now, and
+    its current stage's GPU memory as predicted at ``add`` and as measured (its peak so far)."""
+
+    run_id: int
+    nickname: str
+    stage: str | None
+    used_bytes: int  # its processes on this device now (0 while loading, or where NVML cannot attribute)
+    predicted_gib: float | None
+    measured_gib: float | None
+
+
+@dataclass(frozen=True)
 class BoardSnapshot:
     """The queue, the GPUs and the disk at one moment."""
 
@@ -71,6 +84,33 @@ class BoardSnapshot:
     projected_bytes: int = 0  # what the queued and waiting runs are projected to add to the disk
     owners: Mapping[int, tuple[int, str]] = field(default_factory=dict)  # GPU pid → (run id, nickname) of ours
     attention: tuple[str, ...] = ()  # Manager.attention(): the worker down or failing, the disk in doubt
+
+    @property
+    def device_runs(self) -> dict[int, tuple[DeviceRun, ...]]:
+        """Device index → every running run of ours on it, in queue order: the runs its ``--gpu`` names
+        (none named: the devices its processes are on, else the first), with what each holds there now."""
+        from dialsum_tui.manager.backends.registry import places_devices
+        from dialsum_tui.manager.runs.models import RunState, parse_gpus
+
+        held: dict[tuple[int, int], int] = {}  # (device, run) -> bytes
+        for device in self.gpus:
+            for proc in device.processes:
+                owner = self.owners.get(proc.pid)
+                if owner is not None:
+                    held[(device.index, owner[0])] = held.get((device.index, owner[0]), 0) + proc.used_bytes
+        present = [d.index for d in self.gpus]
+        out: dict[int, list[DeviceRun]] = {}
+        for run in self.runs:
+            if run.state is not RunState.RUNNING or not places_devices(run.backend) or not present:
+                continue
+            named = parse_gpus(run.gpus)
+            on = [i for i in named if i in present] if named else sorted({i for i, rid in held if rid == run.id})
+            for index in on or ([] if named else present[:1]):
+                stage = run.stage
+                out.setdefault(index, []).append(DeviceRun(
+                    run.id, run.nickname, stage, held.get((index, run.id), 0),
+                    run.gpu_predicted.get(stage) if stage else None, run.gpu_peaks.get(stage) if stage else None))
+        return {index: tuple(found) for index, found in out.items()}
 
     def run(self, run_id: int | None) -> Run | None:
         """The run with ``run_id``, or None."""

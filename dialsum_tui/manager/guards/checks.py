@@ -1,5 +1,6 @@
-"""Provides the admission guards: a run starts only when its GPUs are really free and the disk
-quota leaves room for what it will write; otherwise a verdict says why, naming the holder.
+"""Provides the admission guards: a run starts only when its GPUs are really free (or, with
+``gpu_sharing`` on, hold only our own stages and room for its peak) and the disk quota leaves room for
+what it will write; otherwise a verdict says why, naming the holder.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dialsum_tui.manager.guards.gpu import GpuDevice, GpuProcess, GpuSource, Holder, resolve_holder
+from dialsum_tui.manager.guards.memory import SAME_DEVICE_REASON, Resident, SharePlan, share_problem
 from dialsum_tui.manager.procfs import ALIVE, ns_pid_map
 from engine.units import MIB, format_bytes, format_gib, format_used_of
 
@@ -28,6 +30,7 @@ class Verdict:
 
     ok: bool
     reason: str | None = None
+    queueing: bool = False  # not ok only because our own stages leave no room yet on a shared GPU
 
 
 class GpuGuard:
@@ -60,12 +63,15 @@ class GpuGuard:
         step must neither end it early nor stretch it."""
         self._launches.append((time.monotonic() if at is None else at, _key(gpus)))
 
-    def check(self, gpus: list[int] | None, owners: dict[int, tuple[int, str]]) -> Verdict:
+    def check(self, gpus: list[int] | None, owners: dict[int, tuple[int, str]],
+              share: SharePlan | None = None) -> Verdict:
         """Take one sample and say whether a run may start on ``gpus``.
 
         Args:
             gpus: device indices the run will see (None = every device).
             owners: pid -> (run_id, nickname) for our runs' live and finished pids.
+            share: with ``gpu_sharing`` on, the candidate's need and our running stages: a device that
+                holds only those admits it when their expected peaks leave room for its need.
 
         Returns:
             ok only after ``settings.gpu_samples`` consecutive good samples; otherwise the reason
@@ -77,12 +83,12 @@ class GpuGuard:
         key = _key(gpus)
         if not devices:
             return Verdict(True, f"{self.source.describe()}")
-        problem = self._problem(devices, gpus, owners)
+        problem = self._problem(devices, gpus, owners, share)
         if problem is None:
             problem = self._in_grace(devices, key)
         if problem is not None:
             self._good[key] = 0
-            return Verdict(False, problem)
+            return Verdict(False, problem, queueing=problem.startswith(SAME_DEVICE_REASON))
         self._good[key] = self._good.get(key, 0) + 1
         need = max(1, int(self.settings.gpu_samples))
         if self._good[key] < need:
@@ -130,7 +136,8 @@ class GpuGuard:
             if not d.processes and d.used_bytes <= IDLE_BASELINE_CEILING:
                 self.baselines[d.index] = min(self.baselines.get(d.index, d.used_bytes), d.used_bytes)
 
-    def _problem(self, devices: list[GpuDevice], gpus: list[int] | None, owners: dict[int, tuple[int, str]]) -> str | None:
+    def _problem(self, devices: list[GpuDevice], gpus: list[int] | None, owners: dict[int, tuple[int, str]],
+                 share: SharePlan | None = None) -> str | None:
         by_index = {d.index: d for d in devices}
         missing = [i for i in gpus or [] if i not in by_index]
         if missing:
@@ -139,6 +146,12 @@ class GpuGuard:
         targets = [by_index[i] for i in gpus] if gpus else devices
         ns_map = ns_pid_map() if any(d.processes for d in targets) else {}
         for device in targets:
+            if share is not None and (residents := share.on_device(device.index)):
+                # One of our stages runs here: the GPU is shared by memory, or not at all.
+                problem = _shared(device, [resolve_holder(p, owners, ns_map) for p in device.processes], share, residents)
+                if problem is not None:
+                    return problem
+                continue
             if device.processes:
                 holders = [resolve_holder(p, owners, ns_map) for p in device.processes]
                 return _holders_text(holders)
@@ -164,6 +177,19 @@ class GpuGuard:
             if launched is None or key is None or set(launched) & set(key):
                 return f"a run was launched on {_gpu_names(list(launched) if launched else None)} {now - t:.0f}s ago and has not allocated yet; waiting up to {grace:.0f}s"
         return None
+
+
+def _shared(device: GpuDevice, holders: list[Holder], share: SharePlan, residents: dict[int, Resident]) -> str | None:
+    """A device one of our stages runs on: foreign holders, leftovers of finished runs and stale pids
+    still block; otherwise the memory decides (:func:`~dialsum_tui.manager.guards.memory.share_problem`)."""
+    blocking = [h for h in holders if h.run is None or h.state != ALIVE or h.run[0] not in residents]
+    if blocking:
+        return _holders_text(blocking)
+    ours_now: dict[int, int] = {}
+    for holder in holders:
+        run_id = holder.run[0] if holder.run else 0
+        ours_now[run_id] = ours_now.get(run_id, 0) + holder.process.used_bytes
+    return share_problem(device.index, device.total_bytes, device.used_bytes, ours_now, share, residents)
 
 
 def _key(gpus: list[int] | None) -> tuple[int, ...] | None:

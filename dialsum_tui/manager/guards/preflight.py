@@ -5,18 +5,20 @@ Each check returns :class:`Problem` records naming the key or file to change; no
 process or touches the store. The CSVs are read with the engine's own validator
 (:func:`engine.data.load_split`, what ``python -m engine check-data`` runs), so the two never
 disagree; :class:`DataChecks` remembers verdicts by file size and mtime, so a waiting queue does not
-re-read a 12k-row file every tick.
+re-read a 12k-row file every tick. A run whose GPU memory (:mod:`engine.footprint`, or a measured peak
+of the same config) cannot fit its GPU(s) is refused with the cheapest fix (:func:`check_memory`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dialsum_tui.manager.backends.registry import places_devices
-from dialsum_tui.manager.guards.gpu import GpuSource
+from dialsum_tui.manager.guards.gpu import GpuDevice, GpuSource
+from dialsum_tui.manager.guards.memory import Estimate, Need, device_total
 from dialsum_tui.manager.runs.models import Run
 from dialsum_tui.manager.workspace.layout import Workspace
 from engine.artifacts import dev_predictions_path, final_model_dir, is_complete_model
@@ -24,6 +26,7 @@ from engine.config import ConfigError, RunConfig
 from engine.contract import DATA_FILES, DEV_CSV, TEST_CSV, TRAIN_CSV, FailureKind, Stage, load_snapshot
 from engine.data import DataError, load_split
 from engine.failures import Failure
+from engine.footprint import cheapest_fix, predict
 from engine.model_check import model_mistakes
 
 # A hub repo id: "org/name" (HF's rules: letters, digits, '-', '_', '.'; no leading '-' or '.').
@@ -155,12 +158,12 @@ def check_outputs(ws: Workspace, cfg: RunConfig, quota_root: Path, allow_outside
     return problems
 
 
-def check_gpus(gpus: list[int] | None, source: GpuSource) -> list[Problem]:
-    """Every requested device index exists on this host (NVML's device list)."""
+def check_gpus(gpus: list[int] | None, source: GpuSource, devices: list[GpuDevice] | None = None) -> list[Problem]:
+    """Every requested device index exists on this host (NVML's device list; ``devices`` when already read)."""
     if not gpus:
         return []
     try:
-        present = {d.index for d in source.devices()}
+        present = {d.index for d in (source.devices() if devices is None else devices)}
     except Exception as err:  # NVML can fail at any call; the run must not start blind
         return [Problem("--gpu", f"cannot list the GPUs ({source.describe()}: {err}); retry when NVML answers")]
     missing = [i for i in gpus if i not in present]
@@ -171,9 +174,46 @@ def check_gpus(gpus: list[int] | None, source: GpuSource) -> list[Problem]:
                              "pick present devices, or leave --gpu out")]
 
 
+def estimate(ws: Workspace, cfg: RunConfig, stages: Iterable[str], gpus: list[int] | None,
+             devices: list[GpuDevice], measured: Mapping[str, Need] | None = None, *, source: str = "",
+             no_gpu: str = "") -> Estimate:
+    """The memory prediction of ``cfg`` against the GPU(s) it would run on (:class:`Estimate`).
+
+    Args:
+        ws: where a relative model path resolves.
+        stages: the stages judged (the rest of the run's).
+        gpus: the chosen devices (None: any GPU of the host, so the largest counts).
+        devices: this host's GPUs as the GPU source read them ([] when none is visible).
+        measured: stage → peak measured on a run of the same memory key (wins over the prediction).
+        source: the config's name for the text.
+        no_gpu: the GPU source's description, said when no GPU is visible.
+    """
+    count = len(gpus) if gpus else 1
+    footprint = predict(cfg, ws.root, gpus=count)
+    total, label = device_total(devices, gpus)
+    found = Estimate(footprint, tuple(stages), gpus, total, label, dict(measured or {}), config=source)
+    if total is None:
+        found.gpu_label = no_gpu or label
+        found.note = f"{no_gpu or label}: the prediction is not checked against a GPU here"
+    elif not footprint.known:
+        found.note = f"model unknown: {footprint.reason}"
+    if found.too_big:
+        found.fix = cheapest_fix(cfg, total, ws.root, gpus=count)
+    return found
+
+
+def check_memory(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list[int] | None,
+                 devices: list[GpuDevice], measured: Mapping[str, Need] | None = None) -> list[Problem]:
+    """A run whose stages cannot fit the chosen GPU(s) (or, none chosen, any GPU of the host), by its
+    measured peaks or else the prediction: refused with what each stage needs and the cheapest fix.
+    No GPU visible, or a model whose shape is not on disk: nothing is refused."""
+    problem = estimate(ws, cfg, stages, gpus, devices, measured).problem() if devices else None
+    return [Problem("GPU memory", problem, FailureKind.CONFIG)] if problem else []
+
+
 def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list[int] | None,
               gpu_source: GpuSource, checks: DataChecks | None = None,
-              keys: tuple[str, str] | None = None) -> list[Problem]:
+              keys: tuple[str, str] | None = None, measured: Mapping[str, Need] | None = None) -> list[Problem]:
     """Everything that would fail ``stages`` of a run later, as problems (empty: go).
 
     Args:
@@ -184,6 +224,7 @@ def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list
         gpu_source: the host's GPUs (tests script it).
         checks: remembered CSV verdicts (the worker keeps one); a fresh one otherwise.
         keys: the (model, predictions) artifact keys the run reads (see :func:`check_prerequisites`).
+        measured: stage → peak measured on a run of the same memory key (:func:`check_memory`).
 
     Raises:
         dialsum_tui.manager.workspace.settings.SettingsError: settings.yaml does not validate.
@@ -202,13 +243,21 @@ def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list
         problems += check_prerequisites(ws, cfg, stages[0], keys)
     problems += check_outputs(ws, cfg, quota_root(ws), settings.allow_outside_quota)
     if places_devices(settings.backend):  # else the devices are a scheduler's (a count), not this host's
-        problems += check_gpus(gpus, gpu_source)
+        try:
+            devices: list[GpuDevice] | None = gpu_source.devices()
+        except Exception:  # NVML can fail at any call: check_gpus asks again and says so
+            devices = None
+        problems += check_gpus(gpus, gpu_source, devices)
+        if devices and not any(p.where == "--gpu" for p in problems):
+            problems += check_memory(ws, cfg, stages, gpus, devices, measured)
     return problems
 
 
-def refusal(ws: Workspace, run: Run, stage: str, gpu_source: GpuSource, checks: DataChecks) -> Failure | None:
+def refusal(ws: Workspace, run: Run, stage: str, gpu_source: GpuSource, checks: DataChecks,
+            measured: Mapping[str, Need] | None = None) -> Failure | None:
     """The preflight again when a stage is admitted (files change while a run waits): the failure to
     record before the stage starts, or None to go (an unreadable snapshot is start_stage's to report).
+    ``measured``: stage → a measured peak of the same memory key, which the memory check trusts first.
 
     Raises:
         WorkspaceError: settings.yaml broke meanwhile (the disk guard then holds the run).
@@ -221,7 +270,8 @@ def refusal(ws: Workspace, run: Run, stage: str, gpu_source: GpuSource, checks: 
         return None
     stages = run.stages[run.stages.index(stage):] if stage in run.stages else (stage,)
     gpus = [int(x) for x in run.gpus.split(",") if x.strip()] if run.gpus else None
-    problems = preflight(ws, cfg, stages, gpus, gpu_source, checks, keys=(model_key(run), predictions_key(run)))
+    problems = preflight(ws, cfg, stages, gpus, gpu_source, checks, keys=(model_key(run), predictions_key(run)),
+                         measured=measured)
     if not problems:
         return None
     kind = problems[0].kind

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager.errors import DialsumError
+from dialsum_tui.manager.guards.memory import predicted_vs_measured
 from engine.artifacts import read_events
 from engine.config import ConfigError
 from engine.contract import Artifact, ArtifactKind, Eval, RunFiles, Stage, TrainLog, load_snapshot, parse_event
@@ -196,7 +197,7 @@ def compare_runs(workspace: Workspace, runs: list[Run]) -> Comparison:
     for run in runs:
         events = run_events(workspace, run)
         rows.append({"id": run.id, "nickname": run.nickname, "label": run_label(run), "state": run.state.value,
-                     "action": run.action.value})
+                     "action": run.action.value, "gpu_memory": predicted_vs_measured(run)})
         metric = dev_metric(workspace, run, events)
         metric_rows.append({"run_id": run.id, **(asdict(metric) if metric else asdict(_NO_METRIC))})
         curves.append(run_curves(run, events))

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dialsum_tui.manager.guards.memory import predicted_vs_measured
 from dialsum_tui.manager.insights.disk_models import DiskModel, disk_models
 from dialsum_tui.manager.insights.leaderboard import annotate_rows, rouge_with_lb
 from dialsum_tui.manager.runs.identity import model_key, predictions_key, run_key, run_paths
@@ -63,6 +64,8 @@ class ResultRow:
     lb_score: float | None = None  # latest public-leaderboard score recorded with `dialsum-tui lb`
     user: str | None = None  # who queued the row's latest run (None: queued before users were recorded)
     resume: str | None = None  # "step 758/780": the stopped training `retry ID --resume` continues
+    # stage → {"predicted_gib", "measured_gib"}: the latest run's GPU memory, predicted at add vs measured
+    gpu_memory: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rouge_text(self) -> str:
@@ -241,6 +244,7 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
     if metric:
         row.final, row.tokenizer = _float(metric.get("final")), metric.get("tokenizer")
         row.rouge1, row.rouge2, row.rougeL = (_float(metric.get(k)) for k in ("rouge1", "rouge2", "rougeL"))
+    row.gpu_memory = predicted_vs_measured(latest)
     model_text = "final_model complete" if complete else "no complete final_model"
     running = [r for r in runs if r.state is RunState.RUNNING]
     if running:

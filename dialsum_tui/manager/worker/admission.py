@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from dialsum_tui.manager.guards.memory import SAME_DEVICE_REASON
 from dialsum_tui.manager.runs.models import Run, RunState, parse_gpus
 
 # What pause means, said the same way everywhere (CLI, TUI, docs): runs that have not started wait;
 # a run already under way goes on into its next stage.
 PAUSE_MEANING = "nothing new starts; a running pipeline finishes its stages"
 PAUSED_REASON = "queue paused: `dialsum-tui resume` to continue"
-SAME_DEVICE_REASON = "waiting for the running run(s) on the same device(s)"
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Blocked:
 
     devices: list[int] | None
     reason: str
+    queueing: bool = False  # only our own stages leave no room yet (a shared GPU): not held by a guard
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def dependency(run: Run, by_id: dict[int, Run]) -> Decision | None:
 
 
 def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Guards,
-           devices: bool = True,
+           devices: bool = True, shares: Callable[[Run], bool] | None = None,
            hold: Callable[[Run], str | None] | None = None) -> list[Decision]:
     """The admission decisions of one tick, in queue order; at most one :class:`Launch`, last.
 
@@ -106,6 +107,8 @@ def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Gu
             places each job and ``gpus`` is a count, so only the pause, dependencies and guards hold runs.
         hold: why a pending run waits for a failure streak's pause (``runs.streaks.holding``), None when
             it may go; runs that share nothing with the failures are not held.
+        shares: with ``gpu_sharing`` on, whether a run may start beside our running stages: such a run
+            is not held for a busy device here, the GPU guard judges the memory left (guards.memory).
     """
     by_id = {r.id: r for r in runs}
     between = [r for r in runs if r.state is RunState.RUNNING and r.pid is None and r.id not in following]
@@ -126,7 +129,7 @@ def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Gu
         if why is not None:  # a failure streak paused what this run shares with the failed ones
             decisions.append(Wait(run, why))
             continue
-        if devices and busy_devices(runs, run):
+        if devices and busy_devices(runs, run) and not (shares is not None and shares(run)):
             decisions.append(Wait(run, SAME_DEVICE_REASON))
             continue
         mine = parse_gpus(run.gpus) if devices else None
@@ -138,7 +141,7 @@ def decide(runs: list[Run], following: Collection[int], paused: bool, guards: Gu
         stage = run.stage if run.state is RunState.RUNNING else run.stages[0]
         verdict = guards(run, stage)
         if verdict is not None:
-            decisions.append(Wait(run, verdict.reason, by_guard=True))
+            decisions.append(Wait(run, verdict.reason, by_guard=not verdict.queueing))
             blocked.append((run.id, verdict.devices))
             continue  # runs on other devices may still start (guards are per device)
         decisions.append(Launch(run, stage))

@@ -46,6 +46,7 @@ from dialsum_tui.manager.worker.following import ActiveStage, run_owners
 from dialsum_tui.manager.worker.health import Health
 from dialsum_tui.manager.worker.launching import LaunchError, launch_intent, run_config, start_stage
 from dialsum_tui.manager.worker.notify import BlockedWatch, notify_blocked
+from dialsum_tui.manager.worker.peaks import MemoryWatch
 from dialsum_tui.manager.worker.readopt import stages_left_running
 from dialsum_tui.manager.worker.run_end import after_run_ended, failure_hold
 from dialsum_tui.manager.worker.stopping import handle_cancels, watch_disk
@@ -107,6 +108,7 @@ class Worker:
         self.meter = DiskMeter(workspace, self.health, self._stopping)
         self.data_checks = DataChecks()  # CSV verdicts by file stamp: a waiting queue re-reads nothing
         self.blocked = BlockedWatch(self.settings.notify.blocked_after_s)  # "held back for long" pings
+        self.memory = MemoryWatch(workspace, self.gpu, self.store)  # GPU peaks per stage, sharing, exclusive configs
         self.store_failing = False  # the last store write failed (disk full, read-only): admit nothing
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -169,6 +171,7 @@ class Worker:
                 self._store_failing(f"run {stage.run_id}'s state cannot be recorded", err)
         try:
             handle_cancels(self.store, self.store.list(), self.active, self.stop_grace)
+            self.memory.sample(self.active, self.seen_pids, self.guard.baselines)  # each stage's peak GPU memory
             usage, disk_problem = self._disk_reading()
             if self.active:
                 watch_disk(self.store, usage, self.active, self.stop_grace)
@@ -289,7 +292,8 @@ class Worker:
                         artifacts_done=lambda: config_artifacts_done(self.ws, lambda: run_config(run), stage.stage,
                                                                      stage.events, run),
                         others_held=lambda: self._others_held(stage))
-        return with_backend_reason(outcome, result, stage.stage)  # Slurm's TIMEOUT, OUT_OF_MEMORY…
+        outcome = with_backend_reason(outcome, result, stage.stage)  # Slurm's TIMEOUT, OUT_OF_MEMORY…
+        return self.memory.judged(run, stage.stage, outcome, self.active)  # last peak; an OOM beside another run
 
     def _space_now(self, run: Run) -> FilesystemProblem | None:
         """A filesystem of the run's that is full or read-only now (why a stage may have died oddly)."""
@@ -333,7 +337,9 @@ class Worker:
         runs = self.store.list()
         guards = lambda run, stage: self._guards(run, stage, runs, usage, disk_problem)  # noqa: E731
         hold = failure_hold(self.store, self.ws.root)  # runs a failure streak paused
-        for decision in decide(runs, self.active.keys(), self.store.paused(), guards, hold=hold, devices=self.backend.places_devices):
+        shares = self.memory.shares if self.settings.gpu_sharing else None
+        for decision in decide(runs, self.active.keys(), self.store.paused(), guards, hold=hold, devices=self.backend.places_devices,
+                               shares=shares):
             if isinstance(decision, Wait):
                 self._wait(decision.run, decision.reason)
                 if decision.by_guard:
@@ -369,11 +375,12 @@ class Worker:
         gpu = None
         if self.backend.places_devices:  # else a scheduler admits GPUs; the shared disk is still ours
             try:
-                gpu = self.guard.check(gpus, run_owners(runs, self.seen_pids))
+                gpu = self.guard.check(gpus, run_owners(runs, self.seen_pids),
+                                       share=self.memory.share_plan(run, stage, runs, self.settings))
             except Exception as err:  # NVML can fail at any call: hold the run, say why
                 return Blocked(gpus, f"GPU cannot be read ({type(err).__name__}: {err}); waiting for NVML")
         if gpu is not None and not gpu.ok:
-            return Blocked(gpus, gpu.reason or "GPU not free")
+            return Blocked(gpus, gpu.reason or "GPU not free", queueing=gpu.queueing)
         try:
             projected = disk.projected_footprint(run_config(run), stage, self.ws.root)
         except ConfigError as err:
@@ -418,6 +425,7 @@ class Worker:
         self.guard.note_launch(parse_gpus(run.gpus))
         self.seen_pids[ident.pid] = (run.id, run.nickname)
         self.oom_marks[run.id] = oom.mark(ident.pid)
+        self.memory.launched(run, self.active)
         log.info("run %d: launched %s pid %d", run.id, stage, ident.pid)
 
     def _fail_before_start(self, run: Run, stage: str, failure: Failure) -> None:
@@ -432,7 +440,8 @@ class Worker:
         """Preflight again at admission (files change while a run waits): a problem fails the run
         before its stage starts, naming what to change; True when it did (or must wait)."""
         try:
-            failure = refusal(self.ws, run, stage, self.gpu, self.data_checks)
+            failure = refusal(self.ws, run, stage, self.gpu, self.data_checks,
+                              measured=self.memory.measured(run, self.store.list()))
         except WorkspaceError:
             return True  # settings.yaml broke since the guards ran: the disk guard holds the run next tick
         if failure is None:

@@ -55,6 +55,15 @@ class Settings(BaseModel):
     gpu_grace_s: float = Field(
         20.0, ge=0, description="After a launch its memory may not be visible yet: wait this long before judging the next."
     )
+    gpu_sharing: bool = Field(
+        False, description="Let a stage start on a GPU that runs only this workspace's stages when the memory left "
+        "(theirs counted at their expected peaks) minus gpu_share_margin_gib covers its measured, else predicted, peak; "
+        "other users' processes still block. Off: a stage starts only on an idle GPU (docs/memory.md).",
+    )
+    gpu_share_margin_gib: float = Field(
+        2.0, ge=0, description="With gpu_sharing: GiB kept free beside the peaks of the stages sharing a GPU "
+        "(the prediction is within ~10%; fragmentation and late growth need room)."
+    )
     hf_cache_dirs: list[str] = Field(
         default_factory=lambda: ["~/.cache/huggingface/hub", "~/.cache/huggingface/xet"],
         description="HF caches shown in the disk breakdown and offered to prune.",
