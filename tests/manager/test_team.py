@@ -30,9 +30,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import FAKE_ENGINE, GOOD_DATA, REPO, SESSION_ENV, wait_until
+from dialsum_tui.manager.workspace import sharing
+from dialsum_tui.manager.workspace.layout import Workspace
+from engine import artifacts
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: it creates Unix users and a group")
+from support import FAKE_ENGINE, GOOD_DATA, REPO, SESSION_ENV, run_cli, wait_until, write_config
 
 CLI_TIMEOUT_S = 120
 
@@ -136,6 +138,8 @@ def _remove_users(names: list[str], group: str) -> None:
 
 @pytest.fixture(scope="module")
 def team() -> Iterator[Team]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: it creates Unix users and a group (CI runs as root)")
     for tool in ("useradd", "userdel", "groupadd", "groupdel", "setpriv"):
         if shutil.which(tool) is None:
             pytest.skip(f"`{tool}` is not installed")
@@ -312,3 +316,44 @@ def test_a_member_meeting_a_private_file_is_told_who_fixes_it(shared: Team) -> N
         assert f"--share-group {team.group}" in done.stderr, done.stderr
     finally:
         os.chmod(settings, 0o660)
+
+
+# --- a private workspace, one user ---------------------------------------------------------------
+
+
+def test_a_private_workspace_keeps_every_file_its_owners(workspace: Workspace) -> None:
+    """Before: submissions/*.csv were 0644 in a 0755 directory, readable by every user of the server."""
+    for made in (workspace.root, workspace.checkpoints_dir, workspace.submissions_dir, workspace.runs_dir):
+        assert _mode(made) == 0o700, (made, oct(_mode(made)))
+    run_cli(workspace, "add", str(write_config(workspace, "koBART")))
+    run_cli(workspace, "ls")
+    wait_until(lambda: '"succeeded"' in run_cli(workspace, "ls", "--json").stdout, 60, "the run")
+    written = [p for tree in (workspace.state_dir, workspace.runs_dir, workspace.checkpoints_dir,
+                              workspace.submissions_dir) for p in (tree, *tree.rglob("*"))]
+    assert any(p.name.endswith("_submission.csv") for p in written)
+    written.remove(workspace.settings_path)  # written by the test's fixture, not by dialsum-tui
+    for path in written:
+        assert _mode(path) & 0o077 == 0, f"{path} is {oct(_mode(path))}"
+
+
+@pytest.mark.parametrize(("umask", "file", "directory"), [(sharing.PRIVATE_UMASK, 0o600, 0o700),
+                                                           (sharing.SHARED_UMASK, 0o660, 0o2770)])
+def test_the_engines_atomic_writes_follow_the_umask(tmp_path: Path, umask: int, file: int, directory: int) -> None:
+    """mkstemp and mkdtemp make 0600/0700 whatever the umask: the engine's atomic writes (a model's
+    marker, a submission, a final_model directory) are chmod-ed to what the umask gives."""
+    parent = tmp_path / "checkpoints"
+    parent.mkdir()
+    os.chmod(parent, 0o2770 if directory & stat.S_ISGID else 0o700)  # a shared workspace's dirs are setgid
+    old = os.umask(umask)
+    try:
+        artifacts.atomic_write_text(parent / "alpha_submission.csv", "fname,summary\n")
+        with artifacts.atomic_directory(parent / "alpha-r1" / "final_model") as tmp:
+            (tmp / "model.safetensors").write_bytes(b"\0")
+            artifacts.write_final_model_meta(tmp, {"nickname": "alpha"})
+        assert artifacts.current_umask() == umask
+    finally:
+        os.umask(old)
+    final = parent / "alpha-r1" / "final_model"
+    assert _mode(parent / "alpha_submission.csv") == file
+    assert _mode(final / "dialsum_model.json") == file
+    assert _mode(final) == directory
