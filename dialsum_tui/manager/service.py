@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.insights.samples import SampleSet
     from dialsum_tui.manager.runs.logs import LogTail
     from dialsum_tui.manager.runs.retry import RetryPlan
+    from dialsum_tui.manager.runs.streaks import FailurePause
+    from dialsum_tui.manager.runs.sweeps import Sweep, SweepStatus
     from engine.contract import EventRecord
     from engine.event_reader import RunEvents
 
@@ -187,11 +189,14 @@ class Manager:
         return self.store.get(run_id)
 
     def add(self, config_path: str, action: str = "pipeline", gpus: str | None = None, after: int | None = None,
-            *, check: bool = True) -> Run:
+            *, check: bool = True, priority: int | str = 0, overrides: list[str] | None = None) -> Run:
         """Validate a config and queue it; the resolved snapshot goes to ``runs/<id>/config.yaml``.
 
         ``check=False`` skips the preflight here (the demo's broken-data run): the worker's admission
-        preflight then fails the run before its first step, naming the file and line.
+        preflight then fails the run before its first step, naming the file and line. ``priority``
+        (``high``, ``normal``, ``low``) places it before every pending run of a lower one; ``overrides``
+        are ``--set KEY=VALUE`` pairs, validated like the file's own values. ``after`` must not name a run
+        that already ended without success (nothing would ever start).
 
         Raises:
             ConfigError: the config is invalid (message names file and key), or an argument is wrong.
@@ -207,16 +212,17 @@ class Manager:
         path = Path(config_path).expanduser()
         if not path.is_absolute():
             path = (Path.cwd() / path).resolve()
-        cfg = load_config(path)
+        cfg = load_config(path, list(overrides) if overrides else None)
         identity.check_nickname(cfg.model.nickname)
-        if after is not None:
-            self.store.get(after)
+        self._check_after(after)
+        placed = _placed(priority)
         checkpoints = self.workspace.resolve(cfg.paths.checkpoints)
         source = identity.latest_source(self.runs(), cfg.model.nickname, checkpoints)
         keys = identity.source_keys(action_, cfg.model.nickname, source, checkpoints)
         if check:
             self._preflight(str(path), cfg, action_, gpus, keys)
-        return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after, keys)
+        return self._queue(str(path), cfg.model.nickname, cfg.to_yaml(), action_, gpus or None, after,
+                           keys | placed)
 
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
                gpus: str | None, after: int | None, keys: dict[str, Any] | None = None, prepare=None) -> Run:
@@ -267,7 +273,7 @@ class Manager:
             then(run_id)
 
     def _preflight(self, source: str, cfg: Any, action: Action, gpus: str | None,
-                   keys: dict[str, Any] | None = None) -> None:
+                   keys: dict[str, Any] | None = None, checks: Any = None) -> None:
         """Refuse a run that would fail later for a reason known now (data, model path, GPUs, ...).
 
         Raises:
@@ -279,11 +285,139 @@ class Manager:
         # What an infer/evaluate-only run reads: its source's model and predictions (identity.source_keys).
         fallback = cfg.model.nickname
         reads = ((keys or {}).get("model_key") or fallback, (keys or {}).get("predictions_key") or fallback)
-        problems = preflight(self.workspace, cfg, action.stages, parse_gpus(gpus), self.gpu_source(), keys=reads,
+        problems = preflight(self.workspace, cfg, action.stages, parse_gpus(gpus), self.gpu_source(), checks=checks, keys=reads,
                              measured=self._measured(cfg, gpus))
         if problems:
             raise ConfigError(f"{source}: not queued; {len(problems)} problem(s) would fail it later:\n"
                               f"{describe(problems)}")
+
+    def _check_after(self, after: int | None) -> None:
+        """``--after ID``: the run must exist and may not have ended without success already.
+
+        Raises:
+            RunNotFound, DialsumError: exit 2, naming the run and what to do.
+        """
+        if after is None:
+            return
+        dep = self.store.get(after)
+        if dep.state.is_final and dep.state is not RunState.SUCCEEDED:
+            kind = f" ({dep.failure_kind})" if dep.failure_kind else ""
+            raise DialsumError(f"--after {after}: run {after} ({dep.nickname}) ended {dep.state.value}{kind}, so this "
+                               f"run would never start; `dialsum-tui retry {after}`, then --after the new run")
+
+    # --- sweeps -------------------------------------------------------------------------------
+
+    def add_sweep(self, config_path: str, *, axes: list[str] | None = None, seeds: int | None = None,
+                  sweep_file: str | None = None, overrides: list[str] | None = None, action: str = "pipeline",
+                  gpus: str | None = None, after: int | None = None, priority: int | str = 0,
+                  check: bool = True) -> tuple[Sweep, list[Run]]:
+        """Expand one config into a sweep (``--sweep KEY=V1,V2`` axes as a grid, ``--seeds N``, a sweep
+        file of override sets: :func:`runs.sweeps.plan_sweep`), validate and preflight every variant as
+        ``add`` does, record the sweep (``s1``, ``s2``…) and queue its runs together, in order.
+
+        Raises:
+            ConfigError: the config or a flag is wrong, or one variant is invalid or would fail
+                (``SweepError`` names the variant and its values); then nothing is queued.
+        """
+        from dialsum_tui.manager.guards.preflight import DataChecks
+        from dialsum_tui.manager.runs.sweeps import SweepError, plan_sweep
+
+        try:
+            action_ = Action(action)
+        except ValueError:
+            raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
+        if gpus is not None:
+            gpus = gpus.strip()
+            if not all(part.strip().isdigit() for part in gpus.split(",")):
+                raise ConfigError(f"--gpu {gpus!r}: expected device indices such as 0 or 0,1")
+        path = Path(config_path).expanduser()
+        if not path.is_absolute():
+            path = (Path.cwd() / path).resolve()
+        plan = plan_sweep(path, axes, seeds, sweep_file, overrides)
+        self._check_after(after)
+        placed = _placed(priority)
+        checks = DataChecks()  # the variants share their data: each CSV is read once
+        runs_now = self.runs() if action_ not in identity.TRAINS else []
+        keyed = []
+        for variant in plan.variants:
+            identity.check_nickname(variant.nickname)
+            checkpoints = self.workspace.resolve(variant.config.paths.checkpoints)
+            source = identity.latest_source(runs_now, variant.nickname, checkpoints) if runs_now else None
+            keys = identity.source_keys(action_, variant.nickname, source, checkpoints)
+            if check:
+                try:
+                    self._preflight(f"{path} [sweep variant {variant.nickname}: {variant.label}]", variant.config,
+                                    action_, gpus, keys, checks=checks)
+                except ConfigError as err:
+                    raise SweepError(f"sweep not queued: variant {variant.nickname} ({variant.label}) of "
+                                     f"{len(plan.variants)} would fail:\n{err}") from None
+            keyed.append((variant, keys))
+        record = plan.record()  # its config path as the runs keep theirs: relative to the workspace
+        sweep = self.store.new_sweep(replace(record, config_path=self.workspace.relative(record.config_path)))
+        queued: list[Run] = []
+        try:
+            for variant, keys in keyed:
+                queued.append(self._queue(str(path), variant.nickname, variant.config.to_yaml(), action_,
+                                          gpus or None, after, keys | placed | {"sweep": sweep.id}))
+                write_queue_record(self.workspace, queued[-1], sweep)  # a rebuilt store recovers the sweep
+        except BaseException:
+            for run in queued:  # all or nothing: what got in before the error does not run
+                self.cancel(run.id)
+            raise
+        return sweep, queued
+
+    def sweeps(self) -> list[SweepStatus]:
+        """Every sweep as it is now: its latest run per variant, progress, best (oldest sweep first)."""
+        from dialsum_tui.manager.runs.sweeps import sweep_statuses
+
+        return sweep_statuses(self.store.sweeps(), self.runs())
+
+    def sweep(self, sweep_id: str | int) -> SweepStatus:
+        """One sweep now (``s3``, or ``3``).
+
+        Raises:
+            SweepNotFound: no such sweep (exit 2).
+        """
+        from dialsum_tui.manager.runs import sweeps
+
+        return sweeps.sweep_status(self.store.get_sweep(sweeps.sweep_id(sweep_id)), self.runs())
+
+    def cancel_sweep(self, sweep_id: str | int) -> list[Run]:
+        """Cancel every run of the sweep that has not ended (:meth:`cancel` each); the runs as they are after."""
+        status = self.sweep(sweep_id)
+        return [self.cancel(run.id) if not run.state.is_final else run for run in status.runs]
+
+    def retry_sweep(self, sweep_id: str | int) -> list[Run]:
+        """Queue again each variant whose latest run failed or was interrupted (:meth:`retry`, same config,
+        in the sweep); the sweep's end is announced again when they end.
+
+        Raises:
+            DialsumError: no variant failed (exit 2).
+        """
+        status = self.sweep(sweep_id)
+        failed = [run for run in status.runs if run.state in (RunState.FAILED, RunState.INTERRUPTED)]
+        if not failed:
+            raise DialsumError(f"sweep {status.id}: no variant failed or was interrupted ({status.progress_text}); "
+                               "nothing to retry")
+        retried = [self.retry(run.id) for run in failed]
+        self.store.reopen_sweep(status.id)
+        return retried
+
+    def compare_sweep(self, sweep_id: str | int) -> Comparison:
+        """Compare the sweep's runs (the latest of each variant) on metrics, curves and its swept keys only.
+
+        Raises:
+            SweepNotFound, InsightsError: no such sweep, fewer than two runs.
+        """
+        from dialsum_tui.manager.insights.compare import compare_runs
+
+        status = self.sweep(sweep_id)
+        return compare_runs(self.workspace, list(status.runs), keys=list(status.sweep.keys))
+
+    def failure_pauses(self) -> list[FailurePause]:
+        """What failure streaks paused (``pause_after_failures``): each pause's cause, runs and scope;
+        :meth:`resume` lifts them."""
+        return self.store.failure_pauses()
 
     def cancel(self, run_id: int) -> Run:
         """Cancel a pending run now, or ask the worker to stop a running one (SIGINT first).
@@ -354,6 +488,7 @@ class Manager:
             raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
         # An infer/evaluate-only retry reads the model/predictions of the run it came from, never a namesake's.
         keys = identity.source_keys(action_, old.nickname, old, self.workspace.checkpoints_dir)
+        keys = keys | _carried(old, plan)  # its priority; its sweep, unless the retry changes the config
         config_yaml = plan.config_yaml if plan is not None else old.config_yaml
         self._preflight(f"run {run_id}", load_snapshot(config_yaml, f"run {run_id} config snapshot"), action_,
                         old.gpus, keys)
@@ -389,6 +524,7 @@ class Manager:
 
     def resume(self) -> None:
         self.store.set_paused(False)
+        self.store.clear_failure_pauses()  # the user fixed the cause: the streak starts over
 
     def is_paused(self) -> bool:
         return self.store.paused()
@@ -664,6 +800,7 @@ class Manager:
         if usage is not None and usage.full:
             out.append(f"disk over quota: {format_used_of(usage.used_bytes, usage.limit_bytes)} used on {usage.path}, "
                        "within the margin; `dialsum-tui prune` or raise quota_gb")
+        out += [pause.message for pause in self.store.failure_pauses()]  # check exits 1 while one holds runs
         stalled = self.worker_stalled() if running else None
         if stalled:
             out.append(f"worker stalled: {stalled}")
@@ -671,14 +808,15 @@ class Manager:
 
     def held_by_guards(self) -> list[Run]:
         """Waiting runs that a guard holds back (GPU memory held, the disk over or unmeasured, NVML
-        unreadable), not the pause, a run they depend on, or a run on the same device."""
+        unreadable), not the pause, a failure streak's pause, a run they depend on, or a run on the same device."""
+        from dialsum_tui.manager.runs.streaks import HELD_PREFIX
         from dialsum_tui.manager.worker.admission import PAUSED_REASON, SAME_DEVICE_REASON, dependency
 
         runs = self.runs()
         by_id = {run.id: run for run in runs}
         return [run for run in runs if run.state is RunState.WAITING and run.reason != PAUSED_REASON
                 and not (run.reason or "").startswith(SAME_DEVICE_REASON)  # a shared GPU's "no room yet" too
-                and dependency(run, by_id) is None]
+                and dependency(run, by_id) is None and not (run.reason or "").startswith(HELD_PREFIX)]
 
     def backend_check(self) -> BackendCheck:
         """Who runs the stages; on Slurm, whether sbatch/squeue/sacct answer and accept the settings."""
@@ -826,6 +964,22 @@ class BackendCheck:
     name: str
     ok: bool
     detail: str
+
+
+def _placed(priority: int | str | None) -> dict[str, int]:
+    """The store fields of ``--priority`` (none for normal)."""
+    from dialsum_tui.manager.runs.priority import parse_priority
+
+    value = parse_priority(priority)
+    return {"priority": value} if value else {}
+
+
+def _carried(old: Run, plan: RetryPlan | None) -> dict[str, Any]:
+    """What a retry keeps of the run it retries: its priority, and its sweep while the config stays the variant's."""
+    fields: dict[str, Any] = {"priority": old.priority} if old.priority else {}
+    if old.sweep and (plan is None or not plan.diff):
+        fields["sweep"] = old.sweep
+    return fields
 
 
 def _refuse_finished_training(run: Run, action: Action) -> None:

@@ -168,12 +168,15 @@ def run_config_flat(run: Run) -> dict[str, Any]:
     return flatten(cfg.model_dump())
 
 
-def config_diff(runs: list[Run]) -> list[DiffRow]:
-    """The keys whose values differ between the runs, in the config's section order."""
+def config_diff(runs: list[Run], only: list[str] | None = None) -> list[DiffRow]:
+    """The keys whose values differ between the runs, in the config's section order (``only``: those
+    keys, in that order — a sweep's swept keys)."""
     flats = [run_config_flat(run) for run in runs]
     keys: list[str] = []
     for flat in flats:
         keys += [key for key in flat if key not in keys]
+    if only is not None:
+        keys = [key for key in only if key in keys]
     missing = object()
     rows = []
     for key in keys:
@@ -185,8 +188,9 @@ def config_diff(runs: list[Run]) -> list[DiffRow]:
     return rows
 
 
-def compare_runs(workspace: Workspace, runs: list[Run]) -> Comparison:
-    """Compare two or more runs.
+def compare_runs(workspace: Workspace, runs: list[Run], keys: list[str] | None = None) -> Comparison:
+    """Compare two or more runs (``keys``: the config keys to show, e.g. a sweep's swept keys; default
+    every key whose value differs).
 
     Raises:
         InsightsError: fewer than two distinct runs, or a snapshot that does not validate.
@@ -201,5 +205,5 @@ def compare_runs(workspace: Workspace, runs: list[Run]) -> Comparison:
         metric = dev_metric(workspace, run, events)
         metric_rows.append({"run_id": run.id, **(asdict(metric) if metric else asdict(_NO_METRIC))})
         curves.append(run_curves(run, events))
-    return Comparison(rows, metric_rows, config_diff(runs), curves)
+    return Comparison(rows, metric_rows, config_diff(runs, keys), curves)
 

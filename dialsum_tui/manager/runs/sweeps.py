@@ -104,6 +104,11 @@ class Variant:
     values: dict[str, Any]  # swept dotted key → value (parsed like --set)
     config: RunConfig
 
+    @property
+    def label(self) -> str:
+        """``"lr=1e-4 r=8"``: what sets this variant apart."""
+        return " ".join(f"{short_key(key)}={value_text(value)}" for key, value in self.values.items())
+
     def overrides(self) -> dict[str, Any]:
         """What turns the sweep's config into this variant (the swept values and the nickname)."""
         return {**self.values, NICKNAME_KEY: self.nickname}
@@ -364,8 +369,18 @@ def plan_sweep(config_path: str | Path, axes: list[str] | None = None, seeds: in
             raise SweepError(f"sweep not queued: variants {seen[fingerprint]} and {name} are the same config "
                              f"({_values_text(item['values'])}); drop the repeated value")
         seen[fingerprint] = name
-        variants.append(Variant(name, dict(item["values"]), cfg))
+        dump = cfg.model_dump()  # the values as validated ("1e-4" typed is 0.0001), as the snapshot has them
+        variants.append(Variant(name, {key: _dotted(dump, key, value) for key, value in item["values"].items()}, cfg))
     return SweepPlan(str(path), base.model.nickname, keys, tuple(variants), common)
+
+
+def _dotted(tree: dict[str, Any], key: str, default: Any) -> Any:
+    node: Any = tree
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def _values_text(values: dict[str, Any]) -> str:

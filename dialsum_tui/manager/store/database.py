@@ -316,48 +316,6 @@ class Store:
                 prepare(int(cur.lastrowid))
             return self._get(conn, cur.lastrowid)
 
-    def add_runs(self, entries: list[dict[str, Any]], *, user: str | None = None, first_id: int = 1,
-                 priority: int = 0, sweep: Sweep | None = None, prepare: Callable[[list[Run]], None] | None = None) -> list[Run]:
-        """Queue several runs in one transaction, together in queue order, and return them.
-
-        Each entry holds ``nickname``, ``config_path``, ``config_yaml``, ``action`` and optionally
-        ``gpus``, ``after`` and more updatable fields; all take ``priority`` (:meth:`add`'s placing). With ``sweep`` (its ``id`` left
-        empty) the sweep is recorded as ``s<first run id>`` and every run carries that id.
-
-        ``prepare(runs)`` runs inside the transaction, before any of them is visible to the worker
-        (the run directories' config snapshots are written there). All or nothing: an error leaves
-        no run and no sweep behind.
-
-        Raises:
-            RunNotFound: an ``after`` names no run.
-        """
-        with self._write() as conn:
-            next_id = self._next_id(conn, first_id)
-            sweep_id = f"s{next_id}" if sweep is not None else None
-            now = time.time()
-            first = self._slot(conn, priority, len(entries))
-            ids = []
-            for i, entry in enumerate(entries):
-                extra = dict(entry)
-                fixed = {name: extra.pop(name) for name in ("nickname", "config_path", "config_yaml", "action")}
-                gpus, after = extra.pop("gpus", None), extra.pop("after", None)
-                if after is not None:
-                    self._get(conn, after)
-                conn.execute(
-                    "INSERT INTO runs (id, nickname, config_path, config_yaml, action, state, gpus, after, position,"
-                    " created_at, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (next_id + i, fixed["nickname"], fixed["config_path"], fixed["config_yaml"],
-                     Action(fixed["action"]).value, RunState.QUEUED.value, gpus, after, first + i, now, user))
-                self._set(conn, next_id + i, extra | {"priority": int(priority)} | ({"sweep": sweep_id} if sweep_id else {}))
-                ids.append(next_id + i)
-            if sweep is not None:
-                self._insert_sweep(conn, Sweep(sweep_id or "", sweep.config_path, sweep.nickname, sweep.keys,
-                                               sweep.variants, sweep.created_at or now, sweep.ended_at))
-            runs = [self._get(conn, run_id) for run_id in ids]
-            if prepare is not None:
-                prepare(runs)
-            return runs
-
     def _next_id(self, conn: sqlite3.Connection, first_id: int) -> int:
         top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]
         seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()
@@ -549,6 +507,22 @@ class Store:
         if row is None:
             raise SweepNotFound(sweep_id)
         return self._sweep_of(row)
+
+    def new_sweep(self, sweep: Sweep) -> Sweep:
+        """Record a sweep under the next free id (``s1``, ``s2``…; its ``id`` is ignored) and return it.
+        Its runs are queued after it, each carrying the id (``Run.sweep``)."""
+        with self._write() as conn:
+            taken = [row["id"] for row in conn.execute("SELECT id FROM sweeps").fetchall()]
+            number = max((int(t[1:]) for t in taken if t[1:].isdigit()), default=0) + 1
+            made = Sweep(f"s{number}", sweep.config_path, sweep.nickname, sweep.keys, sweep.variants,
+                         sweep.created_at or time.time(), None)
+            self._insert_sweep(conn, made)
+            return made
+
+    def reopen_sweep(self, sweep_id: str) -> None:
+        """A sweep gets new runs (``retry --sweep``): its end is announced again when they end."""
+        with self._write() as conn:
+            conn.execute("UPDATE sweeps SET ended_at = NULL WHERE id = ?", (sweep_id,))
 
     def restore_sweep(self, sweep: Sweep) -> None:
         """Insert a sweep as it was (rebuilding from run directories); one already there is kept."""

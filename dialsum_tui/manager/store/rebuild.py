@@ -22,6 +22,7 @@ from dialsum_tui.manager import process
 from dialsum_tui.manager.runs.events import absorb, stage_events
 from dialsum_tui.manager.runs.identity import run_key
 from dialsum_tui.manager.runs.models import Action, Run, RunState
+from dialsum_tui.manager.runs.sweeps import Sweep
 from dialsum_tui.manager.store.database import Store
 from dialsum_tui.manager.store.integrity import StoreBroken, broken_message, healthy
 from dialsum_tui.manager.workspace import sharing
@@ -33,7 +34,8 @@ from engine.contract import DEV_PREDICTIONS_SUFFIX, FINAL_MODEL_DIR, Event, Fail
 
 # The manager's own file in a run directory (the engine never reads it): what the queue knew at add.
 QUEUE_RECORD = "queued.json"
-_QUEUE_FIELDS = ("action", "gpus", "after", "config_path", "created_at", "source_run", "model_key", "predictions_key")
+_QUEUE_FIELDS = ("action", "gpus", "after", "config_path", "created_at", "source_run", "model_key", "predictions_key",
+                 "priority", "sweep")
 _LOG_HEADER = re.compile(r"^=== dialsum: (?P<stage>\w+) started")
 
 
@@ -75,10 +77,16 @@ def run_ids(ws: Workspace) -> list[int]:
     return sorted(int(p.name) for p in dirs if RunFiles(p).config.exists() or RunFiles(p).events.exists())
 
 
-def write_queue_record(ws: Workspace, run: Run) -> None:
-    """Put what only the queue knows (action, GPUs, order, source) into ``runs/<id>/queued.json``."""
+def write_queue_record(ws: Workspace, run: Run, sweep: Sweep | None = None) -> None:
+    """Put what only the queue knows (action, GPUs, order, priority, source) into ``runs/<id>/queued.json``;
+    a sweep's run also gets its sweep's record (``sweep_record``: config, nickname, swept keys, its values),
+    from which a rebuilt store recovers the sweep."""
     record = {name: getattr(run, name) for name in _QUEUE_FIELDS}
     record["action"] = run.action.value
+    if sweep is not None:
+        record["sweep_record"] = {"config_path": sweep.config_path, "nickname": sweep.nickname,
+                                  "keys": list(sweep.keys), "values": sweep.variants.get(run.nickname) or {},
+                                  "created_at": sweep.created_at}
     atomic_write_text(ws.run_dir(run.id) / QUEUE_RECORD, json.dumps(record, ensure_ascii=False), mode=sharing.file_mode())
 
 
@@ -147,7 +155,8 @@ def restore_run(ws: Workspace, run_id: int) -> Run:
               config_yaml=config_yaml, action=action, state=RunState.CANCELLED, gpus=queued.get("gpus"),
               after=queued.get("after"), position=float(run_id), created_at=created,
               source_run=queued.get("source_run"), model_key=queued.get("model_key"),
-              predictions_key=queued.get("predictions_key"))
+              predictions_key=queued.get("predictions_key"), priority=int(queued.get("priority") or 0),
+              sweep=queued.get("sweep"))
     _restore_keys(run, events)
     if not seen:
         if queued and not queued.get("cancelled"):  # queued and not cancelled: the queue's intent stands
@@ -245,6 +254,7 @@ def rebuild(ws: Workspace, backup: Path | None = None) -> Rebuilt:
     try:
         for run_id in run_ids(ws):
             done.runs.append(store.restore(restore_run(ws, run_id)))
+        restore_sweeps(ws, store, done.runs)
         if any(r.state is RunState.QUEUED for r in done.runs):
             # Nothing restarts unasked: the user looks at the restored queue, then resumes it.
             store.set_paused(True)
@@ -263,6 +273,27 @@ def rebuild(ws: Workspace, backup: Path | None = None) -> Rebuilt:
     if done.runs:
         _note(ws, done.note)
     return done
+
+
+def restore_sweeps(ws: Workspace, store: Store, runs: list[Run]) -> None:
+    """The sweeps of restored runs, from their ``queued.json`` (``sweep_record``), and the pending runs
+    put back in priority order (restored positions are the run ids)."""
+    members: dict[str, list[tuple[Run, dict[str, Any]]]] = {}
+    for run in runs:
+        if run.sweep:
+            body = _read_json(ws.run_dir(run.id) / QUEUE_RECORD).get("sweep_record")
+            members.setdefault(run.sweep, []).append((run, body if isinstance(body, dict) else {}))
+    for sweep_id, found in members.items():
+        first = next((body for _run, body in found if body), {})
+        ended = all(run.state.is_final for run, _body in found)  # told before the store was lost: not again
+        store.restore_sweep(Sweep(
+            sweep_id, str(first.get("config_path") or found[0][0].config_path),
+            str(first.get("nickname") or found[0][0].nickname), tuple(first.get("keys") or ()),
+            {run.nickname: dict(body.get("values") or {}) for run, body in found},
+            float(first.get("created_at") or min(run.created_at for run, _body in found)),
+            time.time() if ended else None))
+    if any(run.priority for run in runs):
+        store.regroup()
 
 
 def open_store(ws: Workspace) -> tuple[Store, Rebuilt | None]:
@@ -296,6 +327,7 @@ def adopt_unknown(ws: Workspace, store: Store) -> Rebuilt | None:
             done.runs.append(store.restore(restore_run(ws, run_id)))
         except sqlite3.IntegrityError:
             continue  # another process restored it a moment ago
+    restore_sweeps(ws, store, done.runs)
     if any(r.state is RunState.QUEUED for r in done.runs):
         store.set_paused(True)
         done.paused = True
