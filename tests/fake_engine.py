@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         with artifacts.atomic_directory(final) as tmp:
             (tmp / "model.safetensors").write_bytes(b"\0" * 1024)
             artifacts.write_final_model_meta(tmp, {"nickname": nickname, "artifact_key": key})
-        events.emit(Event.ARTIFACT, kind=ArtifactKind.FINAL_MODEL, path=str(final), bytes=1024)
+        # Absolute, as the real engine records them (engine.config.resolve_path: cwd / the config's path).
+        events.emit(Event.ARTIFACT, kind=ArtifactKind.FINAL_MODEL, path=str(final.absolute()), bytes=1024)
     elif args.command == Stage.INFER:
         model = artifacts.final_model_dir(Path(paths.get("checkpoints", "checkpoints")), args.model_key or key)
         if not artifacts.is_complete_model(model) and os.environ.get("FAKE_NEED_MODEL") == "1":
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 writer = csv.writer(fh)
                 writer.writerow(["fname", "summary"])
                 writer.writerows([fname, "요약"] for fname in fnames)
-            events.emit(Event.ARTIFACT, kind=ArtifactKind.SUBMISSION, path=str(path), bytes=path.stat().st_size)
+            events.emit(Event.ARTIFACT, kind=ArtifactKind.SUBMISSION, path=str(path.absolute()), bytes=path.stat().st_size)
     else:
         events.emit(Event.EVAL, tokenizer="mecab", scorer="competition", n=1, split="dev", **_score(nickname))
     events.emit(Event.FINISHED, seconds=steps * step_s)
