@@ -95,10 +95,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_add(manager: Manager, args: argparse.Namespace) -> ExitCode:
-    run = manager.add(args.config, action=args.action, gpus=args.gpu, after=args.after)
-    say(args, f"queued run {run.id}: {run.nickname} ({run.action.value})")
+    if args.sweep or args.seeds is not None or args.sweep_file:
+        return _add_sweep(manager, args)
+    run = manager.add(args.config, action=args.action, gpus=args.gpu, after=args.after, priority=args.priority,
+                      overrides=args.set)
+    say(args, f"queued run {run.id}: {run.nickname} ({run.action.value})"
+              + (f", {args.priority} priority" if args.priority != "normal" else ""))
     pid = _start_worker(manager, args)
     emit(args, {"run": run_json(run), "worker_pid": pid})
+    return ExitCode.OK
+
+
+def _add_sweep(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    sweep, runs = manager.add_sweep(args.config, axes=args.sweep, seeds=args.seeds, sweep_file=args.sweep_file,
+                                    overrides=args.set, action=args.action, gpus=args.gpu, after=args.after,
+                                    priority=args.priority)
+    status = manager.sweep(sweep.id)
+    say(args, f"queued sweep {sweep.id}: {len(runs)} runs of {sweep.nickname} ({status.keys_text}), "
+              f"runs {runs[0].id}-{runs[-1].id}")
+    for run in runs:
+        say(args, f"  run {run.id}: {run.nickname}  {sweep.label(run.nickname)}")
+    pid = _start_worker(manager, args)
+    emit(args, {"run": run_json(runs[0]), "runs": [run_json(run) for run in runs], "sweep": status.to_json(),
+                "worker_pid": pid})
     return ExitCode.OK
 
 
@@ -107,10 +126,14 @@ def cmd_ls(manager: Manager, args: argparse.Namespace) -> ExitCode:
     if args.json:
         emit(args, [run_json(r) for r in runs])
         return ExitCode.OK
-    print(ls_table(runs) if runs else "no runs yet; queue one with `dialsum-tui add CONFIG`")
+    sweeps = manager.sweeps()
+    print(ls_table(runs, sweeps=sweeps, collapse=args.collapse) if runs
+          else "no runs yet; queue one with `dialsum-tui add CONFIG`")
     say_store_problem(manager)
     if manager.is_paused():
         print("queue paused: `dialsum-tui resume` to continue")
+    for pause in manager.failure_pauses():
+        print(pause.message)
     return ExitCode.OK
 
 
@@ -124,7 +147,16 @@ def cmd_move(manager: Manager, args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def _one_of(args: argparse.Namespace, verb: str) -> None:
+    if (args.id is None) == (args.sweep is None):
+        raise DialsumError(f"{verb} takes a run id or --sweep ID (not both): `dialsum-tui {verb} 3`, "
+                           f"`dialsum-tui {verb} --sweep s1`")
+
+
 def cmd_cancel(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    _one_of(args, "cancel")
+    if args.sweep is not None:
+        return _cancel_sweep(manager, args)
     run = manager.cancel(args.id)
     if run.state.is_final:
         text = f"run {run.id} is {run.state.value}" + (f": {run.reason}" if run.reason else "")
@@ -135,7 +167,38 @@ def cmd_cancel(manager: Manager, args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def _cancel_sweep(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    runs = manager.cancel_sweep(args.sweep)
+    status = manager.sweep(args.sweep)
+    stopping = [run.id for run in runs if not run.state.is_final]
+    text = f"sweep {status.id}: {status.progress_text}" + (
+        f"; stop requested for run(s) {', '.join(map(str, stopping))} (SIGINT, then SIGTERM, SIGKILL)" if stopping else "")
+    emit(args, {"sweep": status.to_json(), "runs": [run_json(run) for run in runs], "stop_requested": stopping}, text)
+    return ExitCode.OK
+
+
+def _retry_sweep(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    if not args.failed:
+        raise DialsumError(f"retry --sweep {args.sweep}: add --failed (its failed and interrupted variants are queued "
+                           "again, same config)")
+    if args.resume or args.set or args.config or args.action:
+        raise DialsumError("retry --sweep --failed queues each failed variant again as it was; --resume, --set, "
+                           "--config and --action take one run id")
+    before = {run.nickname: run.id for run in manager.sweep(args.sweep).runs}
+    runs = manager.retry_sweep(args.sweep)
+    for run in runs:
+        say(args, f"queued run {run.id}: {run.nickname}, retry of run {before.get(run.nickname)}")
+    status = manager.sweep(args.sweep)
+    pid = _start_worker(manager, args)
+    emit(args, {"sweep": status.to_json(), "runs": [run_json(run) for run in runs],
+                "retry_of": [before.get(run.nickname) for run in runs], "worker_pid": pid})
+    return ExitCode.OK
+
+
 def cmd_retry(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    _one_of(args, "retry")
+    if args.sweep is not None:
+        return _retry_sweep(manager, args)
     plan = None
     if args.resume or args.set or args.config:
         plan = manager.plan_retry(args.id, resume=args.resume, overrides=args.set, config_file=args.config,
@@ -157,9 +220,13 @@ def cmd_pause(manager: Manager, args: argparse.Namespace) -> ExitCode:
 
 
 def cmd_resume(manager: Manager, args: argparse.Namespace) -> ExitCode:
+    lifted = manager.failure_pauses()
     manager.resume()
     say(args, "queue resumed")
-    emit(args, {"paused": False, "worker_pid": _start_worker(manager, args)})
+    for pause in lifted:
+        say(args, f"lifted: the pause for {pause.where} ({pause.kind}, runs {', '.join(map(str, pause.runs))})")
+    emit(args, {"paused": False, "lifted": [pause.to_json() for pause in lifted],
+                "worker_pid": _start_worker(manager, args)})
     return ExitCode.OK
 
 

@@ -49,6 +49,7 @@ def _check_data(manager: Manager) -> dict[str, Any]:
         "paused": manager.is_paused(),
         "backend": dataclasses.asdict(manager.backend_check()),
         "held": [{"id": run.id, "nickname": run.nickname, "reason": run_note(run)} for run in manager.held_by_guards()],
+        "failure_pauses": [pause.to_json() for pause in manager.failure_pauses()],
         "memory": [{"id": run.id, "nickname": run.nickname, "fits": found.fits, "problem": found.problem(),
                     "estimate": found.to_json()} for run, found in outlook],
     }

@@ -26,8 +26,9 @@ def add_parsers(sub: Any, add_json: Callable[..., None]) -> None:
     """Add the four subcommands to ``dialsum-tui``'s subparsers; ``add_json`` gives one its ``--json``."""
     sorts, filters = Manager.sample_choices()
     p = sub.add_parser("compare", help="compare runs: metrics, config keys that differ, loss and ROUGE curves")
-    p.add_argument("ids", type=int, nargs="+", metavar="ID", help="two or more run ids")
-    p.add_argument("--json", action="store_true", help="keys: runs, metrics, config_diff, curves")
+    p.add_argument("ids", type=int, nargs="*", metavar="ID", help="two or more run ids")
+    p.add_argument("--sweep", metavar="ID", help="every run of sweep ID (the latest of each variant), its swept keys only")
+    p.add_argument("--json", action="store_true", help="keys: runs, metrics, config_diff, curves (--sweep: and sweep)")
 
     p = sub.add_parser("samples", help="per-sample dev insights: references, predictions, per-item ROUGE")
     p.add_argument("id", type=int)
@@ -54,7 +55,7 @@ def _metric_cell(value: float | None, scale: float = 100.0) -> str:
     return "-" if value is None else f"{value * scale:.2f}"
 
 
-def format_comparison(comparison: Comparison) -> str:
+def format_comparison(comparison: Comparison, diff_heading: str = "config keys that differ:") -> str:
     """Plain text: metric table, config diff, curve lengths."""
     labels = [r["label"] for r in comparison.runs]
     width = max(cell_len(label) for label in labels)
@@ -70,7 +71,7 @@ def format_comparison(comparison: Comparison) -> str:
     keys = {(m["tokenizer"], m["scorer"]) for m in comparison.metrics if m["final"] is not None}
     if len(keys) > 1:
         lines.append("warning: these finals were made with different tokenizers/scorers and are not comparable")
-    lines += ["", "config keys that differ:" if comparison.config_diff else "config: no key differs"]
+    lines += ["", diff_heading if comparison.config_diff else "config: no key differs"]
     for row in comparison.config_diff:
         lines.append(f"  {row.key}: " + " | ".join(f"{json.dumps(v, ensure_ascii=False)}" for v in row.values))
     lines.append("")
@@ -81,8 +82,23 @@ def format_comparison(comparison: Comparison) -> str:
 
 
 def cmd_compare(manager: Manager, args: argparse.Namespace) -> ExitCode:
-    comparison = manager.compare(args.ids)
-    print(json.dumps(comparison.to_json(), ensure_ascii=False, indent=2) if args.json else format_comparison(comparison))
+    if args.sweep is not None and args.ids:
+        raise DialsumError("compare takes run ids or --sweep ID, not both")
+    if args.sweep is None:
+        if len(args.ids) < 2:
+            raise DialsumError("compare needs two or more different run ids, e.g. `dialsum-tui compare 3 5`, "
+                               "or a sweep: `dialsum-tui compare --sweep s1`")
+        comparison = manager.compare(args.ids)
+        print(json.dumps(comparison.to_json(), ensure_ascii=False, indent=2) if args.json else format_comparison(comparison))
+        return ExitCode.OK
+    status = manager.sweep(args.sweep)
+    comparison = manager.compare_sweep(status.id)
+    if args.json:
+        print(json.dumps(comparison.to_json() | {"sweep": status.to_json()}, ensure_ascii=False, indent=2))
+        return ExitCode.OK
+    head = f"sweep {status.id}: {status.sweep.nickname} ×{status.total} ({status.keys_text}), {status.progress_text}"
+    best = f"best by dev ROUGE: {status.best.text}" if status.best else "no evaluate-stage dev ROUGE yet"
+    print("\n".join([head, best, "", format_comparison(comparison, "swept keys:")]))
     return ExitCode.OK
 
 

@@ -1,5 +1,6 @@
 """Provides how the CLI prints: the ``ls`` table (rich measures Korean cell widths and cuts with "…",
-as wide as the terminal), a run as JSON, and one call that prints a command's text or its JSON."""
+as wide as the terminal; a sweep's runs under its group line), a run as JSON, and one call that
+prints a command's text or its JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -19,16 +20,21 @@ from rich.text import Text
 from dialsum_tui.manager.runs.models import Run, RunState, headline
 from dialsum_tui.manager.snapshot import run_progress
 
+if TYPE_CHECKING:
+    from dialsum_tui.manager.runs.sweeps import SweepStatus
+
 DEFAULT_WIDTH = 80  # what `ls` fits when stdout is not a terminal (a pipe, a file) and $COLUMNS is unset
 GAP = 2  # cells between two columns
-LS_COLUMNS = ("ID", "NICKNAME", "ACTION", "STAGE", "STATE", "GPU", "BACKEND", "PROGRESS", "NOTE")
+LS_COLUMNS = ("ID", "NICKNAME", "ACTION", "STAGE", "STATE", "PRIO", "GPU", "BACKEND", "PROGRESS", "NOTE")
 # How the table gives way when it is wider than the terminal, step by step: (column, width it keeps).
 # Nicknames keep 20 cells before the note goes below 24 (the cause must stay readable), then both
 # shrink; the id, action, stage, state and GPU are never cut.
 CUTS = (("NICKNAME", 20), ("NOTE", 24), ("NICKNAME", 12), ("NOTE", 12), ("PROGRESS", 7), ("BACKEND", 7),
         ("NOTE", 5), ("NICKNAME", 5), ("PROGRESS", 5), ("BACKEND", 5))
 # Shown only when a run has something to say there (every run local, no device named, no progress: no column).
-OPTIONAL = {"GPU": "-", "BACKEND": "local", "PROGRESS": ""}
+OPTIONAL = {"PRIO": "-", "GPU": "-", "BACKEND": "local", "PROGRESS": ""}
+PRIORITY_NAMES = {1: "high", -1: "low"}  # normal shows as "-"
+MEMBER_INDENT = "  "  # a sweep's runs stand under its group line
 
 
 def terminal_width() -> int:
@@ -64,11 +70,57 @@ def run_json(run: Run) -> dict[str, Any]:
     return data
 
 
-def _cells(run: Run) -> tuple[str, ...]:
+def _priority(value: int) -> str:
+    return PRIORITY_NAMES.get(value, "-" if value == 0 else str(value))
+
+
+def _cells(run: Run, indent: str = "") -> tuple[str, ...]:
     state = run.state.value + (f"({run.failure_kind})" if run.failure_kind else "")
     backend = f"{run.backend} {run.job_id}" if run.job_id else run.backend  # "slurm 1234": the job to scontrol
-    return (str(run.id), run.nickname, run.action.value, run.stage or "-", state, run.gpus or "-", backend,
-            progress_text(run), run_note(run))
+    return (str(run.id), indent + run.nickname, run.action.value, run.stage or "-", state, _priority(run.priority),
+            run.gpus or "-", backend, progress_text(run), run_note(run))
+
+
+def sweep_note(status: SweepStatus) -> str:
+    """A sweep's group line note: what did not succeed, then its best run by dev ROUGE."""
+    bad = [(status.count(RunState.FAILED), "failed"), (status.count(RunState.CANCELLED), "cancelled"),
+           (status.count(RunState.INTERRUPTED), "interrupted")]
+    parts = [f"{n} {what}" for n, what in bad if n]
+    if status.best is not None:
+        parts.append(f"best {status.best.nickname} {status.best.final:.2f}")
+    return " · ".join(parts)
+
+
+def _sweep_cells(status: SweepStatus) -> tuple[str, ...]:
+    actions = {run.action.value for run in status.runs}
+    priorities = {run.priority for run in status.runs}
+    running = [run for run in status.runs if run.state is RunState.RUNNING]
+    return (status.id, f"{status.sweep.nickname} ×{status.total} ({status.keys_text})",
+            actions.pop() if len(actions) == 1 else "-", "-", f"{status.done}/{status.total} done",
+            _priority(priorities.pop()) if len(priorities) == 1 else "-", "-", "local",
+            f"{len(running)} running" if running else "", sweep_note(status))
+
+
+def ls_rows(runs: list[Run], sweeps: list[SweepStatus] | None = None, collapse: bool = False) -> list[tuple[str, ...]]:
+    """The rows of ``ls``: runs in queue order, each sweep as a group line (``s3``, ``3/4 done``) where its
+    first run stands, with its runs under it (``collapse``: the group line alone)."""
+    by_id = {status.id: status for status in sweeps or []}
+    members: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.sweep in by_id:
+            members.setdefault(run.sweep, []).append(run)
+    rows: list[tuple[str, ...]] = []
+    for run in runs:
+        if run.sweep not in by_id:
+            rows.append(_cells(run))
+            continue
+        group = members.pop(run.sweep, None)
+        if group is None:
+            continue  # listed under its group line already
+        rows.append(_sweep_cells(by_id[run.sweep]))
+        if not collapse:
+            rows += [_cells(member, MEMBER_INDENT) for member in group]
+    return rows
 
 
 def _widths(names: list[str], rows: list[tuple[str, ...]], width: int) -> list[int]:
@@ -86,14 +138,16 @@ def _widths(names: list[str], rows: list[tuple[str, ...]], width: int) -> list[i
     return widths
 
 
-def ls_table(runs: list[Run], width: int | None = None) -> str:
+def ls_table(runs: list[Run], width: int | None = None, sweeps: list[SweepStatus] | None = None,
+             collapse: bool = False) -> str:
     """The runs as a table ``width`` cells wide at most (default: the terminal's); a cut cell ends in "…".
 
-    Rich measures the cells (a Hangul syllable takes two) and cuts them; a run id is never cut.
+    Rich measures the cells (a Hangul syllable takes two) and cuts them; a run id is never cut. A sweep's
+    runs stand under its group line (:func:`ls_rows`).
     """
     width = terminal_width() if width is None else width
     names = list(LS_COLUMNS)
-    rows = [_cells(run) for run in runs]
+    rows = ls_rows(runs, sweeps, collapse)
     keep = [i for i, name in enumerate(names) if name not in OPTIONAL or any(row[i] != OPTIONAL[name] for row in rows)]
     names = [names[i] for i in keep]
     rows = [tuple(names), *(tuple(row[i] for i in keep) for row in rows)]

@@ -10,6 +10,7 @@ from dialsum_tui.manager.runs.models import Action
 from dialsum_tui.manager.service import Manager
 
 ACTIONS = [a.value for a in Action]
+PRIORITIES = ["high", "normal", "low"]
 JSON_HELP = "print one JSON object (keys: docs/cli.md) instead of text; errors too: {error, exit_code}"
 # What `--help` prints: plain text, not the module docstring (its reST markup showed up verbatim).
 DESCRIPTION = ("Queue, inspect and steer fine-tuning runs in a dialsum-tui workspace. "
@@ -44,14 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default="demo-workspace", help="demo workspace (default ./demo-workspace)")
     p.add_argument("--no-tui", action="store_true", help="stop after queueing and starting the worker (scripts, tests)")
 
-    p = sub.add_parser("add", help="queue a config (validated now) and start the worker")
+    p = sub.add_parser("add", help="queue a config, or a sweep of it (every variant validated now), and start the worker")
     p.add_argument("config")
     p.add_argument("--action", choices=ACTIONS, default="pipeline", help="pipeline = train → infer → evaluate")
     p.add_argument("--gpu", help="device indices for CUDA_VISIBLE_DEVICES, e.g. 0 or 0,1 (backend: slurm: a count, e.g. 2)")
-    p.add_argument("--after", type=int, metavar="ID", help="start only after run ID succeeded")
+    p.add_argument("--after", type=int, metavar="ID",
+                   help="start only after run ID succeeded (cancelled, saying why, if it does not)")
+    p.add_argument("--priority", choices=PRIORITIES, default="normal",
+                   help="high jumps the waiting queue (never a running run); low waits for the rest")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a config key (repeatable), validated like the file's own values")
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
+                   help="queue a sweep: one run per value (repeat for a grid: every combination), e.g. "
+                        "--sweep train.learning_rate=1e-4,2e-4 --sweep lora.r=8,16 (docs/sweeps.md)")
+    p.add_argument("--seeds", type=int, metavar="N", help="a sweep over N seeds (train.seed, train.seed+1, …)")
+    p.add_argument("--sweep-file", metavar="FILE", help="a sweep from a YAML list of override sets (non-grid designs)")
     add_json(p)
 
-    p = sub.add_parser("ls", help="list runs, in queue order (a table as wide as the terminal; --json has every field)")
+    p = sub.add_parser("ls", help="list runs, in queue order (a table as wide as the terminal; --json has every field); "
+                                  "a sweep's runs under its group line")
+    p.add_argument("--collapse", action="store_true", help="one line per sweep (its progress and best), not its runs")
     add_json(p, "print a JSON list of runs, every field (keys: docs/cli.md)")
 
     p = sub.add_parser("move", help="reorder the queue: where a queued or waiting run stands among the pending ones")
@@ -63,12 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--before", type=int, metavar="ID", help="just before pending run ID")
     add_json(p)
 
-    p = sub.add_parser("cancel", help="cancel a queued run, or stop a running one cleanly (SIGINT first)")
-    p.add_argument("id", type=int)
+    p = sub.add_parser("cancel", help="cancel a queued run, or stop a running one cleanly (SIGINT first); or a whole sweep")
+    p.add_argument("id", type=int, nargs="?")
+    p.add_argument("--sweep", metavar="ID", help="every run of sweep ID (s3) that has not ended")
     add_json(p)
 
-    p = sub.add_parser("retry", help="queue a new run with the same config snapshot (or changed, or resumed)")
-    p.add_argument("id", type=int)
+    p = sub.add_parser("retry", help="queue a new run with the same config snapshot (or changed, or resumed); "
+                                     "or a sweep's failed variants")
+    p.add_argument("id", type=int, nargs="?")
+    p.add_argument("--sweep", metavar="ID", help="with --failed: sweep ID's variants that failed or were interrupted")
+    p.add_argument("--failed", action="store_true", help="with --sweep: retry its failed and interrupted variants")
     p.add_argument("--action", choices=ACTIONS, help="e.g. infer: re-infer without retraining")
     p.add_argument("--resume", action="store_true",
                    help="continue training from run ID's last complete checkpoint (refused once its training finished)")
