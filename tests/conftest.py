@@ -14,9 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dialsum_tui.manager.procfs import pids_with_environ
-
-from support import SESSION_ENV, engine_cli, fake_engine_workspace, stop_workers_of
+from support import SESSION_ENV, engine_cli, fake_engine_workspace, leftover_processes, stop_workers_of
 
 
 def _let_children_take_signals() -> None:
@@ -84,37 +82,7 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Pat
 # init, yet still carries it. Tests that build an environment from scratch pass it on (support.SESSION_ENV).
 os.environ[SESSION_ENV] = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
-# What a test must never leave behind: the worker, the CLI, the app, a stage of the real or the fake engine.
-_MARKS = ("dialsum_tui", "fake_engine", "rank_engine", "accelerate.commands.launch")
 LEFTOVER_GRACE_S = 5.0  # a process told to stop at teardown may take a moment to exit
-
-
-def _ours(proc: psutil.Process) -> str | None:
-    """The command line of one of our programs, None for anything else (a sleeper, a shell, a zombie)."""
-    try:
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        argv = proc.cmdline()
-    except psutil.Error:
-        return None
-    engine = any(flag == "-m" and module == "engine" for flag, module in zip(argv, argv[1:]))
-    return " ".join(argv) if engine or any(mark in arg for arg in argv for mark in _MARKS) else None
-
-
-def _leftovers() -> dict[int, str]:
-    """Our programs still running that this pytest process started, directly or not (its mark)."""
-    mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
-    found = {}
-    for pid in pids_with_environ(SESSION_ENV, os.environ[SESSION_ENV]):
-        if pid in mine:
-            continue
-        try:
-            command = _ours(psutil.Process(pid))
-        except psutil.Error:
-            continue
-        if command:
-            found[pid] = command
-    return found
 
 
 @pytest.fixture(autouse=True)
@@ -127,10 +95,10 @@ def _no_process_left_behind(request: pytest.FixtureRequest):
     """
     yield
     deadline = time.monotonic() + LEFTOVER_GRACE_S
-    left = _leftovers()
+    left = leftover_processes()
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = _leftovers()
+        left = leftover_processes()
     if not left:
         return
     for pid in left:

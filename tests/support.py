@@ -168,3 +168,38 @@ def stop_workers_of(root: Path) -> None:
                 proc.wait(timeout=5)
             except psutil.Error:
                 pass
+
+
+# What a test must never leave behind: the worker, the CLI, the app, a stage of the real or the fake engine.
+_OUR_PROGRAMS = ("dialsum_tui", "fake_engine", "rank_engine", "accelerate.commands.launch")
+
+
+def _our_command(proc: psutil.Process) -> str | None:
+    """The command line of one of our programs, None for anything else (a sleeper, a shell, a zombie)."""
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        argv = proc.cmdline()
+    except psutil.Error:
+        return None
+    engine = any(flag == "-m" and module == "engine" for flag, module in zip(argv, argv[1:]))
+    return " ".join(argv) if engine or any(mark in arg for arg in argv for mark in _OUR_PROGRAMS) else None
+
+
+def leftover_processes() -> dict[int, str]:
+    """pid → command line of our programs still running that this pytest process started, directly
+    or not: they carry its :data:`SESSION_ENV` mark in their environment whoever their parent became."""
+    from dialsum_tui.manager.procfs import pids_with_environ
+
+    mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    found = {}
+    for pid in pids_with_environ(SESSION_ENV, os.environ.get(SESSION_ENV, "")):
+        if pid in mine:
+            continue
+        try:
+            command = _our_command(psutil.Process(pid))
+        except psutil.Error:
+            continue
+        if command:
+            found[pid] = command
+    return found
