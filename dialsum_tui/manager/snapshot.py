@@ -27,6 +27,8 @@ from engine.contract import Eval, Event, Progress, RunFiles, TrainLog, load_snap
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from dialsum_tui.manager.runs.streaks import FailurePause
+    from dialsum_tui.manager.runs.sweeps import SweepStatus
     from dialsum_tui.manager.service import Manager
 
 __all__ = ["BoardSnapshot", "DiskUsage", "Eval", "GpuDevice", "Progress", "ResumePoint", "RunSnapshot", "SnapshotSource",
@@ -84,6 +86,11 @@ class BoardSnapshot:
     projected_bytes: int = 0  # what the queued and waiting runs are projected to add to the disk
     owners: Mapping[int, tuple[int, str]] = field(default_factory=dict)  # GPU pid → (run id, nickname) of ours
     attention: tuple[str, ...] = ()  # Manager.attention(): the worker down or failing, the disk in doubt
+    # Each sweep now (runs.sweeps.SweepStatus: id, its latest run per variant, members, progress_text
+    # "3/4 done", keys_text, best), oldest first: the queue's group rows.
+    sweeps: tuple[SweepStatus, ...] = ()
+    # What failure streaks paused (runs.streaks.FailurePause: where, kind, runs, message): the banner's line.
+    failure_pauses: tuple[FailurePause, ...] = ()
 
     @property
     def device_runs(self) -> dict[int, tuple[DeviceRun, ...]]:
@@ -115,6 +122,10 @@ class BoardSnapshot:
     def run(self, run_id: int | None) -> Run | None:
         """The run with ``run_id``, or None."""
         return next((run for run in self.runs if run.id == run_id), None)
+
+    def sweep_of(self, run: Run) -> SweepStatus | None:
+        """The sweep ``run`` is a variant of, or None."""
+        return next((sweep for sweep in self.sweeps if sweep.id == run.sweep), None) if run.sweep else None
 
     @property
     def unfinished(self) -> int:
@@ -237,8 +248,15 @@ class SnapshotSource:
         owners = self.manager.owners(list(runs)) if any(d.processes for d in key[3]) else {}
         projected = sum(self.footprint(run) for run in runs if run.state in PENDING)
         note = slurm_note(runs) if self.slurm else self.gpu_note
-        return BoardSnapshot(runs=runs, paused=key[1], worker_pid=key[2], gpus=key[3], gpu_note=note,
+        return BoardSnapshot(sweeps=self._sweeps(runs), failure_pauses=tuple(self.manager.failure_pauses()),
+                             runs=runs, paused=key[1], worker_pid=key[2], gpus=key[3], gpu_note=note,
                              disk=key[4], projected_bytes=projected, owners=owners, attention=key[5])
+
+    def _sweeps(self, runs: Sequence[Run]) -> tuple[SweepStatus, ...]:
+        """Each sweep's status from the runs just read (one pass; a 200-run sweep costs one dict)."""
+        from dialsum_tui.manager.runs.sweeps import sweep_statuses
+
+        return tuple(sweep_statuses(self.manager.store.sweeps(), list(runs)))
 
     def run(self, run_id: int | None) -> RunSnapshot | None:
         """The run ``run_id`` now (all anew when it differs from the last one asked for), or None

@@ -12,6 +12,7 @@ from dialsum_tui.manager.guards.gpu import resolve_holder
 from dialsum_tui.manager.insights.results import ResultRow, format_results, progress_text
 from dialsum_tui.manager.runs.identity import predictions_key
 from dialsum_tui.manager.runs.models import Run, RunState
+from dialsum_tui.manager.runs.sweeps import SweepBest, sweep_best, sweep_groups
 from engine.artifacts import submission_path
 from engine.units import format_bytes, format_gib
 
@@ -70,9 +71,33 @@ def _next_actions(rows: list[ResultRow], disk: DiskUsage | None, runs: list[Run]
     for best in (r for r in rows if r.code == "done" and r.final is not None and r.best):
         actions.append(f"submit the best model {best.nickname} ({best.rouge_text}): `dialsum-tui submit {best.run_id}` "
                        f"validates {_submission_name(best, by_id)} and copies it")
+    for sweep, best in _sweep_bests(runs).items():
+        actions.append(f"sweep {sweep}'s best is {best.nickname} (run {best.run_id}, {best.final:.2f} {best.basis}): "
+                       f"`dialsum-tui compare --sweep {sweep}`, `dialsum-tui submit {best.run_id}`")
     if disk is not None and disk.used_bytes > disk.safe_bytes:
         actions.append("disk above the safe level: `dialsum-tui prune --dry-run`, then `--yes`")
     return actions or ["nothing pending"]
+
+
+def _sweep_bests(runs: list[Run]) -> dict[str, SweepBest]:
+    """Each ended sweep's best run by evaluate-stage dev ROUGE (one scoring basis: runs.sweeps.sweep_best)."""
+    groups = sweep_groups(runs)
+    return {sweep: best for sweep, members in groups.items()
+            if all(run.state.is_final for run in members) and (best := sweep_best(members)) is not None}
+
+
+def _sweep_lines(runs: list[Run]) -> list[str]:
+    """One line per sweep: its runs, how far it got, what failed and its best run (so far)."""
+    lines = []
+    for sweep, members in sweep_groups(runs).items():
+        done = sum(run.state.is_final for run in members)
+        failed = [run.id for run in members if run.state is RunState.FAILED]
+        best = sweep_best(members)
+        text = f"- sweep {sweep}: {len(members)} runs ({members[0].id}-{members[-1].id}), {done}/{len(members)} done"
+        text += f", failed: runs {', '.join(map(str, failed))}" if failed else ""
+        text += f"; best {best.text}" if best else "; no evaluate-stage dev ROUGE yet"
+        lines.append(text)
+    return lines
 
 
 def _submission_name(row: ResultRow, runs: dict[int, Run]) -> Path:
@@ -116,5 +141,7 @@ def handoff_markdown(
     for row in failed:
         out.append(f"- {row.nickname} (run {row.run_id}, {row.failure_kind}): {row.evidence}" + (f"\n  - hint: {row.hint}" if row.hint else ""))
     out += ([] if failed else ["- none"]) + [""]
+    sweeps = _sweep_lines(runs)
+    out += (["## Sweeps", "", *sweeps, ""] if sweeps else [])
     out += ["## Next actions", "", *[f"{i}. {a}" for i, a in enumerate(_next_actions(rows, disk, runs), start=1)], ""]
     return "\n".join(out)

@@ -64,6 +64,8 @@ class ResultRow:
     lb_score: float | None = None  # latest public-leaderboard score recorded with `dialsum-tui lb`
     user: str | None = None  # who queued the row's latest run (None: queued before users were recorded)
     resume: str | None = None  # "step 758/780": the stopped training `retry ID --resume` continues
+    sweep: str | None = None  # the sweep the row's latest run is a variant of (its id)
+    sweep_best: bool = False  # the best of its sweep by evaluate-stage dev ROUGE (one basis: runs.sweeps.sweep_best)
     # stage → {"predicted_gib", "measured_gib"}: the latest run's GPU memory, predicted at add vs measured
     gpu_memory: dict[str, Any] = field(default_factory=dict)
 
@@ -211,7 +213,8 @@ def result_rows(workspace: Workspace, runs: list[Run]) -> list[ResultRow]:
     for found in disk_models(workspace):
         if found.name not in known:
             rows.append(_row_from_disk(workspace, found))
-    return annotate_rows(workspace, runs, rows)  # ★ best by dev ROUGE, public-leaderboard score
+    rows = annotate_rows(workspace, runs, rows)  # ★ best by dev ROUGE, public-leaderboard score
+    return mark_sweeps(rows, runs)
 
 
 def _with_resume(workspace: Workspace, row: ResultRow, latest: Run) -> ResultRow:
@@ -391,3 +394,21 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
         out += ["  ".join(_pad(c, w) for c, w in zip(cells, widths)).rstrip() for cells in body]
         return "\n".join(out) + "\n"
     raise ValueError(f"unknown results format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def mark_sweeps(rows: list[ResultRow], runs: list[Run]) -> list[ResultRow]:
+    """Name each row's sweep, and the best variant of each sweep (``sweep_best``, "best of sweep s1" in its
+    evidence), in place; the best is judged on one scoring basis only (:func:`runs.sweeps.sweep_best`)."""
+    from dialsum_tui.manager.runs.sweeps import sweep_best, sweep_groups
+
+    groups = sweep_groups(runs)
+    sweep_of = {run.nickname: sweep for sweep, members in groups.items() for run in members}
+    bests = {sweep: best for sweep, members in groups.items() if (best := sweep_best(members)) is not None}
+    for row in rows:
+        row.sweep = sweep_of.get(row.nickname)
+        best = bests.get(row.sweep) if row.sweep else None
+        if best is not None and best.nickname == row.nickname:
+            row.sweep_best = True
+            left = f", {len(best.unranked)} scored another way not ranked" if best.unranked else ""
+            row.evidence = f"{row.evidence}; best of sweep {row.sweep} ({best.ranked} ranked on {best.basis}{left})"
+    return rows

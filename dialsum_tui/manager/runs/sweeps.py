@@ -521,3 +521,11 @@ def sweep_statuses(sweeps: list[Sweep], runs: list[Run]) -> list[SweepStatus]:
         if run.sweep:
             by_sweep.setdefault(run.sweep, []).append(run)
     return [sweep_status(sweep, by_sweep.get(sweep.id, [])) for sweep in sweeps]
+
+
+def sweep_groups(runs: list[Run]) -> dict[str, list[Run]]:
+    """Sweep id → the latest run of each of its variants (by nickname), from the runs alone (any order)."""
+    latest: dict[str, dict[str, Run]] = {}
+    for run in sorted((r for r in runs if r.sweep), key=lambda r: r.id):
+        latest.setdefault(str(run.sweep), {})[run.nickname] = run
+    return {sweep: list(members.values()) for sweep, members in latest.items()}
