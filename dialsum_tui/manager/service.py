@@ -567,6 +567,8 @@ class Manager:
             target = position - 1
         else:
             raise DialsumError("say where to: --to N, --top, --bottom or --before ID")
+        target = _within_priority(run_id, target, order, {run.id: run.priority for run in self.pending()},
+                                  ends=last or position == 1)
         delta = target - order.index(run_id)
         if delta:
             try:
@@ -964,6 +966,28 @@ class BackendCheck:
     name: str
     ok: bool
     detail: str
+
+
+def _within_priority(run_id: int, target: int, order: list[int], priority: dict[int, int], ends: bool) -> int:
+    """Where a move may put ``run_id``: among the pending runs of its own priority (a high-priority run
+    starts before every normal one whatever the order). ``--top``/``--bottom`` stop at the edge of
+    that band; a place beyond it is refused.
+
+    Raises:
+        DialsumError: ``--to``/``--before`` names a place among runs of another priority (exit 2).
+    """
+    from dialsum_tui.manager.runs.priority import priority_name
+
+    mine = priority.get(run_id, 0)
+    band = [i for i, rid in enumerate(order) if priority.get(rid, 0) == mine]
+    if band[0] <= target <= band[-1]:
+        return target
+    if ends:
+        return min(max(target, band[0]), band[-1])
+    name = priority_name(mine)
+    raise DialsumError(f"run {run_id} has {name} priority: it moves among positions {band[0] + 1}-{band[-1] + 1} "
+                       f"(the {name}-priority runs); higher-priority runs start first, lower ones after, "
+                       "whatever the order")
 
 
 def _placed(priority: int | str | None) -> dict[str, int]:
