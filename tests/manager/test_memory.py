@@ -252,6 +252,10 @@ def test_the_gpu_guard_shares_a_device_that_holds_only_our_residents(sleeper) ->
     guard = GpuGuard(ScriptedGpuSource([[gpu(0, 80.0, ours)]]), Settings(gpu_samples=1, gpu_grace_s=0))
     assert guard.check([0], owners).ok is False  # sharing off: any holder blocks
     assert guard.check([0], owners, share=plan(17.0, resident)).ok is True
+    # Just after a launch the GPU is not judged free, but a shared one counts that stage at its peak already.
+    graced = GpuGuard(ScriptedGpuSource([[gpu(0, 80.0, ours)]]), Settings(gpu_samples=1, gpu_grace_s=60))
+    graced.note_launch([0])
+    assert graced.check([0], owners, share=plan(17.0, resident)).ok is True
     tight = GpuGuard(ScriptedGpuSource([[gpu(0, 30.0, ours)]]), Settings(gpu_samples=1, gpu_grace_s=0))
     verdict = tight.check([0], owners, share=plan(17.0, resident))
     assert not verdict.ok and verdict.queueing and verdict.reason.startswith(SAME_DEVICE_REASON)

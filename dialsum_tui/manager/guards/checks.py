@@ -84,7 +84,9 @@ class GpuGuard:
         if not devices:
             return Verdict(True, f"{self.source.describe()}")
         problem = self._problem(devices, gpus, owners, share)
-        if problem is None:
+        if problem is None and not _shared_only(devices, gpus, share):
+            # A stage launched a moment ago may not show yet; on a shared GPU it is already counted,
+            # at its expected peak, among the residents.
             problem = self._in_grace(devices, key)
         if problem is not None:
             self._good[key] = 0
@@ -177,6 +179,12 @@ class GpuGuard:
             if launched is None or key is None or set(launched) & set(key):
                 return f"a run was launched on {_gpu_names(list(launched) if launched else None)} {now - t:.0f}s ago and has not allocated yet; waiting up to {grace:.0f}s"
         return None
+
+
+def _shared_only(devices: list[GpuDevice], gpus: list[int] | None, share: SharePlan | None) -> bool:
+    """Whether every target device runs one of our stages, so the share plan judged them all."""
+    targets = [d for d in devices if not gpus or d.index in gpus]
+    return share is not None and bool(targets) and all(share.on_device(d.index) for d in targets)
 
 
 def _shared(device: GpuDevice, holders: list[Holder], share: SharePlan, residents: dict[int, Resident]) -> str | None:
