@@ -9,6 +9,8 @@ a run's files, never starts a process and never imports torch.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,23 +23,25 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from dialsum_tui.manager.runs.models import Run, RunState
-from dialsum_tui.manager.snapshot import BoardSnapshot, SnapshotSource
+# Only what the first frame needs is imported here: the manager's packages (pydantic, SQLite, psutil,
+# NVML) are loaded by the poll thread when it opens the workspace (tests/tui/test_startup.py holds it).
+from dialsum_tui.manager.snapshot import BoardSnapshot
 from dialsum_tui.messages import BoardRefreshed, IntentDone, IntentFailed, RunRefreshed
 from dialsum_tui.run_marks import RunMarks
 
 # Dialog screens are imported where they open: they are not needed for the first frame.
-from dialsum_tui.screens.main import KEY_HELP, KEYS, MainScreen, key_label
-from engine.units import format_bytes, format_gib
+from dialsum_tui.screens.main import KEYS, MainScreen, key_label
+from engine.units import format_gib
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.guards.gpu import GpuSource
     from dialsum_tui.manager.service import Manager
+    from dialsum_tui.manager.snapshot import Run, SnapshotSource
     from dialsum_tui.manager.workspace.layout import Workspace
-    from dialsum_tui.screens.add_run import AddChoice
+    from dialsum_tui.screens.add_run import AddChoice, AddRunScreen
 
-HANDOFF_FILE = "HANDOFF.md"
 RESULTS_FILE = "results.md"
+TERMINAL_CHECK_S = 1.0  # how often the app checks that its terminal is still there
 
 
 class DialsumApp(App[int]):
@@ -69,6 +73,7 @@ class DialsumApp(App[int]):
         self._wake = threading.Event()  # set after an intent so the next poll comes at once
         self._last_error: str | None = None
         self.marks = RunMarks()  # runs marked for compare (m), shown as ● in the queue
+        self._terminal: list[int] = []  # the tty descriptors the app draws on and reads from, while they are ttys
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -76,7 +81,20 @@ class DialsumApp(App[int]):
         self.sub_title = self.root.name
         self.main = MainScreen(self.root.name)
         await self.push_screen(self.main)  # mounted before the first snapshot can arrive
-        self._poll()
+        # The poll thread opens the manager (imports, SQLite): started once the first frame is drawn,
+        # so that frame does not share the CPU with it.
+        self.call_after_refresh(self._poll)
+        if not self.is_headless:
+            fds = (_fileno(stream) for stream in (sys.__stdin__, sys.__stdout__))
+            self._terminal = [fd for fd in fds if fd is not None and _is_tty(fd)]
+            self.set_interval(TERMINAL_CHECK_S, self._check_terminal)
+
+    def _check_terminal(self) -> None:
+        """Exit when the terminal is gone (its tty hung up: an SSH session or a pty closed without a
+        SIGHUP reaching us). Textual's input thread would otherwise spin on the dead descriptor."""
+        if self._terminal and not all(_is_tty(fd) for fd in self._terminal):
+            self._terminal = []
+            self.exit(0)  # nobody is left to read a message; the runs go on in the worker
 
     def refresh_now(self) -> None:
         """Ask the poller for a snapshot now instead of at the next tick."""
@@ -109,6 +127,8 @@ class DialsumApp(App[int]):
 
     def _connect(self) -> SnapshotSource:
         """Open the manager and the GPU source (poll thread), and start the worker if asked."""
+        from dialsum_tui.manager.snapshot import SnapshotSource
+
         if self.manager is None:
             self.manager = _open_manager(self._workspace_arg)
         if self.start_worker:
@@ -153,6 +173,10 @@ class DialsumApp(App[int]):
     def _on_queue_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._select(int(event.row_key.value) if event.row_key.value is not None else None)
 
+    @on(DataTable.RowSelected, "#queue")
+    def _on_queue_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_run_detail()
+
     def _select(self, run_id: int | None) -> None:
         if run_id != self.selected_run_id:
             self.selected_run_id = run_id
@@ -195,29 +219,67 @@ class DialsumApp(App[int]):
     def action_add_run(self) -> None:
         from dialsum_tui.screens.add_run import AddRunScreen
 
-        def queue(choice: AddChoice | None) -> None:
-            if choice:
-                # The dialog lists paths relative to the workspace, whatever the app's cwd is.
-                full = str(self.root / Path(choice.path).expanduser())
-                self._intent("add", lambda: f"queued run {self.manager.add(full, **choice.manager_args).id} "
-                                            f"from {choice.path}")
+        self.push_screen(AddRunScreen(self.root))
 
-        self.push_screen(AddRunScreen(self.root), queue)
+    def on_add_run_screen_submitted(self, message: AddRunScreen.Submitted) -> None:
+        self._add(message.screen, message.choice)
 
-    def _retry(self, action: str, verb: str) -> None:
+    @work(thread=True, group="intents", exit_on_error=False)
+    def _add(self, screen: AddRunScreen, choice: AddChoice) -> None:
+        """Queue what the add dialog chose; a refusal is shown under its fields and the dialog stays open."""
+        if self.manager is None:
+            self.call_from_thread(screen.show_error, "still opening the workspace; try again in a moment")
+            return
+        # The dialog lists paths relative to the workspace, whatever the app's cwd is.
+        full = str(self.root / Path(choice.path).expanduser())
+        try:
+            run = self.manager.add(full, **choice.manager_args)
+        except Exception as exc:  # the manager's errors name the file/key and the fix: show them in place
+            self.call_from_thread(screen.show_error, str(exc) or type(exc).__name__)
+        else:
+            self.call_from_thread(screen.dismiss, None)
+            self.post_message(IntentDone("add", f"queued run {run.id} from {choice.path}"))
+        self.refresh_now()
+
+    def _rerun(self, action: str, verb: str) -> None:
         run = self._selected(verb)
-        if run is not None:
-            self._intent(verb, lambda: f"{verb}: queued run {self.manager.retry(run.id, action=action).id} "
-                                       f"({run.nickname})")
+        if run is not None and not self._not_ready(verb):
+            self._ask_rerun(run, action, verb)
+
+    @work(thread=True, group="intents", exit_on_error=False)
+    def _ask_rerun(self, run: Run, action: str, verb: str) -> None:
+        """Show what ``t``/``i``/``e`` would queue (the preflight's refusal instead, if any) and ask."""
+        from dialsum_tui.screens.confirm import ConfirmScreen
+
+        try:
+            body = rerun_plan(self.manager, run, action)
+        except Exception as exc:  # the preflight names the file or key and the fix
+            self.post_message(IntentFailed(verb, str(exc) or type(exc).__name__))
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._intent(verb, lambda: f"{verb}: queued run {self.manager.retry(run.id, action=action).id} "
+                                           f"({run.nickname})")
+
+        title = f"{verb.capitalize()} run {run.id} ({run.nickname})? It queues a new run"
+        self.call_from_thread(self.push_screen, ConfirmScreen(title, body, yes="Queue (y)"), confirmed)
 
     def action_retrain(self) -> None:
-        self._retry("pipeline", "retrain")
+        self._rerun("pipeline", "retrain")
 
     def action_reinfer(self) -> None:
-        self._retry("infer", "re-infer")
+        self._rerun("infer", "re-infer")
 
     def action_reevaluate(self) -> None:
-        self._retry("evaluate", "re-evaluate")
+        self._rerun("evaluate", "re-evaluate")
+
+    def action_run_detail(self) -> None:
+        from dialsum_tui.screens.run_detail import RunDetailScreen
+
+        run = self._selected("details")
+        if run is not None:
+            self.push_screen(RunDetailScreen(run))
 
     def action_resume_run(self) -> None:
         self._open_retry(resume=True)
@@ -268,14 +330,14 @@ class DialsumApp(App[int]):
             if yes:
                 self._intent("cancel", lambda: f"run {run.id} {self.manager.cancel(run.id).state.value}")
 
-        where = f" (pid {run.pid}, {run.stage})" if run.state is RunState.RUNNING else ""
+        where = f" (pid {run.pid}, {run.stage})" if run.state.value == "running" else ""
         self.push_screen(ConfirmScreen(f"Cancel run {run.id}?", f"{run.nickname}{where}"), confirmed)
 
     def action_toggle_pause(self) -> None:
         if self.paused:
             self._intent("resume", lambda: (self.manager.resume(), "queue resumed")[1])
         else:
-            self._intent("pause", lambda: (self.manager.pause(), "queue paused; running runs go on")[1])
+            self._intent("pause", lambda: (self.manager.pause(), f"queue paused: {self.manager.PAUSE_MEANING}")[1])
 
     def action_move(self, delta: int) -> None:
         run = self._selected("move")
@@ -314,9 +376,10 @@ class DialsumApp(App[int]):
         if not items:
             self.post_message(IntentDone("prune", "nothing to prune"))
             return
+        from engine.units import format_bytes
+
         total = sum(item.bytes for item in items)
-        lines = [f"{format_bytes(item.bytes):>9}  {item.path}  ({item.reason})" for item in items]
-        body = "\n".join(lines) + f"\n\nfrees {format_bytes(total)}"
+        body = "\n".join(item.line() for item in items) + f"\n\nfrees {format_bytes(total)}"
 
         def confirmed(yes: bool | None) -> None:
             if yes:
@@ -390,6 +453,8 @@ class DialsumApp(App[int]):
 
     def action_handoff(self) -> None:
         def write() -> str:
+            from dialsum_tui.manager.insights.handoff import HANDOFF_FILE
+
             path = self.root / HANDOFF_FILE
             _write_text(path, self.manager.handoff())
             return f"wrote {path}"
@@ -402,7 +467,11 @@ class DialsumApp(App[int]):
 
     def action_wrap_log(self) -> None:
         wrapped = self.main.toggle_log_wrap()
-        self.notify("log: lines wrapped" if wrapped else "log: whole lines, ← → scroll sideways", timeout=2)
+        self.notify("log: lines wrapped" if wrapped else "log: whole lines; ← → scroll sideways", timeout=2)
+
+    def action_scroll_log(self, cells: int) -> None:
+        if not self.main.scroll_log(cells):
+            self.notify("log: lines are wrapped, nothing to scroll sideways (w keeps them whole)", timeout=2)
 
     def action_next_panel(self) -> None:
         panel = self.main.next_panel()
@@ -423,17 +492,82 @@ class DialsumApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         if isinstance(screen, MainScreen):
-            for binding in KEYS:
-                action = binding.action.removeprefix("app.")
-                yield SystemCommand(f"{binding.description} ({key_label(binding)})", KEY_HELP[binding.action],
-                                    lambda a=action: self.run_action(a))
+            for key in KEYS:
+                yield SystemCommand(f"{key.label} ({key_label(key)})", key_help(key.help),
+                                    lambda a=key.action: self.run_action(a))
+
+
+def key_help(text: str) -> str:
+    """A key's help line with the manager's own words filled in (the hand-off file, what pause does)."""
+    if "{" not in text:
+        return text
+    from dialsum_tui.manager.insights.handoff import HANDOFF_FILE
+    from dialsum_tui.manager.service import Manager
+
+    return text.format(handoff=HANDOFF_FILE, pause=Manager.PAUSE_MEANING)
 
 
 def key_table() -> list[tuple[str, str]]:
-    """Return (key, what it does) for every key of the main screen, and the app's own."""
-    keys = [(key_label(binding), KEY_HELP[binding.action]) for binding in KEYS]
-    return keys + [("ctrl+p", "command palette: every action above by name"),
+    """Return (key, what it does) for every key of the main screen (:data:`KEYS`), and the app's own."""
+    keys = [(key_label(key), key_help(key.help)) for key in KEYS]
+    return keys + [("↑ ↓ pgup pgdn", "move in the queue (the log follows the selected run)"),
+                   ("home / end", "the first / the last run in the queue"),
+                   ("ctrl+p", "command palette: every action above by name"),
                    ("tab", "move the focus between the queue and the log (arrows then scroll it)")]
+
+
+def rerun_plan(manager: Manager, run: Run, action: str) -> str:
+    """What ``t``/``i``/``e`` queue, for the confirm dialog: the stages, the config, what the new run
+    reads from ``run`` and where it may run.
+
+    Raises:
+        ConfigError: the preflight's refusal (a model or predictions file missing, a CSV broken, …),
+            naming the file and the fix, as ``Manager.retry`` would raise it.
+    """
+    from dialsum_tui.manager.guards.disk import projected_footprint
+    from dialsum_tui.manager.guards.preflight import describe, preflight
+    from dialsum_tui.manager.runs import identity
+    from dialsum_tui.manager.runs.models import Action, parse_gpus
+    from engine.config import ConfigError
+    from engine.contract import load_snapshot
+    from engine.units import format_bytes
+
+    ws = manager.workspace
+    action_ = Action(action)
+    cfg = load_snapshot(run.config_yaml, f"run {run.id} config snapshot")
+    keys = identity.source_keys(action_, run.nickname, run, ws.checkpoints_dir)
+    reads = (keys.get("model_key") or cfg.model.nickname, keys.get("predictions_key") or cfg.model.nickname)
+    problems = preflight(ws, cfg, action_.stages, parse_gpus(run.gpus), manager.gpu_source(), keys=reads)
+    if problems:
+        raise ConfigError(f"run {run.id}: not queued; {len(problems)} problem(s) would fail it later:\n"
+                          f"{describe(problems)}")
+    lines = [f"stages: {' → '.join(stage.value for stage in action_.stages)}",
+             f"config: run {run.id}'s snapshot of {run.config_path}, unchanged (T changes a key)"]
+    if action_ in (Action.INFER, Action.EVALUATE):
+        what = "final_model" if action_ is Action.INFER else "dev predictions"
+        lines.append(f"reads: run {keys.get('source_run', run.id)}'s {what} ({reads[0 if action_ is Action.INFER else 1]})")
+    lines.append(f"GPU: {run.gpus or 'any free one'} · starts when the guards admit it")
+    try:
+        adds = projected_footprint(cfg, action_.value, ws.root)
+    except Exception:  # a projection is advice
+        adds = 0
+    if adds:
+        lines.append(f"disk: adds ~{format_bytes(adds)}")
+    return "\n".join(lines)
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a test, or closed
+        return None
+
+
+def _is_tty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)  # a hung-up tty answers EIO to the ioctl behind isatty: False
+    except OSError:
+        return False
 
 
 def quit_message(unfinished: int, reopen: str = "dialsum-tui") -> str:

@@ -10,37 +10,55 @@ records from :mod:`engine.contract`) and the end of its log. Files are followed 
 
 from __future__ import annotations
 
+import re
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from dialsum_tui.manager.backends.registry import places_devices
-from dialsum_tui.manager.guards.disk import DiskUsage
-from dialsum_tui.manager.guards.gpu import GpuDevice, GpuSource
-from dialsum_tui.manager.runs.logs import DEFAULT_WINDOW, LogTail
-from dialsum_tui.manager.runs.models import Run, RunState
-from dialsum_tui.manager.runs.retry import ResumePoint
-from engine.artifacts import EventTail
 from engine.contract import Eval, Event, Progress, RunFiles, TrainLog, load_snapshot, parse_event
 
+# The front end imports this module for its first frame; the manager's packages (pydantic, SQLite,
+# psutil, NVML behind them) are imported by the poll thread when it opens the workspace, so the
+# first frame never waits for them. Names a widget needs only as types come from here, lazily.
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from dialsum_tui.manager.guards.disk import DiskUsage
+    from dialsum_tui.manager.guards.gpu import GpuDevice, GpuSource
+    from dialsum_tui.manager.runs.models import Run
+    from dialsum_tui.manager.runs.retry import ResumePoint
     from dialsum_tui.manager.runs.streaks import FailurePause
     from dialsum_tui.manager.runs.sweeps import SweepStatus
     from dialsum_tui.manager.service import Manager
 
-__all__ = ["BoardSnapshot", "DiskUsage", "Eval", "GpuDevice", "Progress", "ResumePoint", "RunSnapshot", "SnapshotSource",
-           "run_progress", "LOG_LINES"]
+__all__ = ["BoardSnapshot", "DiskUsage", "Eval", "GpuDevice", "Progress", "ResumePoint", "Run", "RunSnapshot",
+           "SnapshotSource", "failure_headline", "focus_run", "run_progress", "LOG_LINES"]
+
+_LAZY = {"DiskUsage": "dialsum_tui.manager.guards.disk", "GpuDevice": "dialsum_tui.manager.guards.gpu",
+         "ResumePoint": "dialsum_tui.manager.runs.retry", "Run": "dialsum_tui.manager.runs.models"}
+
+
+def __getattr__(name: str) -> Any:
+    """The re-exported manager types, imported when first asked for (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 LOG_LINES = 5000  # the log lines a run snapshot keeps; older ones live on in the file
-PENDING = (RunState.QUEUED, RunState.WAITING)
+FOOTPRINT_BUDGET_S = 0.05  # projected footprints worked out per board at most (each loads a config)
 
 
 def slurm_note(runs: Sequence[Run]) -> str:
     """The GPU panel on Slurm: what the cluster allocated to each running job (NVML cannot see the
     nodes), e.g. ``run 3 · job 1234 · gpu-07: cpu=8,mem=64G,gres/gpu=2``."""
+    from dialsum_tui.manager.backends.registry import places_devices
+    from dialsum_tui.manager.runs.models import RunState
+
     lines = [f"run {r.id} · job {r.job_id or '-'} · " + (r.allocation or r.reason or "submitted")
              for r in runs if r.state is RunState.RUNNING and not places_devices(r.backend) and r.job_id]
     return "Slurm allocates the GPUs" + ("".join(f"\n{line}" for line in lines) if lines else ": no job running")
@@ -52,12 +70,46 @@ def run_progress(run: Run) -> Progress | None:
     While a run runs, a report of an earlier stage is not its progress: between train's last report
     and infer's first, the queue would show "infer 400/400, 100%" for a stage just loading.
     """
+    from dialsum_tui.manager.runs.models import RunState  # loaded by then: a run came from the store
+
     if not run.progress:
         return None
     if run.state is RunState.RUNNING and run.progress.get("stage") not in (None, run.stage):
         return None
     record = parse_event({**run.progress, "event": Event.PROGRESS})
     return record if isinstance(record, Progress) else None
+
+
+def failure_headline(run: Run) -> str:
+    """A failed run in one line that leads with the cause: ``dev.csv line 73: unescaped quote · data in
+    train`` (the cause is :func:`runs.models.headline` of the message, never its opening heading such as
+    ``preflight before train:``). Empty when the run did not fail."""
+    from dialsum_tui.manager.runs.models import RunState, headline
+
+    if run.state is not RunState.FAILED or not run.failure_kind:
+        return ""
+    where = f"{run.failure_kind} in {run.failed_stage}" if run.failed_stage else run.failure_kind
+    cause = _ABSOLUTE.sub(r"…/\1", headline(run.failure_message))
+    return f"{cause} · {where}" if cause else where
+
+
+# An absolute path in a one-line view keeps its last two parts (``…/data-broken/dev.csv``): the
+# workspace's own prefix pushed the cause off a narrow column. The whole message keeps it.
+_ABSOLUTE = re.compile(r"(?<![\w.~])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+/[^\s/:'\"]+)")
+
+
+def focus_run(runs: Sequence[Run]) -> int | None:
+    """The run a front end opens on: the first running one in queue order, else the one that
+    started or ended last (the run a user comes back to look at), else the first."""
+    from dialsum_tui.manager.runs.models import RunState
+
+    if not runs:
+        return None
+    running = next((run for run in runs if run.state is RunState.RUNNING), None)
+    if running is not None:
+        return running.id
+    latest = max(runs, key=lambda r: (max(r.finished_at or 0.0, r.started_at or 0.0), r.id))
+    return latest.id if (latest.finished_at or latest.started_at) else runs[0].id
 
 
 @dataclass(frozen=True)
@@ -84,6 +136,7 @@ class BoardSnapshot:
     gpu_note: str  # the GPU source's description: says when there is no GPU at all
     disk: DiskUsage | None  # the worker's cached measurement; None until it measured once
     projected_bytes: int = 0  # what the queued and waiting runs are projected to add to the disk
+    projecting: int = 0  # queued runs whose footprint is still being worked out (not in projected_bytes yet)
     owners: Mapping[int, tuple[int, str]] = field(default_factory=dict)  # GPU pid → (run id, nickname) of ours
     attention: tuple[str, ...] = ()  # Manager.attention(): the worker down or failing, the disk in doubt
     # Each sweep now (runs.sweeps.SweepStatus: id, its latest run per variant, members, progress_text
@@ -163,9 +216,12 @@ class RunSnapshot:
 class RunReader:
     """Follows one run directory's ``events.jsonl`` and ``run.log``; one thread only."""
 
-    def __init__(self, run_dir: Path, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, run_dir: Path, window: int | None = None) -> None:
+        from dialsum_tui.manager.runs.logs import DEFAULT_WINDOW, LogTail
+        from engine.artifacts import EventTail
+
         files = RunFiles(run_dir)
-        self._log = LogTail(files.log, window=window)
+        self._log = LogTail(files.log, window=window or DEFAULT_WINDOW)
         self._events = EventTail(files.events)
         self._lines: deque[str] = deque(maxlen=LOG_LINES)
         self._live: str | None = None
@@ -178,8 +234,7 @@ class RunReader:
     def read(self) -> bool:
         """Take what was appended since the last call; True when anything changed."""
         changed = self._read_log()
-        new_events = self._events.read_new()
-        for raw in new_events:
+        for raw in self._events.read_new():
             record = parse_event(raw)
             if isinstance(record, TrainLog) and record.loss is not None:
                 self._loss.append((float(record.step if record.step is not None else len(self._loss)), record.loss))
@@ -222,35 +277,49 @@ class SnapshotSource:
         self.gpu_source = gpu_source
         self.gpu_note = gpu_source.describe()
         try:  # on Slurm the GPU panel shows the jobs' allocations, not this host's devices
+            from dialsum_tui.manager.backends.registry import places_devices
+
             self.slurm = not places_devices(manager.workspace.settings().backend)
         except Exception:  # a broken settings file is reported by the worker and `check`
             self.slurm = False
         self._last_board: tuple | None = None
         self._runs: Sequence[Run] = ()
         self._footprints: dict[tuple[int, str], int] = {}
+        self._by_config: dict[tuple[int, str], int] = {}  # (hash of the snapshot, action) -> bytes: a sweep shares configs
         self._reader: RunReader | None = None
         self._reader_id: int | None = None
         self._last_run: RunSnapshot | None = None
         self._resume: dict[tuple[int, str], tuple[ResumePoint | None, str | None]] = {}
 
     def board(self) -> BoardSnapshot | None:
-        """The board now, or None when it equals the one returned last."""
+        """The board now, or None when it equals the one returned last.
+
+        The queued runs' footprints (a config load each) are worked out for at most
+        :data:`FOOTPRINT_BUDGET_S` per board: a 1,000-run queue shows at once, its projection a few
+        boards later (``projecting`` says how many are still to come).
+        """
+        from dialsum_tui.manager.runs.models import RunState
+
         runs = tuple(self.manager.runs())
         self._runs = runs
         alive, pid = self.manager.worker_status()
         devices = () if self.slurm else tuple(self.gpu_source.devices())
+        pending = [run for run in runs if run.state in (RunState.QUEUED, RunState.WAITING)]
+        deadline = time.monotonic() + FOOTPRINT_BUDGET_S
+        known = [self.footprint(run, deadline) for run in pending]
+        projected = (sum(b for b in known if b is not None), sum(b is None for b in known))
         key = (runs, self.manager.is_paused(), pid if alive else None, devices, self.manager.disk(),
-               tuple(self.manager.attention()))
+               tuple(self.manager.attention()), projected)
         if key == self._last_board:
             return None
         self._last_board = key
         # Ownership needs a process lookup per run: only pay for it when a GPU lists processes.
         owners = self.manager.owners(list(runs)) if any(d.processes for d in key[3]) else {}
-        projected = sum(self.footprint(run) for run in runs if run.state in PENDING)
         note = slurm_note(runs) if self.slurm else self.gpu_note
         return BoardSnapshot(sweeps=self._sweeps(runs), failure_pauses=tuple(self.manager.failure_pauses()),
                              runs=runs, paused=key[1], worker_pid=key[2], gpus=key[3], gpu_note=note,
-                             disk=key[4], projected_bytes=projected, owners=owners, attention=key[5])
+                             disk=key[4], projected_bytes=projected[0], projecting=projected[1], owners=owners,
+                             attention=key[5])
 
     def _sweeps(self, runs: Sequence[Run]) -> tuple[SweepStatus, ...]:
         """Each sweep's status from the runs just read (one pass; a 200-run sweep costs one dict)."""
@@ -272,7 +341,7 @@ class SnapshotSource:
         last = self._last_run
         if last is not None and not changed and last.run == run:
             return None
-        self._last_run = self._reader.snapshot(run, self.footprint(run), self.resume_facts(run))
+        self._last_run = self._reader.snapshot(run, self.footprint(run) or 0, self.resume_facts(run))
         return self._last_run
 
     def resume_facts(self, run: Run) -> tuple[ResumePoint | None, str | None]:
@@ -284,11 +353,17 @@ class SnapshotSource:
             self._resume[key] = (resumable(self.manager.workspace, run), resumed_note(self.manager.workspace.run_dir(run.id)))
         return self._resume[key]
 
-    def footprint(self, run: Run) -> int:
-        """Bytes ``run`` is projected to add to the disk, computed once per run and action."""
+    def footprint(self, run: Run, deadline: float | None = None) -> int | None:
+        """Bytes ``run`` is projected to add to the disk, computed once per run and action (and once
+        per config snapshot); None when ``deadline`` (``time.monotonic()``) has passed before it was."""
         key = (run.id, run.action.value)
         if key not in self._footprints:
-            self._footprints[key] = _footprint(run, self.manager.workspace.root)
+            shared = (hash(run.config_yaml), run.action.value)
+            if shared not in self._by_config:
+                if deadline is not None and time.monotonic() > deadline:
+                    return None
+                self._by_config[shared] = _footprint(run, self.manager.workspace.root)
+            self._footprints[key] = self._by_config[shared]
         return self._footprints[key]
 
 

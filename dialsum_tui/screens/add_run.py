@@ -1,4 +1,9 @@
-"""Provides AddRunScreen: pick a config under configs/ (or type a path), an action, GPUs and a run to wait for."""
+"""Provides AddRunScreen: pick a config under configs/ (or type a path), an action, GPUs and a run to wait for.
+
+The dialog does not queue anything itself: it posts :class:`AddRunScreen.Submitted`, and the app
+either closes it (queued) or shows the manager's refusal under the fields (:meth:`AddRunScreen.show_error`),
+so a typo in the path or a config the preflight refuses is fixed in place.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Select, Static
 
@@ -67,10 +74,18 @@ def list_configs(root: Path) -> list[str]:
     return [str(p.relative_to(root)) for p in found]
 
 
-class AddRunScreen(ModalScreen[AddChoice | None]):
-    """Dismisses with an :class:`AddChoice`, or None on ``escape``; bad GPU/after input is said in place."""
+class AddRunScreen(ModalScreen[None]):
+    """Posts :class:`Submitted` for the app to queue; closes on ``escape`` or when the app says it queued.
+    Bad GPU/after input, and whatever the manager refuses, is said in place under the fields."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    @dataclass
+    class Submitted(Message):
+        """The user chose a config: the app queues it, then dismisses the screen or calls :meth:`show_error`."""
+
+        screen: AddRunScreen
+        choice: AddChoice
 
     def __init__(self, root: Path) -> None:
         super().__init__()
@@ -89,7 +104,8 @@ class AddRunScreen(ModalScreen[AddChoice | None]):
                 yield Input(placeholder="any", id="gpus")
                 yield Static("after run", classes="label")
                 yield Input(placeholder="-", id="after")
-            yield Static("", id="dialog-error")
+            with VerticalScroll(id="dialog-error"):
+                yield Static("", id="dialog-error-text")
         if not self._configs:
             self.notify(f"no *.yaml under {self._root / 'configs'}: type a path", severity="warning")
 
@@ -113,12 +129,19 @@ class AddRunScreen(ModalScreen[AddChoice | None]):
         except ValueError as err:
             self._say(str(err))
             return
-        self.dismiss(AddChoice(path, str(self.query_one(Select).value), gpus, after))
+        self._say(f"queueing {path}…", error=False)
+        self.post_message(self.Submitted(self, AddChoice(path, str(self.query_one(Select).value), gpus, after)))
 
-    def _say(self, message: str) -> None:
-        error = self.query_one("#dialog-error", Static)
-        error.update(message)
-        error.add_class("-shown")
+    def show_error(self, message: str) -> None:
+        """Say under the fields why the app could not queue the choice; the dialog stays open to fix it."""
+        self._say(message)
+
+    def _say(self, message: str, error: bool = True) -> None:
+        self.query_one("#dialog-error-text", Static).update(Text(message, style="" if error else "dim"))
+        box = self.query_one("#dialog-error")
+        box.add_class("-shown")
+        box.set_class(not error, "-working")
+        box.scroll_home(animate=False)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

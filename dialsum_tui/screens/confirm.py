@@ -1,4 +1,4 @@
-"""Provides ConfirmScreen: a yes/no dialog for destructive actions (cancel, kill, prune)."""
+"""Provides ConfirmScreen: a yes/no dialog for actions that destroy or cost (cancel, kill, prune, queueing compute)."""
 
 from __future__ import annotations
 
@@ -18,17 +18,18 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No"),
     ]
 
-    def __init__(self, title: str, body: str) -> None:
+    def __init__(self, title: str, body: str, yes: str = "Yes (y)") -> None:
         super().__init__()
         self._title = title
         self._body = body
+        self._yes = yes
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Static(Text(self._title, style="bold"), id="dialog-title")
             yield Static(Text(self._body), id="dialog-body")
             with Horizontal(id="dialog-buttons"):
-                yield Button("Yes (y)", variant="error", id="yes")
+                yield Button(self._yes, variant="error", id="yes")
                 yield Button("No (n)", variant="primary", id="no")
 
     def on_mount(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,80 +20,87 @@ from dialsum_tui.widgets.progress_panel import ProgressPanel
 from dialsum_tui.widgets.queue_table import QueueTable, render_detail
 from dialsum_tui.widgets.status_line import StatusLine
 
+TINY, NARROW, MEDIUM, WIDE = "-tiny", "-narrow", "-medium", "-wide"  # the width classes, narrowest first
+ANY_WIDTH = (TINY, NARROW, MEDIUM, WIDE)
+FROM_NARROW, FROM_MEDIUM = ANY_WIDTH[1:], ANY_WIDTH[2:]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of the main screen, written once: its Textual binding (footer label, help line as the
+    tooltip), the help screen (``?``) and the command palette all read this row.
+
+    ``help`` may name ``{handoff}`` (the hand-off file) or ``{pause}`` (what pause does): the app fills
+    them in from the manager when the help opens (:func:`dialsum_tui.app.key_table`).
+    """
+
+    key: str
+    action: str  # an app action, e.g. ``add_run`` or ``move(-1)``
+    label: str  # the footer's word
+    help: str  # one line in the help and the palette
+    footer: tuple[str, ...] = ()  # the width classes whose footer shows it (one line: the rest are in ? and ctrl+p)
+
+    @property
+    def binding(self) -> Binding:
+        return Binding(self.key, f"app.{self.action}", self.label, show=bool(self.footer), tooltip=self.help)
+
+
 # The keys of issue 5. They live on this screen (not the app) so that dialogs never trigger them;
 # each one calls an ``app.`` action, because the app owns the manager.
-KEYS: list[Binding] = [
-    Binding("a", "app.add_run", "Add"),
-    Binding("t", "app.retrain", "Retrain"),
-    Binding("i", "app.reinfer", "Re-infer"),
-    Binding("e", "app.reevaluate", "Re-eval"),
-    Binding("R", "app.resume_run", "Resume"),
-    Binding("T", "app.retry_changed", "Retry…"),
-    Binding("x", "app.cancel_run", "Cancel"),
-    Binding("space", "app.toggle_pause", "Pause"),
-    Binding("ctrl+up", "app.move(-1)", "Move up"),
-    Binding("ctrl+down", "app.move(1)", "Move down"),
-    Binding("K", "app.kill_leftovers", "Kill leftovers"),
-    Binding("p", "app.prune", "Prune"),
-    Binding("r", "app.results", "Results"),
-    Binding("m", "app.toggle_mark", "Mark"),
-    Binding("c", "app.compare", "Compare"),
-    Binding("s", "app.samples", "Samples"),
-    Binding("h", "app.handoff", "Hand-off"),
-    Binding("f", "app.filter_log", "Errors"),
-    Binding("w", "app.wrap_log", "Wrap"),
-    Binding("v", "app.next_panel", "Panel"),
-    Binding("question_mark", "app.help", "Help"),
-    Binding("q", "app.quit_app", "Quit"),
-]
-
-# Longer descriptions for the help screen and the command palette.
-KEY_HELP: dict[str, str] = {
-    "app.add_run": "add a run from a config under configs/",
-    "app.retrain": "retrain the selected run's config (new run: train → infer → evaluate)",
-    "app.reinfer": "re-infer from the selected run's final_model (new run)",
-    "app.reevaluate": "re-evaluate the selected run's dev predictions (new run)",
-    "app.resume_run": "resume the selected stopped run from its last complete checkpoint (new run; shows the plan first)",
-    "app.retry_changed": "retry the selected run with one config key changed (key=value; shows the diff first)",
-    "app.cancel_run": "cancel the selected run (asks first)",
-    "app.toggle_pause": "pause or resume the queue (running runs go on)",
-    "app.move(-1)": "move the selected queued run up",
-    "app.move(1)": "move the selected queued run down",
-    "app.kill_leftovers": "kill our finished runs' processes still holding a GPU (asks first, names them)",
-    "app.prune": "prune old checkpoints and caches (asks first, shows sizes)",
-    "app.results": "the results table (Model | ROUGE | 상태), m exports Markdown",
-    "app.toggle_mark": "mark or unmark the selected run (● in the queue) for compare",
-    "app.compare": "compare the marked runs: loss and ROUGE curves, metrics, config keys that differ",
-    "app.samples": "per-sample dev insights of the selected run (beside the other marked run, if one)",
-    "app.handoff": "write the hand-off note (HANDOFF.md in the workspace)",
-    "app.filter_log": "log: toggle errors only (tracebacks, OOM, failures; warnings are not errors)",
-    "app.wrap_log": "log: wrap long lines, or keep them whole and scroll sideways (← →)",
-    "app.next_panel": "small terminals (under 60×20): show the next panel (queue → log → progress → GPU & disk)",
-    "app.help": "this help",
-    "app.quit_app": "quit the app; runs keep going in the detached worker",
-}
+KEYS: tuple[Key, ...] = (
+    Key("a", "add_run", "Add", "add a run from a config under configs/ (errors are shown in the dialog)", ANY_WIDTH),
+    Key("t", "retrain", "Retrain", "retrain the selected run's config (new run: train → infer → evaluate; "
+        "shows the plan and asks first)", FROM_MEDIUM),
+    Key("i", "reinfer", "Re-infer", "re-infer from the selected run's final_model (new run; shows the plan and asks "
+        "first)", FROM_MEDIUM),
+    Key("e", "reevaluate", "Re-eval", "re-evaluate the selected run's dev predictions (new run; shows the plan and "
+        "asks first)", (WIDE,)),
+    Key("R", "resume_run", "Resume", "resume the selected stopped run from its last complete checkpoint (new run; "
+        "shows the plan first)"),
+    Key("T", "retry_changed", "Retry…", "retry the selected run with one config key changed (key=value; shows the "
+        "diff first)"),
+    Key("x", "cancel_run", "Cancel", "cancel the selected run (asks first)", FROM_NARROW),
+    Key("space", "toggle_pause", "Pause", "pause or resume the queue (pause: {pause})", ANY_WIDTH),
+    Key("ctrl+up", "move(-1)", "Move up", "move the selected queued run up"),
+    Key("ctrl+down", "move(1)", "Move down", "move the selected queued run down"),
+    Key("enter", "run_detail", "Details", "the selected run in full: its whole failure message, hint, reason and "
+        "config"),
+    Key("K", "kill_leftovers", "Kill leftovers", "kill our finished runs' processes still holding a GPU (asks first, "
+        "names them)"),
+    Key("p", "prune", "Prune", "prune old checkpoints and caches (asks first, shows sizes)"),
+    Key("r", "results", "Results", "the results table (Model | ROUGE | 상태), m exports Markdown", FROM_NARROW),
+    Key("m", "toggle_mark", "Mark", "mark or unmark the selected run (● in the queue) for compare", FROM_MEDIUM),
+    Key("c", "compare", "Compare", "compare the marked runs: loss and ROUGE curves, metrics, config keys that differ",
+        FROM_MEDIUM),
+    Key("s", "samples", "Samples", "per-sample dev insights of the selected run (beside the other marked run, if "
+        "one)", (WIDE,)),
+    Key("h", "handoff", "Hand-off", "write the hand-off note ({handoff} in the workspace)", (WIDE,)),
+    Key("f", "filter_log", "Errors", "log: toggle errors only (tracebacks, OOM, failures; warnings are not errors); "
+        "selecting another run shows every line again", FROM_NARROW),
+    Key("w", "wrap_log", "Wrap", "log: wrap long lines, or keep them whole and scroll sideways (← →)", FROM_MEDIUM),
+    Key("left", "scroll_log(-8)", "Log ←", "log: scroll unwrapped lines left (after w; no Tab needed)"),
+    Key("right", "scroll_log(8)", "Log →", "log: scroll unwrapped lines right (after w; no Tab needed)"),
+    Key("v", "next_panel", "Panel", "small terminals (under 60×20): show the next panel (queue → log → progress → "
+        "GPU & disk)", (TINY,)),
+    Key("question_mark", "help", "Help", "this help", ANY_WIDTH),
+    Key("q", "quit_app", "Quit", "quit the app; runs keep going in the detached worker", ANY_WIDTH),
+)
+KEY_LABELS = {"question_mark": "?", "left": "←", "right": "→"}
 
 
-# Which keys the footer shows at each width (the rest are in help, ?, and the palette, ctrl+p):
-# the footer is one line, and a key cut in half reads as a stray character ("paletteM").
-FOOTER_KEYS: dict[str, tuple[str, ...]] = {
-    "-tiny": ("app.next_panel", "app.add_run", "app.toggle_pause", "app.help", "app.quit_app"),
-    "-narrow": ("app.add_run", "app.cancel_run", "app.toggle_pause", "app.results", "app.filter_log",
-                "app.help", "app.quit_app"),
-    "-medium": ("app.add_run", "app.retrain", "app.reinfer", "app.cancel_run", "app.toggle_pause", "app.results",
-                "app.toggle_mark", "app.compare", "app.filter_log", "app.wrap_log", "app.help", "app.quit_app"),
-    "-wide": ("app.add_run", "app.retrain", "app.reinfer", "app.reevaluate", "app.cancel_run", "app.toggle_pause",
-              "app.results", "app.toggle_mark", "app.compare", "app.samples", "app.handoff", "app.filter_log",
-              "app.wrap_log", "app.help", "app.quit_app"),
-}
+def footer_actions(width_class: str) -> list[str]:
+    """The actions (``app.…``) whose keys the footer shows at ``width_class``, in table order."""
+    return [f"app.{key.action}" for key in KEYS if width_class in key.footer]
+
+
 # In one-panel mode the panel shown, in the order v steps through them.
 PANELS = ("queue", "log", "progress", "machine")
 SINGLE_BELOW = (60, 20)  # (columns, rows): smaller terminals show one panel at a time
 
 
-def key_label(binding: Binding) -> str:
-    """Return how a key is written in the help: ``ctrl+up``, ``space``, ``?``."""
-    return {"question_mark": "?"}.get(binding.key, binding.key)
+def key_label(key: Key | Binding) -> str:
+    """Return how a key is written in the help: ``ctrl+up``, ``space``, ``?``, ``←``."""
+    return KEY_LABELS.get(key.key, key.key)
 
 
 class MainScreen(Screen[None]):
@@ -104,7 +111,7 @@ class MainScreen(Screen[None]):
     footer's keys; under :data:`SINGLE_BELOW` the ``-single`` class shows one panel at a time (``v``).
     """
 
-    BINDINGS = KEYS
+    BINDINGS = [key.binding for key in KEYS]
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (60, "-narrow"), (100, "-medium"), (140, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-low"), (20, "-short"), (26, "-mid"), (36, "-tall"), (48, "-roomy")]
 
@@ -142,20 +149,25 @@ class MainScreen(Screen[None]):
         # sides, which a breakpoint list (one axis each) cannot say.
         single = event.size.width < SINGLE_BELOW[0] or event.size.height < SINGLE_BELOW[1]
         self.set_class(single, "-single")
+        # The full loss chart from 48 rows up (it would get a few rows below); one-line curves at every size.
+        self.query_one(ProgressPanel).show_chart(self.has_class("-roomy") and not single)
         self.refresh_bindings()  # the footer's keys follow the width
 
     @property
     def width_class(self) -> str:
-        """The width class in force: one of :data:`FOOTER_KEYS`."""
-        return next((name for name in ("-wide", "-medium", "-narrow") if self.has_class(name)), "-tiny")
+        """The width class in force: ``-tiny`` … ``-wide`` (one-panel mode counts as ``-tiny``)."""
+        if self.has_class("-single"):
+            return TINY
+        return next((name for name in (WIDE, MEDIUM, NARROW) if self.has_class(name)), TINY)
 
     @property
     def active_bindings(self):  # noqa: ANN201 - Textual's own type
-        """The screen's bindings, with ``show`` set by :data:`FOOTER_KEYS` for the current width."""
-        shown = set(FOOTER_KEYS["-tiny" if self.has_class("-single") else self.width_class])
+        """The screen's bindings, with ``show`` set by each :class:`Key`'s ``footer`` for the current width."""
+        shown = set(footer_actions(self.width_class))
+        ours = {f"app.{key.action}" for key in KEYS}
         bindings = super().active_bindings
         for key, active in bindings.items():
-            if active.binding.action.startswith("app.") and active.binding.action in KEY_HELP:
+            if active.binding.action in ours:
                 visible = active.binding.action in shown
                 if visible != active.binding.show:
                     bindings[key] = active._replace(binding=replace(active.binding, show=visible))
@@ -178,7 +190,7 @@ class MainScreen(Screen[None]):
         self._board = board
         self.query_one(QueueTable).show_runs(board.runs)
         self.query_one(GpuPanel).show(board.gpus, board.gpu_note, board.owners)
-        self.query_one(DiskPanel).show(board.disk, board.projected_bytes)
+        self.query_one(DiskPanel).show(board.disk, board.projected_bytes, board.projecting)
         self.query_one(StatusLine).show(board)
         self._show_detail()
 
@@ -214,3 +226,7 @@ class MainScreen(Screen[None]):
     def toggle_log_wrap(self) -> bool:
         """Switch the log between wrapped lines and sideways scrolling; returns True when wrapped."""
         return self.query_one(LogView).toggle_wrap()
+
+    def scroll_log(self, cells: int) -> bool:
+        """Scroll the unwrapped log sideways (whatever has the focus); False when it is wrapped."""
+        return self.query_one(LogView).scroll_sideways(cells)

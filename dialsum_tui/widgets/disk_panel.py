@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
-from dialsum_tui.manager.snapshot import DiskUsage
 from engine.units import GB, format_bytes, format_used_of
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.snapshot import DiskUsage
 
 BAR_WIDTH = 10
 TOP_CONSUMERS = 4
@@ -31,8 +35,9 @@ def quota_bar(used: int, projected: int, safe: int, limit: int, width: int = BAR
     return text
 
 
-def render_disk(disk: DiskUsage | None, projected: int) -> Text:
-    """Render a ``DiskUsage`` (or its absence) and the projection after the queued runs."""
+def render_disk(disk: DiskUsage | None, projected: int, projecting: int = 0) -> Text:
+    """Render a ``DiskUsage`` (or its absence) and the projection after the queued runs (``projecting``:
+    queued runs whose footprint is still being worked out, a long queue's first seconds)."""
     if disk is None:
         return Text("Disk: not measured yet (the worker measures in the background)", style="dim")
     text = Text()
@@ -40,7 +45,8 @@ def render_disk(disk: DiskUsage | None, projected: int) -> Text:
     text.append(f" {format_used_of(disk.used_bytes, disk.limit_bytes)}")
     after = disk.used_bytes + projected
     style = "red" if after > disk.limit_bytes - disk.margin_bytes else "yellow" if after > disk.safe_bytes else ""
-    text.append(f"\n  after queue ~{format_bytes(after)} · safe ≤ {disk.safe_bytes / GB:.1f} GB", style=style)
+    estimating = f" (+{projecting} runs being estimated)" if projecting else ""
+    text.append(f"\n  after queue ~{format_bytes(after)}{estimating} · safe ≤ {disk.safe_bytes / GB:.1f} GB", style=style)
     for label, size in disk.consumers[:TOP_CONSUMERS]:
         text.append(f"\n  {format_bytes(size):>9}  {label}")
     return text
@@ -53,9 +59,9 @@ class DiskPanel(Static):
         super().__init__("Disk: …", **kwargs)
         self._shown: tuple | None = None
 
-    def show(self, disk: DiskUsage | None, projected: int) -> None:
+    def show(self, disk: DiskUsage | None, projected: int, projecting: int = 0) -> None:
         """Render unless unchanged."""
-        key = (repr(disk), projected)
+        key = (repr(disk), projected, projecting)
         if key != self._shown:
             self._shown = key
-            self.update(render_disk(disk, projected))
+            self.update(render_disk(disk, projected, projecting))

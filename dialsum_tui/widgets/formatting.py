@@ -6,20 +6,27 @@ definition of units for every layer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.cells import cell_len, set_cell_size
 
-from dialsum_tui.manager.runs.models import Run, RunState
-from dialsum_tui.manager.snapshot import Progress
+from dialsum_tui.manager.snapshot import failure_headline
 
-STATE_ICONS: dict[RunState, str] = {
-    RunState.QUEUED: "○ queued",
-    RunState.WAITING: "◷ waiting",
-    RunState.RUNNING: "▶ running",
-    RunState.SUCCEEDED: "✔ done",
-    RunState.FAILED: "✖ failed",
-    RunState.CANCELLED: "⊘ cancelled",
-    RunState.INTERRUPTED: "! interrupted",
+if TYPE_CHECKING:
+    from dialsum_tui.manager.snapshot import Progress, Run
+
+# Keyed by the state's value: ``RunState`` is a StrEnum, so ``STATE_ICONS[run.state]`` finds it, and
+# this module (on the first frame's import path) does not load the manager's run package.
+STATE_ICONS: dict[str, str] = {
+    "queued": "○ queued",
+    "waiting": "◷ waiting",
+    "running": "▶ running",
+    "succeeded": "✔ done",
+    "failed": "✖ failed",
+    "cancelled": "⊘ cancelled",
+    "interrupted": "! interrupted",
 }
+SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def duration(seconds: float | None) -> str:
@@ -49,13 +56,33 @@ def progress_fraction(progress: Progress | None) -> float | None:
 
 
 def run_note(run: Run) -> str:
-    """The one-line explanation shown next to a run: guard reason, failure, or status note."""
-    if run.state is RunState.FAILED and run.failure_kind:
-        where = f" in {run.failed_stage}" if run.failed_stage else ""
-        return f"{run.failure_kind}{where}: {run.failure_message or ''}".strip()
+    """The one-line explanation shown next to a run: guard reason, failure, or status note.
+
+    A failure leads with its cause (``data: dev.csv line 73: unescaped quote``), never with the
+    heading a long message opens with; the whole message is one key away (enter).
+    """
+    failed = failure_headline(run)
+    if failed:
+        return failed
     if run.job_id and run.state.is_active:  # on Slurm: the job to look up (scontrol, squeue)
         return f"job {run.job_id}" + (f" · {run.reason}" if run.reason else "")
-    return run.reason or ""
+    return _first_line(run.reason)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def sparkline(values: list[float], width: int) -> str:
+    """``values`` as a row of ``width`` block characters (▁ low … █ high); the last ``width`` points
+    when there are more, each block one point (a curve squeezed by averaging hides the last steps)."""
+    points = values[-width:] if width > 0 else []
+    if not points:
+        return ""
+    low, high = min(points), max(points)
+    span = high - low
+    top = len(SPARKS) - 1
+    return "".join(SPARKS[round((v - low) / span * top) if span else top // 2] for v in points)
 
 
 def fit_cell(text: str, width: int) -> str:

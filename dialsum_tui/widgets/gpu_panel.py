@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import Static
 
-from dialsum_tui.manager.snapshot import GpuDevice
 from dialsum_tui.widgets.formatting import bar
 from engine.units import GIB, format_gib
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.snapshot import GpuDevice
 
 BAR_WIDTH = 8
 # Above this many devices each gets one line (bar, memory, utilisation, who holds it), so a 4- or 8-GPU

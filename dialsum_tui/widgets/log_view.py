@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.events import Resize
-from textual.widgets import RichLog, Static
+from textual.widgets import Static
 
-from dialsum_tui.manager.runs.logs import is_error_line
-from dialsum_tui.manager.snapshot import LOG_LINES, RunSnapshot
+from dialsum_tui.manager.snapshot import LOG_LINES
+from dialsum_tui.widgets.log_lines import LogLines
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.snapshot import RunSnapshot
+
+NO_LOG = "no log yet: the run has not started a stage"
+
+
+def _error_test() -> Callable[[str], bool]:
+    # The manager's one error-line matcher (warnings are not errors). Imported on first use, when a
+    # run is shown: the first frame does not wait for the manager's modules.
+    from dialsum_tui.manager.runs.logs import is_error_line
+
+    return is_error_line
 
 
 class LogView(Vertical):
@@ -17,8 +32,8 @@ class LogView(Vertical):
 
     Renders the log part of the :class:`RunSnapshot` it is shown: it appends only the lines it has
     not shown yet (``log_total``) and starts over when the run or the log's generation changed.
-    ``toggle_filter`` shows errors only; ``toggle_wrap`` switches between wrapped lines and whole
-    lines that scroll sideways.
+    ``toggle_filter`` shows errors only (until another run is selected); ``toggle_wrap`` switches
+    between wrapped lines and whole lines that scroll sideways (← →, no Tab needed).
     """
 
     def __init__(self, **kwargs) -> None:
@@ -26,58 +41,73 @@ class LogView(Vertical):
         self.errors_only = False
         self.wrap = True  # wrapped by default: a narrow terminal must still show the end of a traceback line
         self.title = "no run selected"
-        self._lines: tuple[str, ...] = ()  # what the snapshot holds, for re-filtering and re-wrapping
+        self._lines: tuple[str, ...] = ()  # what the snapshot holds, for re-filtering
         self._shown: tuple[int, int] | None = None  # (run id, log generation) on screen
+        self._run_id: int | None = None
         self._total = 0  # lines of that generation already written
-        self._visible: list[str] = []  # lines written to the view (after the filter, before wrapping)
-        self._width = 0  # the width the wrapped lines were cut to
+        self._is_error: Callable[[str], bool] | None = None
 
     def compose(self) -> ComposeResult:
-        # min_width=1: RichLog renders at least 78 cells wide by default, which defeats wrapping.
-        yield RichLog(max_lines=LOG_LINES, wrap=self.wrap, min_width=1, markup=False, highlight=False,
-                      id="log-lines")
+        yield LogLines(LOG_LINES, style_of=self._style_of, id="log-lines")
         yield Static("", id="log-live")
+
+    def on_mount(self) -> None:
+        self._update_border()
+
+    @property
+    def _view(self) -> LogLines:
+        return self.query_one(LogLines)
 
     @property
     def line_count(self) -> int:
         """Log lines written to the view (after the filter, before wrapping)."""
-        return len(self._visible)
+        return self._view.line_count
 
     @property
     def shown_lines(self) -> list[str]:
         """The log lines written to the view, as the log has them (after the filter, before wrapping)."""
-        return list(self._visible[-LOG_LINES:])
+        return self._view.lines
+
+    def _error(self, line: str) -> bool:
+        if self._is_error is None:
+            self._is_error = _error_test()
+        return self._is_error(line)
+
+    def _style_of(self, line: str) -> str | None:
+        return "red" if self._error(line) else None
 
     def _keep(self, line: str) -> bool:
-        return not self.errors_only or is_error_line(line)
-
-    def _write(self, lines: list[str] | tuple[str, ...]) -> None:
-        log = self.query_one(RichLog)
-        for line in lines:
-            log.write(Text(line), scroll_end=True)  # Text: never markup, logs contain [brackets]
-        self._visible.extend(lines)
-        del self._visible[:-LOG_LINES]  # as many as the view keeps
+        return not self.errors_only or self._error(line)
 
     def _rewrite(self) -> None:
-        self.query_one(RichLog).clear()
-        self._visible = []
-        self._write([line for line in self._lines if self._keep(line)])
+        view = self._view
+        view.clear()
+        view.write_lines([line for line in self._lines if self._keep(line)])
+        self._placeholder()
+
+    def _placeholder(self) -> None:
+        if self.errors_only:
+            self._view.placeholder = f"no error lines in the last {len(self._lines):,} lines (f shows every line)"
+        else:
+            self._view.placeholder = NO_LOG if self._run_id is not None else ""
 
     def show(self, snapshot: RunSnapshot) -> None:
         """Show the log of ``snapshot``: new lines appended, the live line replaced."""
         key = (snapshot.run.id, snapshot.log_generation)
         if key != self._shown:  # another run, or its log was opened, replaced or truncated
-            self._shown, self._total = key, 0
+            if snapshot.run.id != self._run_id:
+                self.errors_only = False  # a filter set for one run's failure is not the next run's view
+            self._shown, self._total, self._run_id = key, 0, snapshot.run.id
             self.title = f"run {snapshot.run.id} {snapshot.run.nickname}".strip()
-            self.query_one(RichLog).clear()
-            self._visible = []
+            self._view.clear()
             self._update_border()
         new = snapshot.log_total - self._total
         if new > 0:
             # More new lines than the snapshot keeps (messages coalesced): the kept ones are all there is.
             fresh = snapshot.log_lines[-new:] if new < len(snapshot.log_lines) else snapshot.log_lines
-            self._write([line for line in fresh if self._keep(line)])
+            self._view.write_lines([line for line in fresh if self._keep(line)])
         self._lines, self._total = snapshot.log_lines, snapshot.log_total
+        self._placeholder()
         live = snapshot.log_live if snapshot.log_live and self._keep(snapshot.log_live) else ""
         self.query_one("#log-live", Static).update(Text(live))
 
@@ -91,20 +121,19 @@ class LogView(Vertical):
     def toggle_wrap(self) -> bool:
         """Switch between wrapped lines and whole lines that scroll sideways; returns True when wrapped."""
         self.wrap = not self.wrap
-        self.query_one(RichLog).wrap = self.wrap
-        self._rewrite()
+        self._view.wrap = self.wrap
         self._update_border()
         return self.wrap
 
-    def on_resize(self, event: Resize) -> None:
-        # Wrapped lines were cut to the old width: cut them again so none is clipped or half-empty.
-        if self.wrap and event.size.width != self._width and self._lines:
-            self._width = event.size.width
-            self._rewrite()
+    def scroll_sideways(self, cells: int) -> bool:
+        """Scroll unwrapped lines ``cells`` to the right (negative: left); False when wrapped (nothing to scroll)."""
+        if self.wrap:
+            return False
+        view = self._view
+        view.scroll_to(x=max(0, min(view.max_scroll_x, view.scroll_x + cells)), animate=False)
+        return True
 
     def _update_border(self) -> None:
-        modes = [" · errors only (f)" if self.errors_only else "", "" if self.wrap else " · unwrapped (w)"]
-        self.border_title = f"Log · {self.title}" + "".join(modes)
-
-    def on_mount(self) -> None:
-        self._update_border()
+        # The modes first: a narrow panel cuts the end of its title, and the run is named on the detail line too.
+        modes = (["errors only (f)"] if self.errors_only else []) + ([] if self.wrap else ["← → scroll sideways"])
+        self.border_title = " · ".join(["Log", *modes, self.title])

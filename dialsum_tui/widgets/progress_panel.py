@@ -1,24 +1,29 @@
-"""Provides ProgressPanel: the selected run's progress, speed, ETA, loss curve and ROUGE per eval."""
+"""Provides ProgressPanel: the selected run's progress, speed, ETA, its loss and ROUGE curves and ROUGE per eval."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
 
-from dialsum_tui.manager.runs.models import RunState
-from dialsum_tui.manager.snapshot import Eval, RunSnapshot
-from dialsum_tui.widgets.formatting import bar, duration, progress_fraction
+from dialsum_tui.manager.snapshot import failure_headline
+from dialsum_tui.widgets.formatting import bar, duration, progress_fraction, sparkline
 from engine.units import format_bytes, format_rouge
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.snapshot import Eval, RunSnapshot
+
+LABEL = 6  # "loss  ", "ROUGE "
 
 
 def render_progress(snapshot: RunSnapshot | None, width: int = 12) -> Text:
-    """Render the stage, a progress bar, tokens/s and ETA of the run in ``snapshot``."""
+    """Render the stage, a progress bar, ETA, tokens/s and epoch of the run in ``snapshot`` (one line
+    each, cut at the panel's edge: the ETA first, as it matters most)."""
     if snapshot is None:
         return Text("no run selected", style="dim")
     run, p = snapshot.run, snapshot.progress
@@ -28,37 +33,80 @@ def render_progress(snapshot: RunSnapshot | None, width: int = 12) -> Text:
     if fraction is not None and p is not None:
         text.append(f" {fraction * 100:3.0f}%  {p.step}/{p.total}")
     details = []
-    if p is not None and p.epoch is not None:
-        details.append(f"epoch {p.epoch:.2f}")
-    if p is not None and p.tokens_per_s is not None:
-        details.append(f"{p.tokens_per_s:,.0f} tok/s")
     if run.state.is_active and p is not None and p.eta_s is not None:
         details.append(f"ETA {duration(p.eta_s)}")
+    if p is not None and p.tokens_per_s is not None:
+        details.append(f"{p.tokens_per_s:,.0f} tok/s")
+    if p is not None and p.epoch is not None:
+        details.append(f"epoch {p.epoch:.2f}")
     if details:
         text.append("\n" + " · ".join(details), style="dim")
     if run.backend != "local":  # where it runs: the Slurm job to look up
         text.append(f"\non {run.backend}" + (f" · job {run.job_id}" if run.job_id else ""), style="dim")
-    if run.failure_kind:
-        # The verdict is what a user of a failed run needs first: what broke, and what to do.
-        text.append(f"\n✖ {run.failure_kind} in {run.failed_stage or run.stage}: ", style="bold red")
-        text.append(run.failure_message or "", style="red")
+    return text
+
+
+def render_verdict(snapshot: RunSnapshot | None) -> Text:
+    """What to know besides progress: a failure's cause and hint, a guard's reason, where it resumes,
+    what a queued run will add to the disk (wrapped: these are read whole)."""
+    text = Text()
+    if snapshot is None:
+        return text
+    run = snapshot.run
+    failed = failure_headline(run)
+    if failed:
+        # The verdict is what a user of a failed run needs first: what broke (its cause, not the
+        # message's heading), and what to do. The whole message is one key away (enter on the queue).
+        text.append(f"✖ {failed}", style="bold red")
         if run.failure_hint:
             text.append(f"\n→ {run.failure_hint}", style="yellow")
     elif run.state.is_active and run.reason:
-        text.append(f"\n⏸ {run.reason}", style="yellow")
+        text.append(f"⏸ {run.reason}", style="yellow")
     if snapshot.resume is not None:  # a stopped training with a complete checkpoint
         text.append(f"\nR resumes from {snapshot.resume.where}", style="bold green")
     if snapshot.resumed:
         text.append(f"\n↻ {snapshot.resumed}", style="cyan")
-    if run.state in (RunState.QUEUED, RunState.WAITING) and snapshot.footprint:
+    if run.state.value in ("queued", "waiting") and snapshot.footprint:
         text.append(f"\nwill add ~{format_bytes(snapshot.footprint)} to the disk", style="dim")
+    return text[1:] if text.plain.startswith("\n") else text
+
+
+def eval_score(record: Eval) -> float | None:
+    """An eval's score ×100: its ``final``, else the mean of R1/R2/RL."""
+    if record.final is not None:
+        return record.final
+    parts = [v for v in (record.rouge1, record.rouge2, record.rougeL) if v is not None]
+    return sum(parts) / len(parts) * 100 if parts else None
+
+
+def render_curves(loss: Sequence[tuple[float, float]], evals: Sequence[Eval], width: int) -> Text:
+    """Two one-line curves that fit any panel: the train loss and the ROUGE per eval, each with its last value."""
+    room = max(4, width - LABEL - 14)
+    text = Text()
+    text.append("loss  ", style="bold")
+    if loss:
+        last_step, last = loss[-1]
+        text.append(sparkline([y for _, y in loss], room), style="cyan")
+        text.append(f" {last:.3f}", style="bold")
+        text.append(f" @{last_step:.0f}", style="dim")
+    else:
+        text.append("no loss logged yet", style="dim")
+    text.append("\nROUGE ", style="bold")
+    scores = [s for s in (eval_score(e) for e in evals) if s is not None]
+    if scores:
+        text.append(sparkline(scores, room) if len(scores) > 1 else "", style="green")
+        text.append(f" {format_rouge(scores[-1], x100=True)}", style="bold")
+        text.append(f" ({len(scores)} eval{'s' if len(scores) > 1 else ''})", style="dim")
+    else:
+        text.append("no evaluation yet", style="dim")
     return text
 
 
 def render_evals(evals: Sequence[Eval]) -> Table | Text:
-    """Render one row per scored ``eval`` event: R1/R2/RL and the final score, all × 100 to fit narrow panels."""
+    """Render one row per scored ``eval`` event: R1/R2/RL and the final score, all × 100 to fit narrow panels
+    (nothing before the first: the ROUGE curve's line says so)."""
     if not evals:
-        return Text("no evaluation yet", style="dim")
+        return Text("")
     # One space between columns and none at the edges: "ep 1.0 41.00 22.00 39.00 34.00" fits a 30-cell panel.
     table = Table("eval", "R1", "R2", "RL", "final", box=None, padding=(0, 0, 0, 1), pad_edge=False,
                   header_style="bold")
@@ -70,48 +118,93 @@ def render_evals(evals: Sequence[Eval]) -> Table | Text:
 
 
 class ProgressPanel(Vertical):
-    """Renders the :class:`RunSnapshot` the app hands down with :meth:`show`."""
+    """Renders the :class:`RunSnapshot` the app hands down with :meth:`show`.
+
+    The curves are one line each at every size; a full loss chart (textual-plotext) is mounted only
+    when the screen asks for it (:meth:`show_chart`, 48 rows and up), so smaller terminals and the
+    first frame never load plotext.
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._loss: tuple[tuple[float, float], ...] = ()
         self._evals: tuple[Eval, ...] = ()
         self._shown: Text | None = None
+        self._verdict: Text | None = None
+        self._curves: Text | None = None
+        self._snapshot: RunSnapshot | None = None
+        self._chart = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="progress-text")
-        yield PlotextPlot(id="loss-plot")
+        yield Static(id="curves")
+        yield Static(id="progress-note")
         yield Static(id="rouge-table")
 
     def on_mount(self) -> None:
         self.border_title = "Progress & metrics"
-        self._replot()
         self.query_one("#rouge-table", Static).update(render_evals(()))
         self.query_one("#progress-text", Static).update(render_progress(None))
+        self._show_curves()
+
+    def on_resize(self) -> None:
+        self._show_progress()
+        self._show_curves()
 
     def show(self, snapshot: RunSnapshot | None) -> None:
         """Render ``snapshot``, redrawing only the parts that changed."""
+        self._snapshot = snapshot
+        self._show_progress()
+        loss = snapshot.loss if snapshot else ()
+        evals = snapshot.evals if snapshot else ()
+        if (loss is not self._loss and loss != self._loss) or (evals is not self._evals and evals != self._evals):
+            new_evals = evals != self._evals
+            self._loss, self._evals = loss, evals
+            self._show_curves()
+            if self._chart:
+                self._replot()
+            if new_evals:
+                self.query_one("#rouge-table", Static).update(render_evals(evals))
+
+    def _show_progress(self) -> None:
         # The bar takes what "train " and " 100%  780/780" leave of the panel's width.
-        text = render_progress(snapshot, width=min(30, max(6, self.content_region.width - 21)))
+        text = render_progress(self._snapshot, width=min(30, max(6, self.content_region.width - 21)))
         if text != self._shown:
             self._shown = text
             self.query_one("#progress-text", Static).update(text)
-        loss = snapshot.loss if snapshot else ()
-        if loss is not self._loss and loss != self._loss:
-            self._loss = loss
-            self._replot()
-        evals = snapshot.evals if snapshot else ()
-        if evals is not self._evals and evals != self._evals:
-            self._evals = evals
-            self.query_one("#rouge-table", Static).update(render_evals(evals))
+        verdict = render_verdict(self._snapshot)
+        if verdict != self._verdict:
+            self._verdict = verdict
+            self.query_one("#progress-note", Static).update(verdict)
+
+    def _show_curves(self) -> None:
+        curves = render_curves(self._loss, self._evals, self.content_region.width or 30)
+        if curves != self._curves:
+            self._curves = curves
+            self.query_one("#curves", Static).update(curves)
 
     @property
     def loss_points(self) -> list[tuple[float, float]]:
         """The (step, loss) points on the curve."""
         return list(self._loss)
 
+    def show_chart(self, shown: bool) -> None:
+        """Show (mounting it the first time) or hide the full loss chart."""
+        self._chart = shown
+        self.set_class(shown, "-chart")
+        if shown and not self.query("#loss-plot"):
+            from textual_plotext import PlotextPlot
+
+            self.mount(PlotextPlot(id="loss-plot"), before="#rouge-table")
+            self.call_after_refresh(self._replot)
+        elif shown:
+            self._replot()
+
     def _replot(self) -> None:
-        plot = self.query_one(PlotextPlot)
+        plots = self.query("#loss-plot")
+        if not plots:
+            return
+        plot = plots.first()
         plt = plot.plt
         plt.clear_data()
         plt.title("train loss")

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.binding import Binding
 from textual.events import Resize
 from textual.widgets import DataTable
 
-from dialsum_tui.manager.runs.models import Run
-from dialsum_tui.manager.snapshot import run_progress
+from dialsum_tui.manager.snapshot import focus_run, run_progress
 from dialsum_tui.widgets.formatting import STATE_ICONS, duration, fit_cell, progress_fraction, run_note
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.snapshot import Run
 
 # key -> (label, width). Widths are set, never measured: DataTable measures auto widths on idle,
 # after it may already have cached the header and the cursor row at the old widths (a cropped row).
+# The id's width follows the largest id (``layout_columns``): run 1000 must not read "10…".
 COLUMN_SPECS: dict[str, tuple[str, int]] = {
     "id": ("ID", 3), "state": ("State", 11), "model": ("Model", 28), "pct": ("%", 4), "eta": ("ETA", 6),
     "user": ("By", 8), "step": ("Step", 9), "stage": ("Stage", 16), "note": ("Note", 0),
@@ -28,16 +33,23 @@ MIN_NOTE = 12
 ROOM_FOR_NOTE = 40  # an optional column is shown only if the note keeps this many cells
 MIN_MODEL = 10
 SCROLLBAR = 2
+MARK = "●"  # before the id of a run marked for compare
 
 
-def layout_columns(width: int, longest_nickname: int = 28) -> list[tuple[str, str, int]]:
+def id_width(largest_id: int) -> int:
+    """Cells the ID column needs for ``largest_id`` and a compare mark before it (at least the header's 3)."""
+    return max(COLUMN_SPECS["id"][1], len(str(largest_id)) + len(MARK))
+
+
+def layout_columns(width: int, longest_nickname: int = 28, largest_id: int = 99) -> list[tuple[str, str, int]]:
     """Return ``(key, label, width)`` of the columns that fit ``width`` cells, in display order.
 
-    The state shrinks to its icon and the model to ``MIN_MODEL`` cells before a column is given up;
-    the note takes whatever is left (at least ``MIN_NOTE``).
+    The id column always fits the largest id; the state shrinks to its icon and the model to
+    ``MIN_MODEL`` cells before a column is given up; the note takes whatever is left (at least ``MIN_NOTE``).
     """
     room = max(width - SCROLLBAR, 0)
     widths = {key: spec[1] for key, spec in COLUMN_SPECS.items()}
+    widths["id"] = id_width(largest_id)
     # The model takes at most a third of a narrow table, so the note is not squeezed to nothing.
     widths["model"] = max(MIN_MODEL, min(longest_nickname, widths["model"], room // 3))
     widths["note"] = MIN_NOTE
@@ -81,9 +93,10 @@ def run_cells(run: Run) -> dict[str, str]:
 
 
 def render_detail(run: Run | None) -> Text:
-    """The selected run in full under the table: what the narrow columns cut off."""
+    """The selected run under the table, always two lines (the table's height never jumps): who and
+    where it is, then its note — a failure's cause first — or its config; enter shows everything."""
     if run is None:
-        return Text("no run selected · a adds one", style="dim")
+        return Text("no run selected · a adds one\n", style="dim")
     cells = run_cells(run)
     head = [f"run {run.id}", run.nickname, cells["state"], run.action.value]
     if run.stage:
@@ -95,19 +108,40 @@ def render_detail(run: Run | None) -> Text:
         head.append(f"after run {run.after}")
     head.append(f"by {run.user}" if run.user else "by -")
     text = Text(" · ".join(head), style="bold")
-    if cells["note"]:
-        text.append("\n" + cells["note"], style="red" if run.failure_kind else "yellow")
+    note = cells["note"]
+    if note:
+        text.append("\n" + ("✖ " if run.failure_kind else "") + note, style="red" if run.failure_kind else "yellow")
+    else:
+        text.append(f"\nconfig {run.config_path} · enter: the run in full", style="dim")
     return text
 
 
-class QueueTable(DataTable):
-    """One row per run in queue order; the row key is the run id; columns follow the widget's width."""
+class QueueTable(DataTable, inherit_bindings=False):
+    """One row per run in queue order; the row key is the run id; columns follow the widget's width.
+
+    Opens on :func:`focus_run` (the running run, else the latest). Home/End go to the first/last run;
+    ← → are left to the screen (they scroll the log sideways); enter posts ``RowSelected`` (the app
+    shows the run in full).
+    """
+
+    BINDINGS = [
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,ctrl+home", "scroll_top", "First run", show=False),
+        Binding("end,ctrl+end", "scroll_bottom", "Last run", show=False),
+        Binding("enter", "select_cursor", "Details", show=False),
+    ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._runs: dict[str, Run] = {}
         self._rows: dict[str, tuple[str, ...]] = {}
+        self._cells: dict[str, tuple[Run, tuple[str, ...]]] = {}  # per run: the record its cells were made from
         self._columns: list[tuple[str, str, int]] = []
+        self._shape: tuple[int, int] = (0, 0)  # (longest nickname, largest id) the columns were fitted to
+        self._focused_once = False
         self.marked: frozenset[int] = frozenset()  # runs marked for compare: ● before the id
 
     def on_mount(self) -> None:
@@ -115,6 +149,12 @@ class QueueTable(DataTable):
 
     def on_resize(self, event: Resize) -> None:
         self._fit(event.size.width)
+        # A shorter table (a taller detail, a smaller terminal) must not hide the selected row.
+        self.call_after_refresh(self._keep_cursor_in_view)
+
+    def _keep_cursor_in_view(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.cursor_row, scroll=True)
 
     @property
     def column_keys(self) -> list[str]:
@@ -122,8 +162,7 @@ class QueueTable(DataTable):
         return [key for key, _, _ in self._columns]
 
     def _fit(self, width: int) -> None:
-        longest = max((cell_len(run.nickname) for run in self._runs.values()), default=20)
-        columns = layout_columns(width, longest)
+        columns = layout_columns(width, *self._shape_of(self._runs.values()))
         if columns == self._columns:
             return
         selected = self.selected_run_id
@@ -131,8 +170,13 @@ class QueueTable(DataTable):
         self.clear(columns=True)
         for key, label, col_width in columns:
             self.add_column(label, key=key, width=col_width)
-        self._rows = {}
+        self._rows, self._cells = {}, {}
         self._render_rows(selected)
+
+    @staticmethod
+    def _shape_of(runs) -> tuple[int, int]:
+        runs = list(runs)
+        return (max((cell_len(run.nickname) for run in runs), default=20), max((run.id for run in runs), default=99))
 
     @property
     def selected_run_id(self) -> int | None:
@@ -143,21 +187,30 @@ class QueueTable(DataTable):
         return int(key.value) if key.value is not None else None
 
     def show_runs(self, runs: Sequence[Run]) -> None:
-        """Render ``runs``, touching only the cells that changed and keeping the cursor on its run."""
-        longest_before = max((cell_len(r.nickname) for r in self._runs.values()), default=None)
+        """Render ``runs``, touching only the cells that changed and keeping the cursor on its run;
+        the first time there are runs, the cursor goes to :func:`focus_run`."""
         self._runs = {str(run.id): run for run in runs}
-        if max((cell_len(r.nickname) for r in runs), default=None) != longest_before:
-            self._columns = []  # the model column's width follows the longest nickname
+        shape = self._shape_of(runs)
+        first = not self._focused_once and bool(runs)
+        selected = focus_run(runs) if first else self.selected_run_id
+        self._focused_once = self._focused_once or first
+        if shape != self._shape:  # the model and id columns follow the longest nickname and the largest id
+            self._shape, self._columns = shape, []
             self._fit(self.size.width or 80)
-            return
-        self._render_rows(self.selected_run_id)
+        else:
+            self._render_rows(selected)
+        if first and selected is not None and str(selected) in self._rows:
+            self.move_cursor(row=self.get_row_index(str(selected)), scroll=True)
 
     def _render_rows(self, selected: int | None) -> None:
         keys = self.column_keys
-        rows = {rid: self._cells(run, keys) for rid, run in self._runs.items()}
+        rows = {rid: self._row(rid, run, keys) for rid, run in self._runs.items()}
         if list(rows) == list(self._rows):
             for rid, cells in rows.items():
-                for key, old, new in zip(keys, self._rows[rid], cells):
+                old_cells = self._rows[rid]
+                if old_cells is cells:
+                    continue
+                for key, old, new in zip(keys, old_cells, cells):
                     if old != new:
                         self.update_cell(rid, key, new)
         else:
@@ -168,10 +221,19 @@ class QueueTable(DataTable):
                 self.move_cursor(row=self.get_row_index(str(selected)))
         self._rows = rows
 
-    def _cells(self, run: Run, keys: list[str]) -> tuple[str, ...]:
+    def _row(self, rid: str, run: Run, keys: list[str]) -> tuple[str, ...]:
+        """The row's cells, made again only when its run changed (a 1,000-run queue redraws one row a second)."""
+        cached = self._cells.get(rid)
+        if cached is not None and cached[0] == run:
+            return cached[1]
+        cells = self._make_cells(run, keys)
+        self._cells[rid] = (run, cells)
+        return cells
+
+    def _make_cells(self, run: Run, keys: list[str]) -> tuple[str, ...]:
         cells = run_cells(run)
         if run.id in self.marked:
-            cells["id"] = f"●{cells['id']}"
+            cells["id"] = f"{MARK}{cells['id']}"
         widths = {k: w for k, _, w in self._columns}
         if "state" in keys and widths["state"] <= 2:
             cells["state"] = cells["state"][:1]
@@ -182,4 +244,5 @@ class QueueTable(DataTable):
     def set_marked(self, run_ids: list[int]) -> None:
         """Show ● before the ids of ``run_ids`` (and only those)."""
         self.marked = frozenset(run_ids)
+        self._cells = {}
         self._render_rows(self.selected_run_id)

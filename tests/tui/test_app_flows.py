@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 
-from textual.widgets import Input, OptionList, RichLog
+from textual.widgets import Input, OptionList, Static
 
 from dialsum_tui.app import make_app
 from dialsum_tui.manager.runs.models import Action, RunState
 from dialsum_tui.screens.confirm import ConfirmScreen
 from dialsum_tui.screens.help import HelpScreen
-from dialsum_tui.screens.main import KEYS, MainScreen
+from dialsum_tui.screens.main import KEYS, MainScreen, key_label
 from dialsum_tui.screens.results import ResultsScreen
 from dialsum_tui.widgets.gpu_panel import GpuPanel
+from dialsum_tui.widgets.log_lines import LogLines
 from dialsum_tui.widgets.log_view import LogView
 from dialsum_tui.widgets.queue_table import QueueTable
 from engine import artifacts
@@ -26,7 +27,7 @@ def _rows(app) -> list[int]:
 
 
 def _notices(app) -> str:
-    return "\n".join(str(n.message) for n in app._notifications)
+    return "\n".join(f"{n.title}: {n.message}" for n in app._notifications)
 
 
 async def test_queue_gpu_and_pause_follow_the_manager(workspace, manager) -> None:
@@ -74,18 +75,26 @@ async def test_add_run_from_the_config_list(workspace, manager) -> None:
         await wait_for(pilot, lambda: _rows(app) == [run.id])
 
 
-async def test_add_run_with_a_bad_config_names_the_key(workspace, manager) -> None:
+async def test_add_run_with_a_bad_config_names_the_key_under_the_field(workspace, manager) -> None:
     bad = write_config(workspace, "broken", train={"device": "cpu", "batch_sise": 8})
+    good = write_config(workspace, "fixed")
     app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("a")
         await wait_for(pilot, lambda: app.screen.query(Input), what="the add-run dialog")
-        app.screen.query_one(Input).value = str(bad.relative_to(workspace.root))
-        app.screen.query_one(Input).focus()
+        dialog = app.screen
+        dialog.query_one(Input).value = str(bad.relative_to(workspace.root))
+        dialog.query_one(Input).focus()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: "batch_sise" in _notices(app), what="an error naming the key")
-        assert "broken.yaml" in _notices(app)
+        error = dialog.query_one("#dialog-error-text", Static)
+        await wait_for(pilot, lambda: "batch_sise" in str(error.render()), what="an error naming the key, in place")
+        assert "broken.yaml" in str(error.render())
+        assert app.screen is dialog and dialog.query_one("#dialog-error").has_class("-shown")  # still open to fix it
         assert manager.runs() == []
+        dialog.query_one(Input).value = str(good.relative_to(workspace.root))  # fixed in place: queued, closed
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(manager.runs()) == 1, what="the fixed config queued")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the dialog closed")
 
 
 async def test_live_run_cancel_retrain_and_reinfer_by_keyboard(workspace, manager, monkeypatch) -> None:
@@ -104,19 +113,41 @@ async def test_live_run_cancel_retrain_and_reinfer_by_keyboard(workspace, manage
         await pilot.press("y")
         await wait_for(pilot, lambda: manager.get(run.id).state is RunState.CANCELLED, timeout=20, what="cancelled")
         monkeypatch.setenv("FAKE_STEPS", "2")
+        # Keys that queue compute show the plan and ask, as cancel does: no answers no.
         await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the retrain plan")
+        plan = str(app.screen.query_one("#dialog-body").render())
+        assert "stages: train → infer → evaluate" in plan and f"run {run.id}'s snapshot" in plan
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert len(manager.runs()) == 1
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the retrain plan again")
+        await pilot.press("y")
         await wait_for(pilot, lambda: len(manager.runs()) == 2, what="the retrain run")
-        # Re-infer needs a complete final_model (the preflight refuses it otherwise): the selected run's own.
+        # Re-infer needs a complete final_model: without one the preflight's refusal is shown, nothing asked.
+        await pilot.press("i")
+        await wait_for(pilot, lambda: "re-infer failed" in _notices(app) and "no complete final_model" in _notices(app),
+                       what="the refusal naming the missing model")
+        assert isinstance(app.screen, MainScreen) and len(manager.runs()) == 2
         from dialsum_tui.manager.runs.identity import run_key
 
         model = artifacts.final_model_dir(workspace.checkpoints_dir, run_key(run))
         model.mkdir(parents=True, exist_ok=True)
         artifacts.write_final_model_meta(model, {})
         await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the re-infer plan")
+        assert "reads: run" in str(app.screen.query_one("#dialog-body").render())
+        await pilot.press("y")
         await wait_for(pilot, lambda: len(manager.runs()) == 3, what="the re-infer run")
         actions = [r.action for r in manager.runs()]
         assert actions == [Action.PIPELINE, Action.PIPELINE, Action.INFER]
         assert all(r.config_yaml == run.config_yaml for r in manager.runs())
+        manager.pause()  # the worker kept FAKE_STEPS=400 from its start: stop what it runs, leave nothing behind
+        for left in manager.runs():
+            if not left.state.is_final:
+                manager.cancel(left.id)
+        await wait_for(pilot, lambda: all(r.state.is_final for r in manager.runs()), timeout=30, what="runs stopped")
 
 
 async def test_cancel_asks_first_and_no_keeps_the_run(workspace, manager) -> None:
@@ -155,7 +186,26 @@ async def test_log_filter_shows_errors_only(workspace, manager) -> None:
         assert log.line_count == 7
 
 
-async def test_log_wraps_or_scrolls_sideways(workspace, manager) -> None:
+async def test_errors_only_says_when_there_are_none_and_resets_for_another_run(workspace, manager) -> None:
+    manager.pause()
+    clean = manager.add(str(write_config(workspace, "clean-run")))
+    other = manager.add(str(write_config(workspace, "other-run")))
+    manager.log_path(clean.id).write_text("loading\nstep 1\nstep 2\n", encoding="utf-8")
+    manager.log_path(other.id).write_text("step 1\n", encoding="utf-8")
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        log = app.main.query_one(LogView)
+        await wait_for(pilot, lambda: app.selected_run_id == clean.id and log.line_count == 3, what="the clean log")
+        await pilot.press("f")
+        assert log.line_count == 0 and log.errors_only
+        assert "no error lines in the last 3 lines" in log.query_one(LogLines).placeholder  # never a blank panel
+        assert "errors only" in str(log.border_title)
+        await pilot.press("down")
+        await wait_for(pilot, lambda: app.selected_run_id == other.id and log.line_count == 1, what="the other run")
+        assert not log.errors_only and "errors only" not in str(log.border_title)  # the filter was for that run
+
+
+async def test_log_wraps_or_scrolls_sideways_without_tab(workspace, manager) -> None:
     manager.pause()
     run = manager.add(str(write_config(workspace, "한국어-요약-koBART")))
     long = "ValueError: " + "화자1 요약 " * 40  # far wider than the 80-column log
@@ -163,16 +213,22 @@ async def test_log_wraps_or_scrolls_sideways(workspace, manager) -> None:
     app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
         view = app.main.query_one(LogView)
-        rich_log = view.query_one(RichLog)
+        lines = view.query_one(LogLines)
         await wait_for(pilot, lambda: view.line_count == 2, what="the log")
-        await wait_for(pilot, lambda: len(rich_log.lines) > 3, what="the long line wrapped into several rows")
-        assert rich_log.virtual_size.width <= rich_log.size.width  # nothing to scroll sideways
+        await wait_for(pilot, lambda: lines.row_count > 3, what="the long line wrapped into several rows")
+        assert lines.virtual_size.width <= lines.size.width  # nothing to scroll sideways
         await pilot.press("w")
-        await wait_for(pilot, lambda: len(rich_log.lines) == 2, what="one row per line")
-        assert not view.wrap and rich_log.virtual_size.width > rich_log.size.width  # ← → scroll to the rest
-        assert "unwrapped (w)" in str(view.border_title)
+        await wait_for(pilot, lambda: lines.row_count == 2, what="one row per line")
+        assert not view.wrap and lines.virtual_size.width > lines.size.width  # ← → scroll to the rest
+        assert "← → scroll sideways" in str(view.border_title)  # the title says how
+        assert app.main.query_one(QueueTable).has_focus  # ... and it works from the queue: no Tab first
+        await pilot.press("right", "right")
+        await wait_for(pilot, lambda: lines.scroll_x == 16, what="the log scrolled right")
+        await pilot.press("left")
+        await wait_for(pilot, lambda: lines.scroll_x == 8, what="and back left")
         await pilot.press("w")
-        await wait_for(pilot, lambda: len(rich_log.lines) > 3, what="wrapped again")
+        await wait_for(pilot, lambda: lines.row_count > 3, what="wrapped again")
+        assert lines.scroll_x == 0
 
 
 async def test_help_lists_every_key_and_palette_has_them(workspace, manager) -> None:
@@ -181,7 +237,7 @@ async def test_help_lists_every_key_and_palette_has_them(workspace, manager) -> 
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         shown = {key for key, _ in app.screen.keys}
-        assert shown >= {"?" if b.key == "question_mark" else b.key for b in KEYS} | {"ctrl+p"}
+        assert shown >= {key_label(k) for k in KEYS} | {"ctrl+p"}
         # At 60×20 the list is taller than the screen: it scrolls to its last line (nothing is cut off).
         scroller = app.screen.query_one("#help")
         assert scroller.max_scroll_y > 0
@@ -190,7 +246,7 @@ async def test_help_lists_every_key_and_palette_has_them(workspace, manager) -> 
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        assert all(any(b.description in t for t in titles) for b in KEYS)
+        assert all(any(k.label in t for t in titles) for k in KEYS)
 
 
 async def test_results_screen_export_and_handoff(workspace, manager) -> None:

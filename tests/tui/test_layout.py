@@ -11,7 +11,7 @@ from dialsum_tui.app import make_app
 from dialsum_tui.manager.procfs import current_user
 from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.screens.add_run import parse_after, parse_gpus
-from dialsum_tui.screens.main import FOOTER_KEYS, MainScreen
+from dialsum_tui.screens.main import KEYS, MainScreen, footer_actions
 from dialsum_tui.widgets.formatting import fit_cell
 from dialsum_tui.widgets.queue_table import QueueTable, layout_columns
 
@@ -29,6 +29,25 @@ def test_queue_columns_fit_every_width_and_keep_the_essentials(width) -> None:
     assert used <= width - 2 or width < 40  # never wider than the table (a scrollbar's room kept)
     if width >= 58:
         assert "note" in keys and dict((k, w) for k, _, w in columns)["note"] >= 12
+
+
+@pytest.mark.parametrize("largest_id", [7, 99, 999, 1000, 12345, 1_000_000])
+@pytest.mark.parametrize("width", [46, 78, 198])
+def test_run_ids_of_any_length_fit_their_column(width, largest_id) -> None:
+    widths = {k: w for k, _, w in layout_columns(width, 24, largest_id)}
+    assert widths["id"] >= len(f"●{largest_id}")  # run 1000 marked for compare reads "●1000", never "10…"
+    assert fit_cell(f"●{largest_id}", widths["id"]) == f"●{largest_id}"
+
+
+def test_one_key_table_feeds_the_bindings_the_footer_and_the_help() -> None:
+    from dialsum_tui.app import key_table
+
+    bindings = {b.key: b for b in MainScreen.BINDINGS}
+    assert [k.key for k in KEYS] == list(bindings)  # one binding per row of the table, nothing else
+    assert all(bindings[k.key].description == k.label and bindings[k.key].tooltip == k.help for k in KEYS)
+    helped = dict(key_table())
+    assert "HANDOFF.md" in helped["h"] and "nothing new starts" in helped["space"]  # filled in from the manager
+    assert not any("{" in line for line in helped.values())
 
 
 def test_wider_tables_add_columns_and_give_the_note_the_rest() -> None:
@@ -110,7 +129,7 @@ async def test_footer_shows_the_keys_chosen_for_the_width(workspace, manager, si
         screen = app.main
         assert isinstance(screen, MainScreen)
         shown = {a.binding.action for a in screen.active_bindings.values() if a.binding.show}
-        assert shown == set(FOOTER_KEYS[width_class])
+        assert shown == set(footer_actions(width_class)) and shown  # the one key table says which
         assert "app.move(-1)" not in shown  # ctrl+up/down: in help and the palette, never the footer
         footer_width = sum(len(app.get_key_display(a.binding)) + len(a.binding.description) + 2
                            for a in screen.active_bindings.values() if a.binding.show)
@@ -129,9 +148,9 @@ async def test_add_dialog_takes_gpu_and_after_and_says_what_is_wrong(workspace, 
         app.screen.query_one("#after", Input).value = str(first.id)
         app.screen.query_one(OptionList).focus()
         await pilot.press("enter")
-        error = app.screen.query_one("#dialog-error", Static)
+        error = app.screen.query_one("#dialog-error")
         await wait_for(pilot, lambda: error.has_class("-shown"), what="the error under the fields")
-        assert "type device indices such as 0 or 0,1" in str(error.render())
+        assert "type device indices such as 0 or 0,1" in str(app.screen.query_one("#dialog-error-text", Static).render())
         app.screen.query_one("#gpus", Input).value = "0"
         app.screen.query_one(OptionList).focus()
         await pilot.press("enter")

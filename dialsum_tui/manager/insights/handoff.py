@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.guards.gpu import GpuDevice
     from dialsum_tui.manager.workspace.layout import Workspace
 
+HANDOFF_FILE = "HANDOFF.md"  # where the TUI writes the note (h), in the workspace; the CLI's `handoff` prints it
 
 
 def _gpu_lines(gpu: list[GpuDevice], gpu_note: str, runs: list[Run]) -> list[str]:
