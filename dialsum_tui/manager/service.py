@@ -249,11 +249,14 @@ class Manager:
         except (ConfigError, OSError, ValueError, KeyError, TypeError):
             return {}
 
-    def _measured(self, cfg: Any, gpus: str | None) -> dict[str, Any]:
-        """stage → the peak measured on a stored run of the same memory key as ``cfg`` (guards.memory)."""
+    def _measured(self, cfg: Any, gpus: str | None, runs: list[Run] | None = None,
+                  key_of: Any = None) -> dict[str, Any]:
+        """stage → the peak measured on a stored run of the same memory key as ``cfg`` (guards.memory);
+        ``runs`` and a ``key_of`` cache when matching many configs against the same store."""
         from dialsum_tui.manager.guards.memory import gpu_count, measured_peaks, memory_key, snapshot_key
 
-        return measured_peaks(memory_key(cfg, gpu_count(gpus)), self.runs(), snapshot_key)
+        return measured_peaks(memory_key(cfg, gpu_count(gpus)), self.runs() if runs is None else runs,
+                              key_of or snapshot_key)
 
     def _make_run_dir(self, config_yaml: str, then: Any, run_id: int) -> None:
         """``runs/<id>/`` with the config snapshot, then ``then(run_id)`` (a retry's record).
@@ -879,6 +882,7 @@ class Manager:
     def memory_outlook(self) -> list[tuple[Run, Estimate]]:
         """The memory estimate of every queued or waiting run against its GPU(s) (``check``): what each
         stage needs (measured, else predicted), whether it fits, and the cheapest fix when it does not."""
+        from dialsum_tui.manager.guards.memory import key_cache
         from dialsum_tui.manager.guards.preflight import estimate
         from dialsum_tui.manager.runs.models import parse_gpus
 
@@ -887,6 +891,7 @@ class Manager:
         if not pending:
             return []
         devices, no_gpu = self._memory_devices()
+        key_of = key_cache()
         out = []
         for run in pending:
             try:
@@ -894,7 +899,8 @@ class Manager:
             except ConfigError:
                 continue  # the worker fails it at admission, naming the key
             out.append((run, estimate(self.workspace, cfg, run.stages, parse_gpus(run.gpus), devices,
-                                      self._measured(cfg, run.gpus), source=f"run {run.id}", no_gpu=no_gpu)))
+                                      self._measured(cfg, run.gpus, runs, key_of), source=f"run {run.id}",
+                                      no_gpu=no_gpu)))
         return out
 
     def leftovers(self) -> list[tuple[GpuProcess, int, str]]:

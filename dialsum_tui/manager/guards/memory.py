@@ -342,6 +342,19 @@ def share_problem(index: int, total_bytes: int, used_bytes: int, ours_now: Mappi
             f"{plan.margin_gib:g} GiB margin; this stage needs {plan.need.text}")
 
 
+def key_cache() -> KeyOf:
+    """:func:`snapshot_key` remembered by run id (a run's snapshot and GPUs never change): one reading
+    of each stored run per caller, however many candidates are matched against them."""
+    keys: dict[int, str | None] = {}
+
+    def key_of(run: Run) -> str | None:
+        if run.id not in keys:
+            keys[run.id] = snapshot_key(run)
+        return keys[run.id]
+
+    return key_of
+
+
 def snapshot_key(run: Run) -> str | None:
     """The memory key of a stored run (its config snapshot and GPU count); None when the snapshot
     does not load."""

@@ -24,8 +24,8 @@ from dialsum_tui.manager.guards.memory import (
     Need,
     Resident,
     SharePlan,
+    key_cache,
     measured_peaks,
-    snapshot_key,
     stage_need,
 )
 from dialsum_tui.manager.procfs import ns_pid_map
@@ -76,7 +76,7 @@ class MemoryWatch:
         self.source = source
         self.store = store
         self.exclusive = read_exclusive(ws)
-        self._keys: dict[int, str | None] = {}  # run id → memory key (a run's snapshot never changes)
+        self.key_of = key_cache()  # run → its memory key (guards.memory.memory_key); None: the snapshot does not load
         self._gpus: dict[int, list[int] | None] = {}
         self._max: dict[tuple[int, str], int] = {}  # (run, stage) → the most bytes seen on one GPU
         self._written: dict[tuple[int, str], float] = {}  # (run, stage) → the GiB on record
@@ -84,13 +84,6 @@ class MemoryWatch:
         self._ns: tuple[frozenset[int], dict[int, int]] = (frozenset(), {})
 
     # --- what a run's stages need ----------------------------------------------------------------
-
-    def key_of(self, run: Run) -> str | None:
-        """The run's memory key (:func:`~dialsum_tui.manager.guards.memory.memory_key`); None when its
-        snapshot does not load."""
-        if run.id not in self._keys:
-            self._keys[run.id] = snapshot_key(run)
-        return self._keys[run.id]
 
     def measured(self, run: Run, runs: list[Run]) -> dict[str, Need]:
         """stage → the peak measured on a run of the same memory key (a retry, a sweep variant)."""
