@@ -301,3 +301,20 @@ def test_the_board_lists_every_run_on_each_gpu() -> None:
     assert [(r.run_id, r.stage, r.used_bytes) for r in on[0]] == [(1, "train", 9 * 1024 * MIB), (2, "infer", 0)]
     assert (on[0][0].predicted_gib, on[0][0].measured_gib) == (17.07, 9.5)
     assert [r.run_id for r in on[1]] == [3]
+
+
+def test_a_retry_of_a_measured_config_is_judged_by_its_peaks_and_a_changed_one_by_the_prediction(
+        workspace: Workspace) -> None:
+    manager = Manager.open(workspace)
+    manager._gpu = ScriptedGpuSource([[gpu(0, 24.0, name="RTX 3090")]])
+    big = write_shipped(workspace, "llama-3.2-korean-3b-h100.yaml", "big", LLAMA)
+    ran = manager.add(str(big), check=False)  # predicted 65 GiB to train: refused at add on this card
+    manager.store.transition(ran.id, RunState.RUNNING, stage="evaluate")
+    manager.store.transition(ran.id, RunState.SUCCEEDED, gpu_peaks={"train": 21.0, "infer": 19.5})
+    again = manager.retry(ran.id)  # it ran in 21 GiB (shorter data than the maxima the prediction assumes)
+    assert again.state is RunState.QUEUED
+    plan = manager.plan_retry(ran.id, overrides=["train.learning_rate=3e-5"])  # a sweep variant: same key
+    assert manager.retry(ran.id, plan=plan).state is RunState.QUEUED
+    plan = manager.plan_retry(ran.id, overrides=["train.batch_size=32"])  # another key: the prediction judges
+    with pytest.raises(ConfigError, match="GPU memory: train needs"):
+        manager.retry(ran.id, plan=plan)
