@@ -55,3 +55,44 @@ def test_sighup_of_the_tui_leaves_the_worker_and_the_run_going(workspace: Worksp
             tui.kill()
             tui.wait()
         stop_workers_of(workspace.root)
+
+
+def test_a_terminal_that_vanished_without_sighup_ends_the_tui(workspace: Workspace) -> None:
+    # The TUI in a session of its own has no controlling terminal: when the pty's far side closes, no
+    # SIGHUP comes, reads give EOF and Textual's input thread spun on them at 18% CPU forever (issue
+    # 24). The app sees its tty hung up (isatty fails) and exits.
+    import psutil
+
+    leader, follower = pty.openpty()
+    tui = subprocess.Popen([sys.executable, "-m", "dialsum_tui", "--workspace", str(workspace.root)],
+                           stdin=follower, stdout=follower, stderr=follower, start_new_session=True,
+                           env={**os.environ, "TERM": "xterm-256color"})
+    os.close(follower)
+    stop = threading.Event()
+    reader = threading.Thread(target=_drain_until, args=(leader, stop), daemon=True)
+    reader.start()
+    try:
+        mgr = Manager.open(workspace)
+        wait_until(lambda: mgr.worker_status()[0], 60, "the TUI to open the workspace and start the worker")
+        stop.set()
+        reader.join(5)
+        os.close(leader)  # the terminal goes away (no read in flight holds it open); nobody sends a signal
+        tui.wait(timeout=20)  # gone by itself, within a few of its 1 s checks
+        assert not psutil.pid_exists(tui.pid)
+    finally:
+        if tui.poll() is None:
+            tui.kill()
+            tui.wait()
+        stop_workers_of(workspace.root)
+
+
+def _drain_until(fd: int, stop: threading.Event) -> None:
+    """Read the screen like a terminal (so the TUI never blocks on a full buffer) until ``stop``."""
+    import select
+
+    while not stop.is_set():
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                os.read(fd, 65536)
+            except OSError:
+                return
