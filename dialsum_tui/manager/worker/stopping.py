@@ -61,7 +61,13 @@ def watch_disk(store: Store, usage: DiskUsage | None, active: dict[int, ActiveSt
     if verdict.ok:
         return
     for stage in active.values():
-        if stage.stop is None:
+        if stage.stop is None and stage.ident is not None and not sharing.may_signal(stage.ident.pid):
+            if stage.stop_reason is None:  # another user's stage: no stop "sent" into EPERM
+                log.warning("run %d: %s; its stage runs as %s, whom this worker may not signal: the engine's own "
+                            "guard stops it at the same byte count", stage.run_id, verdict.reason,
+                            sharing.process_user(stage.ident.pid))
+                stage.stop_reason = verdict.reason or "disk guard"
+        elif stage.stop is None:
             log.warning("run %d: %s", stage.run_id, verdict.reason)
             stage.begin_stop(verdict.reason or "disk guard", grace)
     if not store.paused():
