@@ -286,6 +286,16 @@ def test_a_cancel_reaches_the_stage_or_is_refused_at_once_naming_who_can(shared:
     assert f"runs as {team.b}" in refused.stderr and "worker stop" in refused.stderr, refused.stderr
     assert team.run(team.a, "worker", "status").returncode == 0  # b's worker still serves
 
+    # A cancel flagged behind the CLI's back (an older dialsum-tui, a script): b's worker may not deliver
+    # it and says so on the run, instead of "sending" SIGINT into EPERM while the stage trains on.
+    team.as_user(team.b, sys.executable, "-c", "import sys; from dialsum_tui.manager.store.database import Store; "
+                 "Store(sys.argv[1]).request_cancel(int(sys.argv[2]))", str(team.ws / ".dialsum" / "state.db"),
+                 str(second))
+    noted = wait_until(lambda: "only" in (_ls(team, team.b)[second]["reason"] or "") and _ls(team, team.b)[second],
+                       30, "b's worker's note")
+    assert f"runs as {team.a} and this worker as {team.b}" in noted["reason"], noted["reason"]
+    assert noted["state"] == "running" and psutil.pid_exists(stage_pid)
+
     # a owns the stage: a's cancel stops it from a's side, and the run says who could not.
     done = team.run(team.a, "cancel", str(second))
     wait_until(lambda: _ls(team, team.a)[second]["state"] == "cancelled", 30, "a's cancel")
