@@ -225,7 +225,8 @@ class Manager:
                            keys | placed)
 
     def _queue(self, config_path: str, nickname: str, config_yaml: str, action: Action,
-               gpus: str | None, after: int | None, keys: dict[str, Any] | None = None, prepare=None) -> Run:
+               gpus: str | None, after: int | None, keys: dict[str, Any] | None = None, prepare=None,
+               sweep: Sweep | None = None) -> Run:
         identity.check_nickname(nickname)  # a retry may bring an old or a --set nickname: never one that cannot run
         # The run directory is made inside the store's transaction: one that cannot be made (a
         # dangling runs/<id> link, a full disk) leaves no ghost run queued behind it.
@@ -234,7 +235,7 @@ class Manager:
                              user=procfs.current_user(), first_id=identity.next_free_id(self.workspace.runs_dir),
                              prepare=partial(self._make_run_dir, config_yaml, prepare),
                              gpu_predicted=self._predicted(config_yaml, action, gpus), **(keys or {}))
-        write_queue_record(self.workspace, run)  # so a lost store can be rebuilt with the run's intent
+        write_queue_record(self.workspace, run, sweep)  # so a lost store can be rebuilt with the run's intent
         return run
 
     def _predicted(self, config_yaml: str, action: Action, gpus: str | None) -> dict[str, float]:
@@ -361,8 +362,7 @@ class Manager:
         try:
             for variant, keys in keyed:
                 queued.append(self._queue(str(path), variant.nickname, variant.config.to_yaml(), action_,
-                                          gpus or None, after, keys | placed | {"sweep": sweep.id}))
-                write_queue_record(self.workspace, queued[-1], sweep)  # a rebuilt store recovers the sweep
+                                          gpus or None, after, keys | placed | {"sweep": sweep.id}, sweep=sweep))
         except BaseException:
             for run in queued:  # all or nothing: what got in before the error does not run
                 self.cancel(run.id)
