@@ -62,6 +62,13 @@ TINY_MODELS = (TinyModel("models/tiny-bart", "bart", False), TinyModel("models/t
 # then the failure (seconds: it stops at data loading), then the LoRA pipeline. The bf16 variant takes
 # ~3 minutes on CPU: its config is copied but not queued.
 DEMO_RUNS = (("bart-tiny", "bart-tiny.yaml"), ("broken-data", BROKEN_CONFIG), ("llama-tiny-lora", "llama-tiny-lora.yaml"))
+# Then a small sweep (docs/sweeps.md): the tiny BART at two learning rates, 200 steps each (~25 s a
+# variant on 2 idle cores, plus infer and evaluate), so the queue shows a sweep's group row and the
+# results and hand-off name its best (at 1e-3 the random-init model still ignores the dialogue).
+DEMO_SWEEP_CONFIG = "bart-tiny.yaml"
+DEMO_SWEEP_AXES = ("train.learning_rate=1e-3,3e-3",)
+DEMO_SWEEP_SET = ("train.max_steps=200",)
+DEMO_SWEEP_NICKNAMES = ("bart-tiny-lr1e-3", "bart-tiny-lr3e-3")
 
 Report = Callable[[str], None]
 
@@ -287,7 +294,7 @@ def init_demo_workspace(directory: str | Path, report: Report = print) -> Worksp
 
 
 def queue_demo_runs(manager: Manager, report: Report = print) -> list[tuple[Run, bool]]:
-    """Queue a pipeline for each demo config whose nickname has no run yet.
+    """Queue a pipeline for each demo config whose nickname has no run yet, then the demo's sweep.
 
     Re-running ``make demo`` must not pile up duplicates, so a nickname with any run (queued,
     running or final) is reused and reported instead.
@@ -311,4 +318,19 @@ def queue_demo_runs(manager: Manager, report: Report = print) -> list[tuple[Run,
                           check=filename != BROKEN_CONFIG)
         report(f"queued run {run.id}: {nickname} (train → infer → evaluate)")
         out.append((run, True))
-    return out
+    return out + queue_demo_sweep(manager, existing, report)
+
+
+def queue_demo_sweep(manager: Manager, existing: dict[str, Run], report: Report = print) -> list[tuple[Run, bool]]:
+    """Queue the demo's sweep unless its variants have runs already (then they are reused and reported)."""
+    found = [existing[name] for name in DEMO_SWEEP_NICKNAMES if name in existing]
+    if found:
+        for run in found:
+            report(f"reusing run {run.id}: {run.nickname} ({run.state.value}, sweep {run.sweep or '-'})")
+        return [(run, False) for run in found]
+    sweep, runs = manager.add_sweep(str(manager.workspace.root / DEMO_CONFIG_DIR / DEMO_SWEEP_CONFIG),
+                                    axes=list(DEMO_SWEEP_AXES), overrides=list(DEMO_SWEEP_SET))
+    for run in runs:
+        report(f"queued run {run.id}: {run.nickname} (sweep {sweep.id}: {sweep.label(run.nickname)}, "
+               f"{DEMO_SWEEP_SET[0].split('=')[-1]} steps)")
+    return [(run, True) for run in runs]

@@ -169,11 +169,14 @@ def test_demo_cli_twice_queues_each_pipeline_once(demo_ws: Workspace, tmp_path: 
             outputs.append(done.stdout)
     finally:
         Manager.open(ws).stop_worker()
-    nicknames = [nickname for nickname, _file in demo.DEMO_RUNS]
+    nicknames = [nickname for nickname, _file in demo.DEMO_RUNS] + list(demo.DEMO_SWEEP_NICKNAMES)
     assert [r.nickname for r in Manager.open(ws).runs()] == nicknames
     assert outputs[0].count("queued run") == len(nicknames)
     assert "queued run" not in outputs[1] and outputs[1].count("reusing run") == len(nicknames)
     assert "worker running" in outputs[1]
+    sweep = Manager.open(ws).sweep("s1")  # the demo's small sweep: one group row, its best named at its end
+    assert [r.nickname for r in sweep.runs] == list(demo.DEMO_SWEEP_NICKNAMES) and sweep.sweep.keys == (
+        "train.learning_rate",)
 
 
 @pytest.fixture(autouse=True)
