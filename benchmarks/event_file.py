@@ -31,8 +31,15 @@ sys.path.insert(0, str(REPO))
 MIB = 1024 * 1024
 
 
-def write_run(path: Path, size: int, eval_every: int = 5000) -> dict:
-    """Write a realistic ``events.jsonl`` of about ``size`` bytes; return what was written (counts)."""
+def write_run(path: Path, size: int, eval_every: int = 5000, *, key: str = "kobart-r1", final_model: str | None = None,
+              submission: str | None = None, dev_predictions: str | None = None, scored_n: int = 499) -> dict:
+    """Write a realistic ``events.jsonl`` of about ``size`` bytes; return what was written (counts).
+
+    ``final_model``, ``submission`` and ``dev_predictions`` are the paths its artifact events name
+    (``benchmarks/workspace_big_events.py`` puts real files there); ``scored_n`` the dev rows scored.
+    """
+    final_model = final_model or f"checkpoints/{key}/final_model"
+    outputs = {"test": submission or f"submissions/{key}_test.csv", "dev": dev_predictions or f"submissions/{key}_dev.csv"}
     import random
 
     from engine.artifacts import EventWriter
@@ -61,29 +68,30 @@ def write_run(path: Path, size: int, eval_every: int = 5000) -> dict:
                 if step % eval_every == 0:
                     ev.emit(Event.EVAL, step=step, epoch=round(step / 12457, 3), rouge1=0.41, rouge2=0.22,
                             rougeL=0.39, final=34.0 + step / 10**6, sum=102.0, loss=1.2, tokenizer="mecab",
-                            scorer="competition", n=499, split="dev", seconds=41.5)
-                    ev.emit(Event.ARTIFACT, kind=ArtifactKind.CHECKPOINT, path=f"checkpoints/kobart-r1/trainer/checkpoint-{step}",
+                            scorer="competition", n=scored_n, split="dev", seconds=41.5)
+                    ev.emit(Event.ARTIFACT, kind=ArtifactKind.CHECKPOINT, path=f"checkpoints/{key}/trainer/checkpoint-{step}",
                             bytes=1_490_000_000)
                     written["evals"] += 1
                     written["checkpoints"] += 1
         written["steps"] = step
         ev.emit(Event.PHASE, name=Phase.SAVE)
-        ev.emit(Event.ARTIFACT, kind=ArtifactKind.FINAL_MODEL, path="checkpoints/kobart-r1/final_model", bytes=1_490_000_000)
+        ev.emit(Event.ARTIFACT, kind=ArtifactKind.FINAL_MODEL, path=final_model, bytes=1_490_000_000)
         ev.emit(Event.FINISHED, seconds=86400.0, metrics={"train_loss": 1.1}, pid=os.getpid())
     with EventWriter(path, command="infer") as ev:
-        ev.emit(Event.STARTED, nickname="코바트-lr3e-5", model="checkpoints/kobart-r1/final_model", pid=os.getpid(), split="both")
-        for split, n in (("test", 499), ("dev", 499)):
+        ev.emit(Event.STARTED, nickname="코바트-lr3e-5", model=final_model, pid=os.getpid(), split="both")
+        for split, n in (("test", 499), ("dev", scored_n)):
             ev.emit(Event.PHASE, name=Phase.GENERATE, split=split, n=n)
             for batch in range(1, 17):
                 ev.emit(Event.PROGRESS, step=batch, total=16, eta_s=round(16 - batch, 1), samples_per_s=31.2)
             ev.emit(Event.PHASE, name=Phase.WRITE, split=split)
             kind = ArtifactKind.SUBMISSION if split == "test" else ArtifactKind.DEV_PREDICTIONS
-            ev.emit(Event.ARTIFACT, kind=kind, path=f"submissions/kobart-r1_{split}.csv", bytes=120_000)
+            ev.emit(Event.ARTIFACT, kind=kind, path=outputs[split], bytes=120_000)
         ev.emit(Event.FINISHED, seconds=60.0, pid=os.getpid())
     with EventWriter(path, command="evaluate") as ev:
-        ev.emit(Event.STARTED, nickname="코바트-lr3e-5", predictions="submissions/kobart-r1_dev.csv", tokenizer="mecab")
+        ev.emit(Event.STARTED, nickname="코바트-lr3e-5", predictions=outputs["dev"], tokenizer="mecab")
         ev.emit(Event.PHASE, name=Phase.SCORE)
-        ev.emit(Event.EVAL, rouge1=0.43, rouge2=0.24, rougeL=0.41, final=36.0, sum=108.0, n=499, split="dev")
+        ev.emit(Event.EVAL, rouge1=0.43, rouge2=0.24, rougeL=0.41, final=36.0, sum=108.0, tokenizer="mecab",
+                scorer="competition", n=scored_n, split="dev")
         ev.emit(Event.FINISHED, seconds=5.0, pid=os.getpid())
     written["evals"] += 1
     return written

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from engine.contract import Eval, Event, Progress, RunFiles, TrainLog, load_snapshot, parse_event
@@ -218,11 +219,11 @@ class RunReader:
 
     def __init__(self, run_dir: Path, window: int | None = None) -> None:
         from dialsum_tui.manager.runs.logs import DEFAULT_WINDOW, LogTail
-        from engine.artifacts import EventTail
 
         files = RunFiles(run_dir)
         self._log = LogTail(files.log, window=window or DEFAULT_WINDOW)
-        self._events = EventTail(files.events)
+        self._events_path = files.events
+        self._events: Any = None  # an EventTail from where the first read's bounded summary ends
         self._lines: deque[str] = deque(maxlen=LOG_LINES)
         self._live: str | None = None
         self._total = 0
@@ -234,8 +235,16 @@ class RunReader:
     def read(self) -> bool:
         """Take what was appended since the last call; True when anything changed."""
         changed = self._read_log()
-        for raw in self._events.read_new():
-            record = parse_event(raw)
+        if self._events is None:  # a 2 GB file costs what its summary costs, then only what is appended
+            from dialsum_tui.manager.runs.events import run_summary
+            from engine.artifacts import EventTail
+
+            summary = run_summary(self._events_path)
+            self._events = EventTail(self._events_path, offset=summary.end)
+            records = chain(summary.kept, self._events.drain())
+        else:
+            records = self._events.drain()
+        for record in records:
             if isinstance(record, TrainLog) and record.loss is not None:
                 self._loss.append((float(record.step if record.step is not None else len(self._loss)), record.loss))
                 changed = True

@@ -9,11 +9,16 @@ import time
 
 from dialsum_tui.manager.runs.logs import error_lines
 from dialsum_tui.manager.worker.verdict import classify
-from engine.artifacts import EventWriter, read_events
+from engine.artifacts import EventTail, EventWriter
 from engine.contract import FailureKind
 
 
-def _run(tmp_path, code: str, sig: int | None = None) -> tuple[int, list[dict], str]:
+def read_records(path) -> list:
+    """Every typed record of an events file (what the worker gives classify)."""
+    return list(EventTail(path).drain())
+
+
+def _run(tmp_path, code: str, sig: int | None = None) -> tuple[int, list, str]:
     """Run ``code`` as a stage process writing run.log and events.jsonl; optionally signal it."""
     log = tmp_path / "run.log"
     events = tmp_path / "events.jsonl"
@@ -29,7 +34,7 @@ def _run(tmp_path, code: str, sig: int | None = None) -> tuple[int, list[dict], 
             time.sleep(0.1)
             proc.send_signal(sig)
         proc.wait(timeout=30)
-    return proc.returncode, read_events(events), log.read_text()
+    return proc.returncode, read_records(events), log.read_text()
 
 
 def test_success_needs_exit_zero_and_finished(tmp_path):
@@ -104,8 +109,8 @@ def test_only_the_last_stage_counts(tmp_path):
     with EventWriter(path, command="infer") as ev:
         ev.emit("started", pid=2)
         ev.emit("finished", seconds=2.0)
-    assert classify(0, read_events(path), "") is None
-    assert all(f.kind in set(FailureKind) for f in [classify(1, read_events(path), "x")])
+    assert classify(0, read_records(path), "") is None
+    assert all(f.kind in set(FailureKind) for f in [classify(1, read_records(path), "x")])
 
 
 def test_error_lines_prefers_error_looking_lines():
@@ -124,5 +129,5 @@ def test_every_verdict_without_an_engine_hint_carries_its_kinds_one_hint(tmp_pat
     with EventWriter(path, command="train") as ev:
         ev.emit("started", pid=1)
         ev.emit("failed", kind="no-such-kind", message="odd")  # an unknown kind reads as unknown, no hint: its own
-    odd = classify(1, read_events(path), "")
+    odd = classify(1, read_records(path), "")
     assert odd.kind is FailureKind.UNKNOWN and odd.hint == FailureKind.UNKNOWN.hint

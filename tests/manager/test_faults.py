@@ -228,7 +228,7 @@ def test_disk_full_during_a_checkpoint_leaves_no_partial_model_and_fails_as_disk
         run_dir.mkdir()
         done = subprocess.run([sys.executable, "-c", _SAVE_CHECKPOINT, str(final), how, str(run_dir)],
                               capture_output=True, text=True, timeout=60)
-        events = artifacts.read_events(RunFiles(run_dir).events)
+        events = list(artifacts.EventTail(RunFiles(run_dir).events).drain())
         verdict = classify(done.returncode, events, done.stderr)
         assert done.returncode == 1 and verdict is not None and verdict.kind == FailureKind.DISK, done.stderr
         assert "No space left on device" in verdict.message and "prune" in verdict.hint

@@ -44,7 +44,7 @@ def _worker_back(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _started(manager: Manager, run_id: int, stage: str) -> int:
-    return sum(1 for e in manager.events(run_id) if e["event"] == "started" and e.get("command") == stage)
+    return sum(1 for e in manager.events(run_id) if e.event == "started" and e.command == stage)
 
 
 def test_a_stage_spawned_but_not_recorded_is_readopted_not_launched_again(
@@ -83,13 +83,13 @@ def test_a_stage_that_ran_while_no_worker_watched_is_judged_from_all_its_events(
         for _ in range(200):
             first.tick()
     # The stage finishes on its own: every event it writes lands while no worker is there.
-    wait_until(lambda: any(e["event"] in ("finished", "failed") and e.get("command") == "evaluate"
+    wait_until(lambda: any(e.event in ("finished", "failed") and e.command == "evaluate"
                            for e in manager.events(run.id)), what="the evaluate stage to end")
     _worker_back(monkeypatch)
     restarted = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource())
     restarted.reconcile()
     done = drive(restarted, manager, run.id, final)
-    finished = any(e["event"] == "finished" and e.get("command") == "evaluate" for e in manager.events(run.id))
+    finished = any(e.event == "finished" and e.command == "evaluate" for e in manager.events(run.id))
     assert done.state is (RunState.SUCCEEDED if finished else RunState.FAILED)
     assert done.failure_kind != "unknown", done.failure_message
     assert _started(manager, run.id, "evaluate") == 1

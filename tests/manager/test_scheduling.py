@@ -140,7 +140,7 @@ def test_crash_in_one_rank_fails_the_run_with_that_ranks_error(workspace: Worksp
     assert done.state is RunState.FAILED and done.failure_kind == "oom", done.failure_message
     assert done.failure_message.startswith("rank 1: ") and "on rank 1 at step 3" in done.failure_message
     events = manager.events(run.id)
-    assert [e["event"] for e in events].count("started") == 1  # rank 0 only
+    assert [e.event for e in events].count("started") == 1  # rank 0 only
     log = (workspace.run_dir(run.id) / "run.log").read_text()
     assert "[rank1] RuntimeError: torch.OutOfMemoryError" in log  # the rank's traceback says which rank
     assert not any(psutil.pid_exists(pid) for pid in rank_pids(two_cpu_ranks).values())

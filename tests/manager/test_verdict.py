@@ -6,7 +6,7 @@ import pytest
 
 from dialsum_tui.manager.runs.models import Action, Run, RunState
 from dialsum_tui.manager.worker.verdict import CANCEL, Ended, judge, root_failure
-from engine.contract import Event, FailureKind, Stage
+from engine.contract import Event, Failed, FailureKind, Finished, Stage, Started
 
 OOM_LINE = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
 
@@ -15,12 +15,12 @@ def run(action: Action = Action.PIPELINE) -> Run:
     return Run(id=7, nickname="n", config_path="c.yaml", config_yaml="", action=action, state=RunState.RUNNING)
 
 
-def finished(stage: Stage) -> list[dict]:
-    return [{"event": Event.STARTED, "command": stage, "ts": 1.0}, {"event": Event.FINISHED, "command": stage, "ts": 2.0}]
+def finished(stage: Stage) -> list:
+    return [Started(Event.STARTED, command=stage, ts=1.0), Finished(Event.FINISHED, command=stage, ts=2.0)]
 
 
-def failed(stage: Stage, kind: FailureKind, message: str, ts: float = 2.0, **extra) -> dict:
-    return {"event": Event.FAILED, "command": stage, "kind": kind, "message": message, "ts": ts, **extra}
+def failed(stage: Stage, kind: FailureKind, message: str, ts: float = 2.0, **extra) -> Failed:
+    return Failed(Event.FAILED, command=stage, kind=kind, message=message, ts=ts, **extra)
 
 
 def never() -> bool:
@@ -85,7 +85,7 @@ def test_root_failure_keeps_the_rank_that_broke_first() -> None:
     events = [failed(Stage.TRAIN, FailureKind.INTERRUPTED, "interrupted", ts=3.0, rank=0),
               failed(Stage.TRAIN, FailureKind.OOM, OOM_LINE, ts=2.0, rank=1),
               failed(Stage.TRAIN, FailureKind.UNKNOWN, "connection lost", ts=4.0, rank=2)]
-    kept = [e for e in root_failure(events) if e["event"] == Event.FAILED]
-    assert len(kept) == 1 and kept[0]["kind"] == FailureKind.OOM and kept[0]["message"] == f"rank 1: {OOM_LINE}"
+    kept = [e for e in root_failure(events) if isinstance(e, Failed)]
+    assert len(kept) == 1 and kept[0].kind == FailureKind.OOM and kept[0].message == f"rank 1: {OOM_LINE}"
     single = [failed(Stage.TRAIN, FailureKind.OOM, OOM_LINE)]
     assert root_failure(single) == single

@@ -36,11 +36,11 @@ def test_pipeline_runs_three_stage_processes_and_records_metrics(workspace: Work
     assert done.state is RunState.SUCCEEDED, done.failure_message
     assert done.stage == "evaluate" and done.exit_code == 0
     events = manager.events(run.id)
-    starts = [e for e in events if e["event"] == "started"]
-    assert [e["command"] for e in starts] == ["train", "infer", "evaluate"]
-    assert len({e["pid"] for e in starts}) == 3  # each stage its own process
-    evaluation = [e for e in events if e["event"] == "eval"][-1]
-    assert done.metrics["final"] == evaluation["final"] and done.metrics["tokenizer"] == "mecab"
+    starts = [e for e in events if e.event == "started"]
+    assert [e.command for e in starts] == ["train", "infer", "evaluate"]
+    assert len({e.pid for e in starts}) == 3  # each stage its own process
+    evaluation = [e for e in events if e.event == "eval"][-1]
+    assert done.metrics["final"] == evaluation.final and done.metrics["tokenizer"] == "mecab"
     assert artifacts.is_complete_model(artifacts.final_model_dir(workspace.checkpoints_dir, run_key(done)))
     assert oct(workspace.run_dir(run.id).stat().st_mode & 0o777) == oct(0o700)
 

@@ -2,8 +2,13 @@
 settings included) and the loss and dev-ROUGE curves, read from each run's snapshot and events.
 
 The numbers come from the run directories (``config.yaml`` through ``engine.contract.load_snapshot``,
-``events.jsonl`` through ``engine.contract.parse_event``), so a comparison is the same whether the
-worker, the TUI or a script asks for it.
+``events.jsonl`` through its bounded summary, :func:`dialsum_tui.manager.runs.events.run_summary`), so a
+comparison is the same whether the worker, the TUI or a script asks for it, and costs the same for a
+2 GB event file as for a 2 KB one (the loss curve is at most a few hundred points per stage).
+
+Scores are compared only on the same basis (:class:`ScoreBasis`): the same tokenizer and scorer, and
+the same number of dev rows scored (``n``: dev rows removed or added between two evaluations make
+their numbers incomparable).
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.guards.memory import predicted_vs_measured
-from engine.artifacts import read_events
+from dialsum_tui.manager.runs.events import ScoreBasis, run_summary, stored_eval
 from engine.config import ConfigError
-from engine.contract import Artifact, ArtifactKind, Eval, RunFiles, Stage, TrainLog, load_snapshot, parse_event
+from engine.contract import Artifact, ArtifactKind, Eval, EventRecord, RunFiles, Stage, TrainLog, load_snapshot
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,6 +34,18 @@ _LABEL_KEYS = frozenset({"model.nickname"})
 
 class InsightsError(DialsumError, ValueError):
     """Bad input for compare, samples, submit or lb (exit status 2); the message says what to do."""
+
+
+def basis_warning(bases: list[ScoreBasis]) -> str | None:
+    """Why these scores are not comparable (None when they are): a different tokenizer or scorer,
+    or a different number of dev rows scored."""
+    if len({(b.tokenizer, b.scorer) for b in bases}) > 1:
+        return "these finals were made with different tokenizers/scorers and are not comparable"
+    sizes = sorted({b.n for b in bases if b.n is not None})
+    if len(sizes) > 1:
+        return (f"these finals were scored on different dev sets ({' vs '.join(f'n={n}' for n in sizes)} rows) "
+                "and are not comparable")
+    return None
 
 
 @dataclass(frozen=True)
@@ -46,8 +63,19 @@ class DevMetric:
 
     @property
     def comparable_key(self) -> tuple[str | None, str | None]:
-        """Numbers are comparable only under the same tokenizer and scorer."""
+        """Numbers are comparable only under the same tokenizer and scorer (and ``n``: :attr:`basis`)."""
         return self.tokenizer, self.scorer
+
+    @property
+    def basis(self) -> ScoreBasis:
+        """What this score was made on (:class:`ScoreBasis`)."""
+        return ScoreBasis(self.tokenizer, self.scorer, self.n)
+
+    @classmethod
+    def of(cls, record: Eval) -> DevMetric:
+        """The metric an evaluation record reports (``stage``: the stage that wrote it)."""
+        return cls(record.rouge1, record.rouge2, record.rougeL, record.final, record.tokenizer, record.scorer,
+                   record.n, record.command)
 
 
 _NO_METRIC = DevMetric(None, None, None, None, None, None, None, None)
@@ -89,16 +117,21 @@ class Comparison:
                        for c in self.curves],
         }
 
+    def basis_warning(self) -> str | None:
+        """Why these runs' finals are not comparable (:func:`basis_warning`), None when they are."""
+        return basis_warning([ScoreBasis(m["tokenizer"], m["scorer"], m["n"]) for m in self.metrics
+                              if m["final"] is not None])
+
 
 def run_label(run: Run) -> str:
     """How a run is named in legends and column headers: its nickname and id."""
     return f"{run.nickname} #{run.id}"
 
 
-def run_events(workspace: Workspace, run: Run) -> list[Any]:
-    """The typed records of a run's ``events.jsonl`` (unknown event names skipped)."""
-    raw = read_events(RunFiles(workspace.run_dir(run.id)).events)
-    return [record for record in map(parse_event, raw) if record is not None]
+def run_events(workspace: Workspace, run: Run) -> list[EventRecord]:
+    """The typed records a reader shows of a run's ``events.jsonl``, in file order: every rare one
+    and a loss curve of at most a few hundred points per stage (:func:`run_summary`, bounded)."""
+    return list(run_summary(RunFiles(workspace.run_dir(run.id)).events).kept)
 
 
 def run_snapshot(run: Run) -> Any:
@@ -116,22 +149,25 @@ def written_artifact(workspace: Workspace, run: Run, kind: ArtifactKind, suffix:
     return workspace.resolve(written[-1]) if written else None
 
 
-def dev_metric(workspace: Workspace, run: Run, events: list[Any] | None = None) -> DevMetric | None:
+def dev_metric(workspace: Workspace, run: Run, events: list[EventRecord] | None = None) -> DevMetric | None:
     """The run's dev ROUGE: its evaluate stage's score, else its last in-training evaluation.
 
     The evaluate stage scores the whole dev set; an in-training evaluation may score a subset
-    (``data.max_eval_samples``), which ``n`` and ``stage`` make visible.
+    (``data.max_eval_samples``), which ``n`` and ``stage`` make visible. Without ``events``, the
+    store's record of the evaluate stage's score answers when it has one (the file is not opened).
     """
-    evals = [e for e in (events if events is not None else run_events(workspace, run))
-             if isinstance(e, Eval) and e.final is not None]
+    if events is None:
+        stored = stored_eval(run.metrics)
+        if stored is not None and stored.command == Stage.EVALUATE and stored.final is not None:
+            return DevMetric.of(stored)
+        events = run_events(workspace, run)
+    evals = [e for e in events if isinstance(e, Eval) and e.final is not None]
     if not evals:
         return None
-    chosen = next((e for e in reversed(evals) if e.command == Stage.EVALUATE), evals[-1])
-    return DevMetric(chosen.rouge1, chosen.rouge2, chosen.rougeL, chosen.final, chosen.tokenizer, chosen.scorer,
-                     chosen.n, chosen.command)
+    return DevMetric.of(next((e for e in reversed(evals) if e.command == Stage.EVALUATE), evals[-1]))
 
 
-def run_curves(run: Run, events: list[Any]) -> Curves:
+def run_curves(run: Run, events: list[EventRecord]) -> Curves:
     """Loss per logged step and dev final per in-training evaluation (x = optimizer step)."""
     curves = Curves(run.id)
     for event in events:

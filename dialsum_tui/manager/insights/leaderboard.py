@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialsum_tui.manager.insights.compare import DevMetric, InsightsError, dev_metric, run_snapshot, written_artifact
+from dialsum_tui.manager.insights.compare import (
+    DevMetric,
+    InsightsError,
+    dev_metric,
+    run_snapshot,
+    written_artifact,
+)
+from dialsum_tui.manager.runs.events import ScoreBasis, ranked_basis
 from dialsum_tui.manager.runs.identity import predictions_key
 from engine.artifacts import atomic_write_text, safe_name, submission_path
-from engine.contract import TEST_CSV, ArtifactKind, Stage
+from engine.contract import SUBMISSION_SUFFIX, TEST_CSV, ArtifactKind, Stage
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.insights.results import ResultRow
@@ -47,33 +54,67 @@ def full_dev_metric(workspace: Workspace, run: Run) -> DevMetric | None:
     return metric if metric is not None and metric.stage == Stage.EVALUATE else None
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """The best run of each (tokenizer, scorer), and the runs left out of it because their score
+    was made on another basis (:class:`~dialsum_tui.manager.runs.events.ScoreBasis`)."""
+
+    best: dict[tuple[str | None, str | None], int]  # (tokenizer, scorer) → run id
+    unranked: dict[int, str]  # run id → why its score is not ranked
+
+
+def ranking(workspace: Workspace, runs: list[Run]) -> Ranking:
+    """Rank the runs' evaluate-stage finals: numbers made differently never meet.
+
+    Within one (tokenizer, scorer), scores are ranked on one basis of dev rows scored: the one most
+    runs were scored on, ties the newest (:func:`~dialsum_tui.manager.runs.events.ranked_basis`, as a
+    sweep's best is judged). A score on a dev set of another size is not starred and says so, instead
+    of silently competing (dev rows removed mid-run changed the basis).
+    """
+    metrics = {run.id: m for run in runs if (m := full_dev_metric(workspace, run)) is not None and m.final is not None}
+    groups: dict[tuple[str | None, str | None], list[tuple[int, ScoreBasis]]] = {}
+    for run_id, metric in sorted(metrics.items()):
+        groups.setdefault(metric.comparable_key, []).append((run_id, metric.basis))
+    ranked = {key: ranked_basis(scored) for key, scored in groups.items()}
+    best: dict[tuple[str | None, str | None], tuple[float, int]] = {}
+    unranked: dict[int, str] = {}
+    for run_id, metric in metrics.items():
+        key, basis = metric.comparable_key, ranked[metric.comparable_key]
+        if basis is not None and metric.basis.differs(basis):
+            others = sum(1 for _id, b in groups[key] if not b.differs(basis))
+            unranked[run_id] = (f"not ranked: scored on {metric.basis.text} dev rows, {others} other run(s) on "
+                                f"{basis.text}; the dev set changed between them")
+            continue
+        if key not in best or (metric.final, -run_id) > (best[key][0], -best[key][1]):
+            best[key] = (metric.final, run_id)
+    return Ranking({key: run_id for key, (_final, run_id) in best.items()}, unranked)
+
+
 def best_runs(workspace: Workspace, runs: list[Run]) -> dict[tuple[str | None, str | None], int]:
-    """The best run by dev final for each (tokenizer, scorer): numbers made differently never meet.
+    """The best run by dev final for each (tokenizer, scorer), among scores on the same basis (:func:`ranking`).
 
     Returns:
         (tokenizer, scorer) → run id of the highest evaluate-stage final; runs without one are left out.
     """
-    best: dict[tuple[str | None, str | None], tuple[float, int]] = {}
-    for run in runs:
-        metric = full_dev_metric(workspace, run)
-        if metric is None or metric.final is None:
-            continue
-        key = metric.comparable_key
-        if key not in best or (metric.final, -run.id) > (best[key][0], -best[key][1]):
-            best[key] = (metric.final, run.id)
-    return {key: run_id for key, (_final, run_id) in best.items()}
+    return ranking(workspace, runs).best
 
 
 def annotate_rows(workspace: Workspace, runs: list[Run], rows: list[ResultRow]) -> list[ResultRow]:
-    """Fill ``best`` and ``lb_score`` of the results rows (one per nickname) in place.
+    """Fill ``best``, ``unranked`` and ``lb_score`` of the results rows (one per nickname) in place.
 
-    A row is best when the best run of its (tokenizer, scorer) group has its nickname; its
+    A row is best when the best run of its (tokenizer, scorer) group has its nickname; a row whose
+    ROUGE was scored on another basis than its group's ranked one is not ranked and says why. Its
     leaderboard score is the latest one recorded for any run of that nickname.
     """
-    best_ids = set(best_runs(workspace, runs).values())
+    ranked = ranking(workspace, runs)
+    best_ids = set(ranked.best.values())
     best_nicks = {run.nickname for run in runs if run.id in best_ids}
     for row in rows:
         row.best = row.nickname in best_nicks
+        why = ranked.unranked.get(row.rouge_run) if row.rouge_run is not None else None
+        if why is not None:
+            row.unranked = why
+            row.evidence = f"{row.evidence}; ROUGE {why}" if row.evidence else f"ROUGE {why}"
         latest = None
         for run in runs:
             if run.nickname == row.nickname:
@@ -141,6 +182,7 @@ def record_score(workspace: Workspace, run: Run, text: str) -> dict[str, Any]:
              "dev_final": metric.final if metric else None,
              "tokenizer": metric.tokenizer if metric else None,
              "scorer": metric.scorer if metric else None,
+             "n": metric.n if metric else None,  # dev rows scored: the basis of dev_final
              "submission": body["submissions"][-1]["target"] if body["submissions"] else None}
     body["scores"].append(entry)
     _write(workspace, run.id, body)
@@ -156,7 +198,7 @@ def _write(workspace: Workspace, run_id: int, body: dict[str, Any]) -> None:
 
 def submission_file(workspace: Workspace, run: Run) -> Path:
     """The run's test submission: its ``submission`` artifact, else its config's path."""
-    written = written_artifact(workspace, run, ArtifactKind.SUBMISSION, "_submission.csv")
+    written = written_artifact(workspace, run, ArtifactKind.SUBMISSION, SUBMISSION_SUFFIX)
     if written is not None:
         return written
     cfg = run_snapshot(run)

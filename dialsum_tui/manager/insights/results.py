@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 from dialsum_tui.manager.guards.memory import predicted_vs_measured
 from dialsum_tui.manager.insights.disk_models import DiskModel, disk_models
 from dialsum_tui.manager.insights.leaderboard import annotate_rows, rouge_with_lb
+from dialsum_tui.manager.runs.events import run_summary, stored_eval
 from dialsum_tui.manager.runs.identity import model_key, predictions_key, run_key, run_paths
 from dialsum_tui.manager.runs.models import Run, RunState
-from engine.artifacts import is_complete_model, read_events, safe_name
+from engine.artifacts import is_complete_model, safe_name
 from engine.config import ConfigError, resolve_path
-from engine.contract import FINAL_MODEL_DIR, TEST_CSV, Event, FailureKind, RunFiles, Stage, load_snapshot
+from engine.contract import FINAL_MODEL_DIR, TEST_CSV, Eval, FailureKind, RunFiles, Stage, load_snapshot
 from engine.units import format_rouge
 
 if TYPE_CHECKING:
@@ -64,6 +66,9 @@ class ResultRow:
     lb_score: float | None = None  # latest public-leaderboard score recorded with `dialsum-tui lb`
     user: str | None = None  # who queued the row's latest run (None: queued before users were recorded)
     resume: str | None = None  # "step 758/780": the stopped training `retry ID --resume` continues
+    n: int | None = None  # dev rows the ROUGE was scored on (its basis, with tokenizer and scorer)
+    rouge_run: int | None = None  # the run whose evaluation the ROUGE is
+    unranked: str | None = None  # why the ROUGE is not ranked against the others (another basis), else None
     sweep: str | None = None  # the sweep the row's latest run is a variant of (its id)
     sweep_best: bool = False  # the best of its sweep by evaluate-stage dev ROUGE (one basis: runs.sweeps.sweep_best)
     # stage → {"predicted_gib", "measured_gib"}: the latest run's GPU memory, predicted at add vs measured
@@ -171,17 +176,23 @@ def _step(name: str) -> int:
     return int(tail) if tail.isdigit() else -1
 
 
-def _metric(workspace: Workspace, runs: list[Run]) -> dict[str, Any] | None:
-    """The latest ROUGE of these runs: the evaluate stage's first, else any eval (newest run first)."""
+def _metric(workspace: Workspace, runs: list[Run]) -> tuple[Eval, int] | None:
+    """The latest ROUGE of these runs and the run it is from: the evaluate stage's first, else any
+    eval (newest run first). The store's record answers first; a run's events are read (bounded,
+    :func:`run_summary`) only when it does not."""
+
+    def evaluations(run: Run) -> Iterator[Eval]:
+        stored = stored_eval(run.metrics)
+        if stored is not None:
+            yield stored
+        summary = run_summary(RunFiles(workspace.run_dir(run.id)).events)
+        yield from reversed(summary.evals)
+
     for want_eval_stage in (True, False):
         for run in sorted(runs, key=lambda r: -r.id):
-            candidates = [run.metrics] if run.metrics.get("final") is not None else []
-            events = read_events(RunFiles(workspace.run_dir(run.id)).events)
-            candidates += [e for e in reversed(events) if e.get("event") == Event.EVAL]
-            for m in candidates:
-                stage = m.get("stage") or m.get("command")
-                if m.get("final") is not None and (not want_eval_stage or stage == Stage.EVALUATE):
-                    return m | {"run_id": run.id}
+            for m in evaluations(run):
+                if m.final is not None and (not want_eval_stage or m.command == Stage.EVALUATE):
+                    return m, run.id
     return None
 
 
@@ -245,8 +256,9 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
         progress=dict(latest.progress or {}), user=latest.user,
     )
     if metric:
-        row.final, row.tokenizer = _float(metric.get("final")), metric.get("tokenizer")
-        row.rouge1, row.rouge2, row.rougeL = (_float(metric.get(k)) for k in ("rouge1", "rouge2", "rougeL"))
+        scored, row.rouge_run = metric
+        row.final, row.tokenizer, row.n = _float(scored.final), scored.tokenizer, scored.n
+        row.rouge1, row.rouge2, row.rougeL = (_float(v) for v in (scored.rouge1, scored.rouge2, scored.rougeL))
     row.gpu_memory = predicted_vs_measured(latest)
     model_text = "final_model complete" if complete else "no complete final_model"
     running = [r for r in runs if r.state is RunState.RUNNING]
@@ -264,7 +276,7 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
             # A cancelled retry leaves the earlier complete model untouched (final_model is swapped
             # atomically): the model is still done, and the row says a later attempt was cancelled.
             return _set(row, STATUS_DONE, "done", latest.id,
-                        f"{model_text}, {sub_detail}, ROUGE from run {metric['run_id']}; later run {latest.id} cancelled")
+                        f"{model_text}, {sub_detail}, ROUGE from run {row.rouge_run}; later run {latest.id} cancelled")
         return _set(row, STATUS_CANCELLED, "cancelled", latest.id, f"run {latest.id} cancelled; {model_text}")
     if latest.state is RunState.FAILED:
         kind = FailureKind.parse(latest.failure_kind)
@@ -285,7 +297,7 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
     if row.final is None:
         missing.append("no ROUGE recorded (run evaluate)")
     if not missing:
-        return _set(row, STATUS_DONE, "done", latest.id, f"{model_text}, {sub_detail}, ROUGE from run {metric['run_id']}")
+        return _set(row, STATUS_DONE, "done", latest.id, f"{model_text}, {sub_detail}, ROUGE from run {row.rouge_run}")
     head = f"run {latest.id} {latest.state.value}"
     if latest.state is RunState.INTERRUPTED:
         p = latest.progress or {}

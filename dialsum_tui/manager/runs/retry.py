@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager.errors import DialsumError
+from dialsum_tui.manager.runs.events import run_summary
 from dialsum_tui.manager.runs.models import Action, Run, RunState
 from dialsum_tui.manager.workspace import sharing
-from engine.artifacts import atomic_write_text, read_events
+from engine.artifacts import atomic_write_text
 from engine.checkpoints import (
     candidates,
     checkpoint_step,
@@ -30,7 +31,7 @@ from engine.checkpoints import (
     resume_blockers,
 )
 from engine.config import ConfigError, RunConfig, config_from_dict, load_config, parse_overrides, safe_load
-from engine.contract import ArtifactKind, Event, RunFiles, Stage, strip_moved_keys
+from engine.contract import Artifact, ArtifactKind, RunFiles, Stage, Started, strip_moved_keys
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.workspace.layout import Workspace
@@ -117,10 +118,10 @@ def checkpoint_paths(workspace: Workspace, run: Run) -> list[Path]:
     Its ``artifact`` events name them; their siblings are added too (a stage killed between the
     marker and the event), but only those whose marker says this run wrote them.
     """
-    events = read_events(RunFiles(workspace.run_dir(run.id)).events)
-    announced = [Path(e["path"]) for e in events
-                 if e.get("event") == Event.ARTIFACT and e.get("kind") == ArtifactKind.CHECKPOINT and e.get("path")]
-    resumed = [Path(e["resumed_from"]) for e in events if e.get("event") == Event.STARTED and e.get("resumed_from")]
+    # The bounded summary keeps every artifact and started record, whatever the file's size.
+    events = run_summary(RunFiles(workspace.run_dir(run.id)).events).kept
+    announced = [Path(e.path) for e in events if isinstance(e, Artifact) and e.kind == ArtifactKind.CHECKPOINT and e.path]
+    resumed = [Path(e.resumed_from) for e in events if isinstance(e, Started) and e.resumed_from]
     # The engine records absolute paths: a moved or copied workspace finds them under today's root.
     announced, resumed = [workspace.resolve(p) for p in announced], [workspace.resolve(p) for p in resumed]
     found = {p: None for p in announced}

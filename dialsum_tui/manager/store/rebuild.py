@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -19,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from dialsum_tui.manager import process
-from dialsum_tui.manager.runs.events import absorb, stage_events
+from dialsum_tui.manager.runs.events import absorb, run_summary, stage_events
 from dialsum_tui.manager.runs.identity import run_key
+from dialsum_tui.manager.runs.logs import started_stages
 from dialsum_tui.manager.runs.models import Action, Run, RunState
 from dialsum_tui.manager.runs.sweeps import Sweep
 from dialsum_tui.manager.store.database import Store
@@ -28,15 +28,27 @@ from dialsum_tui.manager.store.integrity import StoreBroken, broken_message, hea
 from dialsum_tui.manager.workspace import sharing
 from dialsum_tui.manager.workspace.layout import Workspace
 from dialsum_tui.manager.workspace.lock import read_lock_holder
-from engine.artifacts import atomic_write_text, read_events
+from engine.artifacts import atomic_write_text
 from engine.config import ConfigError
-from engine.contract import DEV_PREDICTIONS_SUFFIX, FINAL_MODEL_DIR, Event, FailureKind, RunFiles, Stage, load_snapshot
+from engine.contract import (
+    DEV_PREDICTIONS_SUFFIX,
+    FINAL_MODEL_DIR,
+    Artifact,
+    ArtifactKind,
+    EventRecord,
+    Failed,
+    FailureKind,
+    Finished,
+    RunFiles,
+    Stage,
+    Started,
+    load_snapshot,
+)
 
 # The manager's own file in a run directory (the engine never reads it): what the queue knew at add.
 QUEUE_RECORD = "queued.json"
 _QUEUE_FIELDS = ("action", "gpus", "after", "config_path", "created_at", "source_run", "model_key", "predictions_key",
                  "priority", "sweep")
-_LOG_HEADER = re.compile(r"^=== dialsum: (?P<stage>\w+) started")
 
 
 @dataclass
@@ -106,10 +118,18 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _queued_stages(queued: dict[str, Any]) -> tuple[str, ...] | None:
+    """The stages the queue meant the run to have (queued.json's action); None when it does not say."""
+    try:
+        return tuple(Action(queued.get("action")).stages)
+    except ValueError:
+        return None
+
+
 def _logged_stages(log_path: Path) -> list[str]:
     try:
         with open(log_path, encoding="utf-8", errors="replace") as fh:
-            return [m["stage"] for line in fh if (m := _LOG_HEADER.match(line))]
+            return started_stages(fh)
     except OSError:
         return []
 
@@ -136,14 +156,21 @@ def restore_run(ws: Workspace, run_id: int) -> Run:
         config_yaml = files.config.read_text(encoding="utf-8")
     except OSError:
         config_yaml = ""
-    events = read_events(files.events)
-    started = [e for e in events if e.get("event") == Event.STARTED]
+    # The bounded summary (every started, eval, artifact, failed and finished; each stage's last
+    # progress and train_log): what the store keeps of a run, whatever the file's size.
+    events = list(run_summary(files.events).kept)
+    started = [e for e in events if isinstance(e, Started)]
     try:
         nickname = load_snapshot(config_yaml, source=f"{files.config}").model.nickname
     except ConfigError:
-        nickname = next((e["nickname"] for e in started if e.get("nickname")), f"run-{run_id}")
+        nickname = next((e.nickname for e in started if e.nickname), f"run-{run_id}")
+    # run.log's headers add only a stage launched that never wrote ``started``: not read (a log of
+    # GBs costs nothing) once the events name every stage the queue meant the run to have.
+    from_events = [e.command for e in started]
+    wanted = _queued_stages(queued)
+    logged = [] if wanted is not None and all(s in from_events for s in wanted) else _logged_stages(files.log)
     seen: list[str] = []
-    for stage in [e.get("command") for e in started] + _logged_stages(files.log):
+    for stage in from_events + logged:
         if stage in tuple(Stage) and stage not in seen:
             seen.append(stage)
     action = _action(queued.get("action"), seen)
@@ -169,22 +196,22 @@ def restore_run(ws: Workspace, run_id: int) -> Run:
     last = seen[-1]
     mine = stage_events(events, last)
     run.stage = last
-    run.started_at = started[0].get("ts") if started else created
-    failed = [e for e in mine if e.get("event") == Event.FAILED]
-    finished = any(e.get("event") == Event.FINISHED for e in mine)
+    run.started_at = started[0].ts if started else created
+    failed = [e for e in mine if isinstance(e, Failed)]
+    finished = any(isinstance(e, Finished) for e in mine)
     if failed:
         cause = failed[-1]
-        kind = FailureKind.parse(cause.get("kind"))
+        kind = FailureKind.parse(cause.kind)
         run.state = RunState.INTERRUPTED if kind is FailureKind.INTERRUPTED else RunState.FAILED
-        run.failure_kind, run.failure_message = kind.value, cause.get("message")
-        run.failure_hint, run.failed_stage = cause.get("hint") or kind.hint, last
-        run.finished_at = cause.get("ts")
+        run.failure_kind, run.failure_message = kind.value, cause.message
+        run.failure_hint, run.failed_stage = cause.hint or kind.hint, last
+        run.finished_at = cause.ts or None
         return run
     if finished:
         stages = list(run.stages)
         if last == stages[-1] or last not in stages:
             run.state, run.exit_code = RunState.SUCCEEDED, 0
-            run.finished_at = mine[-1].get("ts") if mine else None
+            run.finished_at = (mine[-1].ts or None) if mine else None
         else:  # between stages: the next worker starts the next one
             run.state, run.stage = RunState.RUNNING, stages[stages.index(last) + 1]
         return run
@@ -209,20 +236,20 @@ def _action(recorded: Any, seen: list[str]) -> Action:
     return Action(seen[0])
 
 
-def _restore_keys(run: Run, events: list[dict[str, Any]]) -> None:
+def _restore_keys(run: Run, events: list[EventRecord]) -> None:
     """Runs from before run keys (or without queued.json): the keys their events name."""
     if run.model_key or run.predictions_key:
         return
     own = run_key(run)
     for e in events:
-        if e.get("event") == Event.STARTED and e.get("command") == Stage.INFER:
-            key = _key_of(e.get("model"))
+        if isinstance(e, Started) and e.command == Stage.INFER:
+            key = _key_of(e.model)
             run.model_key = key if key and key != own else run.model_key
-        if e.get("event") == Event.STARTED and e.get("command") == Stage.EVALUATE:
-            key = _key_of(e.get("predictions"), DEV_PREDICTIONS_SUFFIX)
+        if isinstance(e, Started) and e.command == Stage.EVALUATE:
+            key = _key_of(e.predictions, DEV_PREDICTIONS_SUFFIX)
             run.predictions_key = key if key and key != own else run.predictions_key
-        if e.get("event") == Event.ARTIFACT and e.get("kind") == "final_model":
-            key = _key_of(e.get("path"))
+        if isinstance(e, Artifact) and e.kind == ArtifactKind.FINAL_MODEL:
+            key = _key_of(e.path)
             run.model_key = key if key and key != own else run.model_key
 
 

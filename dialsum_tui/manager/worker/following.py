@@ -11,13 +11,12 @@ from typing import Any
 
 from dialsum_tui.manager import process
 from dialsum_tui.manager.backends.protocol import Backend, BackendUnavailable, Handle, Poll, Stopper
-from dialsum_tui.manager.runs.events import stage_events
+from dialsum_tui.manager.runs.events import keep_bounded, stage_records
 from dialsum_tui.manager.runs.models import Run
 from engine.artifacts import EventTail
+from engine.contract import EventRecord
 
 log = logging.getLogger("dialsum.worker")
-
-# Fields every event carries; the rest of a progress/eval event is what the store keeps.
 
 
 @dataclass
@@ -29,7 +28,9 @@ class ActiveStage:
     handle: Handle  # a local process (pid + start time, its Popen when ours) or a Slurm job id
     backend: Backend
     tail: EventTail
-    events: list[dict[str, Any]] = field(default_factory=list)
+    # The stage's records so far, bounded (runs.events.keep_bounded): every rare one, the newest
+    # warnings, the last progress and train_log — what the verdict and the store need, not the file.
+    events: list[EventRecord] = field(default_factory=list)
     stop: Stopper | None = None
     stop_reason: str | None = None  # "cancel" or the disk-guard message
     members: dict[int, process.Identity] = field(default_factory=dict)  # ranks in their own groups
@@ -51,10 +52,13 @@ class ActiveStage:
         """The local stage's Popen when this worker started it (None when re-adopted, or on Slurm)."""
         return getattr(self.handle, "popen", None)
 
-    def read_new_events(self) -> list[dict[str, Any]]:
-        """This stage's events appended since the last read (other stages' lines are skipped)."""
-        new = stage_events(self.tail.read_new(), self.stage)
-        self.events.extend(new)
+    def read_new_events(self) -> list[EventRecord]:
+        """This stage's records appended since the last read (other stages' lines are skipped),
+        bounded like :attr:`events`: read ``max_bytes`` at a time up to the file's end now, and of
+        the frequent ones only the last of each kind kept (the store keeps only the latest anyway)."""
+        new = keep_bounded(stage_records(self.tail.drain(), self.stage))
+        if new:
+            self.events = keep_bounded(self.events + new)
         return new
 
     def poll(self) -> Poll:

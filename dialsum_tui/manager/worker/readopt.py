@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
 
 from dialsum_tui.manager.backends.protocol import Backend
-from dialsum_tui.manager.runs.events import stage_events
+from dialsum_tui.manager.runs.events import catch_up
 from dialsum_tui.manager.runs.models import Run, RunState
 from dialsum_tui.manager.worker.following import ActiveStage
 from dialsum_tui.manager.workspace.layout import Workspace
 from engine.artifacts import EventTail
-from engine.contract import Event, RunFiles
+from engine.contract import EventRecord, RunFiles, Started
 
 log = logging.getLogger("dialsum.worker")
 
@@ -35,9 +34,10 @@ def stages_left_running(ws: Workspace, runs: Iterable[Run],
             continue
         stage_name = run.stage or run.stages[0]
         launch = run.launch if run.launch.get("stage") == stage_name else {}
-        # The stage's events begin where its launch intent says; without one, all are read.
+        # The stage's events begin where its launch intent says; without one, from the start. A
+        # stage that wrote GBs meanwhile costs what its summary costs (runs.events.catch_up).
         tail = EventTail(RunFiles(ws.run_dir(run.id)).events, offset=int(launch.get("events_offset") or 0))
-        events = stage_events(tail.read_new(), stage_name)
+        events = catch_up(tail, stage_name)
         backend = backends[run.backend]
         handle = backend.handle_of(run)
         if handle is not None:
@@ -50,7 +50,7 @@ def stages_left_running(ws: Workspace, runs: Iterable[Run],
             log.info("run %d: between stages (next %s); continuing", run.id, run.stage)
 
 
-def unrecorded_stage(run: Run, stage: str, events: list[dict[str, Any]], backend: Backend,
+def unrecorded_stage(run: Run, stage: str, events: list[EventRecord], backend: Backend,
                      tail: EventTail) -> tuple[ActiveStage, bool] | None:
     """A stage whose launch was recorded as an intent but whose handle never was (the worker stopped
     in between): follow it if it runs, judge it from its events if it ran and ended, and leave it to
@@ -60,7 +60,7 @@ def unrecorded_stage(run: Run, stage: str, events: list[dict[str, Any]], backend
         log.info("run %d: found %s stage %s by its launch token; re-adopting", run.id, stage, handle.ref)
         return ActiveStage(run.id, stage, handle, backend, tail, events), True
     gone = backend.gone()
-    if gone is not None and any(e.get("event") == Event.STARTED for e in events):
+    if gone is not None and any(isinstance(e, Started) for e in events):
         log.info("run %d: %s started (its events say) and ended while no worker watched; judging", run.id, stage)
         return ActiveStage(run.id, stage, gone, backend, tail, events), False
     log.info("run %d: %s was about to start when the last worker stopped; it never did: starting it", run.id, stage)

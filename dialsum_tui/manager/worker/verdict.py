@@ -16,15 +16,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dialsum_tui.manager.backends.protocol import Exited, Gone, verdict
-from dialsum_tui.manager.workspace.space import FilesystemProblem
 from dialsum_tui.manager.runs.identity import run_key
 from dialsum_tui.manager.runs.logs import error_lines
 from dialsum_tui.manager.runs.models import Run, RunState
 from dialsum_tui.manager.store.database import IllegalTransition, Store
 from dialsum_tui.manager.workspace.layout import Workspace
+from dialsum_tui.manager.workspace.space import FilesystemProblem
 from engine.artifacts import dev_predictions_path, final_model_dir, is_complete_model, submission_path
 from engine.config import ConfigError, RunConfig
-from engine.contract import OTHERS_HELD_HINT, Event, ExitCode, FailureKind, Stage
+from engine.contract import OTHERS_HELD_HINT, Eval, EventRecord, ExitCode, Failed, FailureKind, Finished, Stage, Started
 from engine.failures import Failure, match_text
 
 log = logging.getLogger("dialsum.worker")
@@ -50,30 +50,30 @@ class Ended:
     stage: str
     pid: int
     exit_code: int | None  # None: not our child (re-adopted or found gone at restart)
-    events: list[dict[str, Any]]
+    events: list[EventRecord]  # the stage's records (bounded: worker.following.ActiveStage.events)
     log_tail: str
     stop_reason: str | None = None
     oom_evidence: str | None = None  # the host OOM killer's trace, when one was found (oom.evidence)
     space_problem: FilesystemProblem | None = None  # a filesystem of the run's, full or read-only now
 
 
-def root_failure(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def root_failure(events: list[EventRecord]) -> list[EventRecord]:
     """Keep one ``failed`` event of a distributed stage: the rank that broke first.
 
     When one rank crashes, torchrun tears the others down, and they record ``interrupted`` or a
     lost-connection error after it. The earliest failure that is not an interruption is the cause;
     its message is prefixed with its rank. Single-process stages pass through unchanged.
     """
-    failed = [e for e in events if e.get("event") == Event.FAILED]
-    if len(failed) < 2 and not any("rank" in e for e in failed):
+    failed = [e for e in events if isinstance(e, Failed)]
+    if len(failed) < 2 and not any(e.rank is not None for e in failed):
         return events
-    cause = min(failed, key=lambda e: (e.get("kind") == FailureKind.INTERRUPTED, e.get("ts", 0)))
-    if "rank" in cause:
-        cause = cause | {"message": f"rank {cause['rank']}: {cause.get('message', '')}"}
-    return [e for e in events if e.get("event") != Event.FAILED] + [cause]
+    cause = min(failed, key=lambda e: (FailureKind.parse(e.kind) is FailureKind.INTERRUPTED, e.ts))
+    if cause.rank is not None:
+        cause = replace(cause, message=f"rank {cause.rank}: {cause.message or ''}")
+    return [e for e in events if not isinstance(e, Failed)] + [cause]
 
 
-def stage_artifacts_done(ws: Workspace, cfg: RunConfig, stage: str, events: list[dict[str, Any]],
+def stage_artifacts_done(ws: Workspace, cfg: RunConfig, stage: str, events: list[EventRecord],
                          run: Run | None = None) -> bool:
     """Whether a stage's outputs are complete on disk (evidence when its process vanished silently).
 
@@ -86,11 +86,11 @@ def stage_artifacts_done(ws: Workspace, cfg: RunConfig, stage: str, events: list
     if stage == Stage.INFER:
         subs = ws.resolve(cfg.paths.submissions)
         return all(p.is_file() for p in (submission_path(subs, key), dev_predictions_path(subs, key)))
-    return any(e.get("event") == Event.EVAL and e.get("command") == Stage.EVALUATE for e in events)
+    return any(isinstance(e, Eval) and e.command == Stage.EVALUATE for e in events)
 
 
 def config_artifacts_done(ws: Workspace, load: Callable[[], RunConfig], stage: str,
-                          events: list[dict[str, Any]], run: Run | None = None) -> bool:
+                          events: list[EventRecord], run: Run | None = None) -> bool:
     """:func:`stage_artifacts_done` for a run whose snapshot may not load (then: not done)."""
     try:
         cfg = load()
@@ -112,12 +112,12 @@ def judge(run: Run, ended: Ended, artifacts_done: Callable[[], bool],
             when the exit is classified.
     """
     rc = ended.exit_code
-    verdicts = [e for e in ended.events if e.get("event") in (Event.FINISHED, Event.FAILED)]
+    verdicts = [e for e in ended.events if isinstance(e, Finished | Failed)]
     adopted_silent = rc is None and not verdicts
     if rc is None and verdicts:
         last = verdicts[-1]
-        rc = (ExitCode.OK if last["event"] == Event.FINISHED
-              else ExitCode.INTERRUPTED if last.get("kind") == FailureKind.INTERRUPTED else ExitCode.ERROR)
+        rc = (ExitCode.OK if isinstance(last, Finished)
+              else ExitCode.INTERRUPTED if FailureKind.parse(last.kind) is FailureKind.INTERRUPTED else ExitCode.ERROR)
         rc = int(rc)
 
     if adopted_silent:
@@ -221,14 +221,14 @@ def _signal_of(exit_code: int | None) -> int | None:
     return None
 
 
-def last_stage_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def last_stage_events(events: list[EventRecord]) -> list[EventRecord]:
     """Return the events of the last stage in ``events`` (a run's file holds every stage's)."""
-    starts = [i for i, e in enumerate(events) if e.get("event") == Event.STARTED]
+    starts = [i for i, e in enumerate(events) if isinstance(e, Started)]
     return events[starts[-1]:] if starts else events
 
 
 def classify(
-    exit_code: int | None, events: list[dict[str, Any]], log_tail: str, others_held: str | None = None,
+    exit_code: int | None, events: list[EventRecord], log_tail: str, others_held: str | None = None,
     oom_evidence: str | None = None,
 ) -> Failure | None:
     """Classify how a stage process ended.
@@ -248,8 +248,8 @@ def classify(
         :class:`engine.contract.FailureKind` and (unless the engine wrote its own) that kind's hint.
     """
     stage = last_stage_events(events)
-    finished = any(e.get("event") == Event.FINISHED for e in stage)
-    failed = [e for e in stage if e.get("event") == Event.FAILED]
+    finished = any(isinstance(e, Finished) for e in stage)
+    failed = [e for e in stage if isinstance(e, Failed)]
     if exit_code == 0 and finished and not failed:
         return None
     failure = _verdict(exit_code, failed[-1] if failed else None, log_tail, finished, oom_evidence)
@@ -258,12 +258,12 @@ def classify(
     return failure
 
 
-def _verdict(exit_code: int | None, failed: dict[str, Any] | None, log_tail: str, finished: bool,
+def _verdict(exit_code: int | None, failed: Failed | None, log_tail: str, finished: bool,
              oom_evidence: str | None = None) -> Failure:
     if failed is not None:
-        kind = FailureKind.parse(failed.get("kind"))
-        message = str(failed.get("message") or "")
-        return Failure(kind, message or f"{kind} (no message)", str(failed.get("hint") or kind.hint))
+        kind = FailureKind.parse(failed.kind)
+        message = str(failed.message or "")
+        return Failure(kind, message or f"{kind} (no message)", str(failed.hint or kind.hint))
     sig = _signal_of(exit_code)
     if sig in (signal.SIGINT, signal.SIGTERM):
         return Failure.of(FailureKind.INTERRUPTED, f"interrupted by user ({signal.Signals(sig).name})")
