@@ -94,11 +94,13 @@ def sweep_note(status: SweepStatus) -> str:
 def _sweep_cells(status: SweepStatus) -> tuple[str, ...]:
     actions = {run.action.value for run in status.runs}
     priorities = {run.priority for run in status.runs}
+    backends = {run.backend for run in status.runs}
     running = [run for run in status.runs if run.state is RunState.RUNNING]
     return (status.id, f"{status.sweep.nickname} ×{status.total} ({status.keys_text})",
             actions.pop() if len(actions) == 1 else "-", "-", f"{status.done}/{status.total} done",
-            _priority(priorities.pop()) if len(priorities) == 1 else "-", "-", "local",
-            f"{len(running)} running" if running else "", sweep_note(status))
+            _priority(priorities.pop()) if len(priorities) == 1 else "-", "-",
+            backends.pop() if len(backends) == 1 else "-", f"{len(running)} running" if running else "",
+            sweep_note(status))
 
 
 def ls_rows(runs: list[Run], sweeps: list[SweepStatus] | None = None, collapse: bool = False) -> list[tuple[str, ...]]:

@@ -402,9 +402,8 @@ class Manager:
         if not failed:
             raise DialsumError(f"sweep {status.id}: no variant failed or was interrupted ({status.progress_text}); "
                                "nothing to retry")
-        retried = [self.retry(run.id) for run in failed]
-        self.store.reopen_sweep(status.id)
-        return retried
+        self.store.reopen_sweep(status.id)  # before: a variant retried quickly must not end it unannounced
+        return [self.retry(run.id) for run in failed]
 
     def compare_sweep(self, sweep_id: str | int) -> Comparison:
         """Compare the sweep's runs (the latest of each variant) on metrics, curves and its swept keys only.
