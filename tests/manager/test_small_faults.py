@@ -24,7 +24,7 @@ from dialsum_tui.manager.worker.loop import Worker
 from dialsum_tui.manager.workspace.layout import Workspace
 from engine.contract import ExitCode
 
-from support import drive, final, leftover_processes, wait_until, write_config
+from support import drive, leftover_processes, wait_until, write_config
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -96,9 +96,8 @@ def test_a_dangling_run_directory_link_is_skipped_and_never_leaves_a_ghost_run(w
     (workspace.runs_dir / "1").symlink_to(workspace.root / "gone")
     code, out, err = cli("add", str(write_config(workspace, "koBART")))
     assert code == ExitCode.OK and "queued run 2" in out, (out, err)
-    manager = Manager.open(workspace)
-    worker = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource())
-    assert drive(worker, manager, 2, final, timeout=60).state is RunState.SUCCEEDED  # the queue moves on
+    manager = Manager.open(workspace)  # the worker add started runs it: the queue moves on
+    assert wait_until(lambda: (run := manager.get(2)).state.is_final and run, 60).state is RunState.SUCCEEDED
 
     # Two adds racing for the same free id: the loser's directory cannot be made, and it leaves nothing.
     (workspace.runs_dir / "3").symlink_to(workspace.root / "gone")
