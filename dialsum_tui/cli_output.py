@@ -74,20 +74,28 @@ def _priority(value: int) -> str:
     return PRIORITY_NAMES.get(value, "-" if value == 0 else str(value))
 
 
-def _cells(run: Run, indent: str = "") -> tuple[str, ...]:
+def _cells(run: Run, name: str | None = None) -> tuple[str, ...]:
     state = run.state.value + (f"({run.failure_kind})" if run.failure_kind else "")
     backend = f"{run.backend} {run.job_id}" if run.job_id else run.backend  # "slurm 1234": the job to scontrol
-    return (str(run.id), indent + run.nickname, run.action.value, run.stage or "-", state, _priority(run.priority),
-            run.gpus or "-", backend, progress_text(run), run_note(run))
+    return (str(run.id), run.nickname if name is None else name, run.action.value, run.stage or "-", state,
+            _priority(run.priority), run.gpus or "-", backend, progress_text(run), run_note(run))
+
+
+def variant_name(status: SweepStatus, nickname: str) -> str:
+    """A sweep's run under its group line: what sets it apart (``lr1e-4-r8`` of ``kobart-lr1e-4-r8``), so a
+    narrow terminal cuts the sweep's common prefix, never the values."""
+    base = status.sweep.nickname + "-"
+    return MEMBER_INDENT + (nickname[len(base):] if nickname.startswith(base) and len(nickname) > len(base) else nickname)
 
 
 def sweep_note(status: SweepStatus) -> str:
-    """A sweep's group line note: what did not succeed, then its best run by dev ROUGE."""
+    """A sweep's group line note: its swept keys, what did not succeed, then its best run by dev ROUGE."""
     bad = [(status.count(RunState.FAILED), "failed"), (status.count(RunState.CANCELLED), "cancelled"),
            (status.count(RunState.INTERRUPTED), "interrupted")]
-    parts = [f"{n} {what}" for n, what in bad if n]
+    parts = [f"sweep of {status.keys_text}"] + [f"{n} {what}" for n, what in bad if n]
     if status.best is not None:
-        parts.append(f"best {status.best.nickname} {status.best.final:.2f}")
+        parts.append(f"best {variant_name(status, status.best.nickname).strip()} {status.best.final:.2f} "
+                     f"(run {status.best.run_id})")
     return " · ".join(parts)
 
 
@@ -96,7 +104,7 @@ def _sweep_cells(status: SweepStatus) -> tuple[str, ...]:
     priorities = {run.priority for run in status.runs}
     backends = {run.backend for run in status.runs}
     running = [run for run in status.runs if run.state is RunState.RUNNING]
-    return (status.id, f"{status.sweep.nickname} ×{status.total} ({status.keys_text})",
+    return (status.id, f"{status.sweep.nickname} ×{status.total}",
             actions.pop() if len(actions) == 1 else "-", "-", f"{status.done}/{status.total} done",
             _priority(priorities.pop()) if len(priorities) == 1 else "-", "-",
             backends.pop() if len(backends) == 1 else "-", f"{len(running)} running" if running else "",
@@ -105,7 +113,7 @@ def _sweep_cells(status: SweepStatus) -> tuple[str, ...]:
 
 def ls_rows(runs: list[Run], sweeps: list[SweepStatus] | None = None, collapse: bool = False) -> list[tuple[str, ...]]:
     """The rows of ``ls``: runs in queue order, each sweep as a group line (``s3``, ``3/4 done``) where its
-    first run stands, with its runs under it (``collapse``: the group line alone)."""
+    first run stands, with its runs under it named by what sets them apart (``collapse``: the group line alone)."""
     by_id = {status.id: status for status in sweeps or []}
     members: dict[str, list[Run]] = {}
     for run in runs:
@@ -121,7 +129,7 @@ def ls_rows(runs: list[Run], sweeps: list[SweepStatus] | None = None, collapse: 
             continue  # listed under its group line already
         rows.append(_sweep_cells(by_id[run.sweep]))
         if not collapse:
-            rows += [_cells(member, MEMBER_INDENT) for member in group]
+            rows += [_cells(member, variant_name(by_id[run.sweep], member.nickname)) for member in group]
     return rows
 
 

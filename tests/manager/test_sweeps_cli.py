@@ -55,8 +55,9 @@ def test_add_sweep_json_ls_groups_and_cancel_sweep(workspace: Workspace, make_co
     lines = table.splitlines()
     assert lines[0].split()[:6] == ["ID", "NICKNAME", "ACTION", "STAGE", "STATE", "PRIO"]
     group = next(i for i, line in enumerate(lines) if line.startswith("s1 "))
-    assert "kobart ×4 (lr × r)" in lines[group] and "0/4 done" in lines[group]
-    assert [line.split()[0] for line in lines[group + 1:]] == ["1", "2", "3", "4"]  # its runs under it
+    assert "kobart ×4" in lines[group] and "0/4 done" in lines[group] and "sweep of lr × r" in lines[group]
+    assert [line.split()[:2] for line in lines[group + 1:]] == [["1", "lr1e-4-r8"], ["2", "lr1e-4-r16"],
+                                                                ["3", "lr2e-4-r8"], ["4", "lr2e-4-r16"]]
     collapsed, _ = cli("ls", "--collapse", json_=False)
     assert "s1 " in collapsed and "kobart-lr1e-4-r8" not in collapsed
 
