@@ -116,11 +116,13 @@ class MainScreen(Screen[None]):
     VERTICAL_BREAKPOINTS = [(0, "-low"), (20, "-short"), (26, "-mid"), (36, "-tall"), (48, "-roomy")]
 
     def __init__(self, workspace_label: str) -> None:
-        super().__init__()
+        # The first panel's class from the start: a class set after mount restyles every widget once more.
+        super().__init__(classes=f"-show-{PANELS[0]}")
         self._workspace_label = workspace_label
         self._board: BoardSnapshot | None = None
         self._detail: Text | None = None  # what the detail line shows, to redraw only on change
         self.panel = PANELS[0]  # the panel shown in one-panel mode
+        self._footer_width = ""  # the width class the footer's keys were chosen for
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -141,7 +143,6 @@ class MainScreen(Screen[None]):
         self.query_one("#queue-panel").border_title = "Queue"
         self.query_one("#gpu").border_title = "GPU"
         self.query_one("#disk").border_title = "Disk"
-        self._show_panel(self.panel)
         self.query_one(QueueTable).focus()
 
     def on_resize(self, event: Resize) -> None:
@@ -151,7 +152,9 @@ class MainScreen(Screen[None]):
         self.set_class(single, "-single")
         # The full loss chart from 48 rows up (it would get a few rows below); one-line curves at every size.
         self.query_one(ProgressPanel).show_chart(self.has_class("-roomy") and not single)
-        self.refresh_bindings()  # the footer's keys follow the width
+        if self.width_class != self._footer_width:  # the footer's keys follow the width (a recompose: only on change)
+            self._footer_width = self.width_class
+            self.refresh_bindings()
 
     @property
     def width_class(self) -> str:
@@ -203,7 +206,7 @@ class MainScreen(Screen[None]):
         detail = render_detail(run)
         if detail != self._detail:
             self._detail = detail
-            self.query_one("#queue-detail", Static).update(detail)
+            self.query_one("#queue-detail", Static).update(detail, layout=False)  # always two lines
 
     def show_run(self, snapshot: RunSnapshot) -> None:
         """Hand the selected run down to the log and progress panels."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
+from dialsum_tui.widgets.formatting import show_text
 from engine.units import GB, format_bytes, format_used_of
 
 if TYPE_CHECKING:
@@ -58,10 +59,13 @@ class DiskPanel(Static):
     def __init__(self, **kwargs) -> None:
         super().__init__("Disk: …", **kwargs)
         self._shown: tuple | None = None
+        self._text: Text | None = None
 
     def show(self, disk: DiskUsage | None, projected: int, projecting: int = 0) -> None:
         """Render unless unchanged."""
         key = (repr(disk), projected, projecting)
         if key != self._shown:
             self._shown = key
-            self.update(render_disk(disk, projected, projecting))
+            text = render_disk(disk, projected, projecting)
+            show_text(self, text, self._text)
+            self._text = text

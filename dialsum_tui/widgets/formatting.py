@@ -9,10 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.cells import cell_len, set_cell_size
+from rich.text import Text
 
 from dialsum_tui.manager.snapshot import failure_headline
 
 if TYPE_CHECKING:
+    from textual.widgets import Static
+
     from dialsum_tui.manager.snapshot import Progress, Run
 
 # Keyed by the state's value: ``RunState`` is a StrEnum, so ``STATE_ICONS[run.state]`` finds it, and
@@ -83,6 +86,16 @@ def sparkline(values: list[float], width: int) -> str:
     span = high - low
     top = len(SPARKS) - 1
     return "".join(SPARKS[round((v - low) / span * top) if span else top // 2] for v in points)
+
+
+def show_text(widget: Static, text: Text | str, before: Text | str | None) -> None:
+    """Put ``text`` into ``widget``, laying the screen out again only when its number of lines changed.
+
+    ``Static.update`` re-arranges the whole screen by default; once a second for the GPU line, and on
+    every cursor move for the detail line, that was most of what a key cost in a 1,000-run queue.
+    """
+    lines = str(text).count("\n")
+    widget.update(text, layout=before is None or str(before).count("\n") != lines)
 
 
 def fit_cell(text: str, width: int) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
-from dialsum_tui.widgets.formatting import bar
+from dialsum_tui.widgets.formatting import bar, show_text
 from engine.units import GIB, format_gib
 
 if TYPE_CHECKING:
@@ -96,10 +96,13 @@ class GpuPanel(Static):
     def __init__(self, **kwargs) -> None:
         super().__init__("GPU: waiting for the first sample…", **kwargs)
         self._shown: tuple | None = None
+        self._text: Text | None = None
 
     def show(self, gpus: Sequence[GpuDevice], note: str, owners: Mapping[int, tuple[int, str]]) -> None:
         """Render a snapshot unless it is the one already shown."""
         key = (tuple(gpus), note, tuple(sorted(owners.items())))
         if key != self._shown:
             self._shown = key
-            self.update(render_gpus(gpus, note, owners))
+            text = render_gpus(gpus, note, owners)
+            show_text(self, text, self._text)
+            self._text = text

@@ -46,6 +46,7 @@ class LogView(Vertical):
         self._run_id: int | None = None
         self._total = 0  # lines of that generation already written
         self._is_error: Callable[[str], bool] | None = None
+        self._live = ""
 
     def compose(self) -> ComposeResult:
         yield LogLines(LOG_LINES, style_of=self._style_of, id="log-lines")
@@ -109,7 +110,9 @@ class LogView(Vertical):
         self._lines, self._total = snapshot.log_lines, snapshot.log_total
         self._placeholder()
         live = snapshot.log_live if snapshot.log_live and self._keep(snapshot.log_live) else ""
-        self.query_one("#log-live", Static).update(Text(live))
+        if live != self._live:
+            self._live = live
+            self.query_one("#log-live", Static).update(Text(live), layout=False)  # always one line
 
     def toggle_filter(self) -> bool:
         """Switch between all lines and errors only; returns the new state."""

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from dialsum_tui.manager.snapshot import failure_headline
-from dialsum_tui.widgets.formatting import bar, duration, progress_fraction, sparkline
+from dialsum_tui.widgets.formatting import bar, duration, progress_fraction, show_text, sparkline
 from engine.units import format_bytes, format_rouge
 
 if TYPE_CHECKING:
@@ -94,8 +94,9 @@ def render_curves(loss: Sequence[tuple[float, float]], evals: Sequence[Eval], wi
     text.append("\nROUGE ", style="bold")
     scores = [s for s in (eval_score(e) for e in evals) if s is not None]
     if scores:
-        text.append(sparkline(scores, room) if len(scores) > 1 else "", style="green")
-        text.append(f" {format_rouge(scores[-1], x100=True)}", style="bold")
+        if len(scores) > 1:
+            text.append(sparkline(scores, room) + " ", style="green")
+        text.append(format_rouge(scores[-1], x100=True), style="bold")
         text.append(f" ({len(scores)} eval{'s' if len(scores) > 1 else ''})", style="dim")
     else:
         text.append("no evaluation yet", style="dim")
@@ -137,14 +138,15 @@ class ProgressPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="progress-text")
+        yield Static(id="progress-note")  # before the curves: a failed or held run's cause comes first
         yield Static(id="curves")
-        yield Static(id="progress-note")
         yield Static(id="rouge-table")
 
     def on_mount(self) -> None:
         self.border_title = "Progress & metrics"
         self.query_one("#rouge-table", Static).update(render_evals(()))
         self.query_one("#progress-text", Static).update(render_progress(None))
+        self.query_one("#progress-note", Static).display = False
         self._show_curves()
 
     def on_resize(self) -> None:
@@ -164,24 +166,26 @@ class ProgressPanel(Vertical):
             if self._chart:
                 self._replot()
             if new_evals:
-                self.query_one("#rouge-table", Static).update(render_evals(evals))
+                self.query_one("#rouge-table", Static).update(render_evals(evals))  # a row more: layout
 
     def _show_progress(self) -> None:
         # The bar takes what "train " and " 100%  780/780" leave of the panel's width.
         text = render_progress(self._snapshot, width=min(30, max(6, self.content_region.width - 21)))
         if text != self._shown:
+            show_text(self.query_one("#progress-text", Static), text, self._shown)
             self._shown = text
-            self.query_one("#progress-text", Static).update(text)
         verdict = render_verdict(self._snapshot)
         if verdict != self._verdict:
+            note = self.query_one("#progress-note", Static)
+            show_text(note, verdict, self._verdict)
+            note.display = bool(verdict.plain)  # an empty note takes no row
             self._verdict = verdict
-            self.query_one("#progress-note", Static).update(verdict)
 
     def _show_curves(self) -> None:
         curves = render_curves(self._loss, self._evals, self.content_region.width or 30)
         if curves != self._curves:
+            show_text(self.query_one("#curves", Static), curves, self._curves)
             self._curves = curves
-            self.query_one("#curves", Static).update(curves)
 
     @property
     def loss_points(self) -> list[tuple[float, float]]:

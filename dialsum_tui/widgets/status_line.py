@@ -29,5 +29,5 @@ class StatusLine(Static):
     """Shows :func:`render_status` of the board; the ``-paused`` class colours it while paused."""
 
     def show(self, board: BoardSnapshot) -> None:
-        self.update(render_status(board))
+        self.update(render_status(board), layout=False)  # always one line
         self.set_class(board.paused, "-paused")

@@ -29,6 +29,9 @@ def _notices(app) -> str:
 
 async def _queue_ready(pilot: Pilot, count: int = 2) -> None:
     await wait_for(pilot, lambda: pilot.app.main.query_one(QueueTable).row_count == count, what="the runs in the queue")
+    # The queue opens on the run that ended last; these tests start from the first.
+    await pilot.press("home")
+    await wait_for(pilot, lambda: pilot.app.selected_run_id == pilot.app.board.runs[0].id, what="the first run")
 
 
 def _cell(table: DataTable, row: int, column: int) -> str:

@@ -80,7 +80,7 @@ async def test_compare_and_samples_on_tiny_bart_runs(workspace, manager, synth_d
     app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.main.query_one(QueueTable).row_count == 2, what="both runs")
-        await pilot.press("m", "down", "m", "c")
+        await pilot.press("home", "m", "down", "m", "c")  # from the first run (the queue opens on the latest)
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), what="the compare screen")
         assert app.screen.query_one("#compare-metrics", DataTable).row_count == 2
         await pilot.press("escape", "up", "s")

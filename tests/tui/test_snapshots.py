@@ -1,6 +1,8 @@
 """Snapshot tests (pytest-textual-snapshot) of the main screen at 60×20, 80×24, 120×36 and 200×60 with
-Korean nicknames, one panel at a time under 60×20, the results table and the help screen (which wraps
-and scrolls). Everything shown is fixed: run ids, users, progress, log, events, GPU and disk."""
+Korean nicknames, a running run (selected on start) and a failed one (selected by End: its cause on the
+detail line, the row still on screen), one panel at a time under 60×20, the results table and the help
+screen (which wraps and scrolls). Everything shown is fixed: run ids, users, progress, log, events, GPU
+and disk."""
 
 from __future__ import annotations
 
@@ -32,31 +34,35 @@ LOG = "".join(f"step {i:3d}/780 loss {3 / (i ** 0.5):.3f} 화자1: 요약 중\n"
     "/x/transformers/training_args.py:1575: FutureWarning: `evaluation_strategy` is deprecated and will raise an " \
     "error in version 4.46 of 🤗 Transformers. Use `eval_strategy` instead\n" + \
     "UserWarning: 12 samples were truncated to 1024 tokens\n" + " 7%|▋         | 58/780\r 8%|▊         | 60/780"
-NICKS = ("한국어-요약-koBART", "Llama-3.2-한국어-3B-bf16", "큐웬3-4B-대화요약", "EXAONE-3.5-2.4B-요약", "gemma-2-한국어-9b")
-USERS = ("kim", "lee", "park", "kim", "choi")
+NICKS = ("EXAONE-3.5-2.4B-요약", "Llama-3.2-한국어-3B-bf16", "한국어-요약-koBART", "큐웬3-4B-대화요약", "koT5-요약-base",
+         "Qwen3-4B-LoRA-r16", "gemma-2-한국어-9b")
+USERS = ("kim", "lee", "park", "kim", "lee", "park", "choi")
+ROWS = len(NICKS)
+PREFLIGHT = ("preflight before train:\n  - data/dev.csv line 73: unescaped quote (a field opens with \" and never "
+             "closes)\n    fix: quote the field, or run `python -m engine check-data data`\n  - data/test.csv: 0 rows")
 
 
 def _dashboard(workspace, manager):
-    """Five runs with Korean nicknames (running, waiting, queued, done, failed) by three users, with a log,
-    events and a cached disk measurement."""
+    """Seven runs with Korean nicknames by four users: done, running (with a log, loss and ROUGE), waiting,
+    queued ×3 and, last, one failed at preflight (its message opens with a heading); a cached disk measurement."""
     ids = [manager.add(str(write_config(workspace, nick))).id for nick in NICKS]
+    done, running, waiting, failed = ids[0], ids[1], ids[2], ids[-1]
     for run_id, user in zip(ids, USERS):
         manager.store.update(run_id, user=user)
-    manager.store.transition(ids[0], RunState.RUNNING, stage="train", pid=4711,
-                             progress={"step": 60, "total": 780, "epoch": 0.23, "eta_s": 3725, "tokens_per_s": 5123})
-    manager.store.transition(ids[1], RunState.WAITING,
-                             reason="pid 999999 (not ours; user kim) holds 1.0 GiB on GPU 0 — ask kim")
-    manager.store.transition(ids[3], RunState.RUNNING, stage="train", pid=4712)
-    manager.store.transition(ids[3], RunState.SUCCEEDED, exit_code=0,
+    manager.store.transition(done, RunState.RUNNING, stage="train", pid=4712)
+    manager.store.transition(done, RunState.SUCCEEDED, exit_code=0,
                              metrics={"rouge1": 0.5663, "rouge2": 0.3675, "rougeL": 0.4719, "final": 46.85})
-    manager.store.transition(ids[4], RunState.RUNNING, stage="train", pid=4713)
-    manager.store.transition(ids[4], RunState.FAILED, exit_code=1, failure_kind="oom", failed_stage="train",
-                             failure_message="CUDA out of memory. Tried to allocate 2.00 GiB",
-                             failure_hint="lower train.batch_size or raise gradient_accumulation_steps")
-    manager.log_path(ids[0]).write_text(LOG, encoding="utf-8")
+    manager.store.transition(running, RunState.RUNNING, stage="train", pid=4711,
+                             progress={"step": 60, "total": 780, "epoch": 0.23, "eta_s": 3725, "tokens_per_s": 5123})
+    manager.store.transition(waiting, RunState.WAITING,
+                             reason="pid 999999 (not ours; user kim) holds 1.0 GiB on GPU 0 — ask kim")
+    manager.store.transition(failed, RunState.WAITING, reason="checking its files")
+    manager.store.transition(failed, RunState.FAILED, exit_code=1, failure_kind="data", failed_stage="train",
+                             failure_message=PREFLIGHT, failure_hint="fix the CSV: `python -m engine check-data data`")
+    manager.log_path(running).write_text(LOG, encoding="utf-8")
     events = [{"event": "train_log", "step": s * 10, "loss": round(3 / (s ** 0.5), 3)} for s in range(1, 40)]
     events.append({"event": "eval", "epoch": 1.0, "rouge1": 0.41, "rouge2": 0.22, "rougeL": 0.39, "final": 34.0})
-    (workspace.run_dir(ids[0]) / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (workspace.run_dir(running) / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     # A fresh measurement of the quota'd tree: a stale or foreign one puts a warning on the status line.
     write_cache(workspace, DiskUsage(path=str(workspace.root), used_bytes=98 * GB, limit_bytes=150 * GB,
                                      safe_bytes=110 * GB, margin_bytes=5 * GB, measured_at=time.time(), seconds=1.0,
@@ -67,15 +73,31 @@ def _dashboard(workspace, manager):
 
 async def _settled(pilot: Pilot) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: app.main.query_one(QueueTable).row_count == 5, what="five runs")
+    await wait_for(pilot, lambda: app.main.query_one(QueueTable).row_count == ROWS, what="every run")
     await wait_for(pilot, lambda: app.main.query_one(LogView).line_count == 60, what="the log tail")
     await wait_for(pilot, lambda: len(app.main.query_one("#progress").loss_points) == 39, what="the loss curve")
     await pilot.pause(0.2)
 
 
-@pytest.mark.parametrize("size", [(60, 20), (80, 24), (120, 36), (200, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+SIZES = [(60, 20), (80, 24), (120, 36), (200, 60)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_main_screen(workspace, manager, snap_compare, size) -> None:
+    # Opens on the running run (the second row), its progress and curves in the right column.
     assert snap_compare(_dashboard(workspace, manager), terminal_size=size, run_before=_settled)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen_failed_last_run_after_end(workspace, manager, snap_compare, size) -> None:
+    # End selects the failed last run: the detail line leads with the cause and the row stays in view.
+    async def end(pilot: Pilot) -> None:
+        await _settled(pilot)
+        await pilot.press("end")
+        await wait_for(pilot, lambda: pilot.app.selected_run_id == ROWS, what="the last run selected")
+        await pilot.pause(0.3)
+
+    assert snap_compare(_dashboard(workspace, manager), terminal_size=size, run_before=end)
 
 
 def test_main_screen_one_panel_at_a_time_50x16(workspace, manager, snap_compare) -> None:
