@@ -36,6 +36,7 @@ STATUS_OOM = "❌ OOM 실패"
 STATUS_FAILED = "❌ 실패 ({kind})"
 STATUS_RUNNING = "⏳ 진행 중"
 STATUS_WAITING = "⏸ 대기"
+STATUS_RERUN_QUEUED = "재실행 대기"  # beside a finished model's status while a re-run of it waits: "✅ 완료 · 재실행 대기"
 STATUS_CANCELLED = "⛔ 취소"
 STATUS_UNKNOWN = "❓ 확인 필요"
 
@@ -73,6 +74,7 @@ class ResultRow:
     sweep_best: bool = False  # the best of its sweep by evaluate-stage dev ROUGE (one basis: runs.sweeps.sweep_best)
     # stage → {"predicted_gib", "measured_gib"}: the latest run's GPU memory, predicted at add vs measured
     gpu_memory: dict[str, Any] = field(default_factory=dict)
+    rerun_queued: int | None = None  # a re-run of this model waiting in the queue: the row keeps the earlier result
 
     @property
     def rouge_text(self) -> str:
@@ -267,6 +269,15 @@ def _row_from_runs(workspace: Workspace, nick: str, runs: list[Run]) -> ResultRo
         return _set(row, STATUS_RUNNING, "running", r.id, f"run {r.id} {progress_text(r)}")
     if latest.state in (RunState.QUEUED, RunState.WAITING):
         why = f": {latest.reason}" if latest.state is RunState.WAITING and latest.reason else ""
+        earlier = [r for r in runs if r.state not in (RunState.QUEUED, RunState.WAITING)]
+        if earlier:
+            # A re-run waits: the model's result is still what the earlier runs made (a queued retrain
+            # must not turn a finished model into "⏸ 대기"); the waiting re-run is said beside it.
+            done = _row_from_runs(workspace, nick, earlier)
+            done.status = f"{done.status} · {STATUS_RERUN_QUEUED}"
+            done.evidence = f"{done.evidence}; re-run {latest.id} {latest.state.value}{why}"
+            done.rerun_queued = latest.id
+            return done
         return _set(row, STATUS_WAITING, "waiting", latest.id, f"run {latest.id} {latest.state.value}{why}")
     if latest.state is RunState.CANCELLED:
         earlier = _earlier_done(workspace, runs[:-1])
