@@ -5,8 +5,8 @@ written, so a fast writer kept the UI thread busy for a second per second and a 
 it. Here a write only stores the strings and counts the rows each will take; a row is rendered
 when it scrolls into view (toolong's idea, and Textual's own ``Log``, which has no wrapping).
 
-Wrapping folds a line at the view's width, as a terminal does (cells, so Hangul never splits);
-unwrapped lines keep their length and the view scrolls sideways.
+Wrapping breaks a line at its last space that fits the view's width (cells, so Hangul never
+splits); unwrapped lines keep their length and the view scrolls sideways.
 """
 
 from __future__ import annotations
@@ -33,23 +33,55 @@ def clean(line: str) -> str:
 
 
 def fold(line: str, width: int) -> list[str]:
-    """``line`` cut into rows of at most ``width`` cells (a wide character never split)."""
+    """``line`` wrapped into rows of at most ``width`` cells: at the last space that fits, else (one long
+    token) at the width itself; a wide character is never split."""
     if width <= 0 or not line:
         return [line]
-    if line.isascii():
-        return [line[i:i + width] for i in range(0, len(line), width)]
-    if cell_len(line) <= width:
+    ascii_ = line.isascii()
+    if (len(line) if ascii_ else cell_len(line)) <= width:
         return [line]
-    return chop_cells(line, width)
+    return _wrap_ascii(line, width) if ascii_ else _wrap_cells(line, width)
+
+
+def _wrap_ascii(line: str, width: int) -> list[str]:
+    rows = []
+    while len(line) > width:
+        cut = line.rfind(" ", 0, width + 1)
+        if cut <= 0:
+            rows.append(line[:width])
+            line = line[width:]
+        else:
+            rows.append(line[:cut])
+            line = line[cut + 1:]
+    rows.append(line)
+    return rows
+
+
+def _wrap_cells(line: str, width: int) -> list[str]:
+    rows: list[str] = []
+    row, used = "", 0
+    for word in line.split(" "):
+        size = cell_len(word)
+        if row and used + 1 + size <= width:
+            row, used = f"{row} {word}", used + 1 + size
+            continue
+        if row or used:
+            rows.append(row)
+        if size > width:  # a word wider than the row: cut by cells
+            *full, row = chop_cells(word, width)
+            rows.extend(full)
+            used = cell_len(row)
+        else:
+            row, used = word, size
+    rows.append(row)
+    return rows
 
 
 def rows_of(line: str, width: int) -> int:
-    """How many rows ``line`` takes when folded at ``width`` (without building them, mostly)."""
-    if width <= 0:
+    """How many rows ``line`` takes when folded at ``width`` (one, without folding, for a line that fits)."""
+    if width <= 0 or len(line) <= width and (line.isascii() or cell_len(line) <= width):
         return 1
-    if line.isascii():
-        return max(1, -(-len(line) // width))
-    return 1 if cell_len(line) <= width else len(chop_cells(line, width))
+    return len(fold(line, width))
 
 
 class LogLines(ScrollView, can_focus=True):
