@@ -77,15 +77,18 @@ def _first_line(text: str | None) -> str:
 
 
 def sparkline(values: list[float], width: int) -> str:
-    """``values`` as a row of ``width`` block characters (▁ low … █ high); the last ``width`` points
-    when there are more, each block one point (a curve squeezed by averaging hides the last steps)."""
-    points = values[-width:] if width > 0 else []
-    if not points:
+    """``values`` as at most ``width`` block characters (▁ low … █ high): the whole series, each block
+    the mean of its share of the points when there are more points than blocks (the curve's shape from
+    the first step; the panel prints the last value beside it)."""
+    if width <= 0 or not values:
         return ""
-    low, high = min(points), max(points)
+    if len(values) > width:
+        edges = [round(i * len(values) / width) for i in range(width + 1)]
+        values = [sum(values[a:b]) / (b - a) for a, b in zip(edges, edges[1:]) if b > a]
+    low, high = min(values), max(values)
     span = high - low
     top = len(SPARKS) - 1
-    return "".join(SPARKS[round((v - low) / span * top) if span else top // 2] for v in points)
+    return "".join(SPARKS[round((v - low) / span * top) if span else top // 2] for v in values)
 
 
 def show_text(widget: Static, text: Text | str, before: Text | str | None) -> None:
