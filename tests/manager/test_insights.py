@@ -123,7 +123,8 @@ def test_submit_copies_a_valid_submission_with_model_run_and_date(runs, tmp_path
     assert done.target.name.startswith(f"koBART-요약_run{made.a}_") and not done.target.name.endswith("_submission.csv")
     assert done.target.read_text(encoding="utf-8") == (FIXTURES / "submission_a.csv").read_text(encoding="utf-8")
     recorded = json.loads((manager.workspace.run_dir(made.a) / LEADERBOARD_FILE).read_text(encoding="utf-8"))
-    assert recorded["submissions"][0]["target"] == str(done.target)
+    # recorded relative to the workspace, so a copied or moved workspace names its own file
+    assert recorded["submissions"][0]["target"] == str(done.target.relative_to(manager.workspace.root))
     with pytest.raises(InsightsError, match="already exists"):
         submit(manager.workspace, manager.get(made.a), done.target)
     with pytest.raises(InsightsError, match="1 empty summary"):
