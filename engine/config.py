@@ -21,7 +21,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
-class _Loader(yaml.SafeLoader):
+# The C parser where libyaml is there (~10x faster: a 200-run sweep parses 200 snapshots), the same
+# resolvers either way, so the result does not depend on it.
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
     """SafeLoader with YAML 1.2 booleans: only true/false are booleans.
 
     YAML 1.1 also reads yes/no/on/off as booleans, so ``save_strategy: no`` would become False.
