@@ -13,7 +13,9 @@ metrics from the events, as the rebuild restores them). Then each reader runs as
 - the TUI's first snapshot: ``SnapshotSource.board()`` then ``.run(BIG)``, the app's poll-thread path;
 - a rebuild: ``.dialsum/state.db`` removed, then ``dialsum-tui ls`` (rebuilt from runs/).
 
-Then the same again with the index moved away (a run written by an engine from before it).
+Then the same again with the index moved away (a run written by an engine from before it), and on
+a ``baseline`` workspace built the same way whose big run wrote only 1,000 steps (~0.5 MB): what a
+command costs whatever the file (the interpreter, the imports, the store, mecab for ``samples``).
 The file is read from the page cache (it was just written). Prints a table and a JSON line.
 
 Run: ``python benchmarks/workspace_big_events.py [--gb 2] [--dir /tmp] [--keep]``.
@@ -194,6 +196,8 @@ def main() -> int:
             facts.write_text(json.dumps(built))
             print(f"built in {time.perf_counter() - start:.0f} s", flush=True)
         built = json.loads(facts.read_text())
+        (root / "baseline").mkdir(exist_ok=True)
+        results["baseline"] = readers(build(root / "baseline", 1, args.eval_every), args.timeout)
         events = RunFiles(Path(built["ws"]) / "runs" / str(built["big"])).events
         index = events_index_path(events)
         print(f"run {built['big']}: events.jsonl {events.stat().st_size / 1e9:.3f} GB, "
@@ -209,13 +213,15 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(root if args.dir else base, ignore_errors=True)
 
-    print(f"\n{'reader':<28} {'index: s':>9} {'peak MiB':>9}   {'no index: s':>11} {'peak MiB':>9}")
+    variants = ("index", "no index", "baseline")
+    print(f"\n{'reader':<28}" + "".join(f" {v + ': s':>13} {'peak MiB':>9}" for v in variants))
     for i, name in enumerate(READERS):
-        cells = []
-        for variant in ("index", "no index"):
+        line = f"{name:<28}"
+        for variant in variants:
             row = results[variant][i]
-            cells.append(("-", "-") if "failed" in row else (f"{row['seconds']:.2f}", f"{row['peak_rss_mib']:.0f}"))
-        print(f"{name:<28} {cells[0][0]:>9} {cells[0][1]:>9}   {cells[1][0]:>11} {cells[1][1]:>9}")
+            seconds, rss = ("-", "-") if "failed" in row else (f"{row['seconds']:.2f}", f"{row['peak_rss_mib']:.0f}")
+            line += f" {seconds:>13} {rss:>9}"
+        print(line)
     failed = [(variant, row) for variant, rows in results.items() for row in rows if "failed" in row]
     for variant, row in failed:
         print(f"{variant}: {row['reader']} failed: {row['failed']}", file=sys.stderr)

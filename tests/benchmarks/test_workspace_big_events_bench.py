@@ -19,7 +19,7 @@ def test_workspace_big_events_benchmark_runs_every_reader(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     readers = ["results", "compare", "samples", "handoff", "tui first snapshot", "rebuild (rm state.db; ls)"]
-    for variant in ("index", "no index"):
+    for variant in ("index", "no index", "baseline"):
         rows = report["rows"][variant]
         assert [row["reader"] for row in rows] == readers
         assert not any("failed" in row for row in rows), rows

@@ -19,7 +19,7 @@ import pytest
 
 from dialsum_tui.manager.guards.gpu import NoGpuSource
 from dialsum_tui.manager.runs import events as run_events
-from dialsum_tui.manager.runs.events import catch_up
+from dialsum_tui.manager.runs.events import absorb, catch_up, keep_bounded, stage_records
 from dialsum_tui.manager.runs.retry import resume_point
 from dialsum_tui.manager.service import Manager
 from dialsum_tui.manager.snapshot import SnapshotSource
@@ -100,6 +100,22 @@ def test_the_big_run_is_what_the_readers_show(workspaces: dict[int, dict]) -> No
     restored = restore_run(manager.workspace, built["big"])
     assert restored.state.value == "succeeded" and restored.progress["step"] == 16  # infer's last batch
     assert restored.metrics["final"] == 36.0 and restored.metrics["stage"] == Stage.EVALUATE
+
+
+def test_a_big_catch_up_keeps_what_reading_every_line_keeps(workspaces: dict[int, dict]) -> None:
+    """A restarted worker's catch-up through the summary gives the verdict and the store the same
+    records as reading every line would: every rare one, the newest warnings, the last progress and
+    train_log, and so the same progress and metrics."""
+    built = workspaces[BIG]
+    events = RunFiles(Path(built["ws"]) / "runs" / str(built["big"])).events
+    run_events.forget_summaries()
+    for stage in Stage:
+        exact = keep_bounded(stage_records(EventTail(events).drain(), stage))
+        tail = EventTail(events)
+        caught = catch_up(tail, stage)
+        assert caught == exact, stage
+        assert absorb({}, {}, caught, stage) == absorb({}, {}, exact, stage)
+        assert tail.offset == events.stat().st_size  # it follows on from the end
 
 
 @pytest.mark.parametrize("indexed", [True, False], ids=["index", "no index"])
