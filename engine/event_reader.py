@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.artifacts import READ_CAP, EventTail, decode_line, events_index_path, to_record
+from engine.artifacts import READ_CAP, EventTail, atomic_write_text, decode_line, events_index_path, to_record
 from engine.contract import (
     RARE_EVENTS,
     Artifact,
@@ -283,6 +283,11 @@ class _Sampler:
         self.scanned = 0
         self.indexed = False
         self.found: dict[int, EventRecord] = {}  # offset of its line → record
+        # What a scan found, to leave behind as an index (spans scanned whole, rare lines in them).
+        self.scanned_spans: list[tuple[int, int]] = []
+        self.scanned_lines: list[tuple[int, int, str]] = []  # (at, end, event) as EventWriter lists them
+        self.scan_complete = True  # False once a scan dropped a line (over-long, or past MAX_RARE)
+        self.fresh_index = False  # True: the middle was scanned whole because no index could be used
 
     def pread(self, offset: int, length: int) -> bytes:
         data = os.pread(self.fd, max(0, length), offset)
@@ -304,6 +309,7 @@ class _Sampler:
         for offset, line in head_lines + tail_lines:  # every rare event of the ends
             self._keep(offset, self._decode(line, rare=True))
         self._middle(head_cut, tail_cut)
+        self._leave_index()
         self._curve(end, head_cut, tail_cut, head_lines, tail_lines)
         self._stage_ends(end)
         records = (self.found[offset] for offset in sorted(self.found))
@@ -337,6 +343,7 @@ class _Sampler:
             return
         vouched = self._from_index(lo, hi)
         if vouched is None:
+            self.fresh_index = True  # none, or one not to be trusted: what the scan finds replaces it
             self._scan(lo, hi)
             return
         for a, b in _gaps(vouched, lo, hi):
@@ -422,11 +429,47 @@ class _Sampler:
             if size - cut > READ_CAP:  # a line longer than the cap: step over it
                 held, held_at, skip = 0, pos, True
                 self.skipped += 1
+                self.scan_complete = False
             else:
                 buf[:size - cut] = buf[cut:size]
                 held, held_at = size - cut, held_at + cut
+        self.scan_complete = self.scan_complete and all(len(q) < MAX_RARE for q in newest.values())
         for offset, line in sorted(e for q in newest.values() for e in q):
-            self._keep(offset, self._decode(line, rare=True))
+            record = self._keep(offset, self._decode(line, rare=True))
+            if record is not None:
+                self.scanned_lines.append((offset, offset + len(line) + 1, record.event.value))
+        self.scanned_spans.append((lo, pos))
+
+    def _leave_index(self) -> None:
+        """Leave what a scan found as index lines, so the next reader of this file seeks instead of
+        scanning (a file written before the index existed pays the scan once, not at every open).
+
+        Written only for a scan that kept every rare line it met, in EventWriter's own shapes; a
+        failing write (read-only, another user's run) changes nothing, and readers check every
+        entry anyway.
+        """
+        if not self.scanned_spans or not self.scan_complete:
+            return
+        lines = []
+        for lo, hi in self.scanned_spans:
+            lines += [f'{{"from": {lo}, "at": {at}, "end": {end}, "event": "{name}"}}\n'
+                      for at, end, name in self.scanned_lines if lo <= at < hi]
+            lines.append(f'{{"from": {lo}, "to": {hi}}}\n')
+        index = events_index_path(self.path)
+        text = "".join(lines)
+        try:
+            if self.fresh_index:  # a wrong or missing index is replaced whole, never added to
+                atomic_write_text(index, text, mode=os.fstat(self.fd).st_mode & 0o777)
+                return
+            fd = os.open(index, os.O_WRONLY | os.O_APPEND)  # the gaps a valid index left: appended
+        except OSError:
+            return
+        try:
+            os.write(fd, text.encode("ascii"))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     # the loss curve and each stage's last progress ----------------------------------------------
 

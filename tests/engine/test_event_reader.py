@@ -287,6 +287,23 @@ def test_a_big_file_is_exact_but_for_the_sampled_curve(tmp_path: Path, small_end
         assert summary.scanned_bytes > 0
 
 
+@pytest.mark.parametrize("index", ["removed", "wrong"])
+def test_a_scan_leaves_an_index_so_the_next_open_seeks(tmp_path: Path, small_ends: None, index: str) -> None:
+    # A run written before the index existed (or whose index is wrong) pays the scan once.
+    path = tmp_path / "events.jsonl"
+    write_run(path, steps=3000, eval_every=400)
+    if index == "removed":
+        events_index_path(path).unlink()
+    else:
+        entries = events_index_path(path).read_text().replace('"at": ', '"at": 1').replace('"end": ', '"end": 1')
+        events_index_path(path).write_text(entries)
+    first = RunEvents.open(path, 60, full_below=0)
+    assert first.scanned_bytes > 0 and not first.indexed
+    again = RunEvents.open(path, 60, full_below=0)
+    assert again.indexed and again.scanned_bytes == 0 and again.bytes_read < path.stat().st_size / 3
+    same_but_curve(again, full_summary(path, 60), 60)
+
+
 def test_a_live_file_with_a_torn_last_line_ends_before_it(tmp_path: Path, small_ends: None) -> None:
     path = tmp_path / "events.jsonl"
     write_run(path, steps=1500, eval_every=300)
