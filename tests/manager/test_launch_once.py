@@ -7,6 +7,7 @@ worker, as a SIGSTOP or kill -9 followed by a restart would.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,15 @@ def _worker_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loop, "start_stage", REAL_START)
 
 
+def _tick_until_it_dies(worker: Worker, timeout: float = 120.0) -> None:
+    """Tick like the worker's loop until the spawn it dies at (a loaded machine takes its time)."""
+    deadline = time.monotonic() + timeout
+    with pytest.raises(WorkerDied):
+        while time.monotonic() < deadline:
+            worker.tick()
+            time.sleep(0.02)
+
+
 def _started(manager: Manager, run_id: int, stage: str) -> int:
     return sum(1 for e in manager.events(run_id) if e.event == "started" and e.command == stage)
 
@@ -54,10 +64,7 @@ def test_a_stage_spawned_but_not_recorded_is_readopted_not_launched_again(
     manager = Manager.open(workspace)
     run = manager.add(str(make_config("m")))
     _die_after_spawn(monkeypatch, "train")
-    first = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource())
-    with pytest.raises(WorkerDied):
-        for _ in range(200):
-            first.tick()
+    _tick_until_it_dies(Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource()))
     left = manager.get(run.id)
     assert left.state is RunState.RUNNING and left.pid is None and left.launch["stage"] == "train"
     _worker_back(monkeypatch)
@@ -78,10 +85,7 @@ def test_a_stage_that_ran_while_no_worker_watched_is_judged_from_all_its_events(
     manager = Manager.open(workspace)
     run = manager.add(str(make_config("m")))  # train and infer as usual; the worker dies at evaluate
     _die_after_spawn(monkeypatch, "evaluate")
-    with pytest.raises(WorkerDied):
-        first = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource())
-        for _ in range(200):
-            first.tick()
+    _tick_until_it_dies(Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource()))
     # The stage finishes on its own: every event it writes lands while no worker is there.
     wait_until(lambda: any(e.event in ("finished", "failed") and e.command == "evaluate"
                            for e in manager.events(run.id)), what="the evaluate stage to end")
@@ -104,10 +108,7 @@ def test_a_stage_whose_worker_died_before_the_spawn_starts_once(
         raise WorkerDied("train")
 
     monkeypatch.setattr(loop, "start_stage", die_before_spawn)
-    with pytest.raises(WorkerDied):
-        first = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource())
-        for _ in range(200):
-            first.tick()
+    _tick_until_it_dies(Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource()))
     assert manager.get(run.id).launch["stage"] == "train"
     _worker_back(monkeypatch)
     restarted = Worker(workspace, poll_s=0.05, gpu_source=NoGpuSource())
