@@ -7,7 +7,6 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from dialsum_tui.manager.insights.leaderboard import rouge_with_lb
 from dialsum_tui.widgets.formatting import fit_cell
 
 COLUMNS = (("model", "Model"), ("rouge", "ROUGE"), ("r123", "R1/R2/RL ×100"), ("status", "상태"), ("user", "By"),
@@ -19,7 +18,7 @@ MODEL_CELLS = 32
 
 def result_cells(row: Any) -> tuple[Any, ...]:
     """Return the cells for one ``ResultRow``; the score says its tokenizer so numbers stay comparable."""
-    rouge = Text(rouge_with_lb(row), style="bold" if row.best else "")  # ★ best, LB beside
+    rouge = Text(row.rouge_cell, style="bold" if row.best else "")  # ★ best, LB beside
     # One line: a DataTable row shows only the first line of a cell (a preflight failure lists its
     # problems on several).
     evidence = " ".join((row.evidence + (f" — {row.hint}" if row.hint else "")).split())

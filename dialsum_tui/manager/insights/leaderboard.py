@@ -26,7 +26,6 @@ from engine.artifacts import atomic_write_text, safe_name, submission_path
 from engine.contract import SUBMISSION_SUFFIX, TEST_CSV, ArtifactKind, Stage
 
 if TYPE_CHECKING:
-    from dialsum_tui.manager.insights.results import ResultRow
     from dialsum_tui.manager.runs.models import Run
     from dialsum_tui.manager.workspace.layout import Workspace
 
@@ -97,38 +96,6 @@ def best_runs(workspace: Workspace, runs: list[Run]) -> dict[tuple[str | None, s
         (tokenizer, scorer) → run id of the highest evaluate-stage final; runs without one are left out.
     """
     return ranking(workspace, runs).best
-
-
-def annotate_rows(workspace: Workspace, runs: list[Run], rows: list[ResultRow]) -> list[ResultRow]:
-    """Fill ``best``, ``unranked`` and ``lb_score`` of the results rows (one per nickname) in place.
-
-    A row is best when the best run of its (tokenizer, scorer) group has its nickname; a row whose
-    ROUGE was scored on another basis than its group's ranked one is not ranked and says why. Its
-    leaderboard score is the latest one recorded for any run of that nickname.
-    """
-    ranked = ranking(workspace, runs)
-    best_ids = set(ranked.best.values())
-    best_nicks = {run.nickname for run in runs if run.id in best_ids}
-    for row in rows:
-        row.best = row.nickname in best_nicks
-        why = ranked.unranked.get(row.rouge_run) if row.rouge_run is not None else None
-        if why is not None:
-            row.unranked = why
-            row.evidence = f"{row.evidence}; ROUGE {why}" if row.evidence else f"ROUGE {why}"
-        latest = None
-        for run in runs:
-            if run.nickname == row.nickname:
-                score = latest_score(workspace, run.id)
-                if score is not None and (latest is None or score["at"] >= latest["at"]):
-                    latest = score
-        row.lb_score = latest["score"] if latest else None
-    return rows
-
-
-def rouge_with_lb(row: ResultRow) -> str:
-    """The results cell: dev ROUGE, ★ when best, and the public score beside it ("46.85 (mecab) ★ · LB 47.52")."""
-    text = row.rouge_text + (f" {BEST_MARK}" if row.best else "")
-    return text + (f" · LB {row.lb_score:.2f}" if row.lb_score is not None else "")
 
 
 # --- leaderboard scores -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dialsum_tui.manager.guards.memory import predicted_vs_measured
 from dialsum_tui.manager.insights.disk_models import DiskModel, disk_models
-from dialsum_tui.manager.insights.leaderboard import annotate_rows, rouge_with_lb
+from dialsum_tui.manager.insights.leaderboard import BEST_MARK, latest_score, ranking
 from dialsum_tui.manager.runs.events import run_summary, stored_eval
 from dialsum_tui.manager.runs.identity import model_key, predictions_key, run_key, run_paths
 from dialsum_tui.manager.runs.models import Run, RunState
@@ -67,13 +67,13 @@ class ResultRow:
     lb_score: float | None = None  # latest public-leaderboard score recorded with `dialsum-tui lb`
     user: str | None = None  # who queued the row's latest run (None: queued before users were recorded)
     resume: str | None = None  # "step 758/780": the stopped training `retry ID --resume` continues
-    n: int | None = None  # dev rows the ROUGE was scored on (its basis, with tokenizer and scorer)
-    rouge_run: int | None = None  # the run whose evaluation the ROUGE is
-    unranked: str | None = None  # why the ROUGE is not ranked against the others (another basis), else None
     sweep: str | None = None  # the sweep the row's latest run is a variant of (its id)
     sweep_best: bool = False  # the best of its sweep by evaluate-stage dev ROUGE (one basis: runs.sweeps.sweep_best)
     # stage → {"predicted_gib", "measured_gib"}: the latest run's GPU memory, predicted at add vs measured
     gpu_memory: dict[str, Any] = field(default_factory=dict)
+    n: int | None = None  # dev rows the ROUGE was scored on (its basis, with tokenizer and scorer)
+    rouge_run: int | None = None  # the run whose evaluation the ROUGE is
+    unranked: str | None = None  # why the ROUGE is not ranked against the others (another basis), else None
     rerun_queued: int | None = None  # a re-run of this model waiting in the queue: the row keeps the earlier result
 
     @property
@@ -82,6 +82,12 @@ class ResultRow:
         if self.final is None:
             return "-"
         return format_rouge(self.final, x100=True) + (f" ({self.tokenizer})" if self.tokenizer else "")
+
+    @property
+    def rouge_cell(self) -> str:
+        """The results cell: dev ROUGE, ★ when best, and the public score beside it ("46.85 (mecab) ★ · LB 47.52")."""
+        text = self.rouge_text + (f" {BEST_MARK}" if self.best else "")
+        return text + (f" · LB {self.lb_score:.2f}" if self.lb_score is not None else "")
 
     @property
     def parts_text(self) -> str:
@@ -404,7 +410,7 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
     header = ["Model", _rouge_header(rows), PARTS_HEADER, "상태", "By", "Evidence"]
     # One line per model: a preflight failure's evidence lists its problems on several lines, and a
     # line break inside a markdown cell ends the row (the pasted hand-off table came out broken).
-    body = [[" ".join(c.split()) for c in (r.nickname, rouge_with_lb(r), r.parts_text, r.status, r.user or "-", r.evidence)]
+    body = [[" ".join(c.split()) for c in (r.nickname, r.rouge_cell, r.parts_text, r.status, r.user or "-", r.evidence)]
             for r in rows]
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -417,6 +423,32 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
         out += ["  ".join(_pad(c, w) for c, w in zip(cells, widths)).rstrip() for cells in body]
         return "\n".join(out) + "\n"
     raise ValueError(f"unknown results format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def annotate_rows(workspace: Workspace, runs: list[Run], rows: list[ResultRow]) -> list[ResultRow]:
+    """Fill ``best``, ``unranked`` and ``lb_score`` of the results rows (one per nickname) in place.
+
+    A row is best when the best run of its (tokenizer, scorer) group has its nickname; a row whose
+    ROUGE was scored on another basis than its group's ranked one is not ranked and says why. Its
+    leaderboard score is the latest one recorded for any run of that nickname.
+    """
+    ranked = ranking(workspace, runs)
+    best_ids = set(ranked.best.values())
+    best_nicks = {run.nickname for run in runs if run.id in best_ids}
+    for row in rows:
+        row.best = row.nickname in best_nicks
+        why = ranked.unranked.get(row.rouge_run) if row.rouge_run is not None else None
+        if why is not None:
+            row.unranked = why
+            row.evidence = f"{row.evidence}; ROUGE {why}" if row.evidence else f"ROUGE {why}"
+        latest = None
+        for run in runs:
+            if run.nickname == row.nickname:
+                score = latest_score(workspace, run.id)
+                if score is not None and (latest is None or score["at"] >= latest["at"]):
+                    latest = score
+        row.lb_score = latest["score"] if latest else None
+    return rows
 
 
 def mark_sweeps(rows: list[ResultRow], runs: list[Run]) -> list[ResultRow]:
