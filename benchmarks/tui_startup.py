@@ -215,6 +215,9 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=10.0)
     parser.add_argument("--lines-per-s", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3, help="runs in the queue (the issue's large case: 1000)")
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="leave the project's modules uncompiled (as under PYTHONDONTWRITEBYTECODE=1 with no "
+                             "__pycache__: each start then compiles them, ~30 ms on the dev box)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--bare", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -226,6 +229,15 @@ def main() -> None:
         return
     if not shutil.which("tmux"):
         raise SystemExit("tmux is needed for the terminal figures (apt-get install tmux)")
+    if not args.no_bytecode:
+        # As a user's every start but the first: Python caches the bytecode of what it imports. Textual's
+        # was compiled at install; without this, a checkout run with PYTHONDONTWRITEBYTECODE=1 (the dev
+        # box sets it) compiled the project's modules on each start, inside the app's first frame only.
+        import compileall
+
+        for package in ("dialsum_tui", "engine"):
+            compileall.compile_dir(REPO / package, quiet=1)
+    print(f"bytecode: {'not cached' if args.no_bytecode else 'cached (compileall)'}")
     with tempfile.TemporaryDirectory(prefix="dialsum-bench-") as tmp:
         root = Path(tmp) / "ws"
         t = time.time()

@@ -79,7 +79,8 @@ class DialsumApp(App[int]):
 
     async def on_mount(self) -> None:
         self.sub_title = self.root.name
-        self.main = MainScreen(self.root.name)
+        # Built with the classes of the terminal's size (MainScreen.size_classes): no restyle at the first resize.
+        self.main = MainScreen(self.root.name, (self.size.width, self.size.height))
         await self.push_screen(self.main)  # mounted before the first snapshot can arrive
         # The poll thread opens the manager (imports, SQLite): started once the first frame is drawn,
         # so that frame does not share the CPU with it.

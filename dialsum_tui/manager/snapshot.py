@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from engine.contract import Eval, Event, Progress, RunFiles, TrainLog, load_snapshot, parse_event
-
 # The front end imports this module for its first frame; the manager's packages (pydantic, SQLite,
 # psutil, NVML behind them) are imported by the poll thread when it opens the workspace, so the
 # first frame never waits for them. Names a widget needs only as types come from here, lazily.
@@ -33,12 +31,14 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.runs.streaks import FailurePause
     from dialsum_tui.manager.runs.sweeps import SweepStatus
     from dialsum_tui.manager.service import Manager
+    from engine.contract import Eval, Progress
 
 __all__ = ["BoardSnapshot", "DiskUsage", "Eval", "GpuDevice", "Progress", "ResumePoint", "Run", "RunSnapshot",
            "SnapshotSource", "failure_headline", "focus_run", "run_progress", "LOG_LINES"]
 
 _LAZY = {"DiskUsage": "dialsum_tui.manager.guards.disk", "GpuDevice": "dialsum_tui.manager.guards.gpu",
-         "ResumePoint": "dialsum_tui.manager.runs.retry", "Run": "dialsum_tui.manager.runs.models"}
+         "ResumePoint": "dialsum_tui.manager.runs.retry", "Run": "dialsum_tui.manager.runs.models",
+         "Eval": "engine.contract", "Progress": "engine.contract"}
 
 
 def __getattr__(name: str) -> Any:
@@ -72,6 +72,7 @@ def run_progress(run: Run) -> Progress | None:
     and infer's first, the queue would show "infer 400/400, 100%" for a stage just loading.
     """
     from dialsum_tui.manager.runs.models import RunState  # loaded by then: a run came from the store
+    from engine.contract import Event, Progress, parse_event
 
     if not run.progress:
         return None
@@ -219,6 +220,7 @@ class RunReader:
 
     def __init__(self, run_dir: Path, window: int | None = None) -> None:
         from dialsum_tui.manager.runs.logs import DEFAULT_WINDOW, LogTail
+        from engine.contract import RunFiles
 
         files = RunFiles(run_dir)
         self._log = LogTail(files.log, window=window or DEFAULT_WINDOW)
@@ -244,6 +246,8 @@ class RunReader:
             records = chain(summary.kept, self._events.drain())
         else:
             records = self._events.drain()
+        from engine.contract import Eval, TrainLog
+
         for record in records:
             if isinstance(record, TrainLog) and record.loss is not None:
                 self._loss.append((float(record.step if record.step is not None else len(self._loss)), record.loss))
@@ -380,6 +384,8 @@ def _footprint(run: Run, root: Path) -> int:
     from dialsum_tui.manager.guards.disk import projected_footprint
 
     try:
+        from engine.contract import load_snapshot
+
         return projected_footprint(load_snapshot(run.config_yaml, f"run {run.id}"), run.action.value, root)
     except Exception:  # a projection is advice; a config it cannot read is reported when the run starts
         return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -10,11 +10,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Static
 
 from dialsum_tui.manager.snapshot import BoardSnapshot, RunSnapshot
 from dialsum_tui.widgets.disk_panel import DiskPanel
 from dialsum_tui.widgets.gpu_panel import GpuPanel
+from dialsum_tui.widgets.key_bar import KeyBar
 from dialsum_tui.widgets.log_view import LogView
 from dialsum_tui.widgets.progress_panel import ProgressPanel
 from dialsum_tui.widgets.queue_table import QueueTable, render_detail
@@ -42,7 +43,8 @@ class Key:
 
     @property
     def binding(self) -> Binding:
-        return Binding(self.key, f"app.{self.action}", self.label, show=bool(self.footer), tooltip=self.help)
+        # show=False: the footer line is the screen's own KeyBar, which reads ``footer`` for the width.
+        return Binding(self.key, f"app.{self.action}", self.label, show=False, tooltip=self.help)
 
 
 # The keys of issue 5. They live on this screen (not the app) so that dialogs never trigger them;
@@ -93,6 +95,11 @@ def footer_actions(width_class: str) -> list[str]:
     return [f"app.{key.action}" for key in KEYS if width_class in key.footer]
 
 
+def footer_keys(width_class: str) -> list[tuple[str, str, str]]:
+    """``(key, word, action)`` of the keys the footer line shows at ``width_class`` (:class:`KeyBar`)."""
+    return [(key_label(key), key.label, f"app.{key.action}") for key in KEYS if width_class in key.footer]
+
+
 # In one-panel mode the panel shown, in the order v steps through them.
 PANELS = ("queue", "log", "progress", "machine")
 SINGLE_BELOW = (60, 20)  # (columns, rows): smaller terminals show one panel at a time
@@ -115,29 +122,28 @@ class MainScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (60, "-narrow"), (100, "-medium"), (140, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-low"), (20, "-short"), (26, "-mid"), (36, "-tall"), (48, "-roomy")]
 
-    def __init__(self, workspace_label: str) -> None:
-        # The first panel's class from the start: a class set after mount restyles every widget once more.
-        super().__init__(classes=f"-show-{PANELS[0]}")
+    def __init__(self, workspace_label: str, size: tuple[int, int] | None = None) -> None:
+        # The classes the first Resize would set (breakpoints, one-panel mode, the first panel) from the
+        # start: every class set after mount restyles each widget once more, most of a first frame's cost.
+        super().__init__(classes=" ".join(self.size_classes(size) if size else []) + f" -show-{PANELS[0]}")
         self._workspace_label = workspace_label
         self._board: BoardSnapshot | None = None
         self._detail: Text | None = None  # what the detail line shows, to redraw only on change
         self.panel = PANELS[0]  # the panel shown in one-panel mode
-        self._footer_width = ""  # the width class the footer's keys were chosen for
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
-        yield StatusLine(Text(f"workspace {self._workspace_label}"), id="status-line")
-        with Vertical(id="body"):
-            with Vertical(id="queue-panel"):
-                yield QueueTable(id="queue")
-                yield Static(render_detail(None), id="queue-detail")
-            with Horizontal(id="bottom"):
-                yield LogView(id="log")
-                with Vertical(id="right"):
-                    yield GpuPanel(id="gpu")
-                    yield DiskPanel(id="disk")
-                    yield ProgressPanel(id="progress")
-        yield Footer(compact=True, show_command_palette=False)
+        # No Header: the status line names the workspace, and every row counts on a small terminal.
+        yield StatusLine(self._workspace_label, id="status-line")
+        yield KeyBar(id="keys")  # docked at the bottom
+        with Vertical(id="queue-panel"):
+            yield QueueTable(id="queue")
+            yield Static(render_detail(None), id="queue-detail")
+        with Horizontal(id="bottom"):
+            yield LogView(id="log")
+            with Vertical(id="right"):
+                yield GpuPanel(id="gpu")
+                yield DiskPanel(id="disk")
+                yield ProgressPanel(id="progress")
 
     def on_mount(self) -> None:
         self.query_one("#queue-panel").border_title = "Queue"
@@ -150,11 +156,19 @@ class MainScreen(Screen[None]):
         # sides, which a breakpoint list (one axis each) cannot say.
         single = event.size.width < SINGLE_BELOW[0] or event.size.height < SINGLE_BELOW[1]
         self.set_class(single, "-single")
-        # The full loss chart from 48 rows up (it would get a few rows below); one-line curves at every size.
-        self.query_one(ProgressPanel).show_chart(self.has_class("-roomy") and not single)
-        if self.width_class != self._footer_width:  # the footer's keys follow the width (a recompose: only on change)
-            self._footer_width = self.width_class
-            self.refresh_bindings()
+        # The full loss chart from 48 rows up (it would get a few rows below), one-line curves below that;
+        # the per-eval table from 36 rows.
+        roomy = self.has_class("-roomy") and not single
+        self.query_one(ProgressPanel).fit(chart=roomy, table=roomy or (self.has_class("-tall") and not single))
+        self.query_one(KeyBar).show(footer_keys(self.width_class), event.size.width)  # the keys follow the width
+
+    @classmethod
+    def size_classes(cls, size: tuple[int, int]) -> list[str]:
+        """The width and height classes (and ``-single``) a screen of ``size`` cells gets."""
+        width, height = size
+        classes = [next(name for edge, name in reversed(points) if value >= edge)
+                   for value, points in ((width, cls.HORIZONTAL_BREAKPOINTS), (height, cls.VERTICAL_BREAKPOINTS))]
+        return classes + (["-single"] if width < SINGLE_BELOW[0] or height < SINGLE_BELOW[1] else [])
 
     @property
     def width_class(self) -> str:
@@ -162,19 +176,6 @@ class MainScreen(Screen[None]):
         if self.has_class("-single"):
             return TINY
         return next((name for name in (WIDE, MEDIUM, NARROW) if self.has_class(name)), TINY)
-
-    @property
-    def active_bindings(self):  # noqa: ANN201 - Textual's own type
-        """The screen's bindings, with ``show`` set by each :class:`Key`'s ``footer`` for the current width."""
-        shown = set(footer_actions(self.width_class))
-        ours = {f"app.{key.action}" for key in KEYS}
-        bindings = super().active_bindings
-        for key, active in bindings.items():
-            if active.binding.action in ours:
-                visible = active.binding.action in shown
-                if visible != active.binding.show:
-                    bindings[key] = active._replace(binding=replace(active.binding, show=visible))
-        return bindings
 
     def next_panel(self) -> str:
         """Step one-panel mode to the next panel; returns its name."""

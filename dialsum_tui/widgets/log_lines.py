@@ -105,6 +105,7 @@ class LogLines(ScrollView, can_focus=True):
         self.max_lines = max_lines
         self.style_of = style_of
         self.placeholder = ""  # drawn dim on the first row while there is no line
+        self._live = ""  # an unfinished line (a tqdm bar being redrawn), drawn after the lines until replaced
         self._wrap = True
         self._lines: list[str] = []
         self._heights: list[int] = []  # rows per line at _fold_width (wrap) — all 1 unwrapped
@@ -140,6 +141,17 @@ class LogLines(ScrollView, can_focus=True):
         if value != self._wrap:
             self._wrap = value
             self._reflow()
+
+    def set_live(self, line: str) -> None:
+        """Show ``line`` as the unfinished last row (empty: none); it is replaced, never appended."""
+        line = clean(line)
+        if line != self._live:
+            had = bool(self._live)
+            self._live = line
+            if had != bool(line):
+                self._resize()
+                self._keep_following()
+            self.refresh()
 
     def clear(self) -> None:
         """Drop every line."""
@@ -197,8 +209,8 @@ class LogLines(ScrollView, can_focus=True):
         self.refresh()
 
     def _resize(self) -> None:
-        width = self._text_width() if self._wrap else max(self._widest, 1)
-        self.virtual_size = Size(width, max(self.row_count, 1))
+        width = self._text_width() if self._wrap else max(self._widest, cell_len(self._live), 1)
+        self.virtual_size = Size(width, max(self.row_count + bool(self._live), 1))
 
     def on_resize(self) -> None:
         if self._text_width() != self._fold_width:
@@ -216,8 +228,11 @@ class LogLines(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         base = self.rich_style
         row = scroll_y + y
+        if row == self.row_count and self._live:
+            live = Strip(Text(self._live, style="green", no_wrap=True, end="").render(self.app.console, end=""))
+            return live.apply_style(base).crop_extend(scroll_x, scroll_x + width, base)
         if not self._lines:
-            if y == 0 and self.placeholder:
+            if row == 0 and self.placeholder:
                 return Strip(Text(self.placeholder, style="dim").render(self.app.console)).crop_extend(0, width, base)
             return Strip.blank(width, base)
         if row >= self.row_count:

@@ -5,11 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.widgets import Static
-
 from dialsum_tui.manager.snapshot import LOG_LINES
 from dialsum_tui.widgets.log_lines import LogLines
 
@@ -27,8 +22,8 @@ def _error_test() -> Callable[[str], bool]:
     return is_error_line
 
 
-class LogView(Vertical):
-    """Log lines above, the unfinished (tqdm) line below.
+class LogView(LogLines):
+    """The log lines of the selected run (error lines red), the unfinished (tqdm) line as its last row.
 
     Renders the log part of the :class:`RunSnapshot` it is shown: it appends only the lines it has
     not shown yet (``log_total``) and starts over when the run or the log's generation changed.
@@ -37,37 +32,22 @@ class LogView(Vertical):
     """
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+        super().__init__(LOG_LINES, style_of=self._style_of, **kwargs)
         self.errors_only = False
-        self.wrap = True  # wrapped by default: a narrow terminal must still show the end of a traceback line
         self.title = "no run selected"
-        self._lines: tuple[str, ...] = ()  # what the snapshot holds, for re-filtering
+        self._source: tuple[str, ...] = ()  # what the snapshot holds, for re-filtering
         self._shown: tuple[int, int] | None = None  # (run id, log generation) on screen
         self._run_id: int | None = None
         self._total = 0  # lines of that generation already written
         self._is_error: Callable[[str], bool] | None = None
-        self._live = ""
-
-    def compose(self) -> ComposeResult:
-        yield LogLines(LOG_LINES, style_of=self._style_of, id="log-lines")
-        yield Static("", id="log-live")
 
     def on_mount(self) -> None:
         self._update_border()
 
     @property
-    def _view(self) -> LogLines:
-        return self.query_one(LogLines)
-
-    @property
-    def line_count(self) -> int:
-        """Log lines written to the view (after the filter, before wrapping)."""
-        return self._view.line_count
-
-    @property
     def shown_lines(self) -> list[str]:
         """The log lines written to the view, as the log has them (after the filter, before wrapping)."""
-        return self._view.lines
+        return self.lines
 
     def _error(self, line: str) -> bool:
         if self._is_error is None:
@@ -81,16 +61,15 @@ class LogView(Vertical):
         return not self.errors_only or self._error(line)
 
     def _rewrite(self) -> None:
-        view = self._view
-        view.clear()
-        view.write_lines([line for line in self._lines if self._keep(line)])
+        self.clear()
+        self.write_lines([line for line in self._source if self._keep(line)])
         self._placeholder()
 
     def _placeholder(self) -> None:
         if self.errors_only:
-            self._view.placeholder = f"no error lines in the last {len(self._lines):,} lines (f shows every line)"
+            self.placeholder = f"no error lines in the last {len(self._source):,} lines (f shows every line)"
         else:
-            self._view.placeholder = NO_LOG if self._run_id is not None else ""
+            self.placeholder = NO_LOG if self._run_id is not None else ""
 
     def show(self, snapshot: RunSnapshot) -> None:
         """Show the log of ``snapshot``: new lines appended, the live line replaced."""
@@ -100,19 +79,16 @@ class LogView(Vertical):
                 self.errors_only = False  # a filter set for one run's failure is not the next run's view
             self._shown, self._total, self._run_id = key, 0, snapshot.run.id
             self.title = f"run {snapshot.run.id} {snapshot.run.nickname}".strip()
-            self._view.clear()
+            self.clear()
             self._update_border()
         new = snapshot.log_total - self._total
         if new > 0:
             # More new lines than the snapshot keeps (messages coalesced): the kept ones are all there is.
             fresh = snapshot.log_lines[-new:] if new < len(snapshot.log_lines) else snapshot.log_lines
-            self._view.write_lines([line for line in fresh if self._keep(line)])
-        self._lines, self._total = snapshot.log_lines, snapshot.log_total
+            self.write_lines([line for line in fresh if self._keep(line)])
+        self._source, self._total = snapshot.log_lines, snapshot.log_total
         self._placeholder()
-        live = snapshot.log_live if snapshot.log_live and self._keep(snapshot.log_live) else ""
-        if live != self._live:
-            self._live = live
-            self.query_one("#log-live", Static).update(Text(live), layout=False)  # always one line
+        self.set_live(snapshot.log_live if snapshot.log_live and self._keep(snapshot.log_live) else "")
 
     def toggle_filter(self) -> bool:
         """Switch between all lines and errors only; returns the new state."""
@@ -124,7 +100,6 @@ class LogView(Vertical):
     def toggle_wrap(self) -> bool:
         """Switch between wrapped lines and whole lines that scroll sideways; returns True when wrapped."""
         self.wrap = not self.wrap
-        self._view.wrap = self.wrap
         self._update_border()
         return self.wrap
 
@@ -132,8 +107,7 @@ class LogView(Vertical):
         """Scroll unwrapped lines ``cells`` to the right (negative: left); False when wrapped (nothing to scroll)."""
         if self.wrap:
             return False
-        view = self._view
-        view.scroll_to(x=max(0, min(view.max_scroll_x, view.scroll_x + cells)), animate=False)
+        self.scroll_to(x=max(0, min(self.max_scroll_x, self.scroll_x + cells)), animate=False)
         return True
 
     def _update_border(self) -> None:

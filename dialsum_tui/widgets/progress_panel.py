@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rich.table import Table
+from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
 from dialsum_tui.manager.snapshot import failure_headline
-from dialsum_tui.widgets.formatting import bar, duration, progress_fraction, show_text, sparkline
+from dialsum_tui.widgets.formatting import bar, duration, progress_fraction, sparkline
 from engine.units import format_bytes, format_rouge
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from dialsum_tui.manager.snapshot import Eval, RunSnapshot
 
 LABEL = 6  # "loss  ", "ROUGE "
@@ -108,6 +110,7 @@ def render_evals(evals: Sequence[Eval]) -> Table | Text:
     (nothing before the first: the ROUGE curve's line says so)."""
     if not evals:
         return Text("")
+    from rich.table import Table  # not on the first frame's path: a run's evals come later
     # One space between columns and none at the edges: "ep 1.0 41.00 22.00 39.00 34.00" fits a 30-cell panel.
     table = Table("eval", "R1", "R2", "RL", "final", box=None, padding=(0, 0, 0, 1), pad_edge=False,
                   header_style="bold")
@@ -119,90 +122,90 @@ def render_evals(evals: Sequence[Eval]) -> Table | Text:
 
 
 class ProgressPanel(Vertical):
-    """Renders the :class:`RunSnapshot` the app hands down with :meth:`show`.
+    """Renders the :class:`RunSnapshot` the app hands down with :meth:`show`, as one text: the bar and
+    speed (one line each, cut at the edge), the cause of a failed or held run, the loss and ROUGE
+    curves (one line each) and, where the screen has the rows (:meth:`fit`), the per-eval table.
 
-    The curves are one line each at every size; a full loss chart (textual-plotext) is mounted only
-    when the screen asks for it (:meth:`show_chart`, 48 rows and up), so smaller terminals and the
-    first frame never load plotext.
+    A full loss chart (textual-plotext) replaces the one-line curves only when the screen asks for it
+    (48 rows and up): it is mounted then, so smaller terminals and the first frame never load plotext.
+    One text rather than a widget per part: each widget costs the first frame its styling and layout.
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._loss: tuple[tuple[float, float], ...] = ()
         self._evals: tuple[Eval, ...] = ()
-        self._shown: Text | None = None
-        self._verdict: Text | None = None
-        self._curves: Text | None = None
         self._snapshot: RunSnapshot | None = None
         self._chart = False
+        self._table = False
+        self._shape: tuple | None = None  # what decides the text's height, to lay out only when it changes
+        self.text = Text()  # what the panel shows (plain text for tests and the chart's neighbours)
 
     def compose(self) -> ComposeResult:
-        yield Static(id="progress-text")
-        yield Static(id="progress-note")  # before the curves: a failed or held run's cause comes first
-        yield Static(id="curves")
-        yield Static(id="rouge-table")
+        yield Static(id="progress-body")
 
     def on_mount(self) -> None:
         self.border_title = "Progress & metrics"
-        self.query_one("#rouge-table", Static).update(render_evals(()))
-        self.query_one("#progress-text", Static).update(render_progress(None))
-        self.query_one("#progress-note", Static).display = False
-        self._show_curves()
 
     def on_resize(self) -> None:
-        self._show_progress()
-        self._show_curves()
+        self._redraw()
+
+    def fit(self, chart: bool, table: bool) -> None:
+        """What the screen has room for: the full chart (from 48 rows) and the per-eval table (from 36)."""
+        self._table = table
+        if chart != self._chart:
+            self._chart = chart
+            self.set_class(chart, "-chart")
+            if chart:
+                self._mount_chart()
+        self._redraw()
 
     def show(self, snapshot: RunSnapshot | None) -> None:
-        """Render ``snapshot``, redrawing only the parts that changed."""
+        """Render ``snapshot``; the chart is drawn again only when the loss changed."""
         self._snapshot = snapshot
-        self._show_progress()
         loss = snapshot.loss if snapshot else ()
-        evals = snapshot.evals if snapshot else ()
-        if (loss is not self._loss and loss != self._loss) or (evals is not self._evals and evals != self._evals):
-            new_evals = evals != self._evals
-            self._loss, self._evals = loss, evals
-            self._show_curves()
+        if loss is not self._loss and loss != self._loss:
+            self._loss = loss
             if self._chart:
                 self._replot()
-            if new_evals:
-                self.query_one("#rouge-table", Static).update(render_evals(evals))  # a row more: layout
+        self._evals = snapshot.evals if snapshot else ()
+        self._redraw()
 
-    def _show_progress(self) -> None:
+    def _redraw(self) -> None:
+        width = self.content_region.width or 30
         # The bar takes what "train " and " 100%  780/780" leave of the panel's width.
-        text = render_progress(self._snapshot, width=min(30, max(6, self.content_region.width - 21)))
-        if text != self._shown:
-            show_text(self.query_one("#progress-text", Static), text, self._shown)
-            self._shown = text
+        progress = render_progress(self._snapshot, width=min(30, max(6, width - 21)))
+        progress.no_wrap, progress.overflow = True, "ellipsis"
         verdict = render_verdict(self._snapshot)
-        if verdict != self._verdict:
-            note = self.query_one("#progress-note", Static)
-            show_text(note, verdict, self._verdict)
-            note.display = bool(verdict.plain)  # an empty note takes no row
-            self._verdict = verdict
-
-    def _show_curves(self) -> None:
-        curves = render_curves(self._loss, self._evals, self.content_region.width or 30)
-        if curves != self._curves:
-            show_text(self.query_one("#curves", Static), curves, self._curves)
-            self._curves = curves
+        parts: list[Text | Table] = [progress]
+        if verdict.plain:
+            parts.append(verdict)
+        if not self._chart:
+            curves = render_curves(self._loss, self._evals, width)
+            curves.no_wrap, curves.overflow = True, "ellipsis"
+            parts.append(curves)
+        if (self._table or self._chart) and self._evals:
+            parts.append(render_evals(self._evals))
+        text = Text("\n").join(part for part in parts if isinstance(part, Text))
+        shape = (progress.plain.count("\n"), verdict.plain, self._chart, len(self._evals) if self._table else 0, width)
+        if text == self.text and shape == self._shape:
+            return
+        self.text = text
+        body = self.query_one("#progress-body", Static)
+        body.update(Group(*parts), layout=shape != self._shape)
+        self._shape = shape
 
     @property
     def loss_points(self) -> list[tuple[float, float]]:
         """The (step, loss) points on the curve."""
         return list(self._loss)
 
-    def show_chart(self, shown: bool) -> None:
-        """Show (mounting it the first time) or hide the full loss chart."""
-        self._chart = shown
-        self.set_class(shown, "-chart")
-        if shown and not self.query("#loss-plot"):
+    def _mount_chart(self) -> None:
+        if not self.query("#loss-plot"):
             from textual_plotext import PlotextPlot
 
-            self.mount(PlotextPlot(id="loss-plot"), before="#rouge-table")
-            self.call_after_refresh(self._replot)
-        elif shown:
-            self._replot()
+            self.mount(PlotextPlot(id="loss-plot"))
+        self.call_after_refresh(self._replot)
 
     def _replot(self) -> None:
         plots = self.query("#loss-plot")

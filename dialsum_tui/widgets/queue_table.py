@@ -144,10 +144,8 @@ class QueueTable(DataTable, inherit_bindings=False):
         self._focused_once = False
         self.marked: frozenset[int] = frozenset()  # runs marked for compare: ● before the id
 
-    def on_mount(self) -> None:
-        self._fit(self.size.width or 80)
-
     def on_resize(self, event: Resize) -> None:
+        # The columns are made here, at the first size, not at mount (at a guessed width, then again).
         self._fit(event.size.width)
         # A shorter table (a taller detail, a smaller terminal) must not hide the selected row.
         self.call_after_refresh(self._keep_cursor_in_view)

@@ -1,4 +1,4 @@
-"""Provides StatusLine: one line under the header — queue live or paused, the worker, runs per state."""
+"""Provides StatusLine: the top line — the workspace, queue live or paused, the worker, runs per state."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from textual.widgets import Static
 from dialsum_tui.manager.snapshot import BoardSnapshot
 
 
-def render_status(board: BoardSnapshot) -> Text:
-    """Say whether the queue runs, whether the worker is up, and how many runs are in each state."""
+def render_status(board: BoardSnapshot, workspace: str = "") -> Text:
+    """Name the workspace, say whether the queue runs, whether the worker is up, and how many runs are in each state."""
     counts: dict[str, int] = {}
     for run in board.runs:
         counts[run.state.value] = counts.get(run.state.value, 0) + 1
-    text = Text()
+    text = Text(f"{workspace} · " if workspace else "", style="bold")
     text.append("⏸ queue paused (space resumes)" if board.paused else "▶ queue live", style="bold")
     worker = f"worker pid {board.worker_pid}" if board.worker_pid else "worker not running"
     text.append(f" · {worker} · ", style="" if board.worker_pid else "bold red")
@@ -26,8 +26,12 @@ def render_status(board: BoardSnapshot) -> Text:
 
 
 class StatusLine(Static):
-    """Shows :func:`render_status` of the board; the ``-paused`` class colours it while paused."""
+    """Shows :func:`render_status` of the board for ``workspace``; the ``-paused`` class colours it while paused."""
+
+    def __init__(self, workspace: str, **kwargs) -> None:
+        super().__init__(Text(f"{workspace} · opening the workspace…"), **kwargs)
+        self.workspace = workspace
 
     def show(self, board: BoardSnapshot) -> None:
-        self.update(render_status(board), layout=False)  # always one line
+        self.update(render_status(board, self.workspace), layout=False)  # always one line
         self.set_class(board.paused, "-paused")

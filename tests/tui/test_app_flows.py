@@ -13,7 +13,6 @@ from dialsum_tui.screens.help import HelpScreen
 from dialsum_tui.screens.main import KEYS, MainScreen, key_label
 from dialsum_tui.screens.results import ResultsScreen
 from dialsum_tui.widgets.gpu_panel import GpuPanel
-from dialsum_tui.widgets.log_lines import LogLines
 from dialsum_tui.widgets.log_view import LogView
 from dialsum_tui.widgets.queue_table import QueueTable
 from engine import artifacts
@@ -106,7 +105,7 @@ async def test_live_run_cancel_retrain_and_reinfer_by_keyboard(workspace, manage
         await wait_for(pilot, lambda: manager.get(run.id).state is RunState.RUNNING, timeout=20, what="run started")
         log = app.main.query_one(LogView)
         await wait_for(pilot, lambda: log.line_count > 0, timeout=20, what="log lines of the running stage")
-        await wait_for(pilot, lambda: app.main.query_one("#progress-text").render().plain.count("%") > 0,
+        await wait_for(pilot, lambda: app.main.query_one("#progress").text.plain.count("%") > 0,
                        timeout=20, what="a progress figure")
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the cancel confirmation")
@@ -198,7 +197,7 @@ async def test_errors_only_says_when_there_are_none_and_resets_for_another_run(w
         await wait_for(pilot, lambda: app.selected_run_id == clean.id and log.line_count == 3, what="the clean log")
         await pilot.press("f")
         assert log.line_count == 0 and log.errors_only
-        assert "no error lines in the last 3 lines" in log.query_one(LogLines).placeholder  # never a blank panel
+        assert "no error lines in the last 3 lines" in log.placeholder  # never a blank panel
         assert "errors only" in str(log.border_title)
         await pilot.press("down")
         await wait_for(pilot, lambda: app.selected_run_id == other.id and log.line_count == 1, what="the other run")
@@ -213,7 +212,7 @@ async def test_log_wraps_or_scrolls_sideways_without_tab(workspace, manager) -> 
     app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
         view = app.main.query_one(LogView)
-        lines = view.query_one(LogLines)
+        lines = view  # a LogLines: rows rendered only where they are seen
         await wait_for(pilot, lambda: view.line_count == 2, what="the log")
         await wait_for(pilot, lambda: lines.row_count > 3, what="the long line wrapped into several rows")
         assert lines.virtual_size.width <= lines.size.width  # nothing to scroll sideways

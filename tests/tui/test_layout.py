@@ -11,8 +11,10 @@ from dialsum_tui.app import make_app
 from dialsum_tui.manager.procfs import current_user
 from dialsum_tui.manager.runs.models import RunState
 from dialsum_tui.screens.add_run import parse_after, parse_gpus
+from dialsum_tui.screens.help import HelpScreen
 from dialsum_tui.screens.main import KEYS, MainScreen, footer_actions
 from dialsum_tui.widgets.formatting import fit_cell
+from dialsum_tui.widgets.key_bar import KeyBar
 from dialsum_tui.widgets.queue_table import QueueTable, layout_columns
 
 from tui_support import scripted_gpu, wait_for, write_config
@@ -120,7 +122,7 @@ async def test_under_60x20_one_panel_at_a_time_and_v_switches(workspace, manager
         assert shown() == ["#queue-panel", "#log", "#progress", "#gpu", "#disk"]  # nothing vanishes at 60×20
 
 
-@pytest.mark.parametrize(("size", "width_class"), [((50, 16), "-tiny"), ((80, 24), "-narrow"),
+@pytest.mark.parametrize(("size", "width_class"), [((50, 16), "-tiny"), ((60, 20), "-narrow"), ((80, 24), "-narrow"),
                                                    ((120, 36), "-medium"), ((200, 60), "-wide")])
 async def test_footer_shows_the_keys_chosen_for_the_width(workspace, manager, size, width_class) -> None:
     app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
@@ -128,12 +130,14 @@ async def test_footer_shows_the_keys_chosen_for_the_width(workspace, manager, si
         await pilot.pause()
         screen = app.main
         assert isinstance(screen, MainScreen)
-        shown = {a.binding.action for a in screen.active_bindings.values() if a.binding.show}
-        assert shown == set(footer_actions(width_class)) and shown  # the one key table says which
+        bar = screen.query_one(KeyBar)
+        shown = [action for _, _, action in bar.keys]
+        assert shown == footer_actions(width_class) and shown  # the one key table says which
         assert "app.move(-1)" not in shown  # ctrl+up/down: in help and the palette, never the footer
-        footer_width = sum(len(app.get_key_display(a.binding)) + len(a.binding.description) + 2
-                           for a in screen.active_bindings.values() if a.binding.show)
-        assert footer_width <= size[0]  # one line, no key cut in half
+        text = bar.render().plain
+        assert cell_len(text) <= size[0] - 1 and text.startswith(bar.keys[0][0])  # one line, no key cut in half
+        await pilot.click(KeyBar, offset=(bar.render().plain.index("? Help") + 2, 0))  # a key is a button too
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="the help opened by a click")
 
 
 async def test_add_dialog_takes_gpu_and_after_and_says_what_is_wrong(workspace, manager) -> None:

@@ -35,7 +35,7 @@ def stopped_at(workspace, manager, step: int, total: int):
 
 
 def _progress_text(app) -> str:
-    return str(app.main.query_one(ProgressPanel).query_one("#progress-note", Static).render())
+    return app.main.query_one(ProgressPanel).text.plain
 
 
 async def test_resume_key_shows_the_plan_and_queues_the_resumed_run(workspace, manager) -> None:
