@@ -20,7 +20,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
 # The C parser where libyaml is there (~10x faster: a 200-run sweep parses 200 snapshots), the same
 # resolvers either way, so the result does not depend on it.
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -4,23 +4,63 @@
 Nothing outside this package asks which backend it holds: a backend says what it can do.
 """
 
-from dialsum_tui.manager.backends.local import LocalBackend
-from dialsum_tui.manager.backends.protocol import (
-    Backend,
-    BackendUnavailable,
-    Exited,
-    Gone,
-    Handle,
-    LaunchError,
-    Pending,
-    Poll,
-    Running,
-    Stopper,
-)
-from dialsum_tui.manager.backends.registry import open_backends
-from dialsum_tui.manager.backends.slurm import SlurmBackend
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.backends.local import LocalBackend
+    from dialsum_tui.manager.backends.protocol import (
+        Backend,
+        BackendUnavailable,
+        Exited,
+        Gone,
+        Handle,
+        LaunchError,
+        Pending,
+        Poll,
+        Running,
+        Stopper,
+    )
+    from dialsum_tui.manager.backends.registry import open_backends
+    from dialsum_tui.manager.backends.slurm import SlurmBackend
+
+# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
+# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+_EXPORTS = {
+    "Backend": "dialsum_tui.manager.backends.protocol",
+    "BackendUnavailable": "dialsum_tui.manager.backends.protocol",
+    "Exited": "dialsum_tui.manager.backends.protocol",
+    "Gone": "dialsum_tui.manager.backends.protocol",
+    "Handle": "dialsum_tui.manager.backends.protocol",
+    "LaunchError": "dialsum_tui.manager.backends.protocol",
+    "LocalBackend": "dialsum_tui.manager.backends.local",
+    "Pending": "dialsum_tui.manager.backends.protocol",
+    "Poll": "dialsum_tui.manager.backends.protocol",
+    "Running": "dialsum_tui.manager.backends.protocol",
+    "SlurmBackend": "dialsum_tui.manager.backends.slurm",
+    "Stopper": "dialsum_tui.manager.backends.protocol",
+    "open_backends": "dialsum_tui.manager.backends.registry",
+}
 __all__ = [
-    "Backend", "BackendUnavailable", "Exited", "Gone", "Handle", "LaunchError", "LocalBackend", "Pending", "Poll",
-    "Running", "SlurmBackend", "Stopper", "open_backends",
+    "Backend",
+    "BackendUnavailable",
+    "Exited",
+    "Gone",
+    "Handle",
+    "LaunchError",
+    "LocalBackend",
+    "Pending",
+    "Poll",
+    "Running",
+    "SlurmBackend",
+    "Stopper",
+    "open_backends",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -2,13 +2,47 @@
 predictions, the best run and the leaderboard, and the Markdown hand-off note.
 """
 
-from dialsum_tui.manager.insights.compare import Comparison, InsightsError, compare_runs
-from dialsum_tui.manager.insights.handoff import handoff_markdown
-from dialsum_tui.manager.insights.leaderboard import best_runs
-from dialsum_tui.manager.insights.results import ResultRow, format_results, result_rows
-from dialsum_tui.manager.insights.samples import SampleSet, load_samples
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.insights.compare import Comparison, InsightsError, compare_runs
+    from dialsum_tui.manager.insights.handoff import handoff_markdown
+    from dialsum_tui.manager.insights.leaderboard import best_runs
+    from dialsum_tui.manager.insights.results import ResultRow, format_results, result_rows
+    from dialsum_tui.manager.insights.samples import SampleSet, load_samples
+
+# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
+# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+_EXPORTS = {
+    "Comparison": "dialsum_tui.manager.insights.compare",
+    "InsightsError": "dialsum_tui.manager.insights.compare",
+    "ResultRow": "dialsum_tui.manager.insights.results",
+    "SampleSet": "dialsum_tui.manager.insights.samples",
+    "best_runs": "dialsum_tui.manager.insights.leaderboard",
+    "compare_runs": "dialsum_tui.manager.insights.compare",
+    "format_results": "dialsum_tui.manager.insights.results",
+    "handoff_markdown": "dialsum_tui.manager.insights.handoff",
+    "load_samples": "dialsum_tui.manager.insights.samples",
+    "result_rows": "dialsum_tui.manager.insights.results",
+}
 __all__ = [
-    "Comparison", "InsightsError", "ResultRow", "SampleSet", "best_runs", "compare_runs", "format_results",
-    "handoff_markdown", "load_samples", "result_rows",
+    "Comparison",
+    "InsightsError",
+    "ResultRow",
+    "SampleSet",
+    "best_runs",
+    "compare_runs",
+    "format_results",
+    "handoff_markdown",
+    "load_samples",
+    "result_rows",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

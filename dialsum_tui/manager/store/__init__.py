@@ -2,11 +2,47 @@
 migrations, its health as each process sees it, and its rebuild from ``runs/`` when it is lost.
 """
 
-from dialsum_tui.manager.store.database import SCHEMA_VERSION, IllegalTransition, RunNotFound, Store, StoreTooNew
-from dialsum_tui.manager.store.integrity import StoreBroken, StoreWatch, stop_worker
-from dialsum_tui.manager.store.rebuild import Rebuilt, open_store, repair
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.store.database import SCHEMA_VERSION, IllegalTransition, RunNotFound, Store, StoreTooNew
+    from dialsum_tui.manager.store.integrity import StoreBroken, StoreWatch, stop_worker
+    from dialsum_tui.manager.store.rebuild import Rebuilt, open_store, repair
+
+# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
+# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+_EXPORTS = {
+    "IllegalTransition": "dialsum_tui.manager.store.database",
+    "Rebuilt": "dialsum_tui.manager.store.rebuild",
+    "RunNotFound": "dialsum_tui.manager.store.database",
+    "SCHEMA_VERSION": "dialsum_tui.manager.store.database",
+    "Store": "dialsum_tui.manager.store.database",
+    "StoreBroken": "dialsum_tui.manager.store.integrity",
+    "StoreTooNew": "dialsum_tui.manager.store.database",
+    "StoreWatch": "dialsum_tui.manager.store.integrity",
+    "open_store": "dialsum_tui.manager.store.rebuild",
+    "repair": "dialsum_tui.manager.store.rebuild",
+    "stop_worker": "dialsum_tui.manager.store.integrity",
+}
 __all__ = [
-    "SCHEMA_VERSION", "IllegalTransition", "Rebuilt", "RunNotFound", "Store", "StoreBroken", "StoreTooNew",
-    "StoreWatch", "open_store", "repair", "stop_worker",
+    "IllegalTransition",
+    "Rebuilt",
+    "RunNotFound",
+    "SCHEMA_VERSION",
+    "Store",
+    "StoreBroken",
+    "StoreTooNew",
+    "StoreWatch",
+    "open_store",
+    "repair",
+    "stop_worker",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

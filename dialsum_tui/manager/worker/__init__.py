@@ -5,9 +5,40 @@ starts (pure), launching starts a stage, following reads its events, the verdict
 Run it as ``python -m dialsum_tui.manager.worker WORKSPACE``; the facade starts it on demand.
 """
 
-from dialsum_tui.manager.worker.admission import decide
-from dialsum_tui.manager.worker.health import Health, read_ailments
-from dialsum_tui.manager.worker.loop import Worker
-from dialsum_tui.manager.worker.verdict import Outcome, classify, judge
+from __future__ import annotations
 
-__all__ = ["Health", "Outcome", "Worker", "classify", "decide", "judge", "read_ailments"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dialsum_tui.manager.worker.admission import decide
+    from dialsum_tui.manager.worker.health import Health, read_ailments
+    from dialsum_tui.manager.worker.loop import Worker
+    from dialsum_tui.manager.worker.verdict import Outcome, classify, judge
+
+# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
+# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+_EXPORTS = {
+    "Health": "dialsum_tui.manager.worker.health",
+    "Outcome": "dialsum_tui.manager.worker.verdict",
+    "Worker": "dialsum_tui.manager.worker.loop",
+    "classify": "dialsum_tui.manager.worker.verdict",
+    "decide": "dialsum_tui.manager.worker.admission",
+    "judge": "dialsum_tui.manager.worker.verdict",
+    "read_ailments": "dialsum_tui.manager.worker.health",
+}
+__all__ = [
+    "Health",
+    "Outcome",
+    "Worker",
+    "classify",
+    "decide",
+    "judge",
+    "read_ailments",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
