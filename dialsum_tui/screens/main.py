@@ -193,7 +193,7 @@ class MainScreen(Screen[None]):
         """Hand the board down to the queue, GPU, disk and status widgets."""
         self._board = board
         self.query_one(QueueTable).show_runs(board.runs)
-        self.query_one(GpuPanel).show(board.gpus, board.gpu_note, board.owners)
+        self.query_one(GpuPanel).show(board.gpus, board.gpu_note, board.owners, board.device_runs)
         self.query_one(DiskPanel).show(board.disk, board.projected_bytes, board.projecting)
         self.query_one(StatusLine).show(board)
         self._show_detail()
