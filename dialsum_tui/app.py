@@ -222,6 +222,20 @@ class DialsumApp(App[int]):
 
         self.push_screen(AddRunScreen(self.root))
 
+    def on_add_run_screen_estimate_wanted(self, message: AddRunScreen.EstimateWanted) -> None:
+        self._estimate(message.screen, message.path, message.gpus)
+
+    @work(thread=True, exclusive=True, group="estimate", exit_on_error=False)
+    def _estimate(self, screen: AddRunScreen, path: str, gpus: str | None) -> None:
+        """The picked config's GPU memory per stage, as `dialsum-tui estimate` sees it (off the UI thread)."""
+        if self.manager is None:
+            return
+        try:
+            line = self.manager.estimate(str(self.root / Path(path).expanduser()), gpus).one_line()
+        except Exception as exc:  # the config does not load: the refusal at queueing says it in full
+            line = f"GPU memory not estimated: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        self.call_from_thread(screen.show_estimate, line)
+
     def on_add_run_screen_submitted(self, message: AddRunScreen.Submitted) -> None:
         self._add(message.screen, message.choice)
 

@@ -81,6 +81,15 @@ class AddRunScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     @dataclass
+    class EstimateWanted(Message):
+        """A config was picked or typed: the app asks the manager for its GPU memory estimate and
+        answers with :meth:`show_estimate` (the dialog never reads the config itself)."""
+
+        screen: AddRunScreen
+        path: str
+        gpus: str | None
+
+    @dataclass
     class Submitted(Message):
         """The user chose a config: the app queues it, then dismisses the screen or calls :meth:`show_error`."""
 
@@ -104,10 +113,29 @@ class AddRunScreen(ModalScreen[None]):
                 yield Input(placeholder="any", id="gpus")
                 yield Static("after run", classes="label")
                 yield Input(placeholder="-", id="after")
+            yield Static("", id="dialog-estimate")
             with VerticalScroll(id="dialog-error"):
                 yield Static("", id="dialog-error-text")
         if not self._configs:
             self.notify(f"no *.yaml under {self._root / 'configs'}: type a path", severity="warning")
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self._want_estimate(str(event.option.prompt))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "config-path" and event.value.strip().endswith((".yaml", ".yml")):
+            self._want_estimate(event.value.strip())
+
+    def _want_estimate(self, path: str) -> None:
+        try:
+            gpus = parse_gpus(self.query_one("#gpus", Input).value)
+        except ValueError:
+            gpus = None
+        self.post_message(self.EstimateWanted(self, path, gpus))
+
+    def show_estimate(self, line: str) -> None:
+        """Show the picked config's GPU memory estimate (or why there is none) above the error box."""
+        self.query_one("#dialog-estimate", Static).update(Text(line, style="dim"))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self._submit(str(event.option.prompt))

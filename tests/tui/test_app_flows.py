@@ -91,6 +91,8 @@ async def test_add_run_with_a_bad_config_names_the_key_under_the_field(workspace
         assert app.screen is dialog and dialog.query_one("#dialog-error").has_class("-shown")  # still open to fix it
         assert manager.runs() == []
         dialog.query_one(Input).value = str(good.relative_to(workspace.root))  # fixed in place: queued, closed
+        estimate = dialog.query_one("#dialog-estimate", Static)  # what it would take of a GPU, before queueing
+        await wait_for(pilot, lambda: "GPU memory" in str(estimate.render()), what="the config's GPU memory estimate")
         await pilot.press("enter")
         await wait_for(pilot, lambda: len(manager.runs()) == 1, what="the fixed config queued")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the dialog closed")

@@ -192,6 +192,15 @@ class Estimate:
             return False
         return True if all(self.need(s).known for s in self.stages) else None
 
+    def one_line(self) -> str:
+        """The estimate in one line, for the add dialog: ``"GPU memory on GPU 0 (…): train 17.1 GiB
+        predicted · infer 15.1 GiB predicted · evaluate 0.0 GiB predicted — fits"``."""
+        if not self.footprint.known and not self.measured:
+            return f"GPU memory unknown: {self.footprint.reason}"
+        stages = " · ".join(f"{s} {self.need(s).text}" for s in self.stages)
+        verdict = {True: "fits", False: "does NOT fit", None: "fit not judged"}[self.fits]
+        return f"GPU memory on {self.gpu_label}: {stages} — {verdict}"
+
     def problem(self) -> str | None:
         """The refusal's words (None when it fits or cannot be judged): what each stage needs, the GPU,
         and the cheapest fix with its ``--set`` form."""
