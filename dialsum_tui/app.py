@@ -158,7 +158,7 @@ class DialsumApp(App[int]):
         self.board = message.board
         try:
             self.main.show_board(message.board)
-            self._select(self.main.selected_run_id)
+            self._select(self.main.shown_run_id)
         except NoMatches:
             pass  # a snapshot that arrives while the app shuts down finds its widgets already removed
 
@@ -172,7 +172,7 @@ class DialsumApp(App[int]):
 
     @on(DataTable.RowHighlighted, "#queue")
     def _on_queue_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._select(int(event.row_key.value) if event.row_key.value is not None else None)
+        self._select(self.main.shown_run_id)  # on a sweep's group row: one of its runs
 
     @on(DataTable.RowSelected, "#queue")
     def _on_queue_selected(self, event: DataTable.RowSelected) -> None:
@@ -212,6 +212,11 @@ class DialsumApp(App[int]):
         return False
 
     def _selected(self, action: str) -> Run | None:
+        sweep_id = self.main.selected_sweep_id
+        if sweep_id is not None:  # a group row: the run-level keys want one of its runs
+            self.notify(f"{action}: select a run of sweep {sweep_id} (↓; enter expands the sweep); "
+                        "c compares the whole sweep", severity="warning")
+            return None
         run = self.board.run(self.selected_run_id)
         if run is None:
             self.notify(f"{action}: select a run in the queue first", severity="warning")
@@ -292,6 +297,10 @@ class DialsumApp(App[int]):
     def action_run_detail(self) -> None:
         from dialsum_tui.screens.run_detail import RunDetailScreen
 
+        sweep_id = self.main.selected_sweep_id
+        if sweep_id is not None:  # enter on a group row folds or unfolds its runs
+            self.main.toggle_sweep(sweep_id)
+            return
         run = self._selected("details")
         if run is not None:
             self.push_screen(RunDetailScreen(run))
@@ -425,6 +434,11 @@ class DialsumApp(App[int]):
         from dialsum_tui.manager.insights.compare import compare_runs
         from dialsum_tui.screens.compare import CompareScreen
 
+        sweep_id = self.main.selected_sweep_id
+        if sweep_id is not None:  # on a group row: the whole sweep, its swept keys as config rows
+            self.notify(f"compare: reading sweep {sweep_id}'s runs…", timeout=2)
+            self._open_insight("compare", lambda: self.manager.compare_sweep(sweep_id), CompareScreen)
+            return
         ids = self.marks.ids
         if len(ids) < 2:
             self.notify("compare: mark two or more runs with m first", severity="warning")

@@ -18,7 +18,7 @@ from dialsum_tui.widgets.gpu_panel import GpuPanel
 from dialsum_tui.widgets.key_bar import KeyBar
 from dialsum_tui.widgets.log_view import LogView
 from dialsum_tui.widgets.progress_panel import ProgressPanel
-from dialsum_tui.widgets.queue_table import QueueTable, render_detail
+from dialsum_tui.widgets.queue_table import QueueTable, render_detail, render_sweep_detail
 from dialsum_tui.widgets.status_line import StatusLine
 
 TINY, NARROW, MEDIUM, WIDE = "-tiny", "-narrow", "-medium", "-wide"  # the width classes, narrowest first
@@ -66,14 +66,14 @@ KEYS: tuple[Key, ...] = (
     Key("ctrl+up", "move(-1)", "Move up", "move the selected queued run up"),
     Key("ctrl+down", "move(1)", "Move down", "move the selected queued run down"),
     Key("enter", "run_detail", "Details", "the selected run in full: its whole failure message, hint, reason and "
-        "config"),
+        "config; on a sweep's group row, collapse or expand the sweep"),
     Key("K", "kill_leftovers", "Kill leftovers", "kill our finished runs' processes still holding a GPU (asks first, "
         "names them)"),
     Key("p", "prune", "Prune", "prune old checkpoints and caches (asks first, shows sizes)"),
     Key("r", "results", "Results", "the results table (Model | ROUGE | 상태), m exports Markdown", FROM_NARROW),
     Key("m", "toggle_mark", "Mark", "mark or unmark the selected run (● in the queue) for compare", FROM_MEDIUM),
-    Key("c", "compare", "Compare", "compare the marked runs: loss and ROUGE curves, metrics, config keys that differ",
-        FROM_MEDIUM),
+    Key("c", "compare", "Compare", "compare the marked runs: loss and ROUGE curves, metrics, config keys that differ "
+        "(on a sweep's group row: its runs and swept keys)", FROM_MEDIUM),
     Key("s", "samples", "Samples", "per-sample dev insights of the selected run (beside the other marked run, if "
         "one)", (WIDE,)),
     Key("h", "handoff", "Hand-off", "write the hand-off note ({handoff} in the workspace)", (WIDE,)),
@@ -192,7 +192,7 @@ class MainScreen(Screen[None]):
     def show_board(self, board: BoardSnapshot) -> None:
         """Hand the board down to the queue, GPU, disk and status widgets."""
         self._board = board
-        self.query_one(QueueTable).show_runs(board.runs)
+        self.query_one(QueueTable).show_runs(board.runs, board.sweeps)
         self.query_one(GpuPanel).show(board.gpus, board.gpu_note, board.owners, board.device_runs)
         self.query_one(DiskPanel).show(board.disk, board.projected_bytes, board.projecting)
         self.query_one(StatusLine).show(board)
@@ -203,8 +203,12 @@ class MainScreen(Screen[None]):
             self._show_detail()  # the app hears the same message (it selects the run)
 
     def _show_detail(self) -> None:
-        run = self._board.run(self.selected_run_id) if self._board is not None else None
-        detail = render_detail(run)
+        queue = self.query_one(QueueTable)
+        sweep = queue.selected_sweep
+        if sweep is not None:
+            detail = render_sweep_detail(sweep, queue.is_collapsed(sweep))
+        else:
+            detail = render_detail(self._board.run(self.selected_run_id) if self._board is not None else None)
         if detail != self._detail:
             self._detail = detail
             self.query_one("#queue-detail", Static).update(detail, layout=False)  # always two lines
@@ -220,8 +224,25 @@ class MainScreen(Screen[None]):
 
     @property
     def selected_run_id(self) -> int | None:
-        """The run under the queue's cursor."""
+        """The run under the queue's cursor (None on a sweep's group row)."""
         return self.query_one(QueueTable).selected_run_id
+
+    @property
+    def selected_sweep_id(self) -> str | None:
+        """The sweep whose group row is under the queue's cursor (``s1``), or None."""
+        sweep = self.query_one(QueueTable).selected_sweep
+        return sweep.id if sweep is not None else None
+
+    @property
+    def shown_run_id(self) -> int | None:
+        """The run the log and progress follow: the selected one, or on a group row one of its sweep's."""
+        return self.query_one(QueueTable).shown_run_id
+
+    def toggle_sweep(self, sweep_id: str) -> bool:
+        """Collapse or expand a sweep's group in the queue; True when collapsed."""
+        collapsed = self.query_one(QueueTable).toggle_sweep(sweep_id)
+        self._show_detail()
+        return collapsed
 
     def toggle_log_filter(self) -> bool:
         """Switch the log between all lines and errors only; returns True when errors only."""

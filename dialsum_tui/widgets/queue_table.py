@@ -1,4 +1,5 @@
-"""Provides QueueTable: the run queue, its columns fitted to the room it has, and the detail line."""
+"""Provides QueueTable: the run queue, its columns fitted to the room it has, a sweep's runs under its
+group row (as ``ls`` draws them), and the detail line."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dialsum_tui.manager.snapshot import focus_run, run_progress
 from dialsum_tui.widgets.formatting import STATE_ICONS, duration, fit_cell, progress_fraction, run_note
 
 if TYPE_CHECKING:
+    from dialsum_tui.manager.runs.sweeps import SweepStatus
     from dialsum_tui.manager.snapshot import Run
 
 # key -> (label, width). Widths are set, never measured: DataTable measures auto widths on idle,
@@ -34,6 +36,9 @@ ROOM_FOR_NOTE = 40  # an optional column is shown only if the note keeps this ma
 MIN_MODEL = 10
 SCROLLBAR = 2
 MARK = "●"  # before the id of a run marked for compare
+EXPANDED, COLLAPSED = "▾", "▸"  # before a sweep's nickname on its group row
+# A group row's state in a state column cut to its icon: the sweep's state (SweepStatus.state).
+SWEEP_ICONS = {"running": "▶", "queued": "○", "ended": "✔"}
 
 
 def id_width(largest_id: int) -> int:
@@ -92,6 +97,47 @@ def run_cells(run: Run) -> dict[str, str]:
     }
 
 
+def sweep_cells(status: SweepStatus, collapsed: bool) -> dict[str, str]:
+    """Return every cell a sweep's group row can show, by column key: its id, ``▾ kobart ×4``, ``3/4 done``
+    and, as ``ls`` words it, the swept keys, what did not succeed and its best."""
+    from dialsum_tui.cli_output import sweep_note  # a sweep comes with the manager loaded: off the first frame
+
+    running = sum(run.state.value == "running" for run in status.runs)
+    users = {run.user for run in status.runs}
+    return {
+        "id": status.id,
+        "state": f"{status.done}/{status.total} done",
+        "model": f"{COLLAPSED if collapsed else EXPANDED} {status.sweep.nickname} ×{status.total}",
+        "pct": "",
+        "eta": "",
+        "stage": f"{running} running" if running else "-",
+        "step": "",
+        "user": (users.pop() or "-") if len(users) == 1 else "-",
+        "note": sweep_note(status),
+    }
+
+
+def member_name(status: SweepStatus, run: Run) -> str:
+    """A sweep's run under its group row: indented, named by what sets it apart (``lr1e-4-r8``), as in ``ls``."""
+    from dialsum_tui.cli_output import variant_name
+
+    return variant_name(status, run.nickname)
+
+
+def render_sweep_detail(status: SweepStatus, collapsed: bool) -> Text:
+    """A sweep's group row under the table, two lines like a run's: what it is and how far, then its
+    note (as ``ls`` words it) and what the keys do here."""
+    from dialsum_tui.cli_output import sweep_note
+
+    head = [f"sweep {status.id}", f"{status.sweep.nickname} ×{status.total}", status.progress_text,
+            f"sweep of {status.keys_text}", status.state]
+    text = Text(" · ".join(head), style="bold")
+    note = sweep_note(status).removeprefix(f"sweep of {status.keys_text}").lstrip(" ·")
+    keys = f"enter {'expands' if collapsed else 'collapses'} · c compares the sweep · ↓ a run of it for the other keys"
+    text.append("\n" + (f"{note} · " if note else "") + keys, style="dim")
+    return text
+
+
 def render_detail(run: Run | None) -> Text:
     """The selected run under the table, always two lines (the table's height never jumps): who and
     where it is, then its note — a failure's cause first — or its config; enter shows everything."""
@@ -119,9 +165,13 @@ def render_detail(run: Run | None) -> Text:
 class QueueTable(DataTable, inherit_bindings=False):
     """One row per run in queue order; the row key is the run id; columns follow the widget's width.
 
-    Opens on :func:`focus_run` (the running run, else the latest). Home/End go to the first/last run;
+    A sweep's runs stand under its group row (row key: the sweep's id, ``s1``), placed where its first
+    run stands, as ``ls`` draws them; a group is expanded while the sweep runs and collapsed once it
+    ended, unless ``toggle_sweep`` (enter on the group row) said otherwise.
+
+    Opens on :func:`focus_run` (the running run, else the latest). Home/End go to the first/last row;
     ← → are left to the screen (they scroll the log sideways); enter posts ``RowSelected`` (the app
-    shows the run in full).
+    shows the run in full, or collapses/expands a group).
     """
 
     BINDINGS = [
@@ -137,8 +187,10 @@ class QueueTable(DataTable, inherit_bindings=False):
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._runs: dict[str, Run] = {}
+        self._sweeps: dict[str, SweepStatus] = {}  # the sweeps shown as groups, by id (``s1``)
+        self._collapsed: dict[str, bool] = {}  # a group the user collapsed (True) or expanded (False) with enter
         self._rows: dict[str, tuple[str, ...]] = {}
-        self._cells: dict[str, tuple[Run, tuple[str, ...]]] = {}  # per run: the record its cells were made from
+        self._cells: dict[str, tuple[object, tuple[str, ...]]] = {}  # per row: what its cells were made from
         self._columns: list[tuple[str, str, int]] = []
         self._shape: tuple[int, int] = (0, 0)  # (longest nickname, largest id) the columns were fitted to
         self._focused_once = False
@@ -163,7 +215,7 @@ class QueueTable(DataTable, inherit_bindings=False):
         columns = layout_columns(width, *self._shape_of(self._runs.values()))
         if columns == self._columns:
             return
-        selected = self.selected_run_id
+        selected = self.selected_key
         self._columns = columns
         self.clear(columns=True)
         for key, label, col_width in columns:
@@ -177,32 +229,99 @@ class QueueTable(DataTable, inherit_bindings=False):
         return (max((cell_len(run.nickname) for run in runs), default=20), max((run.id for run in runs), default=99))
 
     @property
-    def selected_run_id(self) -> int | None:
-        """The id of the run under the cursor, or None when the queue is empty."""
+    def selected_key(self) -> str | None:
+        """The row key under the cursor: a run id, or a sweep's id on its group row; None when empty."""
         if not self.row_count:
             return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        return int(key.value) if key.value is not None else None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
-    def show_runs(self, runs: Sequence[Run]) -> None:
-        """Render ``runs``, touching only the cells that changed and keeping the cursor on its run;
-        the first time there are runs, the cursor goes to :func:`focus_run`."""
+    @property
+    def selected_run_id(self) -> int | None:
+        """The id of the run under the cursor; None when the queue is empty or the cursor is on a group row."""
+        key = self.selected_key
+        return int(key) if key is not None and key.isdigit() else None
+
+    @property
+    def selected_sweep(self) -> SweepStatus | None:
+        """The sweep whose group row is under the cursor, or None."""
+        key = self.selected_key
+        return self._sweeps.get(key) if key is not None else None
+
+    @property
+    def shown_run_id(self) -> int | None:
+        """The run the log and progress panels follow: the selected run; on a group row, the sweep's
+        running run, else the one that started or ended last (:func:`focus_run` of its runs)."""
+        sweep = self.selected_sweep
+        if sweep is None:
+            return self.selected_run_id
+        return focus_run([run for run in self._runs.values() if run.sweep == sweep.id])
+
+    def is_collapsed(self, sweep: SweepStatus) -> bool:
+        """Whether ``sweep``'s group shows its group row alone: as the user left it with enter, else
+        collapsed once the sweep ended."""
+        return self._collapsed.get(sweep.id, sweep.ended)
+
+    def toggle_sweep(self, sweep_id: str) -> bool:
+        """Collapse or expand a sweep's group (the cursor stays on its group row); returns True when collapsed."""
+        sweep = self._sweeps.get(sweep_id)
+        if sweep is None:
+            return False
+        collapsed = self._collapsed[sweep_id] = not self.is_collapsed(sweep)
+        self._render_rows(sweep_id)
+        return collapsed
+
+    def show_runs(self, runs: Sequence[Run], sweeps: Sequence[SweepStatus] = ()) -> None:
+        """Render ``runs`` (and ``sweeps`` as groups), touching only the cells that changed and keeping the
+        cursor on its row; the first time there are runs, the cursor goes to :func:`focus_run` (to its
+        group row when that run is in a collapsed group)."""
         self._runs = {str(run.id): run for run in runs}
+        present = {run.sweep for run in runs if run.sweep}
+        self._sweeps = {sweep.id: sweep for sweep in sweeps if sweep.id in present}
         shape = self._shape_of(runs)
         first = not self._focused_once and bool(runs)
-        selected = focus_run(runs) if first else self.selected_run_id
+        selected = str(focus_run(runs)) if first else self.selected_key
         self._focused_once = self._focused_once or first
         if shape != self._shape:  # the model and id columns follow the longest nickname and the largest id
             self._shape, self._columns = shape, []
             self._fit(self.size.width or 80)
         else:
             self._render_rows(selected)
-        if first and selected is not None and str(selected) in self._rows:
-            self.move_cursor(row=self.get_row_index(str(selected)), scroll=True)
+        if first and selected is not None:
+            where = self._visible(selected)
+            if where is not None:
+                self.move_cursor(row=self.get_row_index(where), scroll=True)
 
-    def _render_rows(self, selected: int | None) -> None:
+    def _visible(self, key: str) -> str | None:
+        """The row that stands for ``key`` now: itself, its group row when its group is collapsed, or None."""
+        if key in self._rows:
+            return key
+        run = self._runs.get(key)
+        return run.sweep if run is not None and run.sweep in self._rows else None
+
+    def _layout(self) -> list[tuple[str, object]]:
+        """``(row key, what it shows)`` in display order: a run alone, or a group row (its sweep) where
+        the sweep's first run stands with the sweep's runs under it unless collapsed (``ls``'s order)."""
+        members: dict[str, list[tuple[str, Run]]] = {}
+        for rid, run in self._runs.items():
+            if run.sweep in self._sweeps:
+                members.setdefault(run.sweep, []).append((rid, run))
+        out: list[tuple[str, object]] = []
+        for rid, run in self._runs.items():
+            sweep = self._sweeps.get(run.sweep) if run.sweep else None
+            if sweep is None:
+                out.append((rid, run))
+                continue
+            group = members.pop(sweep.id, None)
+            if group is None:
+                continue  # under its group row already
+            out.append((sweep.id, sweep))
+            if not self.is_collapsed(sweep):
+                out += [(mid, (member, sweep)) for mid, member in group]
+        return out
+
+    def _render_rows(self, selected: str | None) -> None:
         keys = self.column_keys
-        rows = {rid: self._row(rid, run, keys) for rid, run in self._runs.items()}
+        rows = {rid: self._row(rid, shown, keys) for rid, shown in self._layout()}
         if list(rows) == list(self._rows):
             for rid, cells in rows.items():
                 old_cells = self._rows[rid]
@@ -211,25 +330,36 @@ class QueueTable(DataTable, inherit_bindings=False):
                 for key, old, new in zip(keys, old_cells, cells):
                     if old != new:
                         self.update_cell(rid, key, new)
+            self._rows = rows
         else:
             self.clear()
             for rid, cells in rows.items():
                 self.add_row(*cells, key=rid)
-            if selected is not None and str(selected) in rows:
-                self.move_cursor(row=self.get_row_index(str(selected)))
-        self._rows = rows
+            self._rows = rows
+            # The cursor stays on its row; a run folded into its group leaves it on the group row.
+            where = self._visible(selected) if selected is not None else None
+            if where is not None:
+                self.move_cursor(row=self.get_row_index(where))
 
-    def _row(self, rid: str, run: Run, keys: list[str]) -> tuple[str, ...]:
-        """The row's cells, made again only when its run changed (a 1,000-run queue redraws one row a second)."""
+    def _row(self, rid: str, shown: object, keys: list[str]) -> tuple[str, ...]:
+        """The row's cells, made again only when what it shows changed (a 1,000-run queue redraws one row a second)."""
+        source: object = (shown, self.is_collapsed(shown)) if rid in self._sweeps else shown
         cached = self._cells.get(rid)
-        if cached is not None and cached[0] == run:
+        if cached is not None and cached[0] == source:
             return cached[1]
-        cells = self._make_cells(run, keys)
-        self._cells[rid] = (run, cells)
+        if rid in self._sweeps:
+            cells = self._group_cells(shown, keys)  # type: ignore[arg-type]
+        elif isinstance(shown, tuple):
+            cells = self._make_cells(shown[0], keys, member_name(shown[1], shown[0]))
+        else:
+            cells = self._make_cells(shown, keys)  # type: ignore[arg-type]
+        self._cells[rid] = (source, cells)
         return cells
 
-    def _make_cells(self, run: Run, keys: list[str]) -> tuple[str, ...]:
+    def _make_cells(self, run: Run, keys: list[str], name: str | None = None) -> tuple[str, ...]:
         cells = run_cells(run)
+        if name is not None:
+            cells["model"] = name
         if run.id in self.marked:
             cells["id"] = f"{MARK}{cells['id']}"
         widths = {k: w for k, _, w in self._columns}
@@ -239,8 +369,16 @@ class QueueTable(DataTable, inherit_bindings=False):
         # detail line under the table has it in full).
         return tuple(fit_cell(cells[key], widths[key]) for key in keys)
 
+    def _group_cells(self, sweep: SweepStatus, keys: list[str]) -> tuple[str, ...]:
+        cells = sweep_cells(sweep, self.is_collapsed(sweep))
+        widths = {k: w for k, _, w in self._columns}
+        if "state" in keys and widths["state"] <= 2:  # the icon alone: the progress leads the note
+            cells["state"] = SWEEP_ICONS.get(sweep.state, "")
+            cells["note"] = f"{sweep.done}/{sweep.total} done · {cells['note']}"
+        return tuple(fit_cell(cells[key], widths[key]) for key in keys)
+
     def set_marked(self, run_ids: list[int]) -> None:
         """Show ● before the ids of ``run_ids`` (and only those)."""
         self.marked = frozenset(run_ids)
         self._cells = {}
-        self._render_rows(self.selected_run_id)
+        self._render_rows(self.selected_key)
