@@ -250,7 +250,14 @@ def preflight(ws: Workspace, cfg: RunConfig, stages: tuple[str, ...], gpus: list
         problems += check_gpus(gpus, gpu_source, devices)
         if devices and not any(p.where == "--gpu" for p in problems):
             problems += check_memory(ws, cfg, stages, gpus, devices, measured)
-    return problems
+    return [_inside_named_relatively(ws, p) for p in problems]
+
+
+def _inside_named_relatively(ws: Workspace, problem: Problem) -> Problem:
+    """Paths inside the workspace said relative to it (``data/dev.csv: line 73 …``): the cause, not
+    the server's directory tree, is what an 80-column ``ls`` or queue note has room for."""
+    root = f"{ws.root}/"
+    return Problem(problem.where.removeprefix(root), problem.message.replace(root, ""), problem.kind)
 
 
 def refusal(ws: Workspace, run: Run, stage: str, gpu_source: GpuSource, checks: DataChecks,
