@@ -199,7 +199,8 @@ class Estimate:
             return f"GPU memory unknown: {self.footprint.reason}"
         stages = " · ".join(f"{s} {self.need(s).text}" for s in self.stages)
         verdict = {True: "fits", False: "does NOT fit", None: "fit not judged"}[self.fits]
-        return f"GPU memory on {self.gpu_label}: {stages} — {verdict}"
+        where = f"on {self.gpu_label}" if self.gpu_total_gib is not None else f"({self.gpu_label})"
+        return f"GPU memory {where}: {stages} — {verdict}"
 
     def problem(self) -> str | None:
         """The refusal's words (None when it fits or cannot be judged): what each stage needs, the GPU,
