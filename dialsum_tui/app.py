@@ -253,12 +253,17 @@ class DialsumApp(App[int]):
         # The dialog lists paths relative to the workspace, whatever the app's cwd is.
         full = str(self.root / Path(choice.path).expanduser())
         try:
-            run = self.manager.add(full, **choice.manager_args)
+            if choice.sweep:  # every variant validated and preflighted before any is queued
+                sweep, runs = self.manager.add_sweep(full, **choice.manager_args)
+                said = f"queued sweep {sweep.id}: {len(runs)} runs from {choice.path}"
+            else:
+                run = self.manager.add(full, **choice.manager_args)
+                said = f"queued run {run.id} from {choice.path}"
         except Exception as exc:  # the manager's errors name the file/key and the fix: show them in place
             self.call_from_thread(screen.show_error, str(exc) or type(exc).__name__)
         else:
             self.call_from_thread(screen.dismiss, None)
-            self.post_message(IntentDone("add", f"queued run {run.id} from {choice.path}"))
+            self.post_message(IntentDone("add", said))
         self.refresh_now()
 
     def _rerun(self, action: str, verb: str) -> None:

@@ -30,11 +30,27 @@ class AddChoice:
     action: str = "pipeline"
     gpus: str | None = None  # "0" or "0,1"; None = any
     after: int | None = None  # start only after this run succeeded
+    sweep: tuple[str, ...] = ()  # "KEY=V1,V2" axes: a sweep of the config instead of one run
 
     @property
     def manager_args(self) -> dict[str, Any]:
-        """The keyword arguments of ``Manager.add`` besides the path."""
-        return {"action": self.action, "gpus": self.gpus, "after": self.after}
+        """The keyword arguments of ``Manager.add`` (or ``add_sweep``, with ``axes``) besides the path."""
+        args: dict[str, Any] = {"action": self.action, "gpus": self.gpus, "after": self.after}
+        return args | ({"axes": list(self.sweep)} if self.sweep else {})
+
+
+def parse_sweep(text: str) -> tuple[str, ...]:
+    """``"train.learning_rate=1e-4,2e-4; lora.r=8,16"`` → one axis per ``;`` (blank: no sweep).
+
+    Raises:
+        ValueError: an axis without ``=``, saying what to type.
+    """
+    axes = tuple(part.strip() for part in text.split(";") if part.strip())
+    for axis in axes:
+        if "=" not in axis:
+            raise ValueError(f"sweep {axis!r}: type KEY=V1,V2 (several axes separated by ';'), "
+                             "e.g. train.learning_rate=1e-4,2e-4")
+    return axes
 
 
 def parse_gpus(text: str) -> str | None:
@@ -113,6 +129,7 @@ class AddRunScreen(ModalScreen[None]):
                 yield Input(placeholder="any", id="gpus")
                 yield Static("after run", classes="label")
                 yield Input(placeholder="-", id="after")
+            yield Input(placeholder="sweep (optional): train.learning_rate=1e-4,2e-4; lora.r=8,16", id="sweep")
             yield Static("", id="dialog-estimate")
             with VerticalScroll(id="dialog-error"):
                 yield Static("", id="dialog-error-text")
@@ -142,7 +159,7 @@ class AddRunScreen(ModalScreen[None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         path = self.query_one("#config-path", Input).value.strip()
-        if event.input.id != "config-path" and not path:
+        if event.input.id not in ("config-path",) and not path:
             highlighted = self.query_one(OptionList).highlighted
             path = self._configs[highlighted] if highlighted is not None and self._configs else ""
         if path:
@@ -154,11 +171,13 @@ class AddRunScreen(ModalScreen[None]):
         try:
             gpus = parse_gpus(self.query_one("#gpus", Input).value)
             after = parse_after(self.query_one("#after", Input).value)
+            sweep = parse_sweep(self.query_one("#sweep", Input).value)
         except ValueError as err:
             self._say(str(err))
             return
-        self._say(f"queueing {path}…", error=False)
-        self.post_message(self.Submitted(self, AddChoice(path, str(self.query_one(Select).value), gpus, after)))
+        self._say(f"queueing {path}{' as a sweep' if sweep else ''}…", error=False)
+        choice = AddChoice(path, str(self.query_one(Select).value), gpus, after, sweep)
+        self.post_message(self.Submitted(self, choice))
 
     def show_error(self, message: str) -> None:
         """Say under the fields why the app could not queue the choice; the dialog stays open to fix it."""

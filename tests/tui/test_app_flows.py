@@ -322,3 +322,20 @@ async def test_prune_shows_sizes_then_deletes_on_yes(workspace, manager, tmp_pat
         await wait_for(pilot, lambda: not any(item.path.exists() for item in plan), what="the pruned directories")
         await wait_for(pilot, lambda: "freed" in _notices(app))
     assert (final / "dialsum_model.json").exists()  # the complete model stays
+
+
+async def test_the_add_dialog_starts_a_sweep(workspace, manager) -> None:
+    config = write_config(workspace, "swept")
+    app = make_app(workspace, gpu_source=scripted_gpu(), manager=manager, poll_interval=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.screen.query("#sweep"), what="the add-run dialog")
+        dialog = app.screen
+        dialog.query_one("#sweep", Input).value = "train.learning_rate=1e-4,2e-4"
+        path = dialog.query_one("#config-path", Input)
+        path.value = str(config.relative_to(workspace.root))
+        path.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(manager.runs()) == 2, what="the sweep's two variants queued")
+        assert {run.sweep for run in manager.runs()} == {"s1"}
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the dialog closed")
