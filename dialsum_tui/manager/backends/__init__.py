@@ -6,8 +6,9 @@ Nothing outside this package asks which backend it holds: a backend says what it
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dialsum_tui.manager.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.backends.local import LocalBackend
@@ -26,8 +27,7 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.backends.registry import open_backends
     from dialsum_tui.manager.backends.slurm import SlurmBackend
 
-# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
-# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+# The public surface, loaded on first use (dialsum_tui.manager.lazy).
 _EXPORTS = {
     "Backend": "dialsum_tui.manager.backends.protocol",
     "BackendUnavailable": "dialsum_tui.manager.backends.protocol",
@@ -59,8 +59,4 @@ __all__ = [
     "open_backends",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -5,8 +5,9 @@ the prune plan that frees the quota.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dialsum_tui.manager.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.guards.checks import GpuGuard, check_disk, check_running_disk
@@ -15,8 +16,7 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.guards.preflight import preflight, refusal
     from dialsum_tui.manager.guards.prune import PruneItem, prune, prune_plan
 
-# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
-# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+# The public surface, loaded on first use (dialsum_tui.manager.lazy).
 _EXPORTS = {
     "DiskUsage": "dialsum_tui.manager.guards.disk",
     "GpuDevice": "dialsum_tui.manager.guards.gpu",
@@ -50,8 +50,4 @@ __all__ = [
     "refusal",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

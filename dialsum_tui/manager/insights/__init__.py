@@ -4,8 +4,9 @@ predictions, the best run and the leaderboard, and the Markdown hand-off note.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dialsum_tui.manager.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.insights.compare import Comparison, InsightsError, compare_runs
@@ -14,8 +15,7 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.insights.results import ResultRow, format_results, result_rows
     from dialsum_tui.manager.insights.samples import SampleSet, load_samples
 
-# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
-# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+# The public surface, loaded on first use (dialsum_tui.manager.lazy).
 _EXPORTS = {
     "Comparison": "dialsum_tui.manager.insights.compare",
     "InsightsError": "dialsum_tui.manager.insights.compare",
@@ -41,8 +41,4 @@ __all__ = [
     "result_rows",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

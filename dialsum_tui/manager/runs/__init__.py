@@ -5,8 +5,9 @@ score's basis), its log, and its resume points and retries.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dialsum_tui.manager.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.runs.events import ScoreBasis, absorb, catch_up, keep_bounded, run_summary, stage_events
@@ -15,8 +16,7 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.runs.models import FINAL_STATES, Action, Run, RunState, can_transition, parse_gpus
     from dialsum_tui.manager.runs.retry import ResumePoint, RetryPlan, plan_retry, resumable
 
-# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
-# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+# The public surface, loaded on first use (dialsum_tui.manager.lazy).
 _EXPORTS = {
     "Action": "dialsum_tui.manager.runs.models",
     "FINAL_STATES": "dialsum_tui.manager.runs.models",
@@ -68,8 +68,4 @@ __all__ = [
     "tail_lines",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

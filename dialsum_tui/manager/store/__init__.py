@@ -4,16 +4,16 @@ migrations, its health as each process sees it, and its rebuild from ``runs/`` w
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dialsum_tui.manager.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.store.database import SCHEMA_VERSION, IllegalTransition, RunNotFound, Store, StoreTooNew
     from dialsum_tui.manager.store.integrity import StoreBroken, StoreWatch, stop_worker
     from dialsum_tui.manager.store.rebuild import Rebuilt, open_store, repair
 
-# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
-# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+# The public surface, loaded on first use (dialsum_tui.manager.lazy).
 _EXPORTS = {
     "IllegalTransition": "dialsum_tui.manager.store.database",
     "Rebuilt": "dialsum_tui.manager.store.rebuild",
@@ -41,8 +41,4 @@ __all__ = [
     "stop_worker",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -7,8 +7,9 @@ Run it as ``python -m dialsum_tui.manager.worker WORKSPACE``; the facade starts 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dialsum_tui.manager.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.worker.admission import decide
@@ -16,8 +17,7 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.worker.loop import Worker
     from dialsum_tui.manager.worker.verdict import Outcome, classify, judge
 
-# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
-# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+# The public surface, loaded on first use (dialsum_tui.manager.lazy).
 _EXPORTS = {
     "Health": "dialsum_tui.manager.worker.health",
     "Outcome": "dialsum_tui.manager.worker.verdict",
@@ -37,8 +37,4 @@ __all__ = [
     "read_ailments",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,9 @@ Everything else in the manager stands on this package; it imports none of them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dialsum_tui.manager.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dialsum_tui.manager.workspace.layout import (
@@ -22,8 +23,7 @@ if TYPE_CHECKING:
     from dialsum_tui.manager.workspace.sections import NotifySettings, SlurmSettings
     from dialsum_tui.manager.workspace.settings import EnvSettings, Settings, SettingsError, env_settings
 
-# The public surface, loaded on first use: importing one module of the package (``runs.models`` for
-# the TUI's first frame) must not import the rest of it (pydantic, psutil, NVML…).
+# The public surface, loaded on first use (dialsum_tui.manager.lazy).
 _EXPORTS = {
     "EnvSettings": "dialsum_tui.manager.workspace.settings",
     "NotifySettings": "dialsum_tui.manager.workspace.sections",
@@ -57,8 +57,4 @@ __all__ = [
     "read_lock_holder",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
