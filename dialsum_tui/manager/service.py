@@ -159,6 +159,25 @@ class WorkspaceOps:
         return broken_message(self.workspace.db_path, err)
 
 
+def _request(config_path: str, action: str, gpus: str | None) -> tuple[Action, str | None, Path]:
+    """What ``add`` and ``add_sweep`` were asked, checked: the action, the GPU indices, the config's
+    absolute path (relative ones start at the caller's directory).
+
+    Raises:
+        ConfigError: naming the flag and what it takes.
+    """
+    try:
+        action_ = Action(action)
+    except ValueError:
+        raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
+    if gpus is not None:
+        gpus = gpus.strip()
+        if not all(part.strip().isdigit() for part in gpus.split(",")):
+            raise ConfigError(f"--gpu {gpus!r}: expected device indices such as 0 or 0,1")
+    path = Path(config_path).expanduser()
+    return action_, gpus, path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+
 @dataclass
 class Manager:
     """Everything a front end needs, on one workspace."""
@@ -201,17 +220,7 @@ class Manager:
         Raises:
             ConfigError: the config is invalid (message names file and key), or an argument is wrong.
         """
-        try:
-            action_ = Action(action)
-        except ValueError:
-            raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
-        if gpus is not None:
-            gpus = gpus.strip()
-            if not all(part.strip().isdigit() for part in gpus.split(",")):
-                raise ConfigError(f"--gpu {gpus!r}: expected device indices such as 0 or 0,1")
-        path = Path(config_path).expanduser()
-        if not path.is_absolute():
-            path = (Path.cwd() / path).resolve()
+        action_, gpus, path = _request(config_path, action, gpus)
         cfg = load_config(path, list(overrides) if overrides else None)
         identity.check_nickname(cfg.model.nickname)
         self._check_after(after)
@@ -326,17 +335,7 @@ class Manager:
         from dialsum_tui.manager.guards.preflight import DataChecks
         from dialsum_tui.manager.runs.sweeps import SweepError, plan_sweep
 
-        try:
-            action_ = Action(action)
-        except ValueError:
-            raise ConfigError(f"--action {action!r}: use one of {', '.join(a.value for a in Action)}") from None
-        if gpus is not None:
-            gpus = gpus.strip()
-            if not all(part.strip().isdigit() for part in gpus.split(",")):
-                raise ConfigError(f"--gpu {gpus!r}: expected device indices such as 0 or 0,1")
-        path = Path(config_path).expanduser()
-        if not path.is_absolute():
-            path = (Path.cwd() / path).resolve()
+        action_, gpus, path = _request(config_path, action, gpus)
         plan = plan_sweep(path, axes, seeds, sweep_file, overrides)
         self._check_after(after)
         placed = _placed(priority)
