@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dialsum_tui.manager.runs.models import Run, RunState, parse_gpus
+from engine.checkpoints import dotted_items
 from engine.config import ConfigError, RunConfig
 from engine.contract import load_snapshot
 from engine.footprint import IDLE_BASELINE_GIB, Fix, Footprint
@@ -49,20 +50,10 @@ NON_MEMORY_SECTIONS = ("paths.",)
 # --- what a stage needs -------------------------------------------------------------------------
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def memory_key(cfg: RunConfig, gpus: int = 1) -> str:
     """A hash of everything in ``cfg`` that changes a stage's peak GPU memory, and of the GPU count
     (DDP adds gradient buckets): runs with the same key share their measured peaks."""
-    kept = {key: value for key, value in _flatten(cfg.model_dump()).items()
+    kept = {key: value for key, value in dotted_items(cfg.model_dump()).items()
             if key not in NON_MEMORY_KEYS and not key.startswith(NON_MEMORY_SECTIONS)}
     kept["gpus"] = max(1, gpus)
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]

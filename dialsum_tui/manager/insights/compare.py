@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.guards.memory import predicted_vs_measured
 from dialsum_tui.manager.runs.events import ScoreBasis, run_summary, stored_eval
+from engine.checkpoints import dotted_items
 from engine.config import ConfigError
 from engine.contract import Artifact, ArtifactKind, Eval, EventRecord, RunFiles, Stage, TrainLog, load_snapshot
 
@@ -179,18 +180,6 @@ def run_curves(run: Run, events: list[EventRecord]) -> Curves:
     return curves
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"generation": {"num_beams": 4}}`` → ``{"generation.num_beams": 4}`` (lists stay values)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
 def run_config_flat(run: Run) -> dict[str, Any]:
     """The run's validated snapshot, every default filled in, as dotted keys.
 
@@ -201,7 +190,7 @@ def run_config_flat(run: Run) -> dict[str, Any]:
         cfg = load_snapshot(run.config_yaml, source=f"run {run.id} config snapshot")
     except ConfigError as err:
         raise InsightsError(str(err)) from None
-    return flatten(cfg.model_dump())
+    return dotted_items(cfg.model_dump())
 
 
 def config_diff(runs: list[Run], only: list[str] | None = None) -> list[DiffRow]:

@@ -22,6 +22,7 @@ from dialsum_tui.manager.errors import DialsumError
 from dialsum_tui.manager.runs.events import stored_eval
 from dialsum_tui.manager.runs.models import Run, RunState
 from engine.artifacts import NICKNAME_MAX_CHARS, nickname_problem
+from engine.checkpoints import dotted_items
 from engine.config import (
     ConfigError,
     RunConfig,
@@ -193,23 +194,12 @@ def read_sweep_file(path: str | Path) -> list[dict[str, Any]]:
     for i, entry in enumerate(tree, start=1):
         if not isinstance(entry, dict) or not entry:
             raise SweepError(f"--sweep-file {path}: entry {i} is {entry!r}; each entry is a mapping of config keys")
-        flat = _flatten(entry)
+        flat = dotted_items(entry)
         name = flat.pop("name", None)
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise SweepError(f"--sweep-file {path}: entry {i}: name must be a non-empty string")
         entries.append({"name": name.strip() if name else None, "values": flat})
     return entries
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def short_key(key: str) -> str:
