@@ -401,31 +401,36 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _near_miss(loc: str) -> str:
-    """``"; did you mean 'train.learning_rate'?"`` when an unknown dotted key is close to a known one."""
-    *sections, key = loc.split(".")
-    model: Any = RunConfig
-    for name in sections:
-        field = model.model_fields.get(name)
-        model = field.annotation if field else None
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return ""
-    close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.7)
-    return f"; did you mean '{'.'.join([*sections, close[0]])}'?" if close else ""
-
-
-def _known_here(loc: str) -> str:
-    """`` (known in train: a, b, …)``: the keys of the section an unknown key sits in, so the message
-    answers itself (a workspace has no configs/base.yaml to look them up in)."""
+def _section_of(loc: str) -> tuple[list[str], type[BaseModel]] | None:
+    """The config section a dotted key sits in (its path and model), None when the path leaves the model."""
     *sections, _key = loc.split(".")
     model: Any = RunConfig
     for name in sections:
         field = model.model_fields.get(name)
         model = field.annotation if field else None
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return ""
-    where = ".".join(sections) or "the top level"
-    return f" (known in {where}: {', '.join(model.model_fields)})"
+            return None
+    return sections, model
+
+
+def _near_miss(loc: str) -> str:
+    """``"; did you mean 'train.learning_rate'?"`` when an unknown dotted key is close to a known one."""
+    found = _section_of(loc)
+    if found is None:
+        return ""
+    sections, model = found
+    close = difflib.get_close_matches(loc.split(".")[-1], list(model.model_fields), n=1, cutoff=0.7)
+    return f"; did you mean '{'.'.join([*sections, close[0]])}'?" if close else ""
+
+
+def _known_here(loc: str) -> str:
+    """`` (known in train: a, b, …)``: the keys of the section an unknown key sits in, so the message
+    answers itself (a workspace has no configs/base.yaml to look them up in)."""
+    found = _section_of(loc)
+    if found is None:
+        return ""
+    sections, model = found
+    return f" (known in {'.'.join(sections) or 'the top level'}: {', '.join(model.model_fields)})"
 
 
 def _format_validation(err: ValidationError, source: str) -> str:
